@@ -1,0 +1,23 @@
+"""The ``bhi-fhir`` command line. Commands live next to the code they drive; this module wires them."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="bhi-fhir",
+    help="Behavioral-health integration on FHIR: score screenings, run the BHI workflow, sync, bill.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Each command module registers itself on `app`; keep imports here so `--help` stays cheap.
+    from bhi_fhir.instruments import cli as _score_cli  # noqa: F401
+
+
+def main() -> None:
+    _register()
+    app()

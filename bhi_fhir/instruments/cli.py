@@ -1,0 +1,1 @@
+"""`bhi-fhir score` (placeholder until the scorer lands)."""
