@@ -1,0 +1,38 @@
+"""Code systems, codes and identifier systems shared across the package.
+
+Clinical codes come from ../shared/reference/bhi-domain.md (sections 1, 4.4, 5); the
+``https://bhi-fhir.dev/fhir/...`` systems are this project's own, for concepts no public code
+system names (a SNOMED concept for "collaborative care" was not found, bhi-domain.md §4.4).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+LOINC: Final = "http://loinc.org"
+SNOMED: Final = "http://snomed.info/sct"
+ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
+CPT: Final = "http://www.ama-assn.org/go/cpt"
+HCPCS: Final = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+V3_ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+OBSERVATION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
+US_CORE_CATEGORY: Final = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
+CAREPLAN_CATEGORY_US_CORE: Final = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
+CONSENT_SCOPE: Final = "http://terminology.hl7.org/CodeSystem/consentscope"
+REQUEST_PRIORITY: Final = "http://hl7.org/fhir/request-priority"
+
+# CarePlan categories (bhi-domain.md §4.4)
+ASSESS_PLAN: Final = "assess-plan"
+MENTAL_HEALTH_CARE_PLAN: Final = "718347000"  # SNOMED "Mental health care plan (record artifact)"
+MENTAL_HEALTH_CRISIS_PLAN: Final = "401276009"  # SNOMED "Mental health crisis plan"
+
+# This project's own systems.
+BHI_BASE: Final = "https://bhi-fhir.dev/fhir"
+BHI_IDENTIFIER: Final = f"{BHI_BASE}/identifier"  # deterministic business identifiers
+BHI_ACTIVITY: Final = f"{BHI_BASE}/CodeSystem/bhi-activity"  # Task/Encounter codes of our own
+BHI_FLAG: Final = f"{BHI_BASE}/CodeSystem/bhi-flag"
+BHI_DEVICE_REF: Final = "Device/bhi-fhir"  # the service, as Provenance agent
+
+# A care-management contact (a time-ledger entry) is an Encounter whose `type` carries this
+# coding; billing counts its minutes, the workflow counts it as a care-manager contact.
+CARE_MANAGEMENT_CONTACT: Final = "care-management-contact"
