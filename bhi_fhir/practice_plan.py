@@ -1,0 +1,336 @@
+"""The practice plan: one practice's BHI workflow, as a validated TOML file.
+
+Every practice adapts the collaborative-care workflow to its staff and resources
+(design.md, "Every practice adapts ..."). That adaptation is data: team and roles, the crisis
+referral directory, screening cut points, hand-off windows and cadences, treat-to-target
+definitions, telehealth use and billing rules. The protocol's PlanDefinitions read these values
+as ``%plan`` (see :meth:`PracticePlan.fhirpath_view`), so no threshold is a literal in a rule.
+
+Defaults cite ../shared/reference/bhi-domain.md (``§`` below). Values marked *practice choice*
+have no public default; the shipped value is a starting point for the practice's clinical lead.
+
+Errors name the key path and the problem, e.g. ``crisis.levels.high: unknown level 'icu'``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "Billing",
+    "CareManager",
+    "Consent",
+    "Crisis",
+    "Handoffs",
+    "PracticePlan",
+    "PracticePlanError",
+    "ReferralTarget",
+    "Screening",
+    "Team",
+    "TeamMember",
+    "Telehealth",
+    "TreatToTarget",
+    "load_practice_plan",
+    "parse_practice_plan",
+]
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+Priority = Literal["routine", "urgent", "asap", "stat"]  # http://hl7.org/fhir/request-priority, §3
+Risk = Literal["low", "moderate", "high"]  # C-SSRS screener triage, §1.6
+Instrument = Literal["phq9", "phq2", "phqa", "gad7", "gad2", "cssrs", "auditc", "epds"]
+
+_REFERENCE_TYPES = ("Practitioner", "PractitionerRole", "Organization", "CareTeam", "HealthcareService")
+
+
+class PracticePlanError(ValueError):
+    """The practice plan cannot be used. ``problems`` lists ``"key.path: what is wrong"``."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class _Problems(ValueError):
+    """Cross-field problems found after the fields themselves validated, already with paths."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_reference(value: str) -> str:
+    kind, _, ident = value.partition("/")
+    if kind not in _REFERENCE_TYPES or not ident or "/" in ident:
+        raise ValueError(
+            f"'{value}' is not a reference like 'Practitioner/<id>' "
+            f"(allowed types: {', '.join(_REFERENCE_TYPES)})"
+        )
+    return value
+
+
+class TeamMember(_Strict):
+    reference: str
+    display: str
+
+    @model_validator(mode="after")
+    def _reference_shape(self) -> TeamMember:
+        _check_reference(self.reference)
+        return self
+
+
+class CareManager(TeamMember):
+    # Caseload capacity is a practice choice (staffing, §2.3 "caseload size").
+    capacity: int = Field(default=60, ge=1)
+
+
+class Team(_Strict):
+    """§4.3 Team: billing practitioner, BHCM(s), psychiatric consultant."""
+
+    billing_practitioner: TeamMember
+    care_managers: list[CareManager] = Field(min_length=1)
+    psychiatric_consultant: TeamMember
+    # Who receives same-day crisis Tasks (§3 "same-day safety assessment"); practice choice.
+    clinician_on_duty: TeamMember
+
+
+class Screening(_Strict):
+    instruments: list[Instrument] = ["phq9", "phq2", "gad7", "cssrs", "auditc"]
+    phq9_positive: int = Field(default=10, ge=1, le=27)  # §1.2, HEDIS DSF ≥10
+    phqa_positive: int = Field(default=10, ge=1, le=27)  # §1.4 / §2.4 PHQ-9M ≥10
+    phq2_positive: int = Field(default=3, ge=1, le=6)  # §1.3, authors' cut point ≥3
+    gad7_positive: int = Field(default=10, ge=1, le=21)  # §1.5, Spitzer 2006 ≥10
+    gad2_positive: int = Field(default=3, ge=1, le=6)  # §1.5 ≥3
+    epds_positive: int = Field(default=10, ge=1, le=30)  # §1.8 / §2.4 HEDIS ≥10
+    auditc_positive_male: int = Field(default=4, ge=1, le=12)  # §1.7 ≥4 men
+    auditc_positive_female: int = Field(default=3, ge=1, le=12)  # §1.7 ≥3 women
+
+
+class Handoffs(_Strict):
+    # Time from a positive screen to the first BHCM contact: practice choice (no public default).
+    first_contact_days: int = Field(default=7, ge=0)
+    # No care-manager contact for this long → outreach. §2.2 first follow-up within 4 weeks;
+    # §2.3 registry flag "no contact ≥4 weeks".
+    contact_interval_days: int = Field(default=28, ge=1)
+    # Measurement cadence (PHQ-9/GAD-7). §2.2 "a score at every contact"; 4 weeks matches the
+    # contact interval. Also the due date of the enrollment follow-up measurement Task.
+    measurement_interval_days: int = Field(default=28, ge=1)
+    # Initial BHCM assessment after enrollment (§2.3 phase 2): practice choice.
+    initial_assessment_days: int = Field(default=7, ge=0)
+    # Weekly systematic caseload review (§2.2, required element of 99492/99493 §4.1).
+    caseload_review_weekday: Weekday = "wednesday"
+    caseload_review_attendees: list[str] = []
+
+    @model_validator(mode="after")
+    def _attendees(self) -> Handoffs:
+        problems = []
+        for index, ref in enumerate(self.caseload_review_attendees):
+            try:
+                _check_reference(ref)
+            except ValueError as exc:
+                problems.append(f"handoffs.caseload_review_attendees.{index}: {exc}")
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class ReferralTarget(_Strict):
+    """One level of care in the crisis referral directory (§3 levels of care)."""
+
+    name: str
+    performer: str  # Organization/… or HealthcareService/…
+    phone: str | None = None
+    url: str | None = None
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _performer(self) -> ReferralTarget:
+        _check_reference(self.performer)
+        return self
+
+
+class Crisis(_Strict):
+    # Who keeps the referral directory current (§2.3, AMA: crisis referral-list ownership).
+    maintained_by: str
+    directory: dict[str, ReferralTarget]
+    # C-SSRS risk → directory level for the crisis-referral rule. Risks not listed get no
+    # referral (the same-day assessment still fires). §3 proposed mapping [L]: high → ED or
+    # mobile crisis; moderate → practice choice.
+    levels: dict[str, str] = {"high": "emergency-department", "moderate": "crisis-stabilization"}
+    # Risk → ServiceRequest.priority (§3: stat for high, urgent for moderate).
+    priorities: dict[str, Priority] = {"high": "stat", "moderate": "urgent"}
+    # Same-day suicide risk assessment priority (§3 "asap" row; issue default).
+    assessment_priority: Priority = "asap"
+    # Responses older than this are history, not a current crisis (backfills over years of
+    # data must not order same-day assessments for old responses). Practice choice.
+    consider_within_days: int = Field(default=14, ge=0)
+
+    @model_validator(mode="after")
+    def _levels(self) -> Crisis:
+        problems: list[str] = []
+        try:
+            _check_reference(self.maintained_by)
+        except ValueError as exc:
+            problems.append(f"crisis.maintained_by: {exc}")
+        risks = ("low", "moderate", "high")
+        for risk, level in self.levels.items():
+            if risk not in risks:
+                problems.append(f"crisis.levels.{risk}: unknown risk '{risk}' (use {risks})")
+            elif level not in self.directory:
+                known = ", ".join(sorted(self.directory)) or "none"
+                problems.append(
+                    f"crisis.levels.{risk}: unknown level '{level}' (directory has: {known})"
+                )
+        for risk in self.priorities:
+            if risk not in risks:
+                problems.append(f"crisis.priorities.{risk}: unknown risk '{risk}' (use {risks})")
+        for risk in self.levels:
+            if risk in risks and risk not in self.priorities:
+                problems.append(f"crisis.priorities.{risk}: missing (crisis.levels maps '{risk}')")
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class TreatToTarget(_Strict):
+    response_drop_percent: float = Field(default=50, gt=0, le=100)  # §2.1 ≥50% drop
+    remission_below: int = Field(default=5, ge=1)  # §2.1 PHQ-9 <5 (GAD-7 <5, [M])
+    review_window_start_week: int = Field(default=8, ge=1)  # §2.2 weeks 8–12
+    review_window_end_week: int = Field(default=12, ge=1)  # §2.2
+    baseline_lookback_days: int = Field(default=30, ge=0)  # issue 4: from 30 days before
+
+    @model_validator(mode="after")
+    def _window(self) -> TreatToTarget:
+        if self.review_window_end_week < self.review_window_start_week:
+            raise _Problems(
+                [
+                    "treat_to_target.review_window_end_week: "
+                    f"{self.review_window_end_week} is before review_window_start_week "
+                    f"{self.review_window_start_week}"
+                ]
+            )
+        return self
+
+
+class Consent(_Strict):
+    # §4.3 consent: documented; read as an active Consent with this scope.
+    scope: str = "treatment"
+    # Narrow to Consents carrying this category code (any system); None = any category.
+    category: str | None = None
+
+
+class Telehealth(_Strict):
+    virtual_contacts: bool = True  # §4.3: CoCM contacts may be in person, phone or video
+    place_of_service_home: str = "10"  # §4.3
+    place_of_service_other: str = "02"  # §4.3
+    modifier_video: str = "95"  # §4.3
+    modifier_audio: str = "93"  # §4.3
+
+
+class Billing(_Strict):
+    program: Literal["cocm", "general-bhi"] = "cocm"
+    setting: Literal["physician-office", "fqhc", "rhc"] = "physician-office"
+    # §4.2 CPT midpoint rule and §4.1 minimums.
+    cocm_first_month_minutes: int = 36
+    cocm_later_month_minutes: int = 31
+    g2214_minutes: int = 16
+    addon_first_month_minutes: int = 86
+    addon_later_month_minutes: int = 76
+    addon_unit_minutes: int = 30
+    addon_max_units: int = Field(default=4, ge=0)  # §4.1/§7.4 payer-configurable (NC Medicaid 4)
+    general_bhi_minutes: int = 20  # §4.1 99484 "at least 20 min", §7.1
+
+
+class PracticePlan(_Strict):
+    practice: str
+    team: Team
+    screening: Screening = Screening()
+    handoffs: Handoffs = Handoffs()
+    crisis: Crisis
+    treat_to_target: TreatToTarget = TreatToTarget()
+    consent: Consent = Consent()
+    telehealth: Telehealth = Telehealth()
+    billing: Billing = Billing()
+
+    @model_validator(mode="after")
+    def _team_unique(self) -> PracticePlan:
+        refs = [cm.reference for cm in self.team.care_managers]
+        duplicates = sorted({r for r in refs if refs.count(r) > 1})
+        if duplicates:
+            raise _Problems([f"team.care_managers: '{duplicates[0]}' listed twice"])
+        return self
+
+    def fhirpath_view(self) -> dict[str, Any]:
+        """The plan as plain JSON for FHIRPath ``%plan``.
+
+        The TOML shape, plus ``crisis.routes``: one entry per risk the plan refers, joined
+        with the directory (``risk``, ``level``, ``priority``, ``performer``, ``name``, ``phone``),
+        because FHIRPath cannot look a key up in a map.
+        """
+        view = self.model_dump(mode="json")
+        routes = []
+        for risk, level in self.crisis.levels.items():
+            target = self.crisis.directory[level]
+            routes.append(
+                {
+                    "risk": risk,
+                    "level": level,
+                    "priority": self.crisis.priorities[risk],
+                    "performer": target.performer,
+                    "name": target.name,
+                    "phone": target.phone,
+                }
+            )
+        view["crisis"]["routes"] = routes
+        return view
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for err in exc.errors():
+        original = (err.get("ctx") or {}).get("error")
+        if isinstance(original, _Problems):
+            problems.extend(original.problems)
+            continue
+        path = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = err["msg"]
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in err and err["type"] in ("literal_error", "enum"):
+            message = f"{message}, got {err['input']!r}"
+        problems.append(f"{path}: {message}")
+    return problems
+
+
+def parse_practice_plan(data: Mapping[str, Any], *, source: str = "practice plan") -> PracticePlan:
+    """Validate already-parsed TOML/JSON data; raise :class:`PracticePlanError`."""
+    try:
+        return PracticePlan.model_validate(dict(data))
+    except ValidationError as exc:
+        raise PracticePlanError(source, _format_errors(exc)) from None
+
+
+def load_practice_plan(path: str | Path) -> PracticePlan:
+    """Read and validate a practice-plan TOML file; raise :class:`PracticePlanError`."""
+    name = str(path)
+    try:
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise PracticePlanError(name, [f"cannot read file: {exc.strerror or exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PracticePlanError(name, [f"not valid TOML: {exc}"]) from None
+    return parse_practice_plan(data, source=name)
