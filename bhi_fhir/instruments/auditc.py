@@ -1,0 +1,59 @@
+"""AUDIT-C — alcohol use, 3 items (bhi-domain.md §1.7). Panel 72109-2, total 75626-2, 0–12.
+
+Positive at >= 4 for men and >= 3 for women (US Core Questionnaire-AUDIT-C); when the
+patient's sex is not known the lower cut point (3) is used, so a positive screen is not missed.
+When every point comes from Q1 (Q2 = Q3 = 0) drinking is probably within limits: flagged
+``points-from-q1-only`` for the clinician. 68517-2 (days with X+ drinks) is a different single
+question screen: accepted in a response, never added into the AUDIT-C total (§1.7 pitfall).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bhi_fhir.instruments.spec import InstrumentSpec, Item, Judgement
+
+Q1, Q2, Q3 = "68518-0", "68519-8", "68520-6"
+SINGLE_QUESTION_SCREEN = "68517-2"
+CUT_POINT_MALE = 4
+CUT_POINT_FEMALE = 3
+Q1_ONLY = "points-from-q1-only"
+
+ITEMS = (
+    Item(Q1, "1", "How often do you have a drink containing alcohol", ("auditc-1", "audit-c-1"),
+         max_points=4),
+    Item(Q2, "2", "How many standard drinks on a typical day when drinking",
+         ("auditc-2", "audit-c-2"), max_points=4),
+    Item(Q3, "3", "How often do you have six or more drinks on one occasion",
+         ("auditc-3", "audit-c-3"), max_points=4),
+    Item(SINGLE_QUESTION_SCREEN, "x", "Days in the past year with X or more drinks", (),
+         scored=False, max_points=366, required=False),
+)
+
+
+def cut_point(sex: str | None) -> int:
+    return CUT_POINT_MALE if sex == "male" else CUT_POINT_FEMALE
+
+
+def judge(
+    spec: InstrumentSpec, points: Mapping[str, int], complete: bool, total: int | None,
+    sex: str | None,
+) -> Judgement:
+    if total is None:
+        return Judgement()
+    positive = total >= cut_point(sex)
+    q1_only = positive and points.get(Q2) == 0 and points.get(Q3) == 0
+    return Judgement(positive=positive, flags=(Q1_ONLY,) if q1_only else ())
+
+
+SPEC = InstrumentSpec(
+    id="auditc",
+    title="AUDIT-C",
+    panel_code="72109-2",
+    total_code="75626-2",
+    items=ITEMS,
+    canonical_tokens=("72109-2", "audit-c", "auditc"),
+    total_aliases=("auditc-total", "audit-c-total"),
+    judge=judge,
+    source="bhi-domain.md §1.7; US Core Questionnaire-AUDIT-C",
+)

@@ -1,0 +1,184 @@
+"""Score one QuestionnaireResponse. Pure: the response (and optionally its Questionnaire and
+the patient's sex) in, a ``Score`` out.
+
+A partial response is never summed: if a required item is missing or its answer has no
+knowable points, the result has no total, no band and ``complete`` is false — while a crisis
+item that *is* answered still raises ``suicide-risk`` (bhi-domain.md §1.9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from bhi_fhir.instruments.registry import BY_ID, by_canonical, by_items, by_questionnaire
+from bhi_fhir.instruments.registry import candidates as item_candidates
+from bhi_fhir.instruments.result import (
+    INCOMPLETE,
+    TOTAL_MISMATCH,
+    UNRECOGNISED,
+    InstrumentId,
+    Score,
+)
+from bhi_fhir.instruments.spec import InstrumentSpec
+from bhi_fhir.instruments.weights import (
+    AnswerError,
+    answer_points,
+    parse_total,
+    questionnaire_weights,
+)
+
+INVALID_ANSWER = "invalid-answer"
+ENTERED_IN_ERROR = "entered-in-error"
+
+Json = Mapping[str, Any]
+
+
+def score_response(
+    qr: Json,
+    *,
+    questionnaire: Json | None = None,
+    patient_sex: str | None = None,
+    cut_points: Mapping[InstrumentId, int] | None = None,
+) -> Score:
+    """Score ``qr``. ``patient_sex`` is "male", "female" or None (see ``sex_of``);
+    ``cut_points`` overrides an instrument's default cut point (the practice plan's)."""
+    q_items = dict(_questionnaire_items(questionnaire)) if questionnaire else {}
+    answered = list(_response_items(qr))
+    spec = (
+        by_canonical(_str(qr.get("questionnaire")))
+        or by_questionnaire(questionnaire)
+        or by_items(item_candidates(lid, _code(q_items.get(lid))) for lid, _ in answered)
+    )
+    base = Score(
+        None, None, None, None, False,
+        response_ref=f"QuestionnaireResponse/{qr['id']}" if _str(qr.get("id")) else None,
+        subject_ref=_str((qr.get("subject") or {}).get("reference")),
+        authored=_str(qr.get("authored")),
+    )
+    if spec is None:
+        return replace(base, flags=(UNRECOGNISED,))
+
+    points: dict[str, int] = {}
+    flags: list[str] = []
+    reported: float | None = None
+    for link_id, item in answered:
+        q_item = q_items.get(link_id)
+        key = _key_in(spec, link_id, _code(q_item))
+        if key is None:
+            continue
+        if key == "#total":
+            reported = parse_total(item) if reported is None else reported
+            continue
+        if key in points:
+            continue  # the first answer to an item stands; a repeat does not add to it
+        answer = next(iter(item.get("answer") or ()), None)
+        if not isinstance(answer, Mapping):
+            continue
+        try:
+            value = answer_points(answer, questionnaire_weights(q_item) if q_item else None)
+        except AnswerError:
+            flags.append(INVALID_ANSWER)
+            continue
+        limit = spec.item(key)
+        if limit is None or not 0 <= value <= limit.max_points:
+            flags.append(INVALID_ANSWER)
+            continue
+        points[key] = value
+
+    if qr.get("status") == ENTERED_IN_ERROR:
+        return replace(base, instrument=spec.id, flags=(ENTERED_IN_ERROR,), items=points)
+    return _judge(spec, points, flags, reported, patient_sex, cut_points, base)
+
+
+def _judge(
+    spec: InstrumentSpec,
+    points: dict[str, int],
+    flags: list[str],
+    reported: float | None,
+    sex: str | None,
+    cut_points: Mapping[InstrumentId, int] | None,
+    base: Score,
+) -> Score:
+    complete = all(item.key in points for item in spec.items if item.required)
+    total = sum(points[i.key] for i in spec.scored_items) if complete and spec.sums else None
+    severity = spec.band(total) if total is not None else None
+    cut = (cut_points or {}).get(spec.id, spec.cut_point)
+    positive = (total >= cut) if total is not None and cut is not None else None
+    if spec.judge is not None:
+        verdict = spec.judge(spec, points, complete, total, sex)
+        complete = complete if verdict.complete is None else verdict.complete
+        severity = verdict.severity if verdict.severity is not None else severity
+        positive = verdict.positive if verdict.positive is not None else positive
+        flags.extend(verdict.flags)
+    if not complete:
+        flags.append(INCOMPLETE)
+    if reported is not None and total is not None and reported != total:
+        flags.append(TOTAL_MISMATCH)
+    unique = tuple(dict.fromkeys(flags))
+    return replace(
+        base, instrument=spec.id, total=total, severity=severity, positive=positive,
+        complete=complete, flags=unique, items=points, reported_total=reported,
+    )
+
+
+def sex_of(patient: Json | None) -> str | None:
+    """"male"/"female" from US Core birth sex when present, else administrative gender."""
+    if not patient:
+        return None
+    for ext in patient.get("extension") or ():
+        if isinstance(ext, Mapping) and ext.get("url", "").endswith("us-core-birthsex"):
+            return {"M": "male", "F": "female"}.get(_str(ext.get("valueCode")) or "")
+    gender = patient.get("gender")
+    return gender if gender in ("male", "female") else None
+
+
+def _key_in(spec: InstrumentSpec, link_id: str, code: str | None) -> str | None:
+    """The item key this linkId/code has within ``spec``; "#total" for a carried total."""
+    for instrument, key in item_candidates(link_id, code):
+        if key == "#total" and instrument == spec.id:
+            return key
+        if key != "#total" and spec.item(key):
+            return key
+    return None
+
+
+def _response_items(node: Json) -> Iterator[tuple[str, Json]]:
+    """Every answered-or-not item with a linkId, depth first, through groups and answers."""
+    for item in node.get("item") or ():
+        if not isinstance(item, Mapping):
+            continue
+        link_id = item.get("linkId")
+        if isinstance(link_id, str) and item.get("answer"):
+            yield link_id, item
+        yield from _response_items(item)
+        for answer in item.get("answer") or ():
+            if isinstance(answer, Mapping):
+                yield from _response_items(answer)
+
+
+def _questionnaire_items(node: Json) -> Iterator[tuple[str, Json]]:
+    for item in node.get("item") or ():
+        if isinstance(item, Mapping):
+            if isinstance(item.get("linkId"), str):
+                yield item["linkId"], item
+            yield from _questionnaire_items(item)
+
+
+def _code(q_item: Json | None) -> str | None:
+    if not q_item:
+        return None
+    for coding in q_item.get("code") or ():
+        if isinstance(coding, Mapping) and coding.get("system") in (None, "http://loinc.org"):
+            code = coding.get("code")
+            if isinstance(code, str):
+                return code
+    return None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+__all__ = ["BY_ID", "score_response", "sex_of"]
