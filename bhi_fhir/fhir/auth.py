@@ -1,0 +1,229 @@
+"""How requests to a FHIR server are authenticated: none, a static bearer, SMART backend services.
+
+Each scheme is an ``httpx.Auth`` flow (the sans-I/O idea): the flow yields requests and receives
+responses, and the ``httpx.AsyncClient`` does the I/O. That way the token request and the
+one re-authentication after a 401 go through the same client — same transport, timeout,
+request counter and event hooks — and a 401 retry never spends one of the client's retries.
+
+SMART Backend Services (SMART App Launch 2.2, backend-services.md):
+
+* discover ``token_endpoint`` from ``{base}/.well-known/smart-configuration`` (unless given);
+* POST ``grant_type=client_credentials`` with ``client_assertion_type=
+  urn:ietf:params:oauth:client-assertion-type:jwt-bearer`` and a ``client_assertion`` JWT
+  signed RS384 or ES384, header ``kid`` and ``typ: JWT``, claims ``iss = sub = client_id``,
+  ``aud = token URL``, ``exp`` at most five minutes ahead and a fresh ``jti``;
+* there is no refresh token: cache the access token until shortly before ``expires_in`` runs
+  out, then ask again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from bhi_fhir.fhir.errors import (
+    AuthError,
+    InvalidResponse,
+    RetryableError,
+    error_class_for_status,
+    error_from_response,
+)
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_LIFETIME = 300  # seconds; the spec's maximum
+SUPPORTED_ALGS = ("RS384", "ES384")
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+class NoAuth(httpx.Auth):
+    """Unauthenticated access (a local HAPI, a public sandbox)."""
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        yield request
+
+
+class BearerAuth(httpx.Auth):
+    """A static bearer token someone obtained elsewhere; a 401 is final."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    refresh_at: float  # clock() value after which we fetch a new one
+
+
+def load_private_key(pem: str | bytes, password: bytes | None = None) -> PrivateKey:
+    """Load an RSA or EC private key from PEM; anything else is a configuration error."""
+    data = pem.encode() if isinstance(pem, str) else pem
+    key = serialization.load_pem_private_key(data, password=password)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("backend services need an RSA or EC private key")
+    return key
+
+
+class BackendServicesAuth(httpx.Auth):
+    """SMART Backend Services: ``client_credentials`` with a ``private_key_jwt`` assertion."""
+
+    requires_response_body = True  # we read token responses and 401 bodies inside the flow
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client_id: str,
+        private_key: PrivateKey | str | bytes,
+        kid: str,
+        scope: str = "system/*.rs",
+        alg: str | None = None,
+        token_url: str | None = None,
+        expiry_margin: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        key = (
+            load_private_key(private_key)
+            if isinstance(private_key, str | bytes)
+            else private_key
+        )
+        self._alg = alg or ("RS384" if isinstance(key, rsa.RSAPrivateKey) else "ES384")
+        if self._alg not in SUPPORTED_ALGS:
+            raise ValueError(f"alg must be one of {SUPPORTED_ALGS}, not {self._alg}")
+        self._key = key
+        self._base_url = base_url.rstrip("/")
+        self._client_id = client_id
+        self._kid = kid
+        self._scope = scope
+        self._token_url = token_url
+        self._margin = expiry_margin
+        self._clock = clock
+        self._token: _Token | None = None
+        self._lock = asyncio.Lock()
+        self.token_requests = 0  # how many times we asked the token endpoint
+
+    # --- the assertion -----------------------------------------------------------------------
+
+    def client_assertion(self, token_url: str) -> str:
+        """A fresh signed JWT for one token request (new ``jti`` every time)."""
+        now = int(self._clock())
+        claims = {
+            "iss": self._client_id,
+            "sub": self._client_id,
+            "aud": token_url,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME,
+            "jti": uuid.uuid4().hex,
+        }
+        headers = {"kid": self._kid, "typ": "JWT"}
+        return jwt.encode(claims, self._key, algorithm=self._alg, headers=headers)
+
+    # --- the flow ----------------------------------------------------------------------------
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        # Two rounds at most: the request, then — after a 401 — one re-authentication.
+        for _ in range(2):
+            token = self._valid_token()
+            if token is None:
+                # One token request at a time; concurrent requests wait and reuse it.
+                async with self._lock:
+                    token = self._valid_token()
+                    if token is None:
+                        fetch = self._fetch_token()
+                        sub_request = next(fetch)
+                        while token is None:
+                            reply = yield sub_request
+                            try:
+                                sub_request = fetch.send(reply)
+                            except StopIteration as done:
+                                token = self._token = done.value
+            request.headers["Authorization"] = f"Bearer {token.value}"
+            response = yield request
+            if response.status_code != 401:
+                return
+            if self._token is token:  # unless another request already replaced it
+                self._token = None
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("BackendServicesAuth is for httpx.AsyncClient only")
+
+    def _valid_token(self) -> _Token | None:
+        token = self._token
+        if token is None or self._clock() >= token.refresh_at:
+            return None
+        return token
+
+    def _fetch_token(self) -> Generator[httpx.Request, httpx.Response, _Token]:
+        if self._token_url is None:
+            response = yield httpx.Request(
+                "GET",
+                f"{self._base_url}/.well-known/smart-configuration",
+                headers={"Accept": "application/json"},
+            )
+            config = _json_body(response, "SMART configuration")
+            token_url = config.get("token_endpoint")
+            if not isinstance(token_url, str) or not token_url:
+                raise AuthError(f"{self._base_url} advertises no token_endpoint")
+            self._token_url = token_url
+        form = {
+            "grant_type": "client_credentials",
+            "scope": self._scope,
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": self.client_assertion(self._token_url),
+        }
+        self.token_requests += 1
+        response = yield httpx.Request(
+            "POST",
+            self._token_url,
+            data=form,
+            headers={"Accept": "application/json"},
+        )
+        body = _json_body(response, "token response")
+        access_token = body.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise AuthError("token response has no access_token")
+        expires_in = _as_seconds(body.get("expires_in"), default=ASSERTION_LIFETIME)
+        margin = min(self._margin, expires_in / 2)
+        return _Token(access_token, self._clock() + expires_in - margin)
+
+
+def _as_seconds(value: Any, *, default: float) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return default
+    return seconds if seconds > 0 else default
+
+
+def _json_body(response: httpx.Response, what: str) -> dict[str, Any]:
+    """Parse an OAuth/discovery response, turning failures into AuthError/RetryableError."""
+    if response.status_code >= 400:
+        if issubclass(error_class_for_status(response.status_code), RetryableError):
+            raise error_from_response(response)
+        raise error_from_response(response, cls=AuthError)
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidResponse(f"{what} is not JSON", status=response.status_code) from exc
+    if not isinstance(body, dict):
+        raise InvalidResponse(f"{what} is not a JSON object", status=response.status_code)
+    return body

@@ -1,0 +1,430 @@
+"""An async FHIR R4 REST client on httpx: raw dicts on the wire, retries, paging, writes.
+
+Why our own client: the sync needs timeouts, bounded retries that respect the server,
+a per-server concurrency cap, SMART backend services and conditional/versioned writes —
+fhirclient is synchronous without timeouts and fhir-py is on aiohttp (see the design notes).
+
+What each call sends (``base`` is the server base URL)::
+
+    read("Patient", "1")                     GET    base/Patient/1
+    vread("Patient", "1", "3")               GET    base/Patient/1/_history/3
+    search("Patient", {"_tag": "s|c"})       GET    base/Patient?_tag=s|c   (+ every `next` page)
+    create(r, if_none_exist="identifier=s|v")  POST base/{type}  If-None-Exist: identifier=s|v
+    update(r, if_match="3")                  PUT    base/{type}/{id}  If-Match: W/"3"
+    delete("Patient", "1")                   DELETE base/Patient/1
+    transaction(bundle) / batch(bundle)      POST   base
+    validate(r, profile=url)                 POST   base/{type}/$validate  (Parameters)
+    capabilities()                           GET    base/metadata
+    smart_configuration()                    GET    base/.well-known/smart-configuration
+
+Reads are tolerant: bodies stay ``dict``; only the shape we rely on (a JSON object, a
+Bundle when paging) is checked. Logs carry method, resource type, status and duration —
+never bodies or query values, which can hold PHI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from bhi_fhir.fhir import _retry
+from bhi_fhir.fhir.auth import NoAuth
+from bhi_fhir.fhir.errors import (
+    Conflict,
+    InvalidResponse,
+    PreconditionFailed,
+    RetryableError,
+    error_from_response,
+    error_from_transport,
+)
+
+logger = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+Resource = dict[str, Any]
+Params = Mapping[str, str | int | Sequence[str | int]] | Sequence[tuple[str, str | int]]
+
+# Statuses after which the server did not act on the request: safe to repeat any method.
+_NOT_PROCESSED = frozenset({429, 503})
+
+
+class FhirClient:
+    """One FHIR server: ``async with FhirClient(url) as fhir: await fhir.read(...)``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None = None,
+        timeout: float = 30,
+        max_concurrency: int = 8,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry_policy = _retry.RetryPolicy(max_retries, backoff_base, backoff_max)
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._request_count = 0
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url + "/",
+            auth=auth or NoAuth(),
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": FHIR_JSON, "User-Agent": "bhi-fhir"},
+            event_hooks={"request": [self._count_request]},
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests sent so far, including retries, token and discovery requests."""
+        return self._request_count
+
+    async def _count_request(self, request: httpx.Request) -> None:
+        self._request_count += 1
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def read(self, resource_type: str, resource_id: str) -> Resource:
+        """The current version; NotFound (404) or Gone (410, deleted) otherwise."""
+        return _json(await self.request("GET", f"{resource_type}/{resource_id}"))
+
+    async def vread(self, resource_type: str, resource_id: str, version_id: str) -> Resource:
+        """One historic version."""
+        path = f"{resource_type}/{resource_id}/_history/{version_id}"
+        return _json(await self.request("GET", path))
+
+    async def search_bundle(
+        self, resource_type: str, params: Params | None = None
+    ) -> AsyncIterator[Resource]:
+        """Every searchset Bundle page, following ``next`` links; includes stay in the pages.
+
+        Use this when ``_include``/``_revinclude`` results matter; ``search`` yields matches only.
+        """
+        url: str | None = resource_type
+        query: Params | None = params
+        seen: set[str] = set()
+        while url is not None:
+            bundle = _json(await self.request("GET", url, params=query))
+            if bundle.get("resourceType") != "Bundle":
+                raise InvalidResponse(f"search {resource_type} returned no Bundle")
+            yield bundle
+            url, query = self._next_link(bundle), None
+            if url is not None:
+                if url in seen:
+                    raise InvalidResponse(f"search {resource_type}: paging loops")
+                seen.add(url)
+
+    async def search(
+        self, resource_type: str, params: Params | None = None
+    ) -> AsyncIterator[Resource]:
+        """Matching resources across all pages (``search.mode`` ≠ include/outcome)."""
+        async for bundle in self.search_bundle(resource_type, params):
+            for entry in bundle.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                mode = (entry.get("search") or {}).get("mode", "match")
+                if isinstance(resource, dict) and mode == "match":
+                    yield resource
+
+    async def capabilities(self) -> Resource:
+        """The server's CapabilityStatement (``/metadata``)."""
+        body = _json(await self.request("GET", "metadata"))
+        if body.get("resourceType") != "CapabilityStatement":
+            raise InvalidResponse("/metadata is not a CapabilityStatement")
+        return body
+
+    async def smart_configuration(self) -> Resource:
+        """``.well-known/smart-configuration``; NotFound when the server has no SMART."""
+        response = await self.request(
+            "GET", ".well-known/smart-configuration", headers={"Accept": "application/json"}
+        )
+        return _json(response)
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def create(
+        self, resource: Resource, if_none_exist: str | Params | None = None
+    ) -> Resource:
+        """Create; with ``if_none_exist`` (a search) the existing match is returned instead.
+
+        Only a conditional create is retried after an ambiguous failure: a plain POST that
+        timed out may have been stored, and repeating it would duplicate the resource.
+        """
+        resource_type = _resource_type(resource)
+        headers = {"Prefer": "return=representation"}
+        if if_none_exist is not None:
+            headers["If-None-Exist"] = _query_string(if_none_exist)
+        response = await self.request(
+            "POST",
+            resource_type,
+            body=resource,
+            headers=headers,
+            idempotent=if_none_exist is not None,
+        )
+        return await self._written(response)
+
+    async def update(self, resource: Resource, if_match: str | int | None = None) -> Resource:
+        """Update by id; with ``if_match`` (a versionId or ETag) only if still that version.
+
+        A stale version raises PreconditionFailed. HAPI answers a version clash with
+        409 Conflict; with If-Match that means the same thing, so it is raised as 412 too.
+        """
+        resource_type = _resource_type(resource)
+        resource_id = resource.get("id")
+        if not resource_id:
+            raise ValueError("update needs a resource with an id")
+        headers = {"Prefer": "return=representation"}
+        if if_match is not None:
+            headers["If-Match"] = etag(if_match)
+        try:
+            response = await self.request(
+                "PUT", f"{resource_type}/{resource_id}", body=resource, headers=headers
+            )
+        except Conflict as err:
+            if if_match is None:
+                raise
+            raise PreconditionFailed(
+                err.message, status=err.status, outcome=err.outcome, method="PUT", path=err.path
+            ) from err
+        return await self._written(response)
+
+    async def delete(self, resource_type: str, resource_id: str) -> Resource | None:
+        """Delete; returns the server's OperationOutcome if it sent one."""
+        response = await self.request("DELETE", f"{resource_type}/{resource_id}")
+        return _json(response) if response.content else None
+
+    async def transaction(self, bundle: Resource) -> Resource:
+        """All-or-nothing Bundle; any failing entry fails the whole request (4xx).
+
+        Retried like a read: our transaction Bundles use ifNoneExist/ifMatch on every entry
+        (design decision 3), so repeating one cannot duplicate writes.
+        """
+        return await self._post_bundle(bundle, "transaction")
+
+    async def batch(self, bundle: Resource) -> Resource:
+        """Independent entries; each response entry carries its own status."""
+        return await self._post_bundle(bundle, "batch")
+
+    async def validate(self, resource: Resource, profile: str | None = None) -> Resource:
+        """``$validate``: the OperationOutcome, whether the resource passed or not.
+
+        Servers report an invalid resource as 200, 400, 412 (HAPI) or 422 with an
+        OperationOutcome; all of those are an answer, not an error.
+        """
+        resource_type = _resource_type(resource)
+        parameters: list[dict[str, Any]] = [{"name": "resource", "resource": resource}]
+        if profile:
+            parameters.append({"name": "profile", "valueUri": profile})
+        response = await self.request(
+            "POST",
+            f"{resource_type}/$validate",
+            body={"resourceType": "Parameters", "parameter": parameters},
+            accept_statuses=frozenset({400, 412, 422}),
+        )
+        body = _json(response)
+        if body.get("resourceType") == "Parameters":  # some servers wrap it as "return"
+            for parameter in body.get("parameter") or []:
+                wrapped = parameter.get("resource")
+                if parameter.get("name") == "return" and isinstance(wrapped, dict):
+                    body = wrapped
+        if body.get("resourceType") != "OperationOutcome":
+            if response.is_error:
+                raise error_from_response(response)
+            raise InvalidResponse(f"$validate {resource_type} returned no OperationOutcome")
+        return body
+
+    # --- the one request path -----------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Params | None = None,
+        body: Resource | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        accept_statuses: frozenset[int] = frozenset(),
+    ) -> httpx.Response:
+        """Send with retries; return a 2xx (or an ``accept_statuses``) response, else raise.
+
+        ``url`` is relative to the base URL or absolute (paging links). ``idempotent``
+        defaults to True for every method except POST.
+        """
+        if idempotent is None:
+            idempotent = method != "POST"
+        all_headers = dict(headers or {})
+        content = None
+        if body is not None:
+            content = json.dumps(body).encode()
+            all_headers["Content-Type"] = FHIR_JSON
+        attempt = 0
+        while True:
+            try:
+                return await self._send_once(
+                    method, url, params, content, all_headers, accept_statuses
+                )
+            except RetryableError as err:
+                repeatable = idempotent or not err.request_sent or err.status in _NOT_PROCESSED
+                if attempt >= self.retry_policy.max_retries or not repeatable:
+                    raise
+                delay = self.retry_policy.delay(attempt, err.retry_after)
+                logger.warning(
+                    "fhir %s %s → %s; retry %d/%d in %.2fs",
+                    method, err.path, err.status or type(err).__name__,
+                    attempt + 1, self.retry_policy.max_retries, delay,
+                )
+                await _retry.sleep(delay)
+                attempt += 1
+
+    async def _send_once(
+        self,
+        method: str,
+        url: str,
+        params: Params | None,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        accept_statuses: frozenset[int],
+    ) -> httpx.Response:
+        async with self._semaphore:
+            request = self._http.build_request(
+                method, url, params=_query(params), content=content, headers=headers
+            )
+            label = self._label(request.url)
+            started = time.monotonic()
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                logger.info("fhir %s %s failed: %s", method, label, type(exc).__name__)
+                raise error_from_transport(exc, request) from exc
+            except httpx.RequestError as exc:  # decoding, redirects: not retryable
+                raise InvalidResponse(f"{method} {request.url.path}: {type(exc).__name__}") from exc
+            elapsed_ms = (time.monotonic() - started) * 1000
+        logger.info("fhir %s %s → %d in %.0f ms", method, label, response.status_code, elapsed_ms)
+        if response.is_success or response.status_code in accept_statuses:
+            return response
+        retry_after = _retry.parse_retry_after(response.headers.get("Retry-After"))
+        raise error_from_response(response, retry_after=retry_after)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    async def _post_bundle(self, bundle: Resource, kind: str) -> Resource:
+        if bundle.get("resourceType") != "Bundle" or bundle.get("type") != kind:
+            raise ValueError(f"expected a Bundle of type {kind!r}")
+        response = await self.request("POST", self.base_url, body=bundle, idempotent=True)
+        result = _json(response)
+        if result.get("resourceType") != "Bundle":
+            raise InvalidResponse(f"{kind} response is not a Bundle")
+        return result
+
+    async def _written(self, response: httpx.Response) -> Resource:
+        """The stored resource from a write response, reading Location if the body is empty."""
+        if response.content:
+            body = _json(response)
+            if body.get("resourceType") not in (None, "OperationOutcome"):
+                return body
+        location = response.headers.get("Location") or response.headers.get("Content-Location")
+        if not location:
+            raise InvalidResponse("write returned neither the resource nor a Location")
+        return _json(await self.request("GET", location))
+
+    def _next_link(self, bundle: Resource) -> str | None:
+        """The absolute ``next`` URL, kept on our server so the token never leaves it."""
+        for link in bundle.get("link") or []:
+            if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
+                return self._same_server(str(link["url"]))
+        return None
+
+    def _same_server(self, url: str) -> str:
+        base = urllib.parse.urlsplit(self.base_url)
+        target = urllib.parse.urlsplit(urllib.parse.urljoin(self.base_url + "/", url))
+        if (target.scheme, target.netloc) == (base.scheme, base.netloc):
+            return target.geturl()
+        # Servers behind proxies often advertise their internal host; keep our own origin
+        # when the path is under our base, refuse anything else.
+        if target.path.startswith(base.path):
+            return target._replace(scheme=base.scheme, netloc=base.netloc).geturl()
+        raise InvalidResponse("paging link points to another server")
+
+    def _label(self, url: httpx.URL) -> str:
+        """Resource type or operation for logs: the first path segment after the base."""
+        base_path = urllib.parse.urlsplit(self.base_url).path
+        rest = url.path[len(base_path):] if url.path.startswith(base_path) else url.path
+        return rest.strip("/").split("/", 1)[0] or "(base)"
+
+
+def etag(version: str | int) -> str:
+    """``W/"3"`` from 3, "3" or an ETag already in that form."""
+    text = str(version)
+    if text.startswith(('W/"', '"')):
+        return text
+    return f'W/"{text}"'
+
+
+def _resource_type(resource: Mapping[str, Any]) -> str:
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str) or not resource_type:
+        raise ValueError("resource has no resourceType")
+    return resource_type
+
+
+def _query_string(query: str | Params) -> str:
+    if isinstance(query, str):
+        return query.lstrip("?")
+    return str(_query(query))
+
+
+def _query(params: Params | None) -> httpx.QueryParams | None:
+    """Search parameters as httpx wants them; repeated names (``_include``) stay repeated."""
+    if params is None:
+        return None
+    if isinstance(params, Mapping):
+        return httpx.QueryParams(params)
+    return httpx.QueryParams([(name, value) for name, value in params])
+
+
+def _json(response: httpx.Response) -> Resource:
+    """The body as a JSON object, or InvalidResponse (the server spoke something else)."""
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidResponse(
+            f"{response.request.method} {response.request.url.path}: body is not JSON",
+            status=response.status_code,
+            method=response.request.method,
+            path=response.request.url.path,
+        ) from exc
+    if not isinstance(body, dict):
+        raise InvalidResponse(
+            f"{response.request.method} {response.request.url.path}: body is not a JSON object",
+            status=response.status_code,
+        )
+    return body
+
+
+__all__ = ["FHIR_JSON", "FhirClient", "Params", "Resource", "etag"]
