@@ -8,7 +8,7 @@ in its place, so the caller can report it and carry on with the rest.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +38,19 @@ def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def read_resources(paths: Iterable[Path]) -> Iterator[Resource | SourceError]:
-    """Every resource in ``paths`` (Bundle entries unwrapped), or an error in its place."""
+def read_resources(
+    paths: Iterable[Path], *, accept: Collection[str] | None = None
+) -> Iterator[Resource | SourceError]:
+    """Every resource in ``paths`` (Bundle entries unwrapped), or an error in its place.
+
+    ``accept`` limits the resource types allowed at the top of a file or NDJSON line
+    (Bundle entries are not limited); anything else becomes a ``SourceError``.
+    """
     for path in expand_paths(paths):
-        yield from _read_file(path)
+        yield from _read_file(path, accept)
 
 
-def _read_file(path: Path) -> Iterator[Resource | SourceError]:
+def _read_file(path: Path, accept: Collection[str] | None) -> Iterator[Resource | SourceError]:
     name = str(path)
     try:
         handle = path.open("r", encoding="utf-8")
@@ -55,17 +61,19 @@ def _read_file(path: Path) -> Iterator[Resource | SourceError]:
         if path.suffix in (".ndjson", ".jsonl"):
             for number, line in enumerate(handle, start=1):
                 if line.strip():
-                    yield from _parse(line, name, number)
+                    yield from _parse(line, name, number, accept)
             return
         try:
             text = handle.read()
         except UnicodeDecodeError:
             yield SourceError(name, None, "not UTF-8 text")
             return
-    yield from _parse(text, name, None)
+    yield from _parse(text, name, None, accept)
 
 
-def _parse(text: str, name: str, line: int | None) -> Iterator[Resource | SourceError]:
+def _parse(
+    text: str, name: str, line: int | None, accept: Collection[str] | None
+) -> Iterator[Resource | SourceError]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -75,7 +83,12 @@ def _parse(text: str, name: str, line: int | None) -> Iterator[Resource | Source
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         yield SourceError(name, line, "not a FHIR resource (no resourceType)")
         return
-    if data["resourceType"] != "Bundle":
+    kind = data["resourceType"]
+    if accept is not None and kind not in accept:
+        wanted = " or ".join(sorted(accept))
+        yield SourceError(name, line, f"is a {kind}, expected {wanted}")
+        return
+    if kind != "Bundle":
         yield data
         return
     entries = data.get("entry") or []
