@@ -132,7 +132,8 @@ def _print_table(scores: list[Score]) -> None:
     for s in scores:
         crisis = "bold red" if s.suicide_risk else None
         table.add_row(
-            (s.response_ref or "-").removeprefix("QuestionnaireResponse/"), s.instrument or "unrecognised",
+            (s.response_ref or "-").removeprefix("QuestionnaireResponse/"),
+            s.instrument or "unrecognised",
             "-" if s.total is None else str(s.total), s.severity or "-",
             {True: "yes", False: "no", None: "-"}[s.positive], "yes" if s.complete else "no",
             ", ".join(s.flags) or "-", style=crisis,
