@@ -44,7 +44,13 @@ Priority = Literal["routine", "urgent", "asap", "stat"]  # http://hl7.org/fhir/r
 Risk = Literal["low", "moderate", "high"]  # C-SSRS screener triage, §1.6
 Instrument = Literal["phq9", "phq2", "phqa", "gad7", "gad2", "cssrs", "auditc", "epds"]
 
-_REFERENCE_TYPES = ("Practitioner", "PractitionerRole", "Organization", "CareTeam", "HealthcareService")
+_REFERENCE_TYPES = (
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "CareTeam",
+    "HealthcareService",
+)
 
 
 class PracticePlanError(ValueError):
