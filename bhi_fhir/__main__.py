@@ -1,0 +1,3 @@
+from bhi_fhir.cli import main
+
+main()
