@@ -97,11 +97,7 @@ class BackendServicesAuth(httpx.Auth):
         expiry_margin: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        key = (
-            load_private_key(private_key)
-            if isinstance(private_key, str | bytes)
-            else private_key
-        )
+        key = load_private_key(private_key) if isinstance(private_key, str | bytes) else private_key
         self._alg = alg or ("RS384" if isinstance(key, rsa.RSAPrivateKey) else "ES384")
         if self._alg not in SUPPORTED_ALGS:
             raise ValueError(f"alg must be one of {SUPPORTED_ALGS}, not {self._alg}")

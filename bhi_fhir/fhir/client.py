@@ -296,8 +296,12 @@ class FhirClient:
                 delay = self.retry_policy.delay(attempt, err.retry_after)
                 logger.warning(
                     "fhir %s %s → %s; retry %d/%d in %.2fs",
-                    method, err.path, err.status or type(err).__name__,
-                    attempt + 1, self.retry_policy.max_retries, delay,
+                    method,
+                    err.path,
+                    err.status or type(err).__name__,
+                    attempt + 1,
+                    self.retry_policy.max_retries,
+                    delay,
                 )
                 await _retry.sleep(delay)
                 attempt += 1
@@ -374,7 +378,7 @@ class FhirClient:
     def _label(self, url: httpx.URL) -> str:
         """Resource type or operation for logs: the first path segment after the base."""
         base_path = urllib.parse.urlsplit(self.base_url).path
-        rest = url.path[len(base_path):] if url.path.startswith(base_path) else url.path
+        rest = url.path[len(base_path) :] if url.path.startswith(base_path) else url.path
         return rest.strip("/").split("/", 1)[0] or "(base)"
 
 

@@ -49,8 +49,9 @@ class ResourceSupport:
             versioning=entry.get("versioning"),
             update_with_version_check=entry.get("updateWithVersionCheck"),
             search_params=frozenset(
-                str(p["name"]) for p in entry.get("searchParam") or [] if isinstance(p, dict)
-                and p.get("name")
+                str(p["name"])
+                for p in entry.get("searchParam") or []
+                if isinstance(p, dict) and p.get("name")
             ),
         )
 
@@ -203,55 +204,75 @@ class ServerProfile:
         """What works, what will be skipped and why, and whether the workflow can run."""
         checks: list[Check] = []
         version = self.fhir_version or "unknown"
-        checks.append(Check(
-            "FHIR version",
-            "ok" if version.startswith("4.0") else "warn",
-            f"{version} ({self.software or 'unknown software'})"
-            + ("" if version.startswith("4.0") else "; bhi-fhir speaks R4 4.0.1"),
-        ))
+        checks.append(
+            Check(
+                "FHIR version",
+                "ok" if version.startswith("4.0") else "warn",
+                f"{version} ({self.software or 'unknown software'})"
+                + ("" if version.startswith("4.0") else "; bhi-fhir speaks R4 4.0.1"),
+            )
+        )
         qr_search = self.supports("QuestionnaireResponse", "search-type")
-        checks.append(Check(
-            "search QuestionnaireResponse",
-            "ok" if qr_search else "fail",
-            "screenings can be found" if qr_search
-            else "no search on QuestionnaireResponse: screenings cannot be found",
-        ))
+        checks.append(
+            Check(
+                "search QuestionnaireResponse",
+                "ok" if qr_search else "fail",
+                "screenings can be found"
+                if qr_search
+                else "no search on QuestionnaireResponse: screenings cannot be found",
+            )
+        )
         patient = [i for i in ("read", "search-type") if self.supports("Patient", i)]
-        checks.append(Check(
-            "read/search Patient",
-            "ok" if len(patient) == 2 else "warn",
-            "read and search" if len(patient) == 2
-            else f"only {patient or 'nothing'}: patient details may be missing",
-        ))
+        checks.append(
+            Check(
+                "read/search Patient",
+                "ok" if len(patient) == 2 else "warn",
+                "read and search"
+                if len(patient) == 2
+                else f"only {patient or 'nothing'}: patient details may be missing",
+            )
+        )
         writable = self.writable_types
         can_write = self.transaction or self.batch or bool(writable)
         if self.transaction:
             checks.append(Check("transaction", "ok", "writes are applied all-or-nothing"))
         else:
-            checks.append(Check(
-                "transaction",
-                "warn" if can_write else "fail",
-                "not supported: writes go as batch or one by one (not atomic)" if can_write
-                else "no transaction, batch or create: nothing can be written",
-            ))
-        checks.append(Check(
-            "batch", "ok" if self.batch else "skip",
-            "supported" if self.batch else "not supported",
-        ))
+            checks.append(
+                Check(
+                    "transaction",
+                    "warn" if can_write else "fail",
+                    "not supported: writes go as batch or one by one (not atomic)"
+                    if can_write
+                    else "no transaction, batch or create: nothing can be written",
+                )
+            )
+        checks.append(
+            Check(
+                "batch",
+                "ok" if self.batch else "skip",
+                "supported" if self.batch else "not supported",
+            )
+        )
         for resource_type in WRITE_TYPES:
             if self.can_write(resource_type):
                 checks.append(Check(f"write {resource_type}", "ok", "create supported"))
             else:
-                checks.append(Check(
-                    f"write {resource_type}", "skip",
-                    f"no create on {resource_type}: those writes will be skipped",
-                ))
-        checks.append(Check(
-            "conditional create",
-            "ok" if self.conditional_create else "warn",
-            "re-runs find existing resources (If-None-Exist)" if self.conditional_create
-            else "not declared on every written type: re-runs may duplicate",
-        ))
+                checks.append(
+                    Check(
+                        f"write {resource_type}",
+                        "skip",
+                        f"no create on {resource_type}: those writes will be skipped",
+                    )
+                )
+        checks.append(
+            Check(
+                "conditional create",
+                "ok" if self.conditional_create else "warn",
+                "re-runs find existing resources (If-None-Exist)"
+                if self.conditional_create
+                else "not declared on every written type: re-runs may duplicate",
+            )
+        )
         checks.append(self._versioned_update_check())
         checks.append(self._smart_check())
         return Readiness(tuple(checks), can_run=qr_search and can_write)
@@ -294,9 +315,7 @@ class ServerProfile:
 
 
 def _codes(items: Any) -> frozenset[str]:
-    return frozenset(
-        str(i["code"]) for i in items or [] if isinstance(i, dict) and i.get("code")
-    )
+    return frozenset(str(i["code"]) for i in items or [] if isinstance(i, dict) and i.get("code"))
 
 
 def _server_rest(capability: Mapping[str, Any]) -> Mapping[str, Any]:
