@@ -1,4 +1,7 @@
-"""The ``bhi-fhir`` command line. Commands live next to the code they drive; this module wires them."""
+"""The ``bhi-fhir`` command line.
+
+Commands live next to the code they drive; this module only wires them together.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import typer
 
 app = typer.Typer(
     name="bhi-fhir",
-    help="Behavioral-health integration on FHIR: score screenings, run the BHI workflow, sync, bill.",
+    help="Behavioral-health integration on FHIR: score screenings, run the BHI workflow, "
+    "sync, bill.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
