@@ -329,7 +329,7 @@ class FhirClient:
             except httpx.RequestError as exc:  # decoding, redirects: not retryable
                 raise InvalidResponse(f"{method} {request.url.path}: {type(exc).__name__}") from exc
             elapsed_ms = (time.monotonic() - started) * 1000
-        logger.info("fhir %s %s → %d in %.0f ms", method, label, response.status_code, elapsed_ms)
+        logger.debug("fhir %s %s → %d in %.0f ms", method, label, response.status_code, elapsed_ms)
         if response.is_success or response.status_code in accept_statuses:
             return response
         retry_after = _retry.parse_retry_after(response.headers.get("Retry-After"))

@@ -430,3 +430,25 @@ async def test_concurrency_is_capped(router: respx.MockRouter, sleeps: list[floa
         await asyncio.gather(*tasks)
     assert peak == 3
     assert fhir.request_count == 10
+
+
+# --- logs ---------------------------------------------------------------------------------------
+
+
+async def test_logs_carry_no_bodies_or_query_values(
+    client: FhirClient, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="bhi_fhir.fhir")
+    router.get("/Patient").mock(
+        side_effect=[httpx.Response(503), httpx.Response(200, json=_page(["a"], None))]
+    )
+    router.post("/Patient").mock(
+        side_effect=[httpx.ConnectError("refused"), httpx.Response(201, json=PATIENT)]
+    )
+    _ = [r async for r in client.search("Patient", {"name": "Jane Doe", "birthdate": "1970"})]
+    await client.create({"resourceType": "Patient", "name": [{"family": "Doe"}]})
+    logged = caplog.text
+    assert "GET Patient → 200" in logged  # method, type and status are there
+    assert "retry 1/3" in logged
+    for secret in ("Jane", "Doe", "1970"):
+        assert secret not in logged
