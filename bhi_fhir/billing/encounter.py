@@ -1,0 +1,227 @@
+"""A billable patient-month as a US Core Encounter, its Provenance, and the transaction Bundle.
+
+Pure: a :class:`~bhi_fhir.billing.ledger.PatientMonth` (and ``recorded``, the time of the run,
+passed in) → FHIR JSON. Every resource is validated with ``fhir.resources.R4B`` on the way out.
+
+The billing Encounter (one per billable patient-month and program):
+
+==================  ===========================================================================
+element             value, and why
+==================  ===========================================================================
+identifier          BHI_IDENTIFIER | ``billing-<program>-<patient id>-<YYYY-MM>``: patient,
+                    month and program make one bill; the transaction writes it with
+                    ``ifNoneExist`` on that identifier, so re-running never duplicates it.
+status              ``finished`` — a month is billed once its time has accrued (§4.3).
+class               ``VR`` when every counted contact was phone or video, else ``AMB``
+                    (v3-ActCode, bhi-domain.md §4.4).
+type                one CodeableConcept per billed code: CPT (99492, 99493, 99494, 99484) or
+                    HCPCS (G2214, G0323, G0568–G0570). US Core's Encounter Type value set
+                    includes all of CPT (§4.4); HCPCS codes fall under its extensible binding.
+                    Units: an extension ``billed-units`` (positiveInt) on that CodeableConcept,
+                    also in ``text`` ("99494 x2"). Repeating a coding per unit would be lost by
+                    any consumer that de-duplicates codings, and R4 Encounter has no quantity.
+subject             the Patient.
+participant         billing practitioner (v3 ParticipationType ``PPRF``, primary performer) and
+                    each care manager whose time was counted (``SPRF``, secondary performer).
+period              the calendar month, date precision (``2026-10-01`` … ``2026-10-31``).
+length              counted minutes (UCUM ``min``).
+reasonCode          the behavioral-health diagnoses (ICD-10-CM F codes) on file.
+serviceType         service-category ``22`` "Mental Health" with text "Behavioral health"
+                    (R4 binding is example-only; no service-type code names BHI).
+extension           ``bhi-program`` (cocm | bhi), as on the time entries.
+==================  ===========================================================================
+
+The Provenance (R4 Provenance has no ``identifier``): ``target`` = the Encounter,
+``entity`` = each counted ledger entry (versioned reference, role ``source``), ``agent`` =
+bhi-fhir (an identifier-only Device reference, so the server need not hold a Device resource),
+``onBehalfOf`` = the billing practitioner. Idempotency comes from a ``meta.tag`` carrying the
+same business identifier and ``ifNoneExist: _tag=…``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from html import escape
+from typing import Any, Final
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.provenance import Provenance
+
+from bhi_fhir.billing.ledger import PatientMonth
+from bhi_fhir.billing.representation import (
+    BILLED_UNITS_EXT,
+    PARTICIPATION_TYPE,
+    PROGRAM_DISPLAY,
+    PROGRAM_EXT,
+    UCUM,
+    US_CORE_ENCOUNTER,
+)
+from bhi_fhir.codes import BHI_IDENTIFIER, V3_ACT_CODE
+
+__all__ = [
+    "billing_encounter",
+    "billing_provenance",
+    "billing_transaction",
+    "encounter_if_none_exist",
+]
+
+Resource = dict[str, Any]
+
+SERVICE_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/service-category"
+PROVENANCE_PARTICIPANT: Final = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+DATA_OPERATION: Final = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+_UUID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, BHI_IDENTIFIER)
+_CLASS_DISPLAY: Final = {"AMB": "ambulatory", "VR": "virtual"}
+
+
+def _full_url(kind: str, value: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(_UUID_NAMESPACE, f'{kind}/{value}')}"
+
+
+def encounter_if_none_exist(month: PatientMonth) -> str:
+    return f"identifier={BHI_IDENTIFIER}|{month.identifier_value}"
+
+
+def billing_encounter(month: PatientMonth) -> Resource:
+    """The month's billing Encounter (see the module docstring); raises if not billable."""
+    if not month.billable:
+        raise ValueError(f"{month.patient} {month.month} {month.program} is not billable")
+    types = []
+    for code in month.codes:
+        types.append(
+            {
+                "extension": [{"url": BILLED_UNITS_EXT, "valuePositiveInt": code.units}],
+                "coding": [{"system": code.system, "code": code.code}],
+                "text": str(code),
+            }
+        )
+    participants = []
+    if month.billing_practitioner is not None:
+        participants.append(_participant("PPRF", "primary performer", month.billing_practitioner))
+    for manager in month.care_managers:
+        participants.append(_participant("SPRF", "secondary performer", manager))
+    codes_text = ", ".join(str(c) for c in month.codes)
+    summary = (
+        f"{PROGRAM_DISPLAY[month.program]}, {month.month}: {codes_text} ({month.minutes} minutes)"
+    )
+    resource: Resource = {
+        "resourceType": "Encounter",
+        "meta": {"profile": [US_CORE_ENCOUNTER]},
+        "text": {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{escape(summary)}</div>',
+        },
+        "extension": [{"url": PROGRAM_EXT, "valueCode": month.program}],
+        "identifier": [
+            {"use": "official", "system": BHI_IDENTIFIER, "value": month.identifier_value}
+        ],
+        "status": "finished",
+        "class": {
+            "system": V3_ACT_CODE,
+            "code": month.encounter_class,
+            "display": _CLASS_DISPLAY[month.encounter_class],
+        },
+        "type": types,
+        "serviceType": {
+            "coding": [{"system": SERVICE_CATEGORY, "code": "22", "display": "Mental Health"}],
+            "text": "Behavioral health",
+        },
+        "subject": {"reference": month.patient},
+        "participant": participants,
+        "period": {
+            "start": month.month.first_day().isoformat(),
+            "end": month.month.last_day().isoformat(),
+        },
+        "length": {"value": month.minutes, "unit": "min", "system": UCUM, "code": "min"},
+    }
+    if month.diagnoses:
+        resource["reasonCode"] = [
+            {
+                "coding": [
+                    {
+                        "system": d.system,
+                        "code": d.code,
+                        **({"display": d.display} if d.display else {}),
+                    }
+                ]
+            }
+            for d in month.diagnoses
+        ]
+    Encounter.model_validate(resource)
+    return resource
+
+
+def _participant(code: str, display: str, reference: str) -> Resource:
+    return {
+        "type": [{"coding": [{"system": PARTICIPATION_TYPE, "code": code, "display": display}]}],
+        "individual": {"reference": reference},
+    }
+
+
+def billing_provenance(month: PatientMonth, target: str, recorded: datetime) -> Resource:
+    """Provenance for the month's billing Encounter ``target``: the ledger entries it counted."""
+    if recorded.tzinfo is None:
+        raise ValueError("recorded must be timezone-aware")
+    agent: Resource = {
+        "type": {"coding": [{"system": PROVENANCE_PARTICIPANT, "code": "assembler"}]},
+        "who": {
+            "type": "Device",
+            "identifier": {"system": BHI_IDENTIFIER, "value": "bhi-fhir"},
+            "display": "bhi-fhir billing",
+        },
+    }
+    if month.billing_practitioner is not None:
+        agent["onBehalfOf"] = {"reference": month.billing_practitioner}
+    resource: Resource = {
+        "resourceType": "Provenance",
+        "meta": {"tag": [{"system": BHI_IDENTIFIER, "code": month.identifier_value}]},
+        "target": [{"reference": target}],
+        "occurredPeriod": {
+            "start": month.month.first_day().isoformat(),
+            "end": month.month.last_day().isoformat(),
+        },
+        "recorded": recorded.isoformat(),
+        "activity": {"coding": [{"system": DATA_OPERATION, "code": "CREATE"}]},
+        "agent": [agent],
+        "entity": [{"role": "source", "what": {"reference": ref}} for ref in month.entries],
+    }
+    Provenance.model_validate(resource)
+    return resource
+
+
+def billing_transaction(months: Iterable[PatientMonth], recorded: datetime) -> Resource:
+    """A transaction Bundle: each billable month's Encounter and Provenance, both conditional
+    creates, so the Bundle can be posted any number of times."""
+    entries: list[Resource] = []
+    for month in months:
+        if not month.billable:
+            continue
+        encounter_url = _full_url("Encounter", month.identifier_value)
+        entries.append(
+            {
+                "fullUrl": encounter_url,
+                "resource": billing_encounter(month),
+                "request": {
+                    "method": "POST",
+                    "url": "Encounter",
+                    "ifNoneExist": encounter_if_none_exist(month),
+                },
+            }
+        )
+        entries.append(
+            {
+                "fullUrl": _full_url("Provenance", month.identifier_value),
+                "resource": billing_provenance(month, encounter_url, recorded),
+                "request": {
+                    "method": "POST",
+                    "url": "Provenance",
+                    "ifNoneExist": f"_tag={BHI_IDENTIFIER}|{month.identifier_value}",
+                },
+            }
+        )
+    bundle: Resource = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    Bundle.model_validate(bundle)
+    return bundle
