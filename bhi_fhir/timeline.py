@@ -46,6 +46,7 @@ from bhi_fhir.codes import (
 from bhi_fhir.instruments.result import SUICIDE_RISK, Score
 
 __all__ = [
+    "LABELS",
     "TERMINAL_STATUSES",
     "Timeline",
     "TimelineSettings",
@@ -64,6 +65,16 @@ TERMINAL_STATUSES = frozenset(
 _CONTACT_TASK_CODES = frozenset({"engage", "outreach"})
 _PHQ9_ITEM9 = "44260-8"  # §1.2
 _MEASURES = ("phq9", "gad7")  # treat-to-target instruments, §2.1
+LABELS = {
+    "phq9": "PHQ-9",
+    "phq2": "PHQ-2",
+    "phqa": "PHQ-A",
+    "gad7": "GAD-7",
+    "gad2": "GAD-2",
+    "cssrs": "C-SSRS",
+    "auditc": "AUDIT-C",
+    "epds": "EPDS",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +177,7 @@ def _score_fact(score: Score, versions: Mapping[str, str | None], today: date) -
     return _prune(
         {
             "instrument": score.instrument,
+            "label": LABELS.get(score.instrument or "", score.instrument),
             "total": score.total,
             "severity": score.severity,
             "positive": score.positive,

@@ -1,0 +1,346 @@
+"""The workflow engine: protocol + a patient's facts + practice plan → Plan. Pure.
+
+``apply`` walks the protocol's actions (see :mod:`bhi_fhir.workflow.protocol`), evaluates their
+conditions over ``%facts`` (the patient's :class:`~bhi_fhir.timeline.Timeline`) and ``%plan``
+(the practice plan), and builds each output from its ActivityDefinition and dynamicValues.
+
+Every output gets a deterministic business identifier ``<output>:<key>`` under
+``BHI_IDENTIFIER``, where the key is the action's identifier-key expression (source
+resource/version + period). Against the resources bhi-fhir generated before:
+
+* same identifier, still active → **update** (versioned), or nothing if unchanged; the
+  existing ``status`` is kept, so a person's progress on a Task is never reset;
+* same identifier, terminal status (completed, cancelled, ...) → **not reopened**;
+* otherwise → **create** (conditional on the identifier).
+
+Conventions linking the outputs of one rule: Tasks are ``basedOn`` the rule's CarePlan and
+listed in its ``activity``; a Task's ``focus`` is the rule's ServiceRequest (SDOH referral
+pattern, bhi-domain.md §5). Resources lacking a narrative get a generated one (US Core
+CarePlan requires ``text``, §5).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.practice_plan import CareManager, PracticePlan
+from bhi_fhir.timeline import TERMINAL_STATUSES, Timeline, TimelineSettings
+from bhi_fhir.workflow.fhirpath import ExpressionError, truthy
+from bhi_fhir.workflow.plan import Plan, PlannedWrite, Skipped, full_url_for
+from bhi_fhir.workflow.protocol import Action, Protocol, Template
+from bhi_fhir.workflow.validate import ResourceInvalid, validate_resource
+
+__all__ = ["WorkflowError", "apply", "assign_care_manager", "timeline_settings"]
+
+_DEFAULT_STATUS = {"Task": "requested", "ServiceRequest": "active", "CarePlan": "active"}
+_DEFAULT_INTENT = {"Task": "order", "ServiceRequest": "order", "CarePlan": "plan"}
+_PATIENT_FIELD = {"Task": "for"}
+# ActivityDefinition elements copied onto each kind (the others go to the narrative only).
+_STATIC_FIELDS = {
+    "Task": ("code", "priority", "description"),
+    "ServiceRequest": ("code", "priority"),
+    "CarePlan": ("description",),
+}
+_XHTML = "http://www.w3.org/1999/xhtml"
+
+
+class WorkflowError(ValueError):
+    """A rule failed for one patient (bad expression result, bad path); names the rule."""
+
+
+def timeline_settings(plan: PracticePlan) -> TimelineSettings:
+    """The practice-plan values the timeline needs."""
+    t = plan.treat_to_target
+    return TimelineSettings(
+        remission_below=t.remission_below,
+        response_drop_percent=t.response_drop_percent,
+        baseline_lookback_days=t.baseline_lookback_days,
+        review_window_start_week=t.review_window_start_week,
+        review_window_end_week=t.review_window_end_week,
+        phq9_positive=plan.screening.phq9_positive,
+        gad7_positive=plan.screening.gad7_positive,
+        consent_scope=plan.consent.scope,
+        consent_category=plan.consent.category,
+        crisis_within_days=plan.crisis.consider_within_days,
+        count_virtual_contacts=plan.telehealth.virtual_contacts,
+    )
+
+
+def assign_care_manager(
+    plan: PracticePlan, caseloads: Mapping[str, int] | None = None, current: list[str] | None = None
+) -> CareManager:
+    """The patient's care manager: the one already on their CarePlan (``current``), else the
+    one with the lowest active caseload that has room (issue 4), else the least loaded."""
+    managers = plan.team.care_managers
+    for ref in current or []:
+        for manager in managers:
+            if manager.reference == ref:
+                return manager
+    loads = caseloads or {}
+    with_room = [m for m in managers if loads.get(m.reference, 0) < m.capacity]
+    pool = with_room or list(managers)
+    return min(pool, key=lambda m: (loads.get(m.reference, 0) / m.capacity, managers.index(m)))
+
+
+_VIEWS: dict[int, tuple[PracticePlan, dict[str, Any]]] = {}
+
+
+def _view(plan: PracticePlan) -> dict[str, Any]:
+    """``plan.fhirpath_view()``, computed once per plan object (plans are frozen)."""
+    found = _VIEWS.get(id(plan))
+    if found is None or found[0] is not plan:
+        if len(_VIEWS) > 16:
+            _VIEWS.clear()
+        found = _VIEWS[id(plan)] = (plan, plan.fhirpath_view())
+    return found[1]
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data (much faster than copy.deepcopy)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _set_path(resource: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``a.b[0].c`` in ``resource``, creating objects and lists on the way."""
+    node: Any = resource
+    parts = path.split(".")
+    for position, part in enumerate(parts):
+        last = position == len(parts) - 1
+        name, _, index_text = part.partition("[")
+        if index_text:
+            index = int(index_text.rstrip("]"))
+            items = node.setdefault(name, [])
+            if not isinstance(items, list):
+                raise WorkflowError(f"path {path!r}: {name} is not a list")
+            while len(items) <= index:
+                items.append({})
+            if last:
+                items[index] = value
+            else:
+                node = items[index]
+        elif last:
+            node[name] = value
+        else:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise WorkflowError(f"path {path!r}: {name} is not an object")
+
+
+def _narrative(template: Template, resource: Mapping[str, Any]) -> dict[str, str]:
+    lines = [template.title]
+    description = resource.get("description") or template.static.get("description")
+    if isinstance(description, str) and description != template.title:
+        lines.append(description)
+    body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    return {"status": "generated", "div": f'<div xmlns="{_XHTML}">{body}</div>'}
+
+
+@dataclass(slots=True)
+class _Output:
+    action: Action
+    identifier: str
+    resource: dict[str, Any]
+    reason: str
+    sources: tuple[str, ...]
+    existing: dict[str, Any] | None = None
+    full_url: str = ""
+    skip: str | None = None
+
+
+@dataclass(slots=True)
+class _Run:
+    timeline: Timeline
+    outputs: list[_Output] = field(default_factory=list)
+
+
+def _evaluate_strings(expr_result: list[Any]) -> list[str]:
+    return [str(v) for v in expr_result if v is not None]
+
+
+def _build(action: Action, variables: dict[str, Any], run: _Run) -> None:
+    template = action.template
+    assert template is not None and action.key is not None
+    key = "".join(_evaluate_strings(action.key.evaluate(variables)))
+    if not key:
+        raise WorkflowError(f"{action.id}: identifier-key is empty")
+    identifier = f"{action.id}:{key}"
+    kind = template.kind
+    resource: dict[str, Any] = {"resourceType": kind}
+    resource["identifier"] = [{"system": BHI_IDENTIFIER, "value": identifier}]
+    resource["status"] = _DEFAULT_STATUS[kind]
+    resource["intent"] = _DEFAULT_INTENT[kind]
+    for name in _STATIC_FIELDS[kind]:
+        if name in template.static:
+            resource[name] = _copy(template.static[name])
+    resource[_PATIENT_FIELD.get(kind, "subject")] = {"reference": run.timeline.patient}
+    for path, expr in template.dynamic:
+        result = expr.evaluate(variables)
+        if not result:
+            continue
+        if len(result) > 1:
+            raise WorkflowError(f"{action.id}: dynamicValue {path} gave {len(result)} values")
+        _set_path(resource, path, result[0])
+    if "text" not in resource:
+        resource["text"] = _narrative(template, resource)
+    reason = (
+        " ".join(_evaluate_strings(action.reason.evaluate(variables)))
+        if action.reason
+        else action.title
+    )
+    sources = (
+        tuple(dict.fromkeys(_evaluate_strings(action.sources.evaluate(variables))))
+        if action.sources
+        else ()
+    )
+    run.outputs.append(_Output(action, identifier, resource, reason, sources))
+
+
+def _run_action(action: Action, variables: dict[str, Any], run: _Run) -> None:
+    items: list[Any] = [None]
+    if action.for_each is not None:
+        items = action.for_each.evaluate(variables)
+    for item in items:
+        scope = variables if item is None else {**variables, "item": item}
+        if action.variables:
+            scope = dict(scope)
+            for name, expr in action.variables:
+                scope[name] = expr.evaluate(scope)
+        if not all(truthy(cond.evaluate(scope)) for cond in action.conditions):
+            continue
+        if action.template is not None:
+            _build(action, scope, run)
+        for child in action.children:
+            _run_action(child, scope, run)
+
+
+def _link(outputs: list[_Output]) -> None:
+    """Cross-references between the outputs of one rule firing (see module docstring)."""
+    careplans = [o for o in outputs if o.resource["resourceType"] == "CarePlan"]
+    requests = [o for o in outputs if o.resource["resourceType"] == "ServiceRequest"]
+    tasks = [o for o in outputs if o.resource["resourceType"] == "Task"]
+    if careplans:
+        plan = careplans[0]
+        activity = plan.resource.setdefault("activity", [])
+        for task in tasks:
+            task.resource.setdefault("basedOn", []).append({"reference": plan.full_url})
+            activity.append({"reference": {"reference": task.full_url}})
+    if requests:
+        for task in tasks:
+            task.resource.setdefault("focus", {"reference": requests[0].full_url})
+
+
+def _reconcile(output: _Output, existing: Mapping[str, Any]) -> None:
+    """Turn a fresh output into an update of ``existing`` (or mark it skipped)."""
+    if existing.get("status") in TERMINAL_STATUSES:
+        output.skip = f"{existing.get('status')} (not reopened)"
+        return
+    merged = dict(existing)
+    for name, value in output.resource.items():
+        if name != "status":
+            merged[name] = value
+    merged["id"] = existing.get("id")
+    output.existing = dict(existing)
+    output.resource = merged
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    strip = ("meta",)
+    return {k: v for k, v in a.items() if k not in strip} == {
+        k: v for k, v in b.items() if k not in strip
+    }
+
+
+def apply(
+    protocol: Protocol,
+    timeline: Timeline,
+    plan: PracticePlan,
+    *,
+    caseloads: Mapping[str, int] | None = None,
+    validate: bool = True,
+) -> Plan:
+    """The writes the protocol intends for one patient.
+
+    ``caseloads`` (care-manager reference → active patients) picks the care manager for a new
+    enrollment; the shell counts them. Inputs are not modified: FHIRPath sees copies.
+    With ``validate`` every resource written is checked with fhir.resources R4B.
+    """
+    contributors = timeline.facts.get("enrollment", {}).get("contributors")
+    manager = assign_care_manager(plan, caseloads, contributors)
+    variables: dict[str, Any] = {
+        "facts": _copy(timeline.facts),
+        "plan": _copy(_view(plan)),
+        "careManager": {"reference": manager.reference, "display": manager.display},
+    }
+    result = Plan(patient=timeline.patient)
+    for action in protocol.actions:
+        run = _Run(timeline)
+        try:
+            _run_action(action, variables, run)
+        except ExpressionError as exc:
+            raise WorkflowError(f"rule {action.id} for {timeline.patient}: {exc}") from None
+        # One rule firing may run for several items (crisis: one per response); link per key.
+        groups: dict[str, list[_Output]] = {}
+        for output in run.outputs:
+            existing = timeline.existing.get(output.identifier)
+            output.full_url = (
+                f"{existing['resourceType']}/{existing['id']}"
+                if existing is not None and existing.get("id")
+                else full_url_for(output.identifier)
+            )
+            groups.setdefault(output.identifier.split(":", 1)[1], []).append(output)
+        for group in groups.values():
+            _link(group)
+        for output in run.outputs:
+            existing = timeline.existing.get(output.identifier)
+            if existing is not None and existing.get("id"):
+                _reconcile(output, existing)
+            if output.skip is None and validate:
+                try:
+                    validate_resource(output.resource)
+                except ResourceInvalid as exc:
+                    raise WorkflowError(
+                        f"rule {action.id} for {timeline.patient}: {output.identifier}: {exc}"
+                    ) from None
+            if output.skip:
+                result.skipped.append(Skipped(action.id, output.identifier, output.skip))
+                continue
+            if output.existing is not None:
+                if _same(output.resource, output.existing):
+                    result.skipped.append(Skipped(action.id, output.identifier, "unchanged"))
+                    continue
+                version = (output.existing.get("meta") or {}).get("versionId")
+                result.writes.append(
+                    PlannedWrite(
+                        rule=action.id,
+                        output=output.action.id,
+                        identifier=output.identifier,
+                        method="update",
+                        resource=output.resource,
+                        reason=output.reason,
+                        sources=output.sources,
+                        full_url=output.full_url,
+                        if_match=f'W/"{version}"' if version else None,
+                    )
+                )
+            else:
+                result.writes.append(
+                    PlannedWrite(
+                        rule=action.id,
+                        output=output.action.id,
+                        identifier=output.identifier,
+                        method="create",
+                        resource=output.resource,
+                        reason=output.reason,
+                        sources=output.sources,
+                        full_url=output.full_url,
+                    )
+                )
+    return result

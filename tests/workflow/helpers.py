@@ -1,0 +1,129 @@
+"""Builders for workflow tests: Scores and resources for one synthetic patient."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from bhi_fhir.codes import (
+    ASSESS_PLAN,
+    BHI_ACTIVITY,
+    CARE_MANAGEMENT_CONTACT,
+    CAREPLAN_CATEGORY_US_CORE,
+    CONSENT_SCOPE,
+    MENTAL_HEALTH_CARE_PLAN,
+    SNOMED,
+)
+from bhi_fhir.instruments.result import SUICIDE_RISK, Score
+from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
+from bhi_fhir.timeline import Timeline, build_timeline
+from bhi_fhir.workflow import Protocol, load_protocol, timeline_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TODAY = date(2026, 11, 26)
+PATIENT = "Patient/p1"
+PHQ9_ITEM9 = "44260-8"
+
+
+def protocol() -> Protocol:
+    files = sorted((ROOT / "profiles" / "plandefinitions").glob("*.json")) + sorted(
+        (ROOT / "profiles" / "activitydefinitions").glob("*.json")
+    )
+    return load_protocol(json.loads(p.read_text()) for p in files)
+
+
+def plan() -> PracticePlan:
+    return load_practice_plan(ROOT / "examples" / "practice-plan.toml")
+
+
+def day(days_ago: int) -> str:
+    return (TODAY - timedelta(days=days_ago)).isoformat()
+
+
+_counter = iter(range(1, 1_000_000))
+
+
+def score(
+    instrument: str,
+    total: int | None,
+    days_ago: int = 0,
+    *,
+    item9: int | None = None,
+    risk: str | None = None,
+    ident: str | None = None,
+) -> Score:
+    ident = ident or f"qr{next(_counter)}"
+    items: dict[str, int] = {}
+    flags: tuple[str, ...] = ()
+    if item9 is not None:
+        items[PHQ9_ITEM9] = item9
+        if item9 > 0:
+            flags = (SUICIDE_RISK,)
+    if risk is not None:
+        flags = (SUICIDE_RISK,)
+    return Score(
+        instrument=instrument,  # type: ignore[arg-type]
+        total=total,
+        severity=risk,
+        positive=None,
+        complete=total is not None or risk is not None,
+        flags=flags,
+        items=items,
+        response_ref=f"QuestionnaireResponse/{ident}",
+        subject_ref=PATIENT,
+        authored=day(days_ago),
+    )
+
+
+def careplan(start_days_ago: int, ident: str = "cp1", status: str = "active") -> dict[str, Any]:
+    return {
+        "resourceType": "CarePlan",
+        "id": ident,
+        "meta": {"versionId": "1"},
+        "status": status,
+        "intent": "plan",
+        "category": [
+            {"coding": [{"system": CAREPLAN_CATEGORY_US_CORE, "code": ASSESS_PLAN}]},
+            {"coding": [{"system": SNOMED, "code": MENTAL_HEALTH_CARE_PLAN}]},
+        ],
+        "subject": {"reference": PATIENT},
+        "period": {"start": day(start_days_ago)},
+    }
+
+
+def consent(days_ago: int = 10, ident: str = "c1") -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "id": ident,
+        "status": "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "treatment"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": PATIENT},
+        "dateTime": day(days_ago),
+    }
+
+
+def contact(days_ago: int, ident: str | None = None) -> dict[str, Any]:
+    return {
+        "resourceType": "Encounter",
+        "id": ident or f"enc{next(_counter)}",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "type": [{"coding": [{"system": BHI_ACTIVITY, "code": CARE_MANAGEMENT_CONTACT}]}],
+        "subject": {"reference": PATIENT},
+        "period": {"start": day(days_ago)},
+    }
+
+
+def patient(gender: str = "female") -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": "p1", "gender": gender}
+
+
+def timeline(
+    scores: list[Score], resources: list[dict[str, Any]] | None = None, today: date = TODAY
+) -> Timeline:
+    return build_timeline(
+        PATIENT, resources or [], scores, today, timeline_settings(plan())
+    )
