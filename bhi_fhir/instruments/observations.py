@@ -1,9 +1,10 @@
 """US Core Screening Assessment Observations for a scored response (bhi-domain.md §1.10).
 
 One panel Observation (the instrument's LOINC panel code) whose ``hasMember`` lists an
-Observation per answered item and, when the response is complete, the total with its
-interpretation (positive/negative and the severity band); every one ``derivedFrom`` the
-QuestionnaireResponse and category ``survey``.
+Observation per answered item (its answer Coding — the LA code — as valueCodeableConcept, as
+in the US Core PHQ-9 examples; valueInteger when the answer was a number) and, when the
+response is complete, the total with its interpretation (positive/negative and the
+severity band); every one ``derivedFrom`` the QuestionnaireResponse and category ``survey``.
 
 Identifiers are deterministic — ``<response>#<instrument>/<part>`` in ``BHI_IDENTIFIER`` — so a
 re-run produces the same resources, and a writer can send them with ``ifNoneExist`` on that
@@ -71,11 +72,13 @@ def screening_observations(score: Score, qr: Mapping[str, Any]) -> list[Resource
     for item in spec.items:
         if item.key not in score.items:
             continue
-        points = score.items[item.key]
-        members.append(
-            _observation(base, f"{key}/item/{item.key}", _code(item.key, item.text),
-                         {"valueInteger": points})
+        coding = score.codings.get(item.key)
+        value: Resource = (
+            {"valueCodeableConcept": {"coding": [coding]}} if coding and "code" in coding
+            else {"valueInteger": score.items[item.key]}
         )
+        members.append(_observation(base, f"{key}/item/{item.key}", _code(item.key, item.text),
+                                    value))
     if score.total is not None:
         total = _observation(
             base, f"{key}/total", _total_code(spec),

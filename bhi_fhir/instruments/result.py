@@ -34,6 +34,7 @@ class Score:
     subject_ref: str | None = None  # "Patient/<id>"
     authored: str | None = None  # ISO date/dateTime from QuestionnaireResponse.authored
     reported_total: float | None = None  # a total the response itself carried
+    codings: dict[str, dict[str, str]] = field(default_factory=dict)  # item key -> answer Coding
 
     @property
     def suicide_risk(self) -> bool:

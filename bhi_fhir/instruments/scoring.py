@@ -61,6 +61,7 @@ def score_response(
         return replace(base, flags=(UNRECOGNISED,))
 
     points: dict[str, int] = {}
+    codings: dict[str, dict[str, str]] = {}
     flags: list[str] = []
     reported: float | None = None
     for link_id, item in answered:
@@ -86,10 +87,15 @@ def score_response(
             flags.append(INVALID_ANSWER)
             continue
         points[key] = value
+        coding = answer.get("valueCoding")
+        if isinstance(coding, Mapping):
+            codings[key] = {k: v for k in ("system", "code", "display")
+                            if isinstance(v := coding.get(k), str)}
 
     if qr.get("status") == ENTERED_IN_ERROR:
         return replace(base, instrument=spec.id, flags=(ENTERED_IN_ERROR,), items=points)
-    return _judge(spec, points, flags, reported, patient_sex, cut_points, base)
+    return _judge(spec, points, flags, reported, patient_sex, cut_points,
+                  replace(base, codings=codings))
 
 
 def _judge(

@@ -24,6 +24,8 @@ def test_panel_members_and_total() -> None:
     assert total["valueQuantity"]["value"] == 12
     assert [i["coding"][0]["code"] for i in total["interpretation"]] == ["POS", "moderate"]
     assert len(obs) == 11  # 9 items + total + panel
+    # §1.10: item Observations carry the LA answer code.
+    assert obs[0]["valueCodeableConcept"]["coding"][0]["code"] == "LA6570-1"
     members = {m["reference"] for m in panel["hasMember"]}
     assert members == {full_url(o["identifier"][0]["value"]) for o in obs[:-1]}
     for o in obs:  # §1.10: survey category, derivedFrom the response
