@@ -19,6 +19,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command module registers itself on `app`; keep imports here so `--help` stays cheap.
+    from bhi_fhir.billing import cli as _bill_cli  # noqa: F401
     from bhi_fhir.fhir import doctor as _doctor_cli  # noqa: F401
     from bhi_fhir.instruments import cli as _score_cli  # noqa: F401
 
