@@ -1,0 +1,338 @@
+"""`bhi-fhir apply`: run the BHI protocol over FHIR files (the shell around the pure engine).
+
+Contract (issue 4)::
+
+    bhi-fhir apply INPUT... --plan practice-plan.toml [--today YYYY-MM-DD]
+                   [--out bundle.json] [--format json]
+
+INPUT are Bundle / NDJSON / JSON files or directories (the bulk-export shape), any mix of
+resource types, in any order. The transaction Bundle goes to ``--out``. With ``--format json``
+stdout is exactly one JSON object::
+
+    {"patients": [{"patient": "Patient/<id>", "actions": [{"rule", "resourceType",
+                   "priority", "reason"}]}],
+     "errors": [{"file", "line", "message"}]}
+
+A bad line or resource goes to ``errors``; everything else is still processed.
+
+Memory trade-off: inputs may be sorted arbitrarily (bulk export writes one file per resource
+type), so a patient's resources are only complete once every input has been read. Resources are
+partitioned by a hash of their patient into buckets: below ~64 MB of input one bucket is kept in
+memory; above it, buckets are spilled to temporary NDJSON files and processed one at a time, so
+peak memory is about one bucket (input size / bucket count), not the whole export, at the cost
+of writing the input once more to disk. Patients are processed bucket by bucket, in sorted
+order within a bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bhi_fhir.cli import app
+from bhi_fhir.codes import MENTAL_HEALTH_CARE_PLAN, SNOMED
+from bhi_fhir.instruments import Score, score_response, sex_of
+from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
+from bhi_fhir.sources import SourceError, expand_paths, read_resources
+from bhi_fhir.timeline import build_timeline, patient_of
+from bhi_fhir.workflow.engine import WorkflowError, apply, timeline_settings
+from bhi_fhir.workflow.plan import Plan, to_transaction_bundle
+from bhi_fhir.workflow.protocol import Protocol, ProtocolError, load_protocol
+
+__all__ = ["ApplyReport", "default_protocol", "find_profiles", "run_apply"]
+
+_BUCKET_BYTES = 64 * 1024 * 1024
+# Resources that belong to no patient and are expected in an export: not errors.
+_SHARED = frozenset(
+    {
+        "Questionnaire",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "Location",
+        "HealthcareService",
+        "PlanDefinition",
+        "ActivityDefinition",
+        "Device",
+        "Group",
+    }
+)
+
+Origin = tuple[str, int | None]
+
+
+def find_profiles() -> Path:
+    """``profiles/`` of a source checkout, or the copy packaged as ``bhi_fhir/_profiles``."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "_profiles", package.parent / "profiles"):
+        if (candidate / "plandefinitions").is_dir():
+            return candidate
+    raise ProtocolError("cannot find the profiles/ directory with the protocol")
+
+
+def default_protocol(root: Path | None = None) -> Protocol:
+    root = root or find_profiles()
+    files = sorted((root / "plandefinitions").glob("*.json")) + sorted(
+        (root / "activitydefinitions").glob("*.json")
+    )
+    return load_protocol(json.loads(p.read_text(encoding="utf-8")) for p in files)
+
+
+@dataclass(slots=True)
+class ApplyReport:
+    plans: list[Plan] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def error(self, file: str, line: int | None, message: str) -> None:
+        self.errors.append({"file": file, "line": line, "message": message})
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "patients": [
+                {
+                    "patient": plan.patient,
+                    "actions": [
+                        {
+                            "rule": w.rule,
+                            "resourceType": w.resource_type,
+                            "priority": w.priority,
+                            "reason": w.reason,
+                        }
+                        for w in plan.writes
+                    ],
+                }
+                for plan in self.plans
+            ],
+            "errors": self.errors,
+        }
+
+
+class _Buckets:
+    """Resources partitioned by patient: in memory, or spilled to NDJSON files."""
+
+    def __init__(self, count: int, spill_dir: Path | None) -> None:
+        self.count = count
+        self.memory: list[list[tuple[dict[str, Any], Origin]]] = [[] for _ in range(count)]
+        self.files = (
+            [(spill_dir / f"bucket-{i}.ndjson").open("w", encoding="utf-8") for i in range(count)]
+            if spill_dir
+            else None
+        )
+
+    def add(self, patient: str, resource: dict[str, Any], origin: Origin) -> None:
+        index = zlib.crc32(patient.encode()) % self.count
+        if self.files is None:
+            self.memory[index].append((resource, origin))
+        else:
+            record = {"r": resource, "f": origin[0], "l": origin[1]}
+            self.files[index].write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def __iter__(self) -> Iterator[list[tuple[dict[str, Any], Origin]]]:
+        if self.files is None:
+            for index in range(self.count):
+                yield self.memory[index]
+                self.memory[index] = []
+            return
+        for handle in self.files:
+            handle.close()
+        for handle in self.files:
+            with Path(handle.name).open(encoding="utf-8") as reader:
+                yield [
+                    (rec["r"], (rec["f"], rec["l"])) for rec in (json.loads(x) for x in reader)
+                ]
+
+
+def _origins(paths: list[Path]) -> Iterator[tuple[dict[str, Any] | SourceError, Origin]]:
+    """Resources with the file they came from (read errors also carry their line)."""
+    for path in expand_paths(paths):
+        for item in read_resources([path]):
+            if isinstance(item, SourceError):
+                yield item, (item.file, item.line)
+            else:
+                yield item, (str(path), None)
+
+
+def _is_enrollment(resource: dict[str, Any]) -> bool:
+    return (
+        resource.get("resourceType") == "CarePlan"
+        and resource.get("status") == "active"
+        and any(
+            c.get("system") == SNOMED and c.get("code") == MENTAL_HEALTH_CARE_PLAN
+            for cat in resource.get("category") or []
+            for c in (cat.get("coding") or [])
+        )
+    )
+
+
+def run_apply(
+    inputs: list[Path], plan: PracticePlan, today: date, protocol: Protocol | None = None
+) -> ApplyReport:
+    """Read ``inputs``, score, build facts, apply the protocol: one Plan per patient."""
+    protocol = protocol or default_protocol()
+    report = ApplyReport()
+    total_bytes = sum(p.stat().st_size for p in expand_paths(inputs) if p.exists())
+    count = max(1, -(-total_bytes // _BUCKET_BYTES))
+    questionnaires: dict[str, dict[str, Any]] = {}
+    caseloads: dict[str, int] = {}
+    managers = {m.reference for m in plan.team.care_managers}
+    cut_points: Any = {
+        "phq9": plan.screening.phq9_positive,
+        "phq2": plan.screening.phq2_positive,
+        "phqa": plan.screening.phqa_positive,
+        "gad7": plan.screening.gad7_positive,
+        "gad2": plan.screening.gad2_positive,
+        "epds": plan.screening.epds_positive,
+    }
+    settings = timeline_settings(plan)
+    with tempfile.TemporaryDirectory(prefix="bhi-fhir-apply-") as tmp:
+        buckets = _Buckets(count, Path(tmp) if count > 1 else None)
+        for item, origin in _origins(inputs):
+            if isinstance(item, SourceError):
+                report.error(item.file, item.line, item.message)
+                continue
+            kind = item["resourceType"]
+            if kind == "Questionnaire":
+                url = item.get("url")
+                if isinstance(url, str):
+                    questionnaires[url.split("|")[0]] = item
+                continue
+            patient = patient_of(item)
+            if patient is None:
+                if kind not in _SHARED:
+                    report.error(origin[0], origin[1], f"{kind} has no Patient reference")
+                continue
+            if _is_enrollment(item):
+                for contributor in item.get("contributor") or []:
+                    ref = contributor.get("reference") if isinstance(contributor, dict) else None
+                    if ref in managers:
+                        caseloads[ref] = caseloads.get(ref, 0) + 1
+                        break
+            buckets.add(patient, item, origin)
+        for bucket in buckets:
+            by_patient: dict[str, list[tuple[dict[str, Any], Origin]]] = {}
+            for resource, origin in bucket:
+                by_patient.setdefault(patient_of(resource) or "", []).append((resource, origin))
+            for patient in sorted(by_patient):
+                result = _one_patient(
+                    patient, by_patient[patient], plan, today, protocol, report,
+                    questionnaires, caseloads, cut_points, settings,
+                )  # fmt: skip
+                if result is not None:
+                    report.plans.append(result)
+    return report
+
+
+def _one_patient(
+    patient: str,
+    items: list[tuple[dict[str, Any], Origin]],
+    plan: PracticePlan,
+    today: date,
+    protocol: Protocol,
+    report: ApplyReport,
+    questionnaires: dict[str, dict[str, Any]],
+    caseloads: dict[str, int],
+    cut_points: Any,
+    settings: Any,
+) -> Plan | None:
+    resources = [r for r, _ in items]
+    patient_resource = next((r for r in resources if r["resourceType"] == "Patient"), None)
+    sex = sex_of(patient_resource)
+    scores: list[Score] = []
+    for resource, origin in items:
+        if resource["resourceType"] != "QuestionnaireResponse":
+            continue
+        if resource.get("status") not in ("completed", "amended"):
+            continue
+        canonical = str(resource.get("questionnaire") or "").split("|")[0]
+        try:
+            scores.append(
+                score_response(
+                    resource,
+                    questionnaire=questionnaires.get(canonical),
+                    patient_sex=sex,
+                    cut_points=cut_points,
+                )
+            )
+        except Exception as exc:  # one odd response must not stop the run (design.md 1)
+            report.error(origin[0], origin[1], f"cannot score {_ref(resource)}: {exc}")
+    timeline = build_timeline(patient, resources, scores, today, settings)
+    try:
+        result = apply(protocol, timeline, plan, caseloads=caseloads)
+    except WorkflowError as exc:
+        report.error(items[0][1][0], None, str(exc))
+        return None
+    for write in result.writes:
+        if write.output == "enroll.careplan" and write.method == "create":
+            manager = str(write.resource["contributor"][0]["reference"])
+            caseloads[manager] = caseloads.get(manager, 0) + 1
+    return result
+
+
+def _ref(resource: dict[str, Any]) -> str:
+    return f"{resource.get('resourceType')}/{resource.get('id')}"
+
+
+def _print_text(report: ApplyReport) -> None:
+    for plan in report.plans:
+        if not plan.writes and not plan.skipped:
+            continue
+        typer.echo(plan.patient)
+        for w in plan.writes:
+            priority = f", {w.priority}" if w.priority else ""
+            typer.echo(f"  {w.method:6} {w.rule}: {w.resource_type}{priority} — {w.reason}")
+        for s in plan.skipped:
+            typer.echo(f"  skip   {s.rule}: {s.identifier} ({s.why})")
+    writes = sum(len(p.writes) for p in report.plans)
+    fired = sum(1 for p in report.plans if p.writes)
+    typer.echo(
+        f"{len(report.plans)} patients, {fired} with actions, {writes} writes, "
+        f"{len(report.errors)} errors"
+    )
+    for err in report.errors:
+        where = f"{err['file']}:{err['line']}" if err["line"] is not None else err["file"]
+        typer.echo(f"error: {where}: {err['message']}", err=True)
+
+
+@app.command("apply")
+def apply_command(
+    inputs: Annotated[list[Path], typer.Argument(help="Bundle/NDJSON/JSON files or directories")],
+    plan_file: Annotated[Path, typer.Option("--plan", help="practice-plan TOML")],
+    today: Annotated[
+        str | None, typer.Option("--today", help="YYYY-MM-DD (default: today)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the transaction Bundle here")
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+) -> None:
+    """Run the BHI protocol over FHIR files: what fires, why, and the transaction Bundle."""
+    if output_format not in ("text", "json"):
+        raise typer.BadParameter("use 'text' or 'json'", param_hint="--format")
+    try:
+        day = date.fromisoformat(today) if today else date.today()
+    except ValueError:
+        raise typer.BadParameter(f"{today!r} is not YYYY-MM-DD", param_hint="--today") from None
+    try:
+        plan = load_practice_plan(plan_file)
+        protocol = default_protocol()
+    except (PracticePlanError, ProtocolError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    report = run_apply(list(inputs), plan, day, protocol)
+    if out is not None:
+        bundle = to_transaction_bundle(report.plans)
+        out.write_text(json.dumps(bundle, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if output_format == "json":
+        typer.echo(json.dumps(report.as_json(), ensure_ascii=False))
+    else:
+        _print_text(report)
+        if out is not None:
+            typer.echo(f"transaction Bundle: {out}")
