@@ -9,8 +9,9 @@ Everything the billing core needs from the practice is here and nowhere else.
 from __future__ import annotations
 
 from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bhi_fhir.billing.codes import (
     DEFAULT_THRESHOLDS,
@@ -97,6 +98,15 @@ class BillingRules(BaseModel):
         description="payer rules by Coverage.payor reference, identifier value or display",
     )
     thresholds: Thresholds = DEFAULT_THRESHOLDS
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     def qualification_of(self, practitioner: str | None) -> Qualification:
         if practitioner is not None and practitioner in self.billing_practitioners:
