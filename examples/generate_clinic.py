@@ -1,0 +1,372 @@
+"""Generate the synthetic clinic in examples/clinic/ (bulk-export NDJSON, one file per type).
+
+Deterministic: a fixed seed and a fixed "today" (2026-11-26) give byte-identical output, so the
+committed files can be regenerated and diffed. Every patient is synthetic.
+
+Each patient follows one scenario, chosen so that every rule of the protocol fires somewhere,
+and every boundary the tests check (scores 4/5 and 9/10, weeks 7/8/12, 49%/50% improvement)
+occurs in the clinic. Responses are LOINC-coded (bhi-domain.md §1): PHQ-9 items 44250-9 …
+44260-8 with LA6568-5/LA6569-3/LA6570-1/LA6571-9, GAD-7, PHQ-2, C-SSRS screener (93373-9, LA33-6
+yes / LA32-8 no) and AUDIT-C.
+
+    python examples/generate_clinic.py                 # examples/clinic/, 66 patients
+    python examples/generate_clinic.py --patients 10000 --out /tmp/clinic   # benchmark size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+TODAY = date(2026, 11, 26)
+SEED = 20261126
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+BHI_ACTIVITY = "https://bhi-fhir.dev/fhir/CodeSystem/bhi-activity"
+BHI_IDENTIFIER = "https://bhi-fhir.dev/fhir/identifier"
+
+# bhi-domain.md §1.1 (LL358-3): points → LA code
+FREQUENCY = ["LA6568-5", "LA6569-3", "LA6570-1", "LA6571-9"]
+PHQ9_ITEMS = [  # §1.2, item order 1..9
+    "44250-9", "44255-8", "44259-0", "44254-1", "44251-7", "44258-2", "44252-5", "44253-3",
+    "44260-8",
+]  # fmt: skip
+GAD7_ITEMS = ["69725-0", "68509-9", "69733-4", "69734-2", "69735-9", "69689-8", "69736-7"]  # §1.5
+PHQ2_ITEMS = ["44250-9", "44255-8"]  # §1.3
+CSSRS_ITEMS = ["93246-7", "93247-5", "93248-3", "93249-1", "93250-9", "93267-3"]  # §1.6
+YES, NO = "LA33-6", "LA32-8"
+# §1.7 AUDIT-C answers by points
+AUDITC = {
+    "68518-0": ["LA6270-8", "LA18926-8", "LA18927-6", "LA18928-4", "LA18929-2"],
+    "68519-8": ["LA15694-5", "LA15695-2", "LA18930-0", "LA18931-8", "LA18932-6"],
+    "68520-6": ["LA6270-8", "LA18933-4", "LA18876-5", "LA18891-4", "LA18934-2"],
+}
+CARE_MANAGERS = ["Practitioner/bhcm-garcia", "Practitioner/bhcm-okafor"]
+
+Resource = dict[str, Any]
+
+
+class Clinic:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.by_type: dict[str, list[Resource]] = {}
+        self.counter = 0
+
+    def add(self, resource: Resource) -> Resource:
+        self.by_type.setdefault(resource["resourceType"], []).append(resource)
+        return resource
+
+    def next_id(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}-{self.counter:06d}"
+
+
+def _day(days_ago: int) -> str:
+    return (TODAY - timedelta(days=days_ago)).isoformat()
+
+
+def _answer(code: str) -> list[dict[str, Any]]:
+    return [{"valueCoding": {"system": LOINC, "code": code}}]
+
+
+def _spread(total: int, slots: int, cap: int = 3) -> list[int]:
+    points = [0] * slots
+    for i in range(total):
+        points[i % slots] += 1
+    if max(points) > cap:
+        raise ValueError(f"total {total} does not fit {slots} items")
+    return points
+
+
+def _qr(
+    clinic: Clinic, patient: str, panel: str, items: list[tuple[str, str]], days_ago: int
+) -> str:
+    ident = clinic.next_id("qr")
+    clinic.add(
+        {
+            "resourceType": "QuestionnaireResponse",
+            "id": ident,
+            "meta": {"versionId": "1"},
+            "questionnaire": f"http://loinc.org/q/{panel}",
+            "status": "completed",
+            "subject": {"reference": patient},
+            "authored": _day(days_ago),
+            "item": [{"linkId": link, "answer": _answer(code)} for link, code in items],
+        }
+    )
+    return ident
+
+
+def phq9(clinic: Clinic, patient: str, total: int, days_ago: int, item9: int = 0) -> str:
+    points = [*_spread(total - item9, 8), item9]
+    items = [(code, FREQUENCY[p]) for code, p in zip(PHQ9_ITEMS, points, strict=True)]
+    return _qr(clinic, patient, "44249-1", items, days_ago)
+
+
+def gad7(clinic: Clinic, patient: str, total: int, days_ago: int) -> str:
+    points = _spread(total, 7)
+    items = [(code, FREQUENCY[p]) for code, p in zip(GAD7_ITEMS, points, strict=True)]
+    return _qr(clinic, patient, "69737-5", items, days_ago)
+
+
+def phq2(clinic: Clinic, patient: str, total: int, days_ago: int) -> str:
+    points = _spread(total, 2)
+    items = [(code, FREQUENCY[p]) for code, p in zip(PHQ2_ITEMS, points, strict=True)]
+    return _qr(clinic, patient, "55757-9", items, days_ago)
+
+
+def cssrs(clinic: Clinic, patient: str, risk: str, days_ago: int) -> str:
+    # §1.6 triage: high = Q4 or Q5 yes; moderate = Q3 yes; low = only Q1 or Q2 yes.
+    answers = {
+        "high": [YES, YES, YES, YES, NO, NO],
+        "moderate": [YES, YES, YES, NO, NO, NO],
+        "low": [YES, NO, None, None, None, NO],
+        "none": [NO, NO, None, None, None, NO],
+    }[risk]
+    items = [(c, a) for c, a in zip(CSSRS_ITEMS, answers, strict=True) if a is not None]
+    return _qr(clinic, patient, "93373-9", items, days_ago)
+
+
+def auditc(clinic: Clinic, patient: str, q1: int, q2: int, q3: int, days_ago: int) -> str:
+    points = dict(zip(AUDITC, (q1, q2, q3), strict=True))
+    items = [(code, AUDITC[code][p]) for code, p in points.items()]
+    return _qr(clinic, patient, "72109-2", items, days_ago)
+
+
+def enroll(clinic: Clinic, patient: str, days_ago: int, manager: str) -> str:
+    ident = clinic.next_id("cp")
+    clinic.add(
+        {
+            "resourceType": "CarePlan",
+            "id": ident,
+            "meta": {"versionId": "1"},
+            "text": {
+                "status": "generated",
+                "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>BHI care plan</p></div>',
+            },
+            "status": "active",
+            "intent": "plan",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://hl7.org/fhir/us/core/CodeSystem/careplan-category",
+                            "code": "assess-plan",
+                        }
+                    ]
+                },
+                {"coding": [{"system": SNOMED, "code": "718347000"}]},
+            ],
+            "subject": {"reference": patient},
+            "period": {"start": _day(days_ago)},
+            "contributor": [{"reference": manager}],
+        }
+    )
+    return ident
+
+
+def consent(clinic: Clinic, patient: str, days_ago: int) -> None:
+    clinic.add(
+        {
+            "resourceType": "Consent",
+            "id": clinic.next_id("consent"),
+            "status": "active",
+            "scope": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                        "code": "treatment",
+                    }
+                ]
+            },
+            "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
+            "patient": {"reference": patient},
+            "dateTime": _day(days_ago),
+        }
+    )
+
+
+def contact(clinic: Clinic, patient: str, days_ago: int, virtual: bool = False) -> None:
+    clinic.add(
+        {
+            "resourceType": "Encounter",
+            "id": clinic.next_id("enc"),
+            "status": "finished",
+            "class": {
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                "code": "VR" if virtual else "AMB",
+            },
+            "type": [{"coding": [{"system": BHI_ACTIVITY, "code": "care-management-contact"}]}],
+            "subject": {"reference": patient},
+            "period": {"start": _day(days_ago), "end": _day(days_ago)},
+            "length": {
+                "value": 20,
+                "unit": "min",
+                "system": "http://unitsofmeasure.org",
+                "code": "min",
+            },
+        }
+    )
+
+
+def completed_engage(clinic: Clinic, patient: str, qr: str, days_ago: int) -> None:
+    """An engage Task bhi-fhir wrote for ``qr`` earlier, completed by the care manager."""
+    clinic.add(
+        {
+            "resourceType": "Task",
+            "id": clinic.next_id("task"),
+            "meta": {"versionId": "2"},
+            "identifier": [
+                {"system": BHI_IDENTIFIER, "value": f"engage:QuestionnaireResponse/{qr}/_history/1"}
+            ],
+            "status": "completed",
+            "intent": "order",
+            "code": {"coding": [{"system": BHI_ACTIVITY, "code": "engage"}]},
+            "for": {"reference": patient},
+            "executionPeriod": {"end": _day(days_ago)},
+        }
+    )
+
+
+# --- scenarios: (name, what fires, builder) ------------------------------------------------------
+Scenario = tuple[str, str, Callable[[Clinic, str, str], None]]
+
+
+def _s_phq9(total: int, item9: int = 0) -> Callable[[Clinic, str, str], None]:
+    return lambda c, p, m: (phq9(c, p, total, c.rng.randint(1, 5), item9), None)[1]
+
+
+def _enrolled(
+    weeks: int, baseline: int, latest: int | None, contact_days: int | None = 6
+) -> Callable[[Clinic, str, str], None]:
+    def build(c: Clinic, p: str, m: str) -> None:
+        start = weeks * 7 + c.rng.randint(0, 6)
+        phq9(c, p, baseline, start + 3)
+        consent(c, p, start + 1)
+        enroll(c, p, start, m)
+        if latest is not None:
+            phq9(c, p, latest, 5)
+        if contact_days is not None:
+            contact(c, p, contact_days, virtual=c.rng.random() < 0.3)
+
+    return build
+
+
+def _screen_consent(c: Clinic, p: str, m: str) -> None:
+    phq9(c, p, 15, 2)
+    consent(c, p, 1)
+
+
+def _gad(c: Clinic, p: str, m: str) -> None:
+    gad7(c, p, 12, c.rng.randint(1, 5))
+
+
+def _two_crises(c: Clinic, p: str, m: str) -> None:
+    phq9(c, p, 8, 9, item9=1)
+    phq9(c, p, 7, 2, item9=2)
+
+
+def _cssrs(risk: str) -> Callable[[Clinic, str, str], None]:
+    return lambda c, p, m: (cssrs(c, p, risk, c.rng.randint(0, 3)), None)[1]
+
+
+def _phq2_then(phq9_total: int | None) -> Callable[[Clinic, str, str], None]:
+    def build(c: Clinic, p: str, m: str) -> None:
+        phq2(c, p, 4, 3)
+        if phq9_total is not None:
+            phq9(c, p, phq9_total, 3)
+
+    return build
+
+
+def _auditc(q1: int, q2: int, q3: int) -> Callable[[Clinic, str, str], None]:
+    return lambda c, p, m: (auditc(c, p, q1, q2, q3, 4), None)[1]
+
+
+def _engaged_before(c: Clinic, p: str, m: str) -> None:
+    qr = phq9(c, p, 11, 12)
+    completed_engage(c, p, qr, 8)
+
+
+def _outreach(c: Clinic, p: str, m: str) -> None:
+    _enrolled(6, 14, None, contact_days=None)(c, p, m)
+
+
+SCENARIOS: list[Scenario] = [
+    ("phq9-4", "nothing (§1.2 minimal)", _s_phq9(4)),
+    ("phq9-5", "nothing (§1.2 mild, below 10)", _s_phq9(5)),
+    ("phq9-9", "nothing (§1.2 below 10)", _s_phq9(9)),
+    ("phq9-10", "engage + consent (§1.2 positive at 10)", _s_phq9(10)),
+    ("gad7-12", "engage + consent (§1.5)", _gad),
+    ("phq9-15-consent", "engage + enroll (§2.3, §4.3)", _screen_consent),
+    ("phq9-item9", "crisis-assessment (§1.2 item 9)", _s_phq9(8, item9=1)),
+    ("cssrs-high", "crisis-assessment + crisis-referral stat (§1.6, §3)", _cssrs("high")),
+    ("cssrs-moderate", "crisis-assessment + crisis-referral urgent", _cssrs("moderate")),
+    ("cssrs-low", "crisis-assessment only", _cssrs("low")),
+    ("cssrs-none", "nothing", _cssrs("none")),
+    ("phq2-4", "phq9-followup (§1.3)", _phq2_then(None)),
+    ("phq2-then-phq9", "nothing: PHQ-9 done the same day (§2.4)", _phq2_then(6)),
+    ("auditc-f3", "brief-intervention (female ≥3, §1.7)", _auditc(1, 1, 1)),
+    ("auditc-m3", "nothing for a man (≥4, §1.7)", _auditc(1, 1, 1)),
+    ("week9-25pct", "psychiatric-review (§2.2)", _enrolled(9, 16, 12)),
+    ("week9-50pct", "nothing: response (§2.1)", _enrolled(9, 16, 8)),
+    ("week7-no-change", "nothing yet: before week 8 (§2.2)", _enrolled(7, 16, 15)),
+    ("week10-remission", "relapse-prevention (§2.1)", _enrolled(10, 14, 4)),
+    ("week6-no-contact", "outreach (§2.2, §2.3)", _outreach),
+    ("week3-on-track", "nothing", _enrolled(3, 13, 11)),
+    ("engaged-before", "consent; engage completed, not reopened", _engaged_before),
+    ("two-crises", "crisis-assessment twice (never deduplicated)", _two_crises),
+]
+
+
+def generate(patients: int = 66, seed: int = SEED) -> Clinic:
+    clinic = Clinic(random.Random(seed))  # noqa: S311 - synthetic data, not security
+    for index in range(patients):
+        name, _, build = SCENARIOS[index % len(SCENARIOS)]
+        ident = f"p{index:05d}"
+        gender = "male" if name == "auditc-m3" else ("female" if name == "auditc-f3" else None)
+        gender = gender or clinic.rng.choice(["female", "male"])
+        clinic.add(
+            {
+                "resourceType": "Patient",
+                "id": ident,
+                "meta": {"tag": [{"system": "https://bhi-fhir.dev/fhir/scenario", "code": name}]},
+                "gender": gender,
+                "birthDate": (
+                    f"{clinic.rng.randint(1945, 2004)}-0{clinic.rng.randint(1, 9)}"
+                    f"-1{clinic.rng.randint(0, 9)}"
+                ),
+            }
+        )
+        build(clinic, f"Patient/{ident}", CARE_MANAGERS[index % 2])
+    return clinic
+
+
+def lines(resources: list[Resource]) -> Iterator[str]:
+    for resource in resources:
+        yield json.dumps(resource, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+def write(clinic: Clinic, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for kind in sorted(clinic.by_type):
+        with (out / f"{kind}.ndjson").open("w", encoding="utf-8") as handle:
+            handle.writelines(lines(clinic.by_type[kind]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=66)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "clinic")
+    args = parser.parse_args()
+    write(generate(args.patients, args.seed), args.out)
+
+
+if __name__ == "__main__":
+    main()
