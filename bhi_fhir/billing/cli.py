@@ -106,7 +106,7 @@ def load_rules(
 
 
 def records_from_files(
-    paths: Iterable[Path], month: Month, rules: BillingRules
+    paths: Iterable[Path], month: Month, rules: BillingRules, only: set[str] | None = None
 ) -> tuple[list[PatientRecord], list[SourceError]]:
     resources: list[Resource] = []
     errors: list[SourceError] = []
@@ -117,6 +117,8 @@ def records_from_files(
             resources.append(item)
     records = group_by_patient(resources)
     wanted = _patients_with_time(resources, month, rules)
+    if only:
+        wanted &= only
     return [records[p] for p in sorted(wanted) if p in records], errors
 
 
@@ -132,7 +134,7 @@ def _patients_with_time(
 
 
 async def records_from_server(
-    fhir: FhirClient, month: Month, rules: BillingRules
+    fhir: FhirClient, month: Month, rules: BillingRules, only: set[str] | None = None
 ) -> list[PatientRecord]:
     """The month's patients, each with everything billing reads (see the module docstring)."""
     # A day of slack each side: the server compares dates in its own zone; the pure core
@@ -142,8 +144,11 @@ async def records_from_server(
         "date": [f"ge{_day_before(month.first_day())}", f"lt{_day_after(month.last_day())}"],
         "_count": "200",
     }
+    if only:
+        params["patient"] = sorted(only)[0] if len(only) == 1 else ",".join(sorted(only))
     entries = [e async for e in fhir.search("Encounter", params)]
-    patients = sorted(_patients_with_time(entries, month, rules))
+    wanted = _patients_with_time(entries, month, rules)
+    patients = sorted(wanted & only if only else wanted)
     records = await asyncio.gather(*(_record(fhir, p, month) for p in patients))
     return list(records)
 
@@ -294,6 +299,10 @@ def bill(
     out: Annotated[
         Path | None, typer.Option("--out", help="also save the transaction Bundle here")
     ] = None,
+    patients: Annotated[
+        list[str] | None,
+        typer.Option("--patient", help="bill only these patients (Patient/<id>), repeatable"),
+    ] = None,
     rules_file: Annotated[
         Path | None,
         typer.Option("--rules", help="billing rules file (TOML or JSON; a billing table is read)"),
@@ -328,7 +337,17 @@ def bill(
         )
     try:
         report = asyncio.run(
-            _run(the_month, rules, server, input_files or [], dry_run, out, token, now)
+            _run(
+                the_month,
+                rules,
+                server,
+                input_files or [],
+                dry_run,
+                out,
+                token,
+                now,
+                set(patients or ()),
+            )
         )
     except FhirError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -366,6 +385,7 @@ async def _run(
     out: Path | None,
     token: str | None,
     now: datetime,
+    only: set[str],
 ) -> tuple[list[dict[str, Any]], list[Rejected], list[SourceError]]:
     errors: list[SourceError] = []
     client: FhirClient | None = None
@@ -373,9 +393,9 @@ async def _run(
         client = FhirClient(server, auth=BearerAuth(token) if token else None)
     try:
         if inputs or client is None:
-            records, errors = records_from_files(inputs, month, rules)
+            records, errors = records_from_files(inputs, month, rules, only)
         else:
-            records = await records_from_server(client, month, rules)
+            records = await records_from_server(client, month, rules, only)
         months: list[PatientMonth] = []
         rejected: list[Rejected] = []
         for record in records:
