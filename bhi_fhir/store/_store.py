@@ -1,0 +1,180 @@
+"""The operational store: watermarks, the run journal and the audit of our writes.
+
+SQLite by default, PostgreSQL (or anything SQLAlchemy speaks) by URL::
+
+    Store.open()                                   # $BHI_STATE_URL, else SQLite in the state dir
+    Store.open("sqlite:///state.db")
+    Store.open("postgresql+psycopg://user@host/bhi")
+
+Clinical truth lives in the EHR (design.md decision 4): nothing here is PHI.
+Watermarks only move forward, so two workers finishing out of order cannot move one back.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bhi_fhir.store.models import Base, RunRecord, Watermark, WriteAudit
+
+__all__ = ["STATE_URL_ENV", "AuditRow", "Store", "default_state_url"]
+
+STATE_URL_ENV = "BHI_STATE_URL"
+
+
+def default_state_url() -> str:
+    """``$BHI_STATE_URL``, else ``sqlite:///<XDG state dir>/bhi-fhir/state.db``."""
+    url = os.environ.get(STATE_URL_ENV)
+    if url:
+        return url
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return f"sqlite:///{base / 'bhi-fhir' / 'state.db'}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _instant(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One write we made (or found already made), by identifiers only."""
+
+    rule: str
+    identifier: str
+    method: str
+    outcome: str
+    location: str | None = None
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        Base.metadata.create_all(engine)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Store:
+        url = url or default_state_url()
+        if url.startswith("sqlite"):
+            path = url.split(":///", 1)[1] if ":///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _session(self) -> Session:
+        return self._sessions()
+
+    # --- watermarks ---------------------------------------------------------------------------
+
+    def watermark(self, server: str, stream: str = "QuestionnaireResponse") -> str | None:
+        with self._session() as session:
+            row = session.get(Watermark, (server, stream))
+            return row.value if row else None
+
+    def advance_watermark(
+        self, server: str, value: str, *, stream: str = "QuestionnaireResponse", run_id: str | None
+    ) -> str:
+        """Move the watermark to ``value`` unless it is already later; returns the result."""
+        with self._session() as session, session.begin():
+            row = session.get(Watermark, (server, stream), with_for_update=True)
+            if row is None:
+                session.add(Watermark(server=server, stream=stream, value=value,
+                                      updated_at=_now(), run_id=run_id))
+                return value
+            if _instant(value) > _instant(row.value):
+                row.value, row.updated_at, row.run_id = value, _now(), run_id
+            return row.value
+
+    def reset_watermark(self, server: str, stream: str = "QuestionnaireResponse") -> None:
+        with self._session() as session, session.begin():
+            row = session.get(Watermark, (server, stream))
+            if row is not None:
+                session.delete(row)
+
+    # --- run journal --------------------------------------------------------------------------
+
+    def start_run(self, server: str, *, dry_run: bool = False, since: str | None = None) -> str:
+        run_id = str(uuid.uuid4())
+        with self._session() as session, session.begin():
+            session.add(RunRecord(id=run_id, server=server, started_at=_now(), status="running",
+                                  dry_run=dry_run, since=since, counts={}, errors=[]))
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        counts: Mapping[str, Any],
+        errors: Iterable[Mapping[str, Any]],
+        request_count: int,
+        watermark: str | None,
+    ) -> None:
+        with self._session() as session, session.begin():
+            row = session.get(RunRecord, run_id)
+            if row is None:
+                raise KeyError(run_id)
+            row.finished_at = _now()
+            row.status = status
+            row.counts = dict(counts)
+            row.errors = [dict(e) for e in errors]
+            row.request_count = request_count
+            row.watermark = watermark
+
+    def run(self, run_id: str) -> RunRecord | None:
+        with self._session() as session:
+            return session.get(RunRecord, run_id)
+
+    def runs(self, server: str | None = None, limit: int = 20) -> list[RunRecord]:
+        query = select(RunRecord).order_by(RunRecord.started_at.desc()).limit(limit)
+        if server is not None:
+            query = query.where(RunRecord.server == server)
+        with self._session() as session:
+            return list(session.scalars(query))
+
+    # --- audit of our writes ------------------------------------------------------------------
+
+    def record_writes(self, run_id: str, server: str, rows: Iterable[AuditRow]) -> int:
+        at = _now()
+        items = [
+            WriteAudit(run_id=run_id, server=server, at=at, rule=r.rule, identifier=r.identifier,
+                       method=r.method, outcome=r.outcome, location=r.location)
+            for r in rows
+        ]
+        if items:
+            with self._session() as session, session.begin():
+                session.add_all(items)
+        return len(items)
+
+    def writes(self, run_id: str) -> list[WriteAudit]:
+        with self._session() as session:
+            return list(session.scalars(select(WriteAudit).where(WriteAudit.run_id == run_id)
+                                        .order_by(WriteAudit.id)))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets a reader (status) and a writer (sync) work at once; several syncs wait.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

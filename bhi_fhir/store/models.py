@@ -1,0 +1,62 @@
+"""Tables of the operational store. Ids, counts and timestamps only — never PHI.
+
+* ``watermarks``  — per server and stream, the ``_lastUpdated`` instant the next sync starts at;
+* ``runs``        — the run journal: one row per sync run, its counts, errors, request count;
+* ``writes``      — the audit of our own writes: what we wrote where, for which rule, when.
+
+Errors in the journal name resources by type/id and say what went wrong; they never carry
+resource content.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Watermark(Base):
+    __tablename__ = "watermarks"
+
+    server: Mapped[str] = mapped_column(String(500), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(40))  # FHIR instant, as the server gave it
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class RunRecord(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    server: Mapped[str] = mapped_column(String(500), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20))  # running | ok | partial | failed
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    since: Mapped[str | None] = mapped_column(String(40))
+    watermark: Mapped[str | None] = mapped_column(String(40))  # where the run left it
+    request_count: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class WriteAudit(Base):
+    __tablename__ = "writes"
+    __table_args__ = (Index("ix_writes_identifier", "server", "identifier"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    server: Mapped[str] = mapped_column(String(500))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rule: Mapped[str] = mapped_column(String(100))
+    identifier: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(String(10))  # create | update
+    outcome: Mapped[str] = mapped_column(String(20))  # created | updated | existed | ...
+    location: Mapped[str | None] = mapped_column(String(300))  # Type/id/_history/v

@@ -1,0 +1,65 @@
+"""The operational store on SQLite: watermarks move forward only, journal and audit round-trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bhi_fhir.store import AuditRow, Store, default_state_url
+
+SERVER = "http://127.0.0.1:8080/fhir"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.open(f"sqlite:///{tmp_path / 'sub' / 'state.db'}")
+
+
+def test_watermark_starts_empty_and_only_moves_forward(store: Store) -> None:
+    assert store.watermark(SERVER) is None
+    assert store.advance_watermark(SERVER, "2026-11-01T10:00:00Z", run_id=None) == (
+        "2026-11-01T10:00:00Z"
+    )
+    # an earlier instant (another worker finishing late) does not move it back
+    assert store.advance_watermark(SERVER, "2026-11-01T09:00:00+00:00", run_id=None) == (
+        "2026-11-01T10:00:00Z"
+    )
+    store.advance_watermark(SERVER, "2026-11-02T00:00:00.123+00:00", run_id="r")
+    assert store.watermark(SERVER) == "2026-11-02T00:00:00.123+00:00"
+    assert store.watermark("http://other/fhir") is None
+    store.reset_watermark(SERVER)
+    assert store.watermark(SERVER) is None
+
+
+def test_run_journal_and_audit(store: Store) -> None:
+    run_id = store.start_run(SERVER, since="2026-11-01T00:00:00Z")
+    assert store.run(run_id).status == "running"
+    n = store.record_writes(
+        run_id,
+        SERVER,
+        [AuditRow("engage", "engage:QuestionnaireResponse/1/_history/1", "create", "created",
+                  "Task/9/_history/1")],
+    )
+    assert n == 1
+    store.finish_run(run_id, status="ok", counts={"created": 1}, errors=[], request_count=7,
+                     watermark="2026-11-02T00:00:00Z")
+    record = store.run(run_id)
+    assert (record.status, record.counts, record.request_count) == ("ok", {"created": 1}, 7)
+    assert record.finished_at is not None
+    assert [w.location for w in store.writes(run_id)] == ["Task/9/_history/1"]
+    assert [r.id for r in store.runs(SERVER)] == [run_id]
+
+
+def test_reopening_keeps_state(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    Store.open(url).advance_watermark(SERVER, "2026-11-01T10:00:00Z", run_id=None)
+    assert Store.open(url).watermark(SERVER) == "2026-11-01T10:00:00Z"
+
+
+def test_default_url_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BHI_STATE_URL", "postgresql+psycopg://u@h/db")
+    assert default_state_url() == "postgresql+psycopg://u@h/db"
+    monkeypatch.delenv("BHI_STATE_URL")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_state_url() == f"sqlite:///{tmp_path}/bhi-fhir/state.db"
