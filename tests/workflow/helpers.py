@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from bhi_fhir.codes import (
 from bhi_fhir.instruments.result import SUICIDE_RISK, Score
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
 from bhi_fhir.timeline import Timeline, build_timeline
-from bhi_fhir.workflow import Protocol, load_protocol, timeline_settings
+from bhi_fhir.workflow import PlannedWrite, Protocol, apply, load_protocol, timeline_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TODAY = date(2026, 11, 26)
@@ -27,6 +28,7 @@ PATIENT = "Patient/p1"
 PHQ9_ITEM9 = "44260-8"
 
 
+@functools.cache
 def protocol() -> Protocol:
     files = sorted((ROOT / "profiles" / "plandefinitions").glob("*.json")) + sorted(
         (ROOT / "profiles" / "activitydefinitions").glob("*.json")
@@ -34,6 +36,7 @@ def protocol() -> Protocol:
     return load_protocol(json.loads(p.read_text()) for p in files)
 
 
+@functools.cache
 def plan() -> PracticePlan:
     return load_practice_plan(ROOT / "examples" / "practice-plan.toml")
 
@@ -127,3 +130,32 @@ def timeline(
     return build_timeline(
         PATIENT, resources or [], scores, today, timeline_settings(plan())
     )
+
+
+def fired(
+    scores: list[Score], resources: list[dict[str, Any]] | None = None, today: date = TODAY
+) -> dict[str, list[PlannedWrite]]:
+    """Rule id → its writes, for one patient."""
+    result: dict[str, list[PlannedWrite]] = {}
+    for write in apply(protocol(), timeline(scores, resources, today), plan()).writes:
+        result.setdefault(write.rule, []).append(write)
+    return result
+
+
+def persist(writes: list[PlannedWrite]) -> list[dict[str, Any]]:
+    """What a server holds after the transaction: ids assigned, urn:uuid references resolved."""
+    ids = {
+        w.full_url: f"{w.resource_type}/{w.resource.get('id') or f'gen{index}'}"
+        for index, w in enumerate(writes)
+    }
+    stored = []
+    for w in writes:
+        text = json.dumps(w.resource)
+        for urn, ref in ids.items():
+            text = text.replace(urn, ref)
+        resource = json.loads(text)
+        resource["id"] = ids[w.full_url].split("/", 1)[1]
+        version = int((resource.get("meta") or {}).get("versionId", "0")) + 1
+        resource["meta"] = {"versionId": str(version)}
+        stored.append(resource)
+    return stored
