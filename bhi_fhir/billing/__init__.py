@@ -1,1 +1,62 @@
-"""billing."""
+"""Billing: a time ledger of care-management minutes → the month's codes → a billing Encounter.
+
+Pure core (no I/O, clock or environment): :mod:`.codes` (minutes → CPT/HCPCS codes),
+:mod:`.ledger` (Encounters → counted minutes and per patient-month requirements),
+:mod:`.encounter` (a billable month → US Core Encounter + Provenance, as a transaction).
+The shell is :mod:`.cli` (``bhi-fhir bill``). Sources: ../shared/reference/bhi-domain.md §4, §2.2.
+"""
+
+from bhi_fhir.billing._time import Month
+from bhi_fhir.billing.codes import (
+    BilledCode,
+    MonthKind,
+    PayerRules,
+    Program,
+    Qualification,
+    Setting,
+    Thresholds,
+    UnsupportedBillingRules,
+    select_codes,
+)
+from bhi_fhir.billing.encounter import billing_encounter, billing_provenance, billing_transaction
+from bhi_fhir.billing.ledger import (
+    Diagnosis,
+    LedgerEntry,
+    PatientMonth,
+    PatientRecord,
+    Reason,
+    Rejected,
+    close_month,
+    group_by_patient,
+    ledger_entries,
+)
+from bhi_fhir.billing.representation import time_entry
+from bhi_fhir.billing.rules import BillingRules, CodingKey
+
+__all__ = [
+    "BilledCode",
+    "BillingRules",
+    "CodingKey",
+    "Diagnosis",
+    "LedgerEntry",
+    "Month",
+    "MonthKind",
+    "PatientMonth",
+    "PatientRecord",
+    "PayerRules",
+    "Program",
+    "Qualification",
+    "Reason",
+    "Rejected",
+    "Setting",
+    "Thresholds",
+    "UnsupportedBillingRules",
+    "billing_encounter",
+    "billing_provenance",
+    "billing_transaction",
+    "close_month",
+    "group_by_patient",
+    "ledger_entries",
+    "select_codes",
+    "time_entry",
+]

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from bhi_fhir.billing._time import is_time_entry
 from bhi_fhir.billing.encounter import billing_transaction
 from bhi_fhir.billing.ledger import (
     Month,
@@ -44,7 +45,6 @@ from bhi_fhir.billing.ledger import (
     Rejected,
     close_month,
     group_by_patient,
-    is_time_entry,
     ledger_entries,
 )
 from bhi_fhir.billing.rules import BillingRules

@@ -175,9 +175,16 @@ def billing_provenance(month: PatientMonth, target: str, recorded: datetime) -> 
     }
     if month.billing_practitioner is not None:
         agent["onBehalfOf"] = {"reference": month.billing_practitioner}
+    summary = (
+        f"bhi-fhir billed {month.program} {month.month} from {len(month.entries)} time entries"
+    )
     resource: Resource = {
         "resourceType": "Provenance",
         "meta": {"tag": [{"system": BHI_IDENTIFIER, "code": month.identifier_value}]},
+        "text": {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{escape(summary)}</div>',
+        },
         "target": [{"reference": target}],
         "occurredPeriod": {
             "start": month.month.first_day().isoformat(),

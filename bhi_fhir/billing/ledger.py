@@ -35,12 +35,31 @@ code in a month that bills CoCM codes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
+from bhi_fhir.billing._time import (
+    Interval,
+    Month,
+    billing_codes_of,
+    codings,
+    get_dict,
+    get_list,
+    has_coding,
+    intersect,
+    is_time_entry,
+    parse_datetime,
+    participants_of,
+    reference_of,
+    seconds,
+    span_of,
+    subtract,
+    union,
+    versioned_reference,
+)
 from bhi_fhir.billing.codes import (
     APCM_BASE_CODES,
     MONTHLY_CARE_MANAGEMENT_CODES,
@@ -57,12 +76,8 @@ from bhi_fhir.billing.representation import (
     PROGRAM_EXT,
     ContactMode,
 )
-from bhi_fhir.billing.rules import BillingRules, CodingKey
+from bhi_fhir.billing.rules import BillingRules
 from bhi_fhir.codes import (
-    BHI_ACTIVITY,
-    CARE_MANAGEMENT_CONTACT,
-    CPT,
-    HCPCS,
     ICD10CM,
     MENTAL_HEALTH_CARE_PLAN,
     SNOMED,
@@ -82,7 +97,6 @@ __all__ = [
 ]
 
 Resource = dict[str, Any]
-Interval = tuple[datetime, datetime]
 
 _FAR_FUTURE: Final = datetime(9999, 1, 1, tzinfo=UTC)
 _FAR_PAST: Final = datetime(1, 1, 2, tzinfo=UTC)
@@ -92,217 +106,6 @@ _COCM_SERVICE_CODES: Final = frozenset(
     {"99492", "99493", "99494", "G2214", "G0512", "G0568", "G0569"}
 )
 _V2_0203: Final = "http://terminology.hl7.org/CodeSystem/v2-0203"
-
-
-# --------------------------------------------------------------------------- months and time
-
-
-@dataclass(frozen=True, order=True, slots=True)
-class Month:
-    """A calendar month, ``YYYY-MM``."""
-
-    year: int
-    month: int
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.month <= 12 or not 1 <= self.year <= 9998:
-            raise ValueError(f"not a month: {self.year}-{self.month}")
-
-    @classmethod
-    def parse(cls, text: str) -> Month:
-        try:
-            year, month = text.split("-")
-            return cls(int(year), int(month))
-        except ValueError:
-            raise ValueError(f"not a month (YYYY-MM): {text!r}") from None
-
-    @classmethod
-    def of(cls, moment: datetime, tz: tzinfo) -> Month:
-        local = moment.astimezone(tz)
-        return cls(local.year, local.month)
-
-    @property
-    def index(self) -> int:
-        return self.year * 12 + self.month - 1
-
-    def shift(self, months: int) -> Month:
-        index = self.index + months
-        return Month(index // 12, index % 12 + 1)
-
-    def start(self, tz: tzinfo) -> datetime:
-        return datetime(self.year, self.month, 1, tzinfo=tz)
-
-    def end(self, tz: tzinfo) -> datetime:
-        """The first instant of the next month (half-open interval)."""
-        return self.shift(1).start(tz)
-
-    def first_day(self) -> date:
-        return date(self.year, self.month, 1)
-
-    def last_day(self) -> date:
-        return self.shift(1).first_day() - timedelta(days=1)
-
-    def __str__(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
-
-
-def parse_datetime(value: object, tz: tzinfo, *, end: bool = False) -> datetime | None:
-    """A FHIR date/dateTime/instant as an aware datetime; partial dates as their first instant
-    (or, with ``end``, the first instant after them). ``None`` when unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        if len(value) == 4:
-            start = datetime(int(value), 1, 1, tzinfo=tz)
-            return datetime(start.year + 1, 1, 1, tzinfo=tz) if end else start
-        if len(value) == 7:
-            month = Month.parse(value)
-            return month.end(tz) if end else month.start(tz)
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            start = datetime(day.year, day.month, day.day, tzinfo=tz)
-            return start + timedelta(days=1) if end else start
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
-
-
-def union(intervals: Iterable[Interval]) -> list[Interval]:
-    """Merge overlapping or touching intervals."""
-    merged: list[Interval] = []
-    for start, end in sorted(intervals):
-        if merged and start <= merged[-1][1]:
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def intersect(intervals: Sequence[Interval], allowed: Sequence[Interval]) -> list[Interval]:
-    out = []
-    for start, end in intervals:
-        for lo, hi in allowed:
-            s, e = max(start, lo), min(end, hi)
-            if s < e:
-                out.append((s, e))
-    return union(out)
-
-
-def subtract(intervals: Sequence[Interval], cuts: Sequence[Interval]) -> list[Interval]:
-    out = list(intervals)
-    for lo, hi in union(cuts):
-        next_out: list[Interval] = []
-        for start, end in out:
-            if hi <= start or lo >= end:
-                next_out.append((start, end))
-                continue
-            if start < lo:
-                next_out.append((start, lo))
-            if hi < end:
-                next_out.append((hi, end))
-        out = next_out
-    return out
-
-
-def seconds(intervals: Iterable[Interval]) -> float:
-    return sum((end - start).total_seconds() for start, end in intervals)
-
-
-# --------------------------------------------------------------------------- resource reading
-
-
-def reference_of(value: object) -> str | None:
-    """``Type/id`` from a Reference's ``reference`` (absolute or versioned forms accepted)."""
-    if not isinstance(value, dict):
-        return None
-    ref = value.get("reference")
-    if not isinstance(ref, str) or "/" not in ref:
-        return None
-    parts = ref.split("/")
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    return "/".join(parts[-2:]) if len(parts) >= 2 else None
-
-
-def _list(resource: Resource, key: str) -> list[Any]:
-    value = resource.get(key)
-    return value if isinstance(value, list) else []
-
-
-def _dict(resource: Resource, key: str) -> Resource:
-    value = resource.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def codings(concepts: Iterable[Any]) -> Iterator[tuple[str, str, str | None]]:
-    """(system, code, display) of every Coding in some CodeableConcepts."""
-    for concept in concepts:
-        if not isinstance(concept, dict):
-            continue
-        for coding in _list(concept, "coding"):
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                display = coding.get("display")
-                yield (
-                    str(coding.get("system", "")),
-                    coding["code"],
-                    display if isinstance(display, str) else None,
-                )
-
-
-def _has_coding(concepts: Iterable[Any], keys: Iterable[CodingKey]) -> bool:
-    wanted = {(k.system, k.code) for k in keys}
-    return any((s, c) in wanted for s, c, _ in codings(concepts))
-
-
-def billing_codes_of(encounter: Resource) -> set[str]:
-    """CPT/HCPCS codes an Encounter carries in ``type``."""
-    return {c for s, c, _ in codings(_list(encounter, "type")) if s in (CPT, HCPCS)}
-
-
-def is_time_entry(encounter: Resource) -> bool:
-    return any(
-        s == BHI_ACTIVITY and c == CARE_MANAGEMENT_CONTACT
-        for s, c, _ in codings(_list(encounter, "type"))
-    )
-
-
-def _versioned_reference(resource: Resource) -> str | None:
-    rid = resource.get("id")
-    if not isinstance(rid, str) or not rid:
-        return None
-    ref = f"{resource.get('resourceType')}/{rid}"
-    version = _dict(resource, "meta").get("versionId")
-    return f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
-
-
-def _span(encounter: Resource, tz: tzinfo) -> Interval | None:
-    period = _dict(encounter, "period")
-    start = parse_datetime(period.get("start"), tz)
-    if start is None:
-        return None
-    end = parse_datetime(period.get("end"), tz, end=True)
-    if end is None:
-        length = _dict(encounter, "length")
-        value = length.get("value")
-        unit = length.get("code") or length.get("unit")
-        factor = {"min": 60, "h": 3600, "s": 1}.get(str(unit))
-        if isinstance(value, int | float) and factor is not None and value > 0:
-            end = start + timedelta(seconds=float(value) * factor)
-    if end is None:
-        return None
-    return start, end
-
-
-def _participants(encounter: Resource) -> list[str]:
-    out = []
-    for participant in _list(encounter, "participant"):
-        if isinstance(participant, dict):
-            ref = reference_of(participant.get("individual"))
-            if ref is not None:
-                out.append(ref)
-    return out
 
 
 # --------------------------------------------------------------------------- ledger entries
@@ -336,7 +139,7 @@ class Rejected:
 
 def ledger_entry(encounter: Resource, tz: tzinfo) -> LedgerEntry | Rejected:
     """Read one care-management Encounter tolerantly."""
-    reference = _versioned_reference(encounter)
+    reference = versioned_reference(encounter)
     if reference is None:
         return Rejected("Encounter (no id)", "no id, so it cannot be cited")
     status = encounter.get("status")
@@ -345,7 +148,7 @@ def ledger_entry(encounter: Resource, tz: tzinfo) -> LedgerEntry | Rejected:
     patient = reference_of(encounter.get("subject"))
     if patient is None or not patient.startswith("Patient/"):
         return Rejected(reference, "no Patient subject")
-    span = _span(encounter, tz)
+    span = span_of(encounter, tz)
     if span is None:
         return Rejected(reference, "no period.start with period.end or length")
     if span[1] <= span[0]:
@@ -356,17 +159,17 @@ def ledger_entry(encounter: Resource, tz: tzinfo) -> LedgerEntry | Rejected:
         return Rejected(reference, f"separately billed service ({codes}), not care-management time")
     program: Program | None = None
     mode: ContactMode | None = None
-    for ext in _list(encounter, "extension"):
+    for ext in get_list(encounter, "extension"):
         if not isinstance(ext, dict):
             continue
         if ext.get("url") == PROGRAM_EXT and ext.get("valueCode") in ("cocm", "bhi"):
             program = "cocm" if ext["valueCode"] == "cocm" else "bhi"
         elif ext.get("url") == CONTACT_MODE_EXT:
-            code = _dict(ext, "valueCoding").get("code")
+            code = get_dict(ext, "valueCoding").get("code")
             mode = CONTACT_MODE_BY_CODE.get(str(code))
-    klass = _dict(encounter, "class").get("code")
+    klass = get_dict(encounter, "class").get("code")
     virtual = mode in ("phone", "video") if mode is not None else klass == "VR"
-    participants = _participants(encounter)
+    participants = participants_of(encounter)
     return LedgerEntry(
         reference=reference,
         patient=patient,
@@ -519,7 +322,7 @@ def _consent_windows(record: PatientRecord, rules: BillingRules, tz: tzinfo) -> 
         if rules.consent_scope not in scope_codes:
             continue
         status = consent.get("status")
-        period = _dict(_dict(consent, "provision"), "period")
+        period = get_dict(get_dict(consent, "provision"), "period")
         end = parse_datetime(period.get("end"), tz, end=True)
         if status != "active" and not (status == "inactive" and end is not None):
             continue
@@ -537,10 +340,10 @@ def _discharge_blocks(record: PatientRecord, tz: tzinfo) -> list[Interval]:
     for plan in record.careplans:
         if plan.get("status") in ("entered-in-error", "draft"):
             continue
-        category = _list(plan, "category")
+        category = get_list(plan, "category")
         if not any(s == SNOMED and c == MENTAL_HEALTH_CARE_PLAN for s, c, _ in codings(category)):
             continue
-        period = _dict(plan, "period")
+        period = get_dict(plan, "period")
         start = parse_datetime(period.get("start"), tz) or _FAR_PAST
         end = parse_datetime(period.get("end"), tz, end=True) or _FAR_FUTURE
         plans.append((start, end))
@@ -568,9 +371,9 @@ def _exclusions(record: PatientRecord, tz: tzinfo) -> list[_Exclusion]:
             "planned",
         ):
             continue
-        klass = _dict(encounter, "class").get("code")
+        klass = get_dict(encounter, "class").get("code")
         if klass in _INPATIENT_CLASSES:
-            period = _dict(encounter, "period")
+            period = get_dict(encounter, "period")
             start = parse_datetime(period.get("start"), tz)
             if start is not None:
                 end = parse_datetime(period.get("end"), tz, end=True) or _FAR_FUTURE
@@ -580,9 +383,9 @@ def _exclusions(record: PatientRecord, tz: tzinfo) -> list[_Exclusion]:
             continue
         if not billing_codes_of(encounter) - MONTHLY_CARE_MANAGEMENT_CODES:
             continue
-        span = _span(encounter, tz)
+        span = span_of(encounter, tz)
         if span is not None and span[0] < span[1]:
-            out.append(_Exclusion(span, frozenset(_participants(encounter))))
+            out.append(_Exclusion(span, frozenset(participants_of(encounter))))
     return out
 
 
@@ -637,7 +440,7 @@ def _service_months(counted: Sequence[_Counted], record: PatientRecord, tz: tzin
         if encounter.get("status") in ("entered-in-error", "cancelled"):
             continue
         if billing_codes_of(encounter) & _COCM_SERVICE_CODES:
-            billed = parse_datetime(_dict(encounter, "period").get("start"), tz)
+            billed = parse_datetime(get_dict(encounter, "period").get("start"), tz)
             if billed is not None:
                 months.add(Month.of(billed, tz))
     return months
@@ -672,7 +475,7 @@ def _diagnoses(record: PatientRecord) -> tuple[Diagnosis, ...]:
 def _mrn(record: PatientRecord) -> str | None:
     if record.resource is None:
         return None
-    for identifier in _list(record.resource, "identifier"):
+    for identifier in get_list(record.resource, "identifier"):
         if not isinstance(identifier, dict):
             continue
         if any(c == "MR" for s, c, _ in codings([identifier.get("type")]) if s == _V2_0203):
@@ -694,19 +497,19 @@ def _payer(
     for coverage in record.coverages:
         if coverage.get("status") != "active":
             continue
-        if not _overlaps(_dict(coverage, "period"), window, tz):
+        if not _overlaps(get_dict(coverage, "period"), window, tz):
             continue
         order = coverage.get("order")
         candidates.append((order if isinstance(order, int) else 1_000_000, coverage))
     if not candidates:
         return None, rules.default_payer
     _, coverage = min(candidates, key=lambda pair: pair[0])
-    payors = [p for p in _list(coverage, "payor") if isinstance(p, dict)]
+    payors = [p for p in get_list(coverage, "payor") if isinstance(p, dict)]
     if not payors:
         return None, rules.default_payer
     payor = payors[0]
     ref = reference_of(payor)
-    ident = _dict(payor, "identifier").get("value")
+    ident = get_dict(payor, "identifier").get("value")
     display = payor.get("display")
     keys = [k if isinstance(k, str) else None for k in (ref, ident, display)]
     name = next((k for k in (keys[2], keys[0], keys[1]) if k), None)
@@ -721,14 +524,14 @@ def _care_team_members(
     for team in record.careteams:
         if team.get("status") not in (None, "active"):
             continue
-        if not _overlaps(_dict(team, "period"), window, tz):
+        if not _overlaps(get_dict(team, "period"), window, tz):
             continue
-        for participant in _list(team, "participant"):
+        for participant in get_list(team, "participant"):
             if not isinstance(participant, dict):
                 continue
-            if not _overlaps(_dict(participant, "period"), window, tz):
+            if not _overlaps(get_dict(participant, "period"), window, tz):
                 continue
-            members.append((reference_of(participant.get("member")), _list(participant, "role")))
+            members.append((reference_of(participant.get("member")), get_list(participant, "role")))
     return members
 
 
@@ -738,9 +541,9 @@ def _initiating_visit(
     for encounter in record.encounters:
         if encounter.get("status") != "finished":
             continue
-        if not _has_coding(_list(encounter, "type"), rules.initiating_visit_codes):
+        if not has_coding(get_list(encounter, "type"), rules.initiating_visit_codes):
             continue
-        start = parse_datetime(_dict(encounter, "period").get("start"), tz)
+        start = parse_datetime(get_dict(encounter, "period").get("start"), tz)
         if start is not None and since <= start < until:
             return True
     return False
@@ -754,10 +557,10 @@ def _apcm_base_by(record: PatientRecord, month: Month, tz: tzinfo) -> set[str | 
             continue
         if not billing_codes_of(encounter) & APCM_BASE_CODES:
             continue
-        start = parse_datetime(_dict(encounter, "period").get("start"), tz)
+        start = parse_datetime(get_dict(encounter, "period").get("start"), tz)
         if start is None or Month.of(start, tz) != month:
             continue
-        out.update(_participants(encounter) or [None])
+        out.update(participants_of(encounter) or [None])
     return out
 
 
@@ -778,7 +581,7 @@ def close_month(
     )
     consultant = any(
         (ref is not None and ref in rules.psychiatric_consultants)
-        or _has_coding(roles, rules.psychiatric_consultant_roles)
+        or has_coding(roles, rules.psychiatric_consultant_roles)
         for ref, roles in members
     )
     consent_by_month_end = any(start < window[1] for start, _ in consent)
@@ -903,8 +706,8 @@ def _entry_order(item: _Counted) -> tuple[datetime, str]:
 
 def _in_month(rejected: Rejected, record: PatientRecord, window: Interval, tz: tzinfo) -> bool:
     for encounter in record.encounters:
-        if _versioned_reference(encounter) == rejected.reference:
-            start = parse_datetime(_dict(encounter, "period").get("start"), tz)
+        if versioned_reference(encounter) == rejected.reference:
+            start = parse_datetime(get_dict(encounter, "period").get("start"), tz)
             return start is None or window[0] <= start < window[1]
     return True
 
