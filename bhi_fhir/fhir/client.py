@@ -13,7 +13,7 @@ What each call sends (``base`` is the server base URL)::
     update(r, if_match="3")                  PUT    base/{type}/{id}  If-Match: W/"3"
     delete("Patient", "1")                   DELETE base/Patient/1
     transaction(bundle) / batch(bundle)      POST   base
-    validate(r, profile=url)                 POST   base/{type}/$validate  (Parameters)
+    validate(r, profile=url)                 POST   base/{type}/$validate?profile=url
     capabilities()                           GET    base/metadata
     smart_configuration()                    GET    base/.well-known/smart-configuration
 
@@ -233,17 +233,19 @@ class FhirClient:
     async def validate(self, resource: Resource, profile: str | None = None) -> Resource:
         """``$validate``: the OperationOutcome, whether the resource passed or not.
 
-        Servers report an invalid resource as 200, 400, 412 (HAPI) or 422 with an
-        OperationOutcome; all of those are an answer, not an error.
+        The resource is the body and ``profile`` a URL parameter, both allowed by the
+        operation's definition. The ``Parameters`` form is avoided on purpose: HAPI 8
+        reports a spurious ``inv-1`` error on the wrapper when the resource is invalid and
+        turns a ``valueUri`` profile into "UriType[...]". Servers report an invalid resource
+        as 200, 400, 412 or 422 with an OperationOutcome; all of those are an answer.
         """
         resource_type = _resource_type(resource)
-        parameters: list[dict[str, Any]] = [{"name": "resource", "resource": resource}]
-        if profile:
-            parameters.append({"name": "profile", "valueUri": profile})
         response = await self.request(
             "POST",
             f"{resource_type}/$validate",
-            body={"resourceType": "Parameters", "parameter": parameters},
+            params={"profile": profile} if profile else None,
+            body=resource,
+            idempotent=True,
             accept_statuses=frozenset({400, 412, 422}),
         )
         body = _json(response)

@@ -301,9 +301,18 @@ async def test_validate_returns_the_outcome_even_on_412(
         {"resourceType": "Patient", "gender": "banana"}, profile="http://example.org/p"
     )
     assert result == body
-    sent = json.loads(route.calls.last.request.content)
-    assert sent["resourceType"] == "Parameters"
-    assert {"name": "profile", "valueUri": "http://example.org/p"} in sent["parameter"]
+    sent = route.calls.last.request
+    assert json.loads(sent.content) == {"resourceType": "Patient", "gender": "banana"}
+    assert sent.url.params["profile"] == "http://example.org/p"
+
+
+async def test_validate_unwraps_a_parameters_answer(
+    client: FhirClient, router: respx.MockRouter
+) -> None:
+    body = outcome("all good", severity="information", code="informational")
+    wrapped = {"resourceType": "Parameters", "parameter": [{"name": "return", "resource": body}]}
+    router.post("/Patient/$validate").mock(return_value=httpx.Response(200, json=wrapped))
+    assert await client.validate({"resourceType": "Patient"}) == body
 
 
 async def test_delete(client: FhirClient, router: respx.MockRouter) -> None:

@@ -149,15 +149,32 @@ async def test_stale_if_match_is_precondition_failed(
     assert current["gender"] == "female"  # the stale write did not land
 
 
-async def test_validate_rejects_a_broken_resource(fhir: FhirClient, run_tag: RunTag) -> None:
-    broken = {"resourceType": "Patient", "gender": "banana", "birthDate": "not-a-date"}
-    outcome = await fhir.validate(broken)
-    severities = [i.get("severity") for i in outcome.get("issue", [])]
-    assert "error" in severities or "fatal" in severities
+def errors_in(outcome: dict[str, Any]) -> list[str]:
+    return [
+        str(i.get("diagnostics") or i.get("details", {}).get("text"))
+        for i in outcome.get("issue", [])
+        if i.get("severity") in ("error", "fatal")
+    ]
 
+
+async def test_validate_rejects_a_broken_resource(fhir: FhirClient) -> None:
+    # Parses fine, breaks the base StructureDefinition: the validator itself must object.
+    outcome = await fhir.validate({"resourceType": "Observation"})
+    found = errors_in(outcome)
+    assert any("Observation.status" in e for e in found), found
+    assert any("Observation.code" in e for e in found), found
+
+    # Does not even parse (unknown code in a required binding).
+    assert errors_in(await fhir.validate({"resourceType": "Patient", "gender": "banana"}))
+
+
+async def test_validate_accepts_a_good_resource_and_checks_the_profile(fhir: FhirClient) -> None:
     fine = {"resourceType": "Patient", "gender": "female", "birthDate": "1980-01-01"}
-    outcome = await fhir.validate(fine)
-    assert not [i for i in outcome.get("issue", []) if i.get("severity") in ("error", "fatal")]
+    assert errors_in(await fhir.validate(fine)) == []
+    core = "http://hl7.org/fhir/StructureDefinition/Patient"
+    assert errors_in(await fhir.validate(fine, profile=core)) == []
+    unknown = await fhir.validate(fine, profile="http://example.org/no-such-profile")
+    assert any("no-such-profile" in e for e in errors_in(unknown))
 
 
 async def test_deleted_resource_is_gone(fhir: FhirClient, run_tag: RunTag, case_id: str) -> None:
