@@ -28,6 +28,10 @@ from decimal import Decimal
 from typing import Any, Final
 
 import fhirpathpy
+from antlr4 import CommonTokenStream, InputStream, Token
+from antlr4.error.ErrorListener import ErrorListener
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 __all__ = ["Expression", "ExpressionError", "clear_caches", "expression", "truthy"]
 
@@ -44,6 +48,32 @@ _MEMO_LIMIT: Final = 200_000
 
 class ExpressionError(ValueError):
     """An expression that does not parse or fails to evaluate; names the expression."""
+
+
+class _Collect(ErrorListener):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def syntaxError(
+        self, recognizer: Any, symbol: Any, line: int, column: int, msg: str, e: Any
+    ) -> None:
+        self.problems.append(f"column {column + 1}: {msg}")
+
+
+def _syntax_problems(text: str) -> list[str]:
+    """fhirpathpy's parser recovers from syntax errors silently; check the grammar strictly."""
+    listener = _Collect()
+    lexer = FHIRPathLexer(InputStream(text))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(listener)
+    tokens = CommonTokenStream(lexer)
+    parser = FHIRPathParser(tokens)
+    parser.removeErrorListeners()
+    parser.addErrorListener(listener)
+    parser.expression()
+    if not listener.problems and tokens.LA(1) != Token.EOF:
+        listener.problems.append(f"unexpected {tokens.LT(1).text!r}")
+    return listener.problems
 
 
 def _plain(value: Any) -> Any:
@@ -94,6 +124,9 @@ class Expression:
         if simple:
             self._path = (simple.group(1), tuple(filter(None, simple.group(2).split("."))))
             return
+        problems = _syntax_problems(self.text)
+        if problems:
+            raise ExpressionError(f"cannot parse FHIRPath {self.text!r}: {'; '.join(problems)}")
         try:
             self._compiled = fhirpathpy.compile(self.text)
         except Exception as exc:  # fhirpathpy raises bare Exceptions from its parser

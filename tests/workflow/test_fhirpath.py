@@ -1,0 +1,86 @@
+"""The compiled/memoised FHIRPath layer gives exactly what fhirpathpy gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fhirpathpy
+import pytest
+
+from bhi_fhir.workflow.fhirpath import Expression, ExpressionError, _plain, truthy
+from bhi_fhir.workflow.protocol import Action
+
+from .helpers import careplan, consent, contact, patient, plan, protocol, score, timeline
+
+
+def _expressions(action: Action) -> list[Expression]:
+    found = [*action.conditions, *(e for _, e in action.variables)]
+    found += [e for e in (action.for_each, action.key, action.sources, action.reason) if e]
+    if action.template:
+        found += [e for _, e in action.template.dynamic]
+    for child in action.children:
+        found += _expressions(child)
+    return found
+
+
+def _contexts() -> list[dict[str, Any]]:
+    tls = [
+        timeline([score("phq9", 15, 2, item9=1), score("cssrs", None, 1, risk="high")],
+                 [patient(), consent()]),
+        timeline([score("phq9", 16, 65), score("phq9", 12, 3), score("gad7", 11, 60)],
+                 [patient("male"), careplan(63), contact(30)]),
+        timeline([score("phq2", 4, 1), score("auditc", 4, 1)], [patient("male")]),
+    ]  # fmt: skip
+    view = plan().fhirpath_view()
+    contexts = []
+    for tl in tls:
+        base = {"facts": tl.facts, "plan": view,
+                "careManager": {"reference": "Practitioner/x", "display": "X"}}  # fmt: skip
+        contexts.append(base)
+        for crisis in tl.facts["crises"]:
+            route = [r for r in view["crisis"]["routes"] if r["risk"] == crisis.get("risk")]
+            screen = [tl.facts["latest"]["phq9"]] if "phq9" in tl.facts["latest"] else []
+            contexts.append({**base, "item": crisis, "route": route, "screen": screen,
+                             "due": "2026-12-01", "cut": 4})  # fmt: skip
+    return contexts
+
+
+def test_every_protocol_expression_matches_fhirpathpy() -> None:
+    expressions = [e for a in protocol().actions for e in _expressions(a)]
+    assert len(expressions) > 100
+    checked = 0
+    for context in _contexts():
+        for expr in expressions:
+            try:
+                expected = _plain(fhirpathpy.evaluate({}, expr.text, dict(context)))
+            except Exception:
+                continue  # needs a variable this context does not bind
+            assert expr.evaluate(context) == expected, expr.text
+            assert expr.evaluate(context) == expected, f"memo hit: {expr.text}"
+            checked += 1
+    assert checked > 300
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("'a\\'b'", ["a'b"]), ("42", [42]), ("true", [True]), ("%x.y", [1, 2])],
+)
+def test_fast_paths(text: str, value: list[Any]) -> None:
+    assert Expression(text).evaluate({"x": [{"y": 1}, {"y": [2]}]}) == value
+
+
+def test_memo_key_covers_what_the_expression_reads() -> None:
+    expr = Expression("%facts.a.total >= %plan.cut")
+    assert expr.memoised
+    assert truthy(expr.evaluate({"facts": {"a": {"total": 10}}, "plan": {"cut": 10}}))
+    assert not truthy(expr.evaluate({"facts": {"a": {"total": 9}}, "plan": {"cut": 10}}))
+    assert not truthy(expr.evaluate({"facts": {"a": {"total": 10}}, "plan": {"cut": 11}}))
+
+
+def test_clock_functions_are_never_memoised() -> None:
+    assert not Expression("today() > %facts.d").memoised
+
+
+def test_parse_error_names_the_expression() -> None:
+    with pytest.raises(ExpressionError, match="cannot parse FHIRPath"):
+        Expression("%facts.(")
