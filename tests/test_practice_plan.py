@@ -1,0 +1,108 @@
+"""The practice plan: validated TOML, errors that name the key path and the problem."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan, parse_practice_plan
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "practice-plan.toml"
+
+
+def _data() -> dict[str, Any]:
+    return tomllib.loads(EXAMPLE.read_text())
+
+
+def _problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(PracticePlanError) as info:
+        parse_practice_plan(data)
+    return info.value.problems
+
+
+def test_example_loads() -> None:
+    plan = load_practice_plan(EXAMPLE)
+    assert len(plan.team.care_managers) == 2
+    assert set(plan.crisis.directory) >= {
+        "988", "mobile-crisis", "crisis-stabilization", "emergency-department", "inpatient",
+    }  # fmt: skip
+
+
+def test_defaults_match_bhi_domain() -> None:
+    data = _data()
+    for section in ("screening", "handoffs", "treat_to_target"):
+        data.pop(section)
+    plan = parse_practice_plan(data)
+    assert plan.screening.phq9_positive == 10  # §1.2
+    assert plan.screening.phq2_positive == 3  # §1.3
+    assert plan.screening.gad7_positive == 10  # §1.5
+    assert (plan.screening.auditc_positive_male, plan.screening.auditc_positive_female) == (4, 3)
+    assert plan.treat_to_target.response_drop_percent == 50  # §2.1
+    assert plan.treat_to_target.remission_below == 5  # §2.1
+    assert (plan.treat_to_target.review_window_start_week,
+            plan.treat_to_target.review_window_end_week) == (8, 12)  # §2.2  # fmt: skip
+    assert plan.handoffs.contact_interval_days == 28  # §2.2 / §2.3
+    assert plan.crisis.priorities == {"high": "stat", "moderate": "urgent"}  # §3
+    assert plan.crisis.assessment_priority == "asap"  # §3
+
+
+def test_unknown_level_names_the_key() -> None:
+    data = _data()
+    data["crisis"]["levels"]["high"] = "icu"
+    (problem,) = _problems(data)
+    assert problem.startswith("crisis.levels.high: unknown level 'icu'")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d.update(extra=1), "extra: unknown key"),
+        (lambda d: d["team"].pop("psychiatric_consultant"),
+         "team.psychiatric_consultant: required key is missing"),
+        (lambda d: d["team"]["care_managers"][1].update(capacity=0),
+         "team.care_managers.1.capacity: Input should be greater than or equal to 1"),
+        (lambda d: d["crisis"]["priorities"].update(high="soon"),
+         "crisis.priorities.high: Input should be 'routine', 'urgent', 'asap' or 'stat', "
+         "got 'soon'"),
+        (lambda d: d["crisis"]["levels"].update(severe="inpatient"),
+         "crisis.levels.severe: unknown risk 'severe'"),
+        (lambda d: d["crisis"]["priorities"].pop("moderate"),
+         "crisis.priorities.moderate: missing (crisis.levels maps 'moderate')"),
+        (lambda d: d["team"]["billing_practitioner"].update(reference="Dr Lee"),
+         "team.billing_practitioner: 'Dr Lee' is not a reference"),
+        (lambda d: d["treat_to_target"].update(review_window_end_week=6),
+         "treat_to_target.review_window_end_week: 6 is before review_window_start_week 8"),
+        (lambda d: d["handoffs"].update(caseload_review_weekday="someday"),
+         "handoffs.caseload_review_weekday: Input should be"),
+    ],
+)
+def test_errors_name_the_key_and_the_problem(mutate: Any, expected: str) -> None:
+    data = _data()
+    mutate(data)
+    problems = _problems(data)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "plan.toml"
+    bad.write_text("practice = \n")
+    with pytest.raises(PracticePlanError, match="not valid TOML"):
+        load_practice_plan(bad)
+    with pytest.raises(PracticePlanError, match="cannot read file"):
+        load_practice_plan(tmp_path / "missing.toml")
+
+
+def test_fhirpath_view_joins_routes_with_the_directory() -> None:
+    view = load_practice_plan(EXAMPLE).fhirpath_view()
+    high = next(r for r in view["crisis"]["routes"] if r["risk"] == "high")
+    assert high == {
+        "risk": "high",
+        "level": "emergency-department",
+        "priority": "stat",
+        "performer": "Organization/riverside-general-ed",
+        "name": "Riverside General Emergency Department",
+        "phone": "+1-555-0102",
+    }
