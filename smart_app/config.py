@@ -1,0 +1,96 @@
+"""The app's settings: one pydantic-settings model, read once (``get_settings()``).
+
+Environment variables start with ``BHI_APP_``; nested values are JSON, e.g.::
+
+    BHI_APP_REGISTRATIONS='[{"iss": "https://ehr.example/fhir", "client_id": "bhi"}]'
+    BHI_APP_BASE_URL=https://bhi.example        # where /launch and /callback are served
+    BHI_APP_COOKIE_SECURE=false                 # only for plain-http localhost tests
+
+Each :class:`EhrRegistration` is one entry of the issuer allow-list: a launch whose ``iss`` is not
+listed is refused before any request is sent to it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ClientAuth = Literal["public", "client_secret_basic", "private_key_jwt"]
+
+# Patient-level v2 scopes the patient view and its actions need (SMART 2.2 scopes-and-launch-
+# context.md). ``launch`` (EHR launch) or ``launch/patient`` (standalone) is added per launch.
+DEFAULT_SCOPES = (
+    "openid fhirUser online_access "
+    "patient/Patient.rs patient/QuestionnaireResponse.rs patient/Questionnaire.rs "
+    "patient/Observation.rs patient/CarePlan.cruds patient/Task.cruds "
+    "patient/ServiceRequest.cruds patient/Encounter.cruds patient/Consent.cruds "
+    "patient/Procedure.rs patient/Provenance.cr"
+)
+
+
+class EhrRegistration(BaseModel):
+    """How this app is registered with one EHR (one FHIR server, one authorization server)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    iss: str = Field(description="the FHIR base URL exactly as the EHR sends it as `iss`")
+    client_id: str
+    name: str = ""
+    scopes: str = DEFAULT_SCOPES
+    client_auth: ClientAuth = "public"
+    client_secret: SecretStr | None = None
+    private_key_path: Path | None = None  # PEM, RSA (RS384) or EC (ES384)
+    kid: str | None = None
+
+    @field_validator("iss")
+    @classmethod
+    def _iss(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("iss must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> EhrRegistration:
+        if self.client_auth == "client_secret_basic" and self.client_secret is None:
+            raise ValueError(f"{self.iss}: client_secret_basic needs client_secret")
+        if self.client_auth == "private_key_jwt" and (
+            self.private_key_path is None or self.kid is None
+        ):
+            raise ValueError(f"{self.iss}: private_key_jwt needs private_key_path and kid")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BHI_APP_", extra="ignore")
+
+    base_url: str = "http://127.0.0.1:8000"  # public URL of the app; redirect_uri = base/callback
+    registrations: list[EhrRegistration] = Field(default_factory=list)
+    default_iss: str | None = None  # standalone launch without ?iss=
+    cookie_name: str = "bhi_session"
+    cookie_secure: bool = True  # SameSite=None needs Secure; false only for http://127.0.0.1
+    session_ttl_seconds: int = 8 * 3600
+    pending_launch_ttl_seconds: int = 600
+    session_db_url: str | None = None  # e.g. sqlite:///sessions.db; None = in memory
+    http_timeout: float = 15
+    practice_plan: Path | None = None  # default: examples/practice-plan.toml when present
+    demo: bool = False
+    demo_clinic: Path | None = None  # NDJSON directory for --demo
+    today: str | None = None  # YYYY-MM-DD, fixes the clock for demos and tests
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.base_url.rstrip("/") + "/callback"
+
+    def registration_for(self, iss: str) -> EhrRegistration | None:
+        """The allow-list entry for ``iss`` (exact match after trimming a trailing slash)."""
+        wanted = iss.rstrip("/")
+        return next((r for r in self.registrations if r.iss == wanted), None)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

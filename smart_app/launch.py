@@ -1,0 +1,172 @@
+"""``/launch`` (EHR and standalone) and ``/callback``: SMART App Launch 2.2, app-launch.md.
+
+EHR launch:        the EHR opens ``/launch?iss=<FHIR base>&launch=<opaque>``
+Standalone launch: ``/launch?iss=<FHIR base>`` or ``/launch`` with a configured ``default_iss``
+
+1. ``iss`` must be on the allow-list — otherwise refuse, and send it nothing at all.
+2. Discover the authorization server (``.well-known``, CapabilityStatement fallback); refuse one
+   without PKCE S256.
+3. Remember ``state`` (256 random bits), the PKCE verifier and the token URL in the server-side
+   session named by the browser's cookie; redirect to ``authorize`` with ``aud = iss``.
+4. ``/callback`` accepts only a ``state`` pending in *this browser's* session, exchanges the code
+   (with the verifier), keeps tokens and launch context server-side, and issues a new session id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from smart_app import smart
+from smart_app.deps import (
+    Refusal,
+    SettingsDep,
+    StoreDep,
+    fresh_session,
+    session_from_cookie,
+    set_session_cookie,
+)
+from smart_app.sessions import PendingLaunch, new_session
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+_MAX_PENDING = 5  # launches in flight per browser session (several EHR tabs)
+
+
+def _refuse(error: smart.LaunchError) -> Refusal:
+    return Refusal(error.title, str(error), error.status)
+
+
+@router.get("/launch")
+async def launch(
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    iss: str | None = None,
+    launch: str | None = None,
+) -> Response:
+    target = iss or settings.default_iss
+    if not target:
+        raise Refusal("No FHIR server named", "The launch did not say which EHR (iss) to use.")
+    registration = settings.registration_for(target)
+    if registration is None:
+        logger.warning("launch refused: iss not on the allow-list")
+        raise Refusal(
+            "This EHR is not allowed",
+            "The app is not registered with the FHIR server named in this launch, so it did "
+            "not contact it. Ask your administrator to add it to the app's allow-list.",
+            403,
+        )
+    ehr_launch = launch is not None
+    if ehr_launch and not launch:
+        raise Refusal("Launch refused", "The EHR sent an empty launch parameter.")
+
+    async with httpx.AsyncClient(timeout=settings.http_timeout) as http:
+        try:
+            config = await smart.discover(http, registration.iss)
+        except smart.LaunchError as exc:
+            raise _refuse(exc) from None
+    scope = smart.requested_scopes(registration, config, ehr_launch=ehr_launch)
+    state = smart.new_state()
+    verifier = smart.new_code_verifier()
+    try:
+        url = smart.authorize_url(
+            config,
+            registration,
+            redirect_uri=settings.redirect_uri,
+            scope=scope,
+            state=state,
+            code_verifier=verifier,
+            launch=launch,
+        )
+    except smart.LaunchError as exc:
+        raise _refuse(exc) from None
+
+    session = fresh_session(request)
+    now = time.time()
+    session.pending = {
+        k: p
+        for k, p in session.pending.items()
+        if now - p.created_at < settings.pending_launch_ttl_seconds
+    }
+    while len(session.pending) >= _MAX_PENDING:
+        session.pending.pop(next(iter(session.pending)))
+    session.pending[state] = PendingLaunch(
+        state=state,
+        iss=registration.iss,
+        code_verifier=verifier,
+        token_endpoint=config.token_endpoint,
+        scopes=scope,
+        ehr_launch=ehr_launch,
+        created_at=now,
+    )
+    store.save(session)
+    logger.info("launch: %s launch, discovery via %s", "EHR" if ehr_launch else "standalone",
+                config.source)
+    response = RedirectResponse(url, status_code=302)
+    set_session_cookie(response, session, settings)
+    return response
+
+
+@router.get("/callback")
+async def callback(
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    state: str | None = None,
+    code: str | None = None,
+    error: str | None = None,
+) -> Response:
+    session = session_from_cookie(request)
+    pending = session.pending.pop(state, None) if session is not None and state else None
+    if session is None or pending is None:
+        logger.warning("callback refused: state does not match this browser's session")
+        raise Refusal(
+            "Sign-in refused",
+            "This sign-in response does not belong to a launch started in this browser "
+            "(state mismatch). Start the launch again from the EHR.",
+            400,
+        )
+    store.save(session)  # the state is single-use, whatever happens next
+    if time.time() - pending.created_at > settings.pending_launch_ttl_seconds:
+        raise Refusal("Sign-in expired", "The launch took too long; start it again.", 400)
+    if error is not None or not code:
+        raise Refusal(
+            "Sign-in was not completed",
+            f"The authorization server answered: {error or 'no authorization code'}.",
+            400,
+        )
+    registration = settings.registration_for(pending.iss)
+    if registration is None:
+        raise Refusal("This EHR is not allowed", "It was removed from the allow-list.", 403)
+    try:
+        tokens, context = await smart.exchange_code(
+            registration,
+            token_endpoint=pending.token_endpoint,
+            code=code,
+            code_verifier=pending.code_verifier,
+            redirect_uri=settings.redirect_uri,
+            timeout=settings.http_timeout,
+        )
+    except smart.LaunchError as exc:
+        raise _refuse(exc) from None
+
+    # A new session id after sign-in (no fixation); the old one is dropped.
+    signed_in = new_session()
+    signed_in.iss = registration.iss
+    signed_in.token = tokens
+    signed_in.context = context
+    signed_in.pending = session.pending
+    store.delete(session.id)
+    store.save(signed_in)
+    logger.info("signed in: %s launch", "EHR" if pending.ehr_launch else "standalone")
+    target = f"/patient/{context.patient}" if context.patient else "/registry"
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(response, signed_in, settings)
+    return response

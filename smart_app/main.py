@@ -1,0 +1,79 @@
+"""The app factory: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from smart_app import launch, views
+from smart_app.config import Settings, get_settings
+from smart_app.deps import Refusal, render, set_session_cookie
+from smart_app.sessions import new_session, store_for
+
+logger = logging.getLogger(__name__)
+
+_HERE = Path(__file__).parent
+
+# Scripts and styles only from the app itself (the chart library is vendored); no inline script.
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="bhi-fhir SMART app", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.store = store_for(settings.session_db_url, settings.session_ttl_seconds)
+    # Jinja2Templates autoescapes .html templates.
+    app.state.templates = Jinja2Templates(directory=str(_HERE / "templates"))
+    if settings.demo:
+        from smart_app.demo import demo_source
+
+        app.state.demo_source = demo_source(settings)
+
+    app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
+    app.include_router(launch.router)
+    app.include_router(views.router)
+
+    @app.exception_handler(Refusal)
+    async def refusal_page(request: Request, exc: Refusal) -> Response:
+        return render(
+            request,
+            request.app.state.templates,
+            "refusal.html",
+            {"title": exc.title, "message": str(exc)},
+            status_code=exc.status,
+        )
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if not request.url.path.startswith("/static"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    if settings.demo:
+
+        @app.get("/demo")
+        async def demo_start(request: Request) -> Response:
+            """Sign in to the demo clinic (no EHR): a session with ``demo`` set."""
+            from fastapi.responses import RedirectResponse
+
+            session = new_session()
+            session.demo = True
+            app.state.store.save(session)
+            response = RedirectResponse("/registry", status_code=303)
+            set_session_cookie(response, session, settings)
+            return response
+
+    return app

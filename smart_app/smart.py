@@ -1,0 +1,350 @@
+"""SMART App Launch 2.2 client pieces: discovery, scopes, PKCE, the authorize URL, tokens.
+
+Discovery (app-launch.md "Retrieve .well-known"): ``GET {iss}/.well-known/smart-configuration``
+first; a server without it is asked for its CapabilityStatement and the legacy ``oauth-uris``
+extension. A server whose ``code_challenge_methods_supported`` lacks ``S256`` is refused.
+
+Token requests go through Authlib's httpx integration (``AsyncOAuth2Client``): it sends
+``client_id`` in the body for public clients only, HTTP Basic for ``client_secret_basic`` and a
+signed assertion for ``private_key_jwt`` — the SMART token parameter table exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+
+from smart_app.config import EhrRegistration
+from smart_app.sessions import LaunchContext, TokenSet
+
+logger = logging.getLogger(__name__)
+
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+class LaunchError(Exception):
+    """A launch that cannot go on; ``title`` and ``str(self)`` are shown to the person."""
+
+    def __init__(self, title: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.title = title
+        self.status = status
+
+
+@dataclass(frozen=True)
+class SmartConfiguration:
+    authorization_endpoint: str
+    token_endpoint: str
+    code_challenge_methods: tuple[str, ...]
+    capabilities: tuple[str, ...]
+    scopes_supported: tuple[str, ...]
+    source: str  # "well-known" | "capability-statement"
+
+    @property
+    def v2(self) -> bool:
+        """Whether v2 scopes may be sent: the server says so, or says nothing about v1."""
+        caps = set(self.capabilities)
+        if "permission-v2" in caps:
+            return True
+        return "permission-v1" not in caps
+
+
+def _absolute(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        raise LaunchError("Authorization server not usable", f"its {what} is not an absolute URL")
+    return value
+
+
+async def discover(http: httpx.AsyncClient, iss: str) -> SmartConfiguration:
+    """The authorization server of ``iss`` (which the caller checked against the allow-list)."""
+    try:
+        response = await http.get(
+            f"{iss}/.well-known/smart-configuration", headers={"Accept": "application/json"}
+        )
+        if response.status_code == 200:
+            body = response.json()
+            if isinstance(body, dict) and body.get("token_endpoint"):
+                return _from_well_known(body)
+        return await _from_capability_statement(http, iss)
+    except httpx.HTTPError as exc:
+        logger.warning("SMART discovery failed: %s", type(exc).__name__)
+        raise LaunchError(
+            "The EHR's FHIR server did not answer", "discovery failed; try the launch again", 502
+        ) from None
+    except ValueError:
+        raise LaunchError(
+            "Authorization server not usable", "its SMART configuration is not JSON", 502
+        ) from None
+
+
+def _from_well_known(body: dict[str, Any]) -> SmartConfiguration:
+    methods = body.get("code_challenge_methods_supported")
+    return SmartConfiguration(
+        authorization_endpoint=_absolute(body.get("authorization_endpoint"), "authorize URL"),
+        token_endpoint=_absolute(body.get("token_endpoint"), "token URL"),
+        code_challenge_methods=tuple(methods) if isinstance(methods, list) else (),
+        capabilities=tuple(body.get("capabilities") or ()),
+        scopes_supported=tuple(body.get("scopes_supported") or ()),
+        source="well-known",
+    )
+
+
+async def _from_capability_statement(http: httpx.AsyncClient, iss: str) -> SmartConfiguration:
+    response = await http.get(f"{iss}/metadata", headers={"Accept": "application/fhir+json"})
+    if response.status_code != 200:
+        raise LaunchError(
+            "Authorization server not found",
+            "the FHIR server publishes neither .well-known/smart-configuration nor a "
+            "CapabilityStatement",
+            502,
+        )
+    urls: dict[str, str] = {}
+    for rest in response.json().get("rest") or []:
+        for ext in (rest.get("security") or {}).get("extension") or []:
+            if ext.get("url") == OAUTH_URIS:
+                for sub in ext.get("extension") or []:
+                    if isinstance(sub.get("valueUri"), str):
+                        urls[sub.get("url")] = sub["valueUri"]
+    if "authorize" not in urls or "token" not in urls:
+        raise LaunchError(
+            "Authorization server not found", "the FHIR server does not name one", 502
+        )
+    # The legacy extension cannot say which PKCE methods are supported; SMART 2.x servers
+    # SHALL support S256, and the token call fails if this one does not.
+    return SmartConfiguration(
+        authorization_endpoint=_absolute(urls["authorize"], "authorize URL"),
+        token_endpoint=_absolute(urls["token"], "token URL"),
+        code_challenge_methods=("S256",),
+        capabilities=(),
+        scopes_supported=(),
+        source="capability-statement",
+    )
+
+
+# --------------------------------------------------------------------------- scopes
+
+_SCOPE = re.compile(r"^(patient|user|system)/([A-Za-z*]+)\.([a-z*]+)(\?.*)?$")
+
+
+def to_v1(scope: str) -> str:
+    """A v2 resource scope in v1 form (scopes-and-launch-context.md l.80–84); others unchanged."""
+    match = _SCOPE.match(scope)
+    if match is None:
+        return scope
+    level, kind, perms, _query = match.groups()
+    if perms in ("read", "write", "*"):
+        return scope
+    wanted = set(perms)
+    if wanted <= {"r", "s"}:
+        v1 = "read"
+    elif wanted <= {"c", "u", "d"}:
+        v1 = "write"
+    else:
+        v1 = "*"
+    return f"{level}/{kind}.{v1}"
+
+
+def requested_scopes(
+    registration: EhrRegistration, config: SmartConfiguration, *, ehr_launch: bool
+) -> str:
+    scopes = registration.scopes.split()
+    scopes = [s for s in scopes if s not in ("launch", "launch/patient", "launch/encounter")]
+    context = ["launch"] if ehr_launch else ["launch/patient", "launch/encounter"]
+    if not config.v2:
+        scopes = [to_v1(s) for s in scopes]
+    return " ".join(dict.fromkeys(context + scopes))
+
+
+def patient_level_only(granted: str) -> bool:
+    """Whether every resource scope granted is patient-level (no user/ or system/ scope)."""
+    levels = {m.group(1) for s in granted.split() if (m := _SCOPE.match(s))}
+    return levels <= {"patient"}
+
+
+# --------------------------------------------------------------------------- PKCE + authorize
+
+
+def new_state() -> str:
+    return secrets.token_urlsafe(32)  # 256 bits (≥ 122 required)
+
+
+def new_code_verifier() -> str:
+    return secrets.token_urlsafe(64)  # 86 characters, within RFC 7636's 43–128
+
+
+def s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def authorize_url(
+    config: SmartConfiguration,
+    registration: EhrRegistration,
+    *,
+    redirect_uri: str,
+    scope: str,
+    state: str,
+    code_verifier: str,
+    launch: str | None,
+) -> str:
+    if "S256" not in config.code_challenge_methods:
+        raise LaunchError(
+            "Authorization server refused",
+            "it does not support PKCE with S256 (code_challenge_methods_supported), which "
+            "SMART App Launch 2 requires; no authorization request was sent",
+        )
+    params = {
+        "response_type": "code",
+        "client_id": registration.client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": state,
+        "aud": registration.iss,
+        "code_challenge": s256(code_verifier),
+        "code_challenge_method": "S256",
+    }
+    if launch is not None:
+        params["launch"] = launch
+    sep = "&" if "?" in config.authorization_endpoint else "?"
+    return config.authorization_endpoint + sep + urlencode(params)
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def oauth_client(registration: EhrRegistration, timeout: float) -> AsyncOAuth2Client:
+    if registration.client_auth == "private_key_jwt":
+        assert registration.private_key_path is not None
+        key = registration.private_key_path.read_text()
+        client = AsyncOAuth2Client(
+            client_id=registration.client_id,
+            client_secret=key,
+            token_endpoint_auth_method="private_key_jwt",  # noqa: S106 — a method name
+            timeout=timeout,
+        )
+        alg = "ES384" if "EC PRIVATE" in key else "RS384"
+        client.register_client_auth_method(
+            PrivateKeyJWT(headers={"kid": registration.kid, "typ": "JWT"}, alg=alg)
+        )
+        return client
+    if registration.client_auth == "client_secret_basic":
+        assert registration.client_secret is not None
+        return AsyncOAuth2Client(
+            client_id=registration.client_id,
+            client_secret=registration.client_secret.get_secret_value(),
+            token_endpoint_auth_method="client_secret_basic",  # noqa: S106
+            timeout=timeout,
+        )
+    return AsyncOAuth2Client(
+        client_id=registration.client_id,
+        token_endpoint_auth_method="none",  # noqa: S106
+        timeout=timeout,
+    )
+
+
+def _token_set(token: dict[str, Any], token_endpoint: str, previous: TokenSet | None) -> TokenSet:
+    if not token.get("access_token") or str(token.get("token_type", "")).lower() != "bearer":
+        raise LaunchError("Sign-in failed", "the token response has no bearer access token", 502)
+    expires_in = token.get("expires_in")
+    return TokenSet(
+        access_token=str(token["access_token"]),
+        token_type="Bearer",  # noqa: S106 — the OAuth token type
+        # The server may grant other scopes than requested; we keep what it says it granted.
+        scope=str(token.get("scope") or (previous.scope if previous else "")),
+        expires_at=time.time() + float(expires_in) if expires_in else None,
+        # A rotated refresh token replaces the old one; none back means the old one stays.
+        refresh_token=token.get("refresh_token") or (previous.refresh_token if previous else None),
+        id_token=token.get("id_token") or (previous.id_token if previous else None),
+        token_endpoint=token_endpoint,
+    )
+
+
+def _context(token: dict[str, Any]) -> LaunchContext:
+    banner = token.get("need_patient_banner")
+    fhir_context = token.get("fhirContext")
+    return LaunchContext(
+        patient=_str(token.get("patient")),
+        encounter=_str(token.get("encounter")),
+        fhir_user=_fhir_user(token),
+        need_patient_banner=True if banner is None else bool(banner),
+        smart_style_url=_str(token.get("smart_style_url")),
+        intent=_str(token.get("intent")),
+        tenant=_str(token.get("tenant")),
+        fhir_context=[c for c in fhir_context if isinstance(c, dict)]
+        if isinstance(fhir_context, list)
+        else [],
+    )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _fhir_user(token: dict[str, Any]) -> str | None:
+    """``fhirUser`` from the id_token's claims (not verified: used for display only)."""
+    id_token = token.get("id_token")
+    if not isinstance(id_token, str):
+        return None
+    try:
+        import jwt
+
+        claims = jwt.decode(id_token, options={"verify_signature": False})
+    except Exception:  # a malformed id_token only costs us the display name
+        return None
+    value = claims.get("fhirUser")
+    return value if isinstance(value, str) else None
+
+
+async def exchange_code(
+    registration: EhrRegistration,
+    *,
+    token_endpoint: str,
+    code: str,
+    code_verifier: str,
+    redirect_uri: str,
+    timeout: float,
+) -> tuple[TokenSet, LaunchContext]:
+    async with oauth_client(registration, timeout) as client:
+        try:
+            token = await client.fetch_token(
+                token_endpoint,
+                grant_type="authorization_code",
+                code=code,
+                redirect_uri=redirect_uri,
+                code_verifier=code_verifier,
+            )
+        except httpx.HTTPError as exc:
+            logger.warning("token request failed: %s", type(exc).__name__)
+            raise LaunchError("Sign-in failed", "the token endpoint did not answer", 502) from None
+        except Exception as exc:  # Authlib's OAuthError and JSON errors
+            logger.warning("token request refused: %s", getattr(exc, "error", type(exc).__name__))
+            raise LaunchError(
+                "Sign-in failed", "the authorization server refused the token request", 502
+            ) from None
+    return _token_set(dict(token), token_endpoint, None), _context(dict(token))
+
+
+async def refresh(registration: EhrRegistration, tokens: TokenSet, timeout: float) -> TokenSet:
+    """New tokens from the refresh token; a rotated refresh token replaces the old one."""
+    if not tokens.refresh_token:
+        raise LaunchError("Session expired", "launch the app again from the EHR", 401)
+    async with oauth_client(registration, timeout) as client:
+        try:
+            token = await client.refresh_token(
+                tokens.token_endpoint, refresh_token=tokens.refresh_token
+            )
+        except Exception as exc:
+            logger.warning("refresh failed: %s", getattr(exc, "error", type(exc).__name__))
+            raise LaunchError("Session expired", "launch the app again from the EHR", 401) from None
+    return _token_set(dict(token), tokens.token_endpoint, tokens)

@@ -1,0 +1,429 @@
+"""The pages and actions: patient view, registry, and the writes a clinician makes.
+
+Every state-changing route is a POST whose form carries the session's CSRF token
+(``checked_form``); every write goes to the FHIR server the session launched from (or, in the
+demo, to memory). Under patient-level scopes only the launch-context patient can be opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+
+from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.fhir import FhirError
+from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
+from smart_app import smart
+from smart_app.data import ClinicSource, FhirSource
+from smart_app.deps import (
+    FormDep,
+    Refusal,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    TemplatesDep,
+    registration_of,
+    render,
+)
+from smart_app.sessions import Session
+from smart_app.views_model import patient_view, registry_row
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+_REFRESH_MARGIN = 60  # seconds before expiry at which the access token is refreshed
+
+
+def today_of(request: Request) -> date:
+    fixed = request.app.state.settings.today
+    return date.fromisoformat(fixed) if fixed else datetime.now(UTC).date()
+
+
+def practice_plan(request: Request) -> PracticePlan | None:
+    cached: PracticePlan | None = getattr(request.app.state, "practice_plan", None)
+    if cached is not None:
+        return cached
+    path: Path | None = request.app.state.settings.practice_plan
+    if path is None:
+        from bhi_fhir.paths import examples_dir
+
+        candidate = examples_dir() / "practice-plan.toml"
+        path = candidate if candidate.is_file() else None
+    plan = load_practice_plan(path) if path is not None else None
+    request.app.state.practice_plan = plan
+    return plan
+
+
+async def clinic_source(
+    request: Request, session: SessionDep, settings: SettingsDep, store: StoreDep
+) -> AsyncIterator[ClinicSource]:
+    """The session's data source; refreshes the access token shortly before it expires."""
+    if session.demo:
+        demo: ClinicSource = request.app.state.demo_source
+        yield demo
+        return
+    assert session.token is not None and session.iss is not None
+    token = session.token
+    if token.expires_at is not None and token.expires_at - time.time() < _REFRESH_MARGIN:
+        try:
+            session.token = await smart.refresh(
+                registration_of(settings, session), token, settings.http_timeout
+            )
+        except smart.LaunchError as exc:
+            raise Refusal(exc.title, str(exc), exc.status) from None
+        store.save(session)
+        logger.info("access token refreshed")
+    source = FhirSource(session.iss, session.token.access_token, settings.http_timeout)
+    try:
+        yield source
+    finally:
+        await source.aclose()
+
+
+SourceDep = Annotated[ClinicSource, Depends(clinic_source)]
+
+
+def check_patient_access(session: Session, patient_id: str) -> None:
+    """Under patient-level scopes only the launch-context patient may be opened."""
+    if session.demo or session.token is None:
+        return
+    if smart.patient_level_only(session.token.scope) and patient_id != session.context.patient:
+        logger.warning("refused: patient outside the launch context")
+        raise Refusal(
+            "Not allowed for this launch",
+            "This launch was authorized for one patient only (patient-level scopes); another "
+            "patient cannot be opened. Launch the app again from that patient's chart.",
+            403,
+        )
+
+
+async def _load(source: ClinicSource, patient_id: str) -> list[dict[str, Any]]:
+    try:
+        return await source.patient_resources(patient_id)
+    except FhirError as exc:
+        raise Refusal("Could not load the patient", str(exc), 502) from None
+
+
+@router.get("/")
+async def home(request: Request, session: SessionDep) -> Response:
+    target = f"/patient/{session.context.patient}" if session.context.patient else "/registry"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/patient/{patient_id}")
+async def patient_page(
+    request: Request,
+    patient_id: str,
+    session: SessionDep,
+    source: SourceDep,
+    templates: TemplatesDep,
+    notice: str | None = None,
+) -> Response:
+    check_patient_access(session, patient_id)
+    started = time.perf_counter()
+    resources = await _load(source, patient_id)
+    view = patient_view(resources, today_of(request), practice_plan(request))
+    plan = practice_plan(request)
+    team = _team(plan)
+    elapsed_ms = round((time.perf_counter() - started) * 1000)
+    return render(
+        request,
+        templates,
+        "patient.html",
+        {
+            "session": session,
+            "view": view,
+            "team": team,
+            "notice": notice,
+            "chart": {"series": view.series, "bands": view.bands},
+            "elapsed_ms": elapsed_ms,
+            "fhir_requests": source.request_count,
+            "today": today_of(request).isoformat(),
+        },
+    )
+
+
+def _team(plan: PracticePlan | None) -> list[dict[str, str]]:
+    if plan is None:
+        return []
+    members = [*plan.team.care_managers, plan.team.psychiatric_consultant,
+               plan.team.billing_practitioner, plan.team.clinician_on_duty]
+    seen: dict[str, dict[str, str]] = {}
+    for m in members:
+        seen.setdefault(m.reference, {"reference": m.reference, "display": m.display})
+    return list(seen.values())
+
+
+@router.get("/registry")
+async def registry_page(
+    request: Request,
+    session: SessionDep,
+    source: SourceDep,
+    templates: TemplatesDep,
+    flag: str | None = None,
+    sort: str = "flags",
+) -> Response:
+    if not session.demo and session.token and smart.patient_level_only(session.token.scope):
+        raise Refusal(
+            "Registry not available for this launch",
+            "The registry lists many patients; this launch was authorized for one patient "
+            "only (patient-level scopes).",
+            403,
+        )
+    today = today_of(request)
+    plan = practice_plan(request)
+    rows = []
+    for patient_id in await source.enrolled_patients():
+        rows.append(registry_row(await _load(source, patient_id), today, plan))
+    if flag:
+        rows = [r for r in rows if flag in r["flags"]]
+    keys = {
+        "flags": lambda r: (-len(r["flags"]), "crisis" not in r["flags"], r["name"]),
+        "name": lambda r: (r["name"],),
+        "phq9": lambda r: (-(r["phq9"] if r["phq9"] is not None else -1),),
+        "change": lambda r: (r["change"] if r["change"] is not None else 1e9,),
+        "weeks": lambda r: (-(r["weeks"] or 0),),
+        "contact": lambda r: (r["last_contact"] or "",),
+    }
+    rows.sort(key=keys.get(sort, keys["flags"]))
+    return render(
+        request,
+        templates,
+        "registry.html",
+        {
+            "session": session,
+            "rows": rows,
+            "review": [r for r in rows if r["review"]],
+            "agenda": [r for r in rows if r["flags"]],
+            "flag": flag or "",
+            "sort": sort,
+            "today": today.isoformat(),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- workflow plan
+
+
+def _workflow_plan(resources: list[dict[str, Any]], request: Request) -> Any:
+    plan = practice_plan(request)
+    if plan is None:
+        raise Refusal("No practice plan", "The app has no practice plan configured.", 500)
+    try:
+        from bhi_fhir.workflow import apply
+        from bhi_fhir.workflow.cli import default_protocol
+    except ImportError:
+        raise Refusal(
+            "Workflow not available", "The workflow engine is not installed.", 501
+        ) from None
+    from smart_app.views_model import timeline_of
+
+    timeline = timeline_of(resources, today_of(request), plan)
+    return apply(default_protocol(), timeline, plan)
+
+
+def _digest(bundle: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(bundle, sort_keys=True).encode()).hexdigest()
+
+
+@router.get("/patient/{patient_id}/plan")
+async def plan_preview(
+    request: Request,
+    patient_id: str,
+    session: SessionDep,
+    source: SourceDep,
+    templates: TemplatesDep,
+) -> Response:
+    check_patient_access(session, patient_id)
+    from bhi_fhir.workflow import to_transaction_bundle
+
+    workflow = _workflow_plan(await _load(source, patient_id), request)
+    bundle = to_transaction_bundle(workflow)
+    return render(
+        request,
+        templates,
+        "plan.html",
+        {
+            "session": session,
+            "patient_id": patient_id,
+            "plan": workflow,
+            "digest": _digest(bundle),
+            "bundle_json": json.dumps(bundle, indent=2),
+        },
+    )
+
+
+@router.post("/patient/{patient_id}/plan/apply")
+async def plan_apply(
+    request: Request, patient_id: str, session: SessionDep, source: SourceDep, form: FormDep
+) -> Response:
+    check_patient_access(session, patient_id)
+    from bhi_fhir.workflow import to_transaction_bundle
+
+    workflow = _workflow_plan(await _load(source, patient_id), request)
+    bundle = to_transaction_bundle(workflow)
+    if form.get("digest") != _digest(bundle):
+        # The record changed since the preview: show the new plan rather than write blind.
+        return RedirectResponse(f"/patient/{patient_id}/plan", status_code=303)
+    if bundle["entry"]:
+        try:
+            await source.transaction(bundle)
+        except FhirError as exc:
+            raise Refusal("The plan was not written", str(exc), 502) from None
+    logger.info("workflow plan applied: %d writes", len(bundle["entry"]))
+    return _back(patient_id, f"plan applied: {len(bundle['entry'])} writes")
+
+
+def _back(patient_id: str, notice: str) -> Response:
+    from urllib.parse import quote
+
+    return RedirectResponse(f"/patient/{patient_id}?notice={quote(notice)}", status_code=303)
+
+
+# --------------------------------------------------------------------------- other actions
+
+
+@router.post("/patient/{patient_id}/time")
+async def log_time(
+    request: Request, patient_id: str, session: SessionDep, source: SourceDep, form: FormDep
+) -> Response:
+    check_patient_access(session, patient_id)
+    from bhi_fhir.billing.representation import time_entry
+
+    try:
+        minutes = int(form.get("minutes", ""))
+    except ValueError:
+        raise Refusal("Time not logged", "Minutes must be a whole number.") from None
+    if not 1 <= minutes <= 240:
+        raise Refusal("Time not logged", "Minutes must be between 1 and 240.")
+    mode = form.get("mode", "phone")
+    if mode not in ("in-person", "phone", "video"):
+        raise Refusal("Time not logged", "Unknown contact mode.")
+    plan = practice_plan(request)
+    clinician = session.context.fhir_user or (
+        plan.team.care_managers[0].reference if plan else "Practitioner/unknown"
+    )
+    end = datetime.now(UTC).replace(microsecond=0)
+    fixed = today_of(request)
+    if fixed != end.date():
+        end = datetime(fixed.year, fixed.month, fixed.day, 12, 0, tzinfo=UTC)
+    entry_id = uuid.uuid4().hex
+    resource = time_entry(
+        id=entry_id,
+        patient=f"Patient/{patient_id}",
+        clinician=clinician,
+        start=end - timedelta(minutes=minutes),
+        end=end,
+        mode=mode,  # type: ignore[arg-type]
+        identifier_system=BHI_IDENTIFIER,
+        identifier_value=f"time-entry:{entry_id}",
+    )
+    try:
+        await source.create(resource)
+    except FhirError as exc:
+        raise Refusal("Time not logged", str(exc), 502) from None
+    logger.info("care-management time logged")
+    return _back(patient_id, f"{minutes} minutes logged")
+
+
+@router.post("/patient/{patient_id}/task/{task_id}")
+async def change_task(
+    request: Request,
+    patient_id: str,
+    task_id: str,
+    session: SessionDep,
+    source: SourceDep,
+    form: FormDep,
+) -> Response:
+    check_patient_access(session, patient_id)
+    try:
+        task = await source.read("Task", task_id)
+    except FhirError as exc:
+        raise Refusal("Task not changed", str(exc), 502) from None
+    owner = (task.get("for") or {}).get("reference")
+    if owner != f"Patient/{patient_id}":
+        raise Refusal("Task not changed", "That task belongs to another patient.", 403)
+    action = form.get("action")
+    if action == "complete":
+        task["status"] = "completed"
+        task.setdefault("executionPeriod", {})["end"] = datetime.now(UTC).isoformat(
+            timespec="seconds")
+        notice = "task completed"
+    elif action == "reassign":
+        team = {m["reference"]: m for m in _team(practice_plan(request))}
+        member = team.get(form.get("owner", ""))
+        if member is None:
+            raise Refusal("Task not changed", "Choose a member of the care team.")
+        task["owner"] = {"reference": member["reference"], "display": member["display"]}
+        notice = f"task reassigned to {member['display']}"
+    else:
+        raise Refusal("Task not changed", "Unknown action.")
+    version = (task.get("meta") or {}).get("versionId")
+    try:
+        await source.update(task, if_match=version)
+    except FhirError as exc:
+        raise Refusal("Task not changed", str(exc), 502) from None
+    logger.info("task %s", action)
+    return _back(patient_id, notice)
+
+
+@router.post("/patient/{patient_id}/consent")
+async def record_consent(
+    request: Request, patient_id: str, session: SessionDep, source: SourceDep, form: FormDep
+) -> Response:
+    check_patient_access(session, patient_id)
+    if form.get("confirm") != "yes":
+        raise Refusal("Consent not recorded", "Confirm that the patient gave consent.")
+    plan = practice_plan(request)
+    scope = plan.consent.scope if plan else "treatment"
+    consent = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": scope}
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "dateTime": today_of(request).isoformat(),
+        "policyRule": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                        "code": "OPTIN"}]
+        },
+    }
+    if session.context.fhir_user:
+        consent["performer"] = [{"reference": session.context.fhir_user}]
+    try:
+        await source.create(consent)
+    except FhirError as exc:
+        raise Refusal("Consent not recorded", str(exc), 502) from None
+    logger.info("consent recorded")
+    return _back(patient_id, "consent recorded")
+
+
+@router.post("/logout")
+async def logout(
+    request: Request, session: SessionDep, store: StoreDep, settings: SettingsDep, form: FormDep
+) -> Response:
+    store.delete(session.id)
+    response = RedirectResponse("/signed-out", status_code=303)
+    response.delete_cookie(settings.cookie_name, path="/")
+    return response
+
+
+@router.get("/signed-out")
+async def signed_out(request: Request, templates: TemplatesDep) -> Response:
+    return render(request, templates, "refusal.html",
+                  {"title": "Signed out", "message": "Launch the app again from your EHR."})
