@@ -47,6 +47,8 @@ from bhi_fhir.fhir.errors import (
 )
 
 logger = logging.getLogger(__name__)
+# A library never prints: without this, warnings reach stderr through logging.lastResort.
+logger.addHandler(logging.NullHandler())
 
 FHIR_JSON = "application/fhir+json"
 Resource = dict[str, Any]

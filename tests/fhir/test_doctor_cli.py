@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -81,3 +83,18 @@ def test_not_fhir_is_a_protocol_error(server: respx.MockRouter) -> None:
     result = CliRunner().invoke(app, doctor_args("--server", BASE))
     assert result.exit_code == errors.EXIT_PROTOCOL
     assert "not JSON" in result.stderr
+
+
+def test_unreachable_server_in_a_real_process_prints_one_line() -> None:
+    """Outside pytest's log capture, retry warnings must not reach the terminal either.
+
+    Port 9 (discard) on loopback refuses connections; the doctor retries twice, then exits.
+    """
+    command = [sys.executable, "-c", "from bhi_fhir.cli import main; main()"]
+    command += doctor_args("--server", "http://127.0.0.1:9/fhir", "--timeout", "2")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == errors.EXIT_UNAVAILABLE
+    assert done.stderr.strip().splitlines() == [
+        "error: cannot check http://127.0.0.1:9/fhir: GET /fhir/metadata: "
+        "no response from http://127.0.0.1:9 (ConnectError)"
+    ]

@@ -159,3 +159,11 @@ async def test_fetch_reads_smart_configuration(
     profile = await ServerProfile.fetch(client)
     assert profile.smart is not None
     assert profile.smart.token_endpoint == "https://auth.example/token"
+
+
+def test_batch_not_declared_is_fine_when_transaction_is() -> None:
+    """HAPI 8 declares only transaction (and history-system) at the system level."""
+    profile = ServerProfile.from_documents(BASE, capability_statement(system=("transaction",)))
+    assert not profile.batch
+    assert status_of(profile, "batch") == "ok"
+    assert "batch" not in profile.readiness().summary
