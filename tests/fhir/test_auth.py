@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -310,3 +311,14 @@ async def test_static_bearer(router: respx.MockRouter, sleeps: list[float]) -> N
 
 def test_retryable_is_not_auth_error() -> None:
     assert not issubclass(RetryableError, AuthError)
+
+
+async def test_concurrent_requests_share_one_token_request(
+    smart_server: respx.MockRouter, make_client: MakeClient, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    token_route = smart_server.post(TOKEN_URL).mock(side_effect=token_responses("t1", "t2"))
+    smart_server.get("/Patient/p1").mock(return_value=httpx.Response(200, json=PATIENT))
+    async with make_client(rsa_key) as fhir:
+        results = await asyncio.gather(*(fhir.read("Patient", "p1") for _ in range(8)))
+    assert results == [PATIENT] * 8
+    assert token_route.call_count == 1
