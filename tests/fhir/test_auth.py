@@ -316,7 +316,14 @@ def test_retryable_is_not_auth_error() -> None:
 async def test_concurrent_requests_share_one_token_request(
     smart_server: respx.MockRouter, make_client: MakeClient, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    token_route = smart_server.post(TOKEN_URL).mock(side_effect=token_responses("t1", "t2"))
+    responses = iter(token_responses("t1", "t2"))
+
+    async def slow_token_endpoint(request: httpx.Request) -> httpx.Response:
+        for _ in range(10):  # give every other request the chance to reach the token lock
+            await asyncio.sleep(0)
+        return next(responses)
+
+    token_route = smart_server.post(TOKEN_URL).mock(side_effect=slow_token_endpoint)
     smart_server.get("/Patient/p1").mock(return_value=httpx.Response(200, json=PATIENT))
     async with make_client(rsa_key) as fhir:
         results = await asyncio.gather(*(fhir.read("Patient", "p1") for _ in range(8)))
