@@ -147,8 +147,11 @@ class MemorySource:
         ids: list[str] = []
         for r in self._by_key.values():
             if r["resourceType"] == "CarePlan" and r.get("status") == "active":
-                codes = {c.get("code") for cat in r.get("category") or [] for c in cat.get(
-                    "coding") or []}
+                codes = {
+                    c.get("code")
+                    for cat in r.get("category") or []
+                    for c in cat.get("coding") or []
+                }
                 ref = patient_of(r)
                 if "718347000" in codes and ref and ref.split("/", 1)[1] not in ids:
                     ids.append(ref.split("/", 1)[1])

@@ -126,6 +126,4 @@ def render(
 ) -> HTMLResponse:
     settings: Settings = request.app.state.settings
     base = {"demo": settings.demo, "now": time.time()}
-    return templates.TemplateResponse(
-        request, name, {**base, **context}, status_code=status_code
-    )
+    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)

@@ -107,8 +107,9 @@ async def launch(
         created_at=now,
     )
     store.save(session)
-    logger.info("launch: %s launch, discovery via %s", "EHR" if ehr_launch else "standalone",
-                config.source)
+    logger.info(
+        "launch: %s launch, discovery via %s", "EHR" if ehr_launch else "standalone", config.source
+    )
     response = RedirectResponse(url, status_code=302)
     set_session_cookie(response, session, settings)
     return response

@@ -157,8 +157,12 @@ async def patient_page(
 def _team(plan: PracticePlan | None) -> list[dict[str, str]]:
     if plan is None:
         return []
-    members = [*plan.team.care_managers, plan.team.psychiatric_consultant,
-               plan.team.billing_practitioner, plan.team.clinician_on_duty]
+    members = [
+        *plan.team.care_managers,
+        plan.team.psychiatric_consultant,
+        plan.team.billing_practitioner,
+        plan.team.clinician_on_duty,
+    ]
     seen: dict[str, dict[str, str]] = {}
     for m in members:
         seen.setdefault(m.reference, {"reference": m.reference, "display": m.display})
@@ -358,7 +362,8 @@ async def change_task(
     if action == "complete":
         task["status"] = "completed"
         task.setdefault("executionPeriod", {})["end"] = datetime.now(UTC).isoformat(
-            timespec="seconds")
+            timespec="seconds"
+        )
         notice = "task completed"
     elif action == "reassign":
         team = {m["reference"]: m for m in _team(practice_plan(request))}
@@ -399,8 +404,9 @@ async def record_consent(
         "patient": {"reference": f"Patient/{patient_id}"},
         "dateTime": today_of(request).isoformat(),
         "policyRule": {
-            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                        "code": "OPTIN"}]
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}
+            ]
         },
     }
     if session.context.fhir_user:
@@ -425,5 +431,9 @@ async def logout(
 
 @router.get("/signed-out")
 async def signed_out(request: Request, templates: TemplatesDep) -> Response:
-    return render(request, templates, "refusal.html",
-                  {"title": "Signed out", "message": "Launch the app again from your EHR."})
+    return render(
+        request,
+        templates,
+        "refusal.html",
+        {"title": "Signed out", "message": "Launch the app again from your EHR."},
+    )

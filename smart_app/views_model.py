@@ -21,8 +21,13 @@ Resource = dict[str, Any]
 
 # Severity bands drawn behind the chart (bhi-domain.md §1.2 PHQ-9, §1.5 GAD-7).
 BANDS = {
-    "phq9": [(0, 4, "minimal"), (5, 9, "mild"), (10, 14, "moderate"),
-             (15, 19, "moderately severe"), (20, 27, "severe")],
+    "phq9": [
+        (0, 4, "minimal"),
+        (5, 9, "mild"),
+        (10, 14, "moderate"),
+        (15, 19, "moderately severe"),
+        (20, 27, "severe"),
+    ],
     "gad7": [(0, 4, "minimal"), (5, 9, "mild"), (10, 14, "moderate"), (15, 21, "severe")],
 }
 NO_CONTACT_DAYS = 28  # registry flag "no contact in 4 weeks"
@@ -67,9 +72,7 @@ def timeline_settings_for(plan: PracticePlan | None) -> TimelineSettings:
         return TimelineSettings()
 
 
-def timeline_of(
-    resources: list[Resource], today: date, plan: PracticePlan | None
-) -> Timeline:
+def timeline_of(resources: list[Resource], today: date, plan: PracticePlan | None) -> Timeline:
     patient = resources[0]
     sex = sex_of(patient) if patient.get("resourceType") == "Patient" else None
     scores = [
@@ -174,9 +177,7 @@ def billing_summary(
     }
 
 
-def patient_view(
-    resources: list[Resource], today: date, plan: PracticePlan | None
-) -> PatientView:
+def patient_view(resources: list[Resource], today: date, plan: PracticePlan | None) -> PatientView:
     patient = resources[0]
     timeline = timeline_of(resources, today, plan)
     facts = timeline.facts
@@ -184,8 +185,11 @@ def patient_view(
     for score in facts.get("scores") or []:
         if score.get("instrument") in series and score.get("total") is not None:
             series[score["instrument"]].append(
-                {"date": score.get("date"), "total": score["total"], "severity": score.get(
-                    "severity")}
+                {
+                    "date": score.get("date"),
+                    "total": score["total"],
+                    "severity": score.get("severity"),
+                }
             )
     tasks = [
         _task_row(r)
