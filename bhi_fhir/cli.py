@@ -22,6 +22,7 @@ def _register() -> None:
     from bhi_fhir.billing import cli as _bill_cli  # noqa: F401
     from bhi_fhir.fhir import doctor as _doctor_cli  # noqa: F401
     from bhi_fhir.instruments import cli as _score_cli  # noqa: F401
+    from bhi_fhir.sync import cli as _sync_cli  # noqa: F401
     from bhi_fhir.workflow import cli as _apply_cli  # noqa: F401
     from smart_app import cli as _serve_cli  # noqa: F401
 

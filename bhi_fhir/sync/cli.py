@@ -1,0 +1,149 @@
+"""``bhi-fhir sync``: run the BHI workflow against a FHIR server, exactly once.
+
+Exit codes: 0 everything done; 1 some patients or resources skipped or failed (see the
+report; retryable ones are picked up by the next run); 75 the run failed and should be
+retried; others per :func:`bhi_fhir.fhir.errors.exit_code_for`'s table (e.g. 78: the server
+cannot support the workflow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
+
+from bhi_fhir.cli import app
+from bhi_fhir.fhir.auth import BearerAuth
+from bhi_fhir.fhir.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_TEMPFAIL
+from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
+
+_PROGRESS_FROM = 50  # patients: below this a bar is noise
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
+    out = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{what} expects NAME=VALUE, got {value!r}")
+        out.append((name, rest))
+    return out
+
+
+@app.command("sync")
+def sync(
+    server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
+    plan: Annotated[
+        Path | None, typer.Option("--plan", help="practice plan TOML (default: the example)")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="ISO instant; overrides the stored watermark")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the per-patient diff, write nothing")
+    ] = False,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.text,
+    state_url: Annotated[
+        str | None,
+        typer.Option("--state-url", envvar="BHI_STATE_URL",
+                     help="SQLAlchemy URL of the operational store (default: SQLite)"),
+    ] = None,
+    today: Annotated[
+        str | None, typer.Option("--today", help="YYYY-MM-DD (default: the local date)")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--bearer-token", envvar="BHI_FHIR_TOKEN", help="static bearer token"),
+    ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option("--agent", help="Provenance agent reference (default: the bhi-fhir Device "
+                     "by identifier)"),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="extra QuestionnaireResponse search parameter NAME=VALUE "
+                     "(repeatable), e.g. _tag=system|code"),
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option("--tag", help="SYSTEM|CODE meta.tag put on everything written")
+    ] = None,
+    group_size: Annotated[int, typer.Option(help="patients per batch read and transaction")] = 25,
+    workers: Annotated[int, typer.Option(help="groups in flight at once")] = 4,
+    timeout: Annotated[float, typer.Option(help="seconds per request")] = 30.0,
+    max_retries: Annotated[int, typer.Option(help="retries per request")] = 5,
+) -> None:
+    """Find changed screenings, run the BHI workflow and write the plan back, exactly once."""
+    try:
+        today_date = date.fromisoformat(today) if today else None
+    except ValueError:
+        raise typer.BadParameter(f"--today expects YYYY-MM-DD, got {today!r}") from None
+    tag_pair = None
+    if tag:
+        system, sep, code = tag.rpartition("|")
+        if not sep or not system or not code:
+            raise typer.BadParameter("--tag expects SYSTEM|CODE")
+        tag_pair = (system, code)
+    config = SyncConfig(
+        server=server,
+        plan_path=plan or default_plan_path(),
+        since=since,
+        dry_run=dry_run,
+        today=today_date,
+        state_url=state_url,
+        where=_pairs(where or [], "--where"),
+        tag=tag_pair,
+        group_size=group_size,
+        workers=workers,
+        timeout=timeout,
+        max_retries=max_retries,
+        auth=BearerAuth(token) if token else None,
+    )
+    if agent:
+        config.agent = {"reference": agent}
+    console = Console(stderr=True)
+    progress = Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=True,
+        disable=not console.is_terminal,
+    )
+    task_ids: list[TaskID] = []
+
+    def on_start(total: int) -> None:
+        if total >= _PROGRESS_FROM:
+            progress.start()
+            task_ids.append(progress.add_task("patients", total=total))
+
+    def on_progress(n: int) -> None:
+        if task_ids:
+            progress.advance(task_ids[0], n)
+
+    try:
+        report = asyncio.run(run_sync(config, on_start=on_start, progress=on_progress))
+    finally:
+        progress.stop()
+    if output is OutputFormat.json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        sys.stdout.write(report.to_text() + "\n")
+    if report.status == "failed":
+        run_problem = next((p for p in report.problems if p.stage == "run"), None)
+        cannot = run_problem is not None and "cannot run" in run_problem.message
+        raise typer.Exit(
+            EXIT_CONFIG if cannot else EXIT_TEMPFAIL if run_problem and run_problem.retry
+            else EXIT_FAILURE
+        )
+    if report.errors:
+        raise typer.Exit(EXIT_FAILURE)

@@ -1,0 +1,317 @@
+"""One patient's context → the writes the sync intends, with a Provenance each. Pure.
+
+Inputs are what the server source gathered (the patient, their responses, their prior
+CarePlan/Task/ServiceRequest/Encounter/Consent/Procedure and the identifiers of the
+screening Observations already written); the outputs are :class:`SyncWrite` items ready to
+go into a transaction Bundle, and the per-patient diff a dry run prints.
+
+* Workflow writes come from :func:`bhi_fhir.workflow.apply` (conditional create by business
+  identifier, versioned update with ``ifMatch``).
+* Screening Observations come from :func:`bhi_fhir.instruments.screening_observations`; a
+  response's set is written whole (conditional creates) when any of it is missing, so the
+  panel's ``urn:uuid`` ``hasMember`` references always resolve.
+* Provenance (R4 Provenance has no ``identifier``): one per workflow write, one per
+  response's screening set; idempotent through a ``meta.tag`` carrying a deterministic key and
+  ``ifNoneExist: _tag=…`` (the same convention as billing).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+from urllib.parse import quote
+
+from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
+from bhi_fhir.instruments import Score, score_response, screening_observations, sex_of
+from bhi_fhir.instruments import full_url as observation_full_url
+from bhi_fhir.practice_plan import PracticePlan
+from bhi_fhir.timeline import build_timeline
+from bhi_fhir.workflow import Protocol, WorkflowError, apply, timeline_settings
+
+__all__ = [
+    "BHI_RULE",
+    "SCREENING_RULE",
+    "Change",
+    "PatientContext",
+    "PatientPlan",
+    "SyncWrite",
+    "plan_patient",
+    "provenance_for",
+]
+
+Resource = dict[str, Any]
+Method = Literal["create", "update"]
+
+BHI_RULE = f"{BHI_BASE}/CodeSystem/bhi-rule"  # Provenance.reason: the action id
+SCREENING_RULE = "screening"  # the "rule" of screening Observations in reports
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+_PROVENANCE_NS = uuid.uuid5(uuid.NAMESPACE_URL, f"{BHI_IDENTIFIER}/provenance")
+
+
+@dataclass(slots=True)
+class PatientContext:
+    patient: str  # "Patient/<id>"
+    patient_resource: Resource | None = None
+    responses: list[Resource] = field(default_factory=list)  # all of the patient's QRs
+    resources: list[Resource] = field(default_factory=list)  # CarePlan, Task, Consent, ...
+    observation_ids: set[str] = field(default_factory=set)  # screening Observations on server
+
+
+@dataclass(frozen=True, slots=True)
+class SyncWrite:
+    """One entry of a transaction: a conditional create or a versioned update."""
+
+    rule: str
+    identifier: str
+    method: Method
+    resource: Resource
+    full_url: str
+    reason: str
+    if_none_exist: str | None = None
+    if_match: str | None = None
+
+    @property
+    def resource_type(self) -> str:
+        return str(self.resource["resourceType"])
+
+    def entry(self) -> Resource:
+        if self.method == "create":
+            request: Resource = {"method": "POST", "url": self.resource_type}
+            if self.if_none_exist:
+                request["ifNoneExist"] = self.if_none_exist
+        else:
+            request = {"method": "PUT", "url": f"{self.resource_type}/{self.resource['id']}"}
+            if self.if_match:
+                request["ifMatch"] = self.if_match
+        return {"fullUrl": self.full_url, "resource": self.resource, "request": request}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One line of the per-patient diff."""
+
+    rule: str
+    resource_type: str
+    identifier: str
+    change: str  # create | update | unchanged | completed (not reopened) | ...
+    reason: str
+
+
+@dataclass(slots=True)
+class PatientPlan:
+    patient: str
+    writes: list[SyncWrite] = field(default_factory=list)  # without Provenance
+    provenance: list[SyncWrite] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # skipped inputs, failed rules (no PHI)
+    unrecognised: int = 0  # responses to questionnaires we do not score
+
+
+def _identifier_query(value: str) -> str:
+    return "identifier=" + quote(f"{BHI_IDENTIFIER}|{value}", safe="/:")
+
+
+def _tag_query(value: str) -> str:
+    return "_tag=" + quote(f"{BHI_IDENTIFIER}|{value}", safe="/:")
+
+
+def _latest_versions(responses: Iterable[Resource]) -> list[Resource]:
+    """One response per id, the highest versionId (the run may have seen two versions)."""
+    best: dict[str, Resource] = {}
+    for qr in responses:
+        key = str(qr.get("id"))
+        old = best.get(key)
+        if old is None or _version_number(qr) >= _version_number(old):
+            best[key] = qr
+    return list(best.values())
+
+
+def _version_number(resource: Mapping[str, Any]) -> int:
+    version = (resource.get("meta") or {}).get("versionId")
+    try:
+        return int(str(version))
+    except ValueError:
+        return 0
+
+
+def _cut_points(plan: PracticePlan) -> dict[Any, int]:
+    s = plan.screening
+    return {
+        "phq9": s.phq9_positive,
+        "phqa": s.phqa_positive,
+        "phq2": s.phq2_positive,
+        "gad7": s.gad7_positive,
+        "gad2": s.gad2_positive,
+        "epds": s.epds_positive,
+    }
+
+
+def provenance_for(
+    targets: Sequence[str],
+    *,
+    key: str,
+    rule: str,
+    reason: str,
+    operation: Literal["CREATE", "UPDATE"],
+    sources: Sequence[str],
+    agent: Resource,
+    recorded: str,
+) -> SyncWrite:
+    """A Provenance for ``targets`` (fullUrls in the same transaction, or Type/id)."""
+    resource: Resource = {
+        "resourceType": "Provenance",
+        "meta": {"tag": [{"system": BHI_IDENTIFIER, "code": key}]},
+        "target": [{"reference": t} for t in targets],
+        "recorded": recorded,
+        "activity": {"coding": [{"system": DATA_OPERATION, "code": operation}]},
+        "reason": [{"coding": [{"system": BHI_RULE, "code": rule}], "text": reason}],
+        "agent": [
+            {
+                "type": {"coding": [{"system": PROVENANCE_PARTICIPANT, "code": "assembler"}]},
+                "who": agent,
+            }
+        ],
+    }
+    entities = [{"role": "source", "what": {"reference": s}} for s in dict.fromkeys(sources)]
+    if entities:
+        resource["entity"] = entities
+    return SyncWrite(
+        rule=rule,
+        identifier=key,
+        method="create",
+        resource=resource,
+        full_url=f"urn:uuid:{uuid.uuid5(_PROVENANCE_NS, key)}",
+        reason=reason,
+        if_none_exist=_tag_query(key),
+    )
+
+
+def plan_patient(
+    context: PatientContext,
+    *,
+    protocol: Protocol,
+    practice_plan: PracticePlan,
+    today: date,
+    recorded: str,
+    agent: Resource,
+    questionnaires: Mapping[str, Resource] | None = None,
+) -> PatientPlan:
+    """Score, build facts, apply the protocol and add screening Observations + Provenance."""
+    result = PatientPlan(context.patient)
+    questionnaires = questionnaires or {}
+    sex = sex_of(context.patient_resource) if context.patient_resource else None
+    cut_points = _cut_points(practice_plan)
+    scored: list[tuple[Score, Resource]] = []
+    for qr in _latest_versions(context.responses):
+        ref = f"QuestionnaireResponse/{qr.get('id')}"
+        try:
+            canonical = str(qr.get("questionnaire") or "").split("|", 1)[0]
+            score = score_response(qr, questionnaire=questionnaires.get(canonical),
+                                   patient_sex=sex, cut_points=cut_points)
+        except Exception as exc:  # a malformed response must not stop the patient
+            result.errors.append(f"{ref}: skipped, cannot be scored ({type(exc).__name__})")
+            continue
+        if score.instrument is None:
+            result.unrecognised += 1
+            continue
+        scored.append((score, qr))
+
+    resources: list[Resource] = [*context.resources, *context.responses]
+    if context.patient_resource is not None:
+        resources.append(context.patient_resource)
+    try:
+        timeline = build_timeline(
+            context.patient, resources, [s for s, _ in scored], today,
+            timeline_settings(practice_plan),
+        )
+        plan = apply(protocol, timeline, practice_plan)
+    except (WorkflowError, ValueError, KeyError, TypeError) as exc:
+        result.errors.append(f"workflow skipped: {exc}")
+        plan = None
+
+    if plan is not None:
+        for skipped in plan.skipped:
+            kind = timeline.existing.get(skipped.identifier, {}).get("resourceType", "?")
+            result.changes.append(
+                Change(skipped.rule, str(kind), skipped.identifier, skipped.why, "")
+            )
+        for write in plan.writes:
+            result.writes.append(
+                SyncWrite(
+                    rule=write.rule,
+                    identifier=write.identifier,
+                    method=write.method,
+                    resource=write.resource,
+                    full_url=write.full_url,
+                    reason=write.reason,
+                    if_none_exist=_identifier_query(write.identifier)
+                    if write.method == "create" else None,
+                    if_match=write.if_match,
+                )
+            )
+            result.changes.append(
+                Change(write.rule, write.resource_type, write.identifier, write.method,
+                       write.reason)
+            )
+            base_version = (write.if_match or "").removeprefix('W/"').rstrip('"')
+            key = f"provenance:{write.identifier}" + (
+                f":update:{base_version}" if write.method == "update" else ""
+            )
+            result.provenance.append(
+                provenance_for(
+                    [write.full_url], key=key, rule=write.rule, reason=write.reason,
+                    operation="CREATE" if write.method == "create" else "UPDATE",
+                    sources=write.sources, agent=agent, recorded=recorded,
+                )
+            )
+
+    for score, qr in scored:
+        observations = screening_observations(score, qr)
+        if not observations:
+            continue
+        idents = [_identifier_of(o) for o in observations]
+        panel = idents[-1]
+        if all(i in context.observation_ids for i in idents):
+            result.changes.append(
+                Change(SCREENING_RULE, "Observation", panel, "unchanged",
+                       f"{len(idents)} screening Observations on file")
+            )
+            continue
+        for obs, ident in zip(observations, idents, strict=True):
+            result.writes.append(
+                SyncWrite(
+                    rule=SCREENING_RULE, identifier=ident, method="create", resource=obs,
+                    full_url=observation_full_url(ident), reason="screening result",
+                    if_none_exist=_identifier_query(ident),
+                )
+            )
+        source = f"QuestionnaireResponse/{qr.get('id')}"
+        version = (qr.get("meta") or {}).get("versionId")
+        if version:
+            source += f"/_history/{version}"
+        reason = f"{score.instrument} scored" + (
+            f" {score.total}" if score.total is not None else ""
+        )
+        result.changes.append(
+            Change(SCREENING_RULE, "Observation", panel, "create",
+                   f"{reason}: {len(idents)} screening Observations")
+        )
+        result.provenance.append(
+            provenance_for(
+                [observation_full_url(i) for i in idents], key=f"provenance:{panel}",
+                rule=SCREENING_RULE, reason=reason, operation="CREATE", sources=[source],
+                agent=agent, recorded=recorded,
+            )
+        )
+    return result
+
+
+def _identifier_of(resource: Mapping[str, Any]) -> str:
+    for ident in resource.get("identifier") or []:
+        if ident.get("system") == BHI_IDENTIFIER:
+            return str(ident["value"])
+    raise ValueError("generated resource without a business identifier")

@@ -1,0 +1,417 @@
+"""One sync run: changed responses → per-patient plans → transaction Bundles → the journal.
+
+Exactly once (design.md decision 3): every entry is a conditional create (business
+identifier, or a Provenance tag) or a versioned update, so a retried, repeated or concurrent
+Bundle never duplicates; the watermark moves only after the writes for everything below it
+succeeded. A crash before that means the next run sees the same responses again, finds the
+finished work on the server (unchanged) and completes the rest.
+
+Patients are processed in groups (one batch read + one transaction per group), several
+groups at once. A group whose transaction fails for one bad patient is split, so the others
+are still written; a version clash (412/409: someone wrote in between) re-reads and re-plans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.fhir import (
+    Conflict,
+    FatalError,
+    FhirClient,
+    FhirError,
+    PreconditionFailed,
+    RetryableError,
+)
+from bhi_fhir.paths import examples_dir, profiles_dir
+from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
+from bhi_fhir.store import AuditRow, Store
+from bhi_fhir.sync.planning import PatientPlan, SyncWrite, plan_patient
+from bhi_fhir.sync.report import PatientDiff, Problem, RunReport
+from bhi_fhir.sync.source import (
+    Changed,
+    ServerInfo,
+    fetch_changed,
+    fetch_contexts,
+    fetch_server_info,
+)
+from bhi_fhir.workflow import Protocol, load_protocol
+
+__all__ = ["DEFAULT_AGENT", "SyncConfig", "default_plan_path", "load_protocol_files", "run_sync"]
+
+Resource = dict[str, Any]
+
+# The service itself, as an identifier-only Device reference: no Device resource is needed
+# on the server (servers enforcing referential integrity would refuse a dangling one).
+DEFAULT_AGENT: Resource = {
+    "type": "Device",
+    "identifier": {"system": BHI_IDENTIFIER, "value": "bhi-fhir"},
+    "display": "bhi-fhir sync",
+}
+_CLASH_RETRIES = 3
+_WATERMARK_SAFETY = timedelta(seconds=30)  # writes still committing when the search ran
+
+
+def default_plan_path() -> Path:
+    return examples_dir() / "practice-plan.toml"
+
+
+def load_protocol_files(root: Path | None = None) -> Protocol:
+    root = root or profiles_dir()
+    resources = [
+        json.loads(path.read_text(encoding="utf-8"))
+        for sub in ("plandefinitions", "activitydefinitions")
+        for path in sorted((root / sub).glob("*.json"))
+    ]
+    return load_protocol(resources)
+
+
+def _load_questionnaires(root: Path | None = None) -> dict[str, Resource]:
+    out: dict[str, Resource] = {}
+    for path in sorted(((root or profiles_dir()) / "questionnaires").glob("*.json")):
+        q = json.loads(path.read_text(encoding="utf-8"))
+        if q.get("url"):
+            out[str(q["url"])] = q
+    return out
+
+
+@dataclass
+class SyncConfig:
+    server: str
+    plan_path: Path = field(default_factory=default_plan_path)
+    since: str | None = None
+    dry_run: bool = False
+    today: date | None = None
+    state_url: str | None = None
+    agent: Resource = field(default_factory=lambda: dict(DEFAULT_AGENT))
+    where: Sequence[tuple[str, str]] = ()  # extra QuestionnaireResponse search parameters
+    tag: tuple[str, str] | None = None  # meta.tag put on everything written
+    group_size: int = 25
+    workers: int = 4
+    page_size: int = 200
+    max_retries: int = 5
+    timeout: float = 30
+    auth: httpx.Auth | None = None
+    transport: httpx.AsyncBaseTransport | None = None
+
+
+def _instant(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class _Run:
+    def __init__(
+        self,
+        config: SyncConfig,
+        client: FhirClient,
+        info: ServerInfo,
+        changed: Changed,
+        report: RunReport,
+        store: Store,
+        practice_plan: PracticePlan,
+        protocol: Protocol,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.config, self.client, self.info, self.changed = config, client, info, changed
+        self.report, self.store = report, store
+        self.practice_plan, self.protocol = practice_plan, protocol
+        self.progress = progress
+        self.today = config.today or date.today()
+        self.recorded = datetime.now(UTC).isoformat(timespec="seconds")
+        self.questionnaires = {**_load_questionnaires(), **changed.questionnaires}
+        self.failed_patients: set[str] = set()  # retryable: hold the watermark below them
+
+    # --- planning -----------------------------------------------------------------------------
+
+    async def plan_group(self, patients: Sequence[str]) -> list[PatientPlan]:
+        contexts = await fetch_contexts(self.client, self.info, patients, self.changed)
+        return [
+            plan_patient(
+                contexts[p], protocol=self.protocol, practice_plan=self.practice_plan,
+                today=self.today, recorded=self.recorded, agent=self.config.agent,
+                questionnaires=self.questionnaires,
+            )
+            for p in patients
+        ]
+
+    # --- one group ----------------------------------------------------------------------------
+
+    async def process(
+        self, patients: Sequence[str], attempt: int = 0, plans: list[PatientPlan] | None = None
+    ) -> None:
+        if plans is None:
+            try:
+                plans = await self.plan_group(patients)
+            except FhirError as err:
+                self._fail(patients, "read", err)
+                return
+        if self.config.dry_run:
+            for plan in plans:
+                self._account(plan)
+                self.report.diffs.append(PatientDiff(plan.patient, plan.changes))
+            self._tick(len(patients))
+            return
+        entries, writes = self._entries(plans)
+        if not entries:
+            for plan in plans:
+                self._account(plan)
+            self._tick(len(patients))
+            return
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        try:
+            response = await self.client.transaction(bundle)
+        except (PreconditionFailed, Conflict) as err:
+            # Someone else wrote one of these resources meanwhile: re-read and re-plan.
+            if attempt >= _CLASH_RETRIES:
+                self._fail(patients, "write", err)
+                return
+            await asyncio.sleep(0.2 * (attempt + 1))
+            for part in _split(patients):
+                await self.process(part, attempt + 1)
+            return
+        except FatalError as err:
+            if len(patients) > 1:  # isolate the patient the server refuses (same plans)
+                half = len(patients) // 2
+                await self.process(patients[:half], attempt, plans[:half])
+                await self.process(patients[half:], attempt, plans[half:])
+                return
+            self._fail(patients, "write", err, retry=False)
+            return
+        except RetryableError as err:
+            self._fail(patients, "write", err)
+            return
+        for plan in plans:
+            self._account(plan)
+        self._record(writes, response)
+        self._tick(len(patients))
+
+    def _fail(
+        self, patients: Sequence[str], stage: str, err: FhirError, retry: bool | None = None
+    ) -> None:
+        again = isinstance(err, RetryableError | PreconditionFailed | Conflict)
+        again = again if retry is None else retry
+        for patient in patients:
+            self.report.problems.append(
+                Problem(patient, stage, f"{type(err).__name__}: {err.message}", again)
+            )
+            if again:
+                self.failed_patients.add(patient)
+        self._tick(len(patients))
+
+    def _tick(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress(n)
+
+    def _account(self, plan: PatientPlan) -> None:
+        self.report.count_changes(plan.changes)
+        self.report.unrecognised += plan.unrecognised
+        for message in plan.errors:
+            self.report.problems.append(Problem(plan.patient, "plan", message))
+
+    # --- the Bundle ---------------------------------------------------------------------------
+
+    def _entries(self, plans: Iterable[PatientPlan]) -> tuple[list[Resource], list[SyncWrite]]:
+        profile = self.info.profile
+        writes: list[SyncWrite] = []
+        for plan in plans:
+            refused: set[str] = set()
+            kept: list[SyncWrite] = []
+            for write in plan.writes:
+                allowed = (
+                    profile.can_write(write.resource_type)
+                    if write.method == "create"
+                    else profile.supports(write.resource_type, "update")
+                )
+                if allowed:
+                    kept.append(write)
+                else:
+                    refused.add(write.full_url)
+                    self.report.problems.append(
+                        Problem(write.resource_type, "refused",
+                                f"{write.method} of {write.identifier} ({write.rule}): the server "
+                                f"does not allow {write.method} on {write.resource_type}")
+                    )
+            if refused:
+                for write in kept:
+                    _scrub(write.resource, refused)
+            writes += kept
+            if profile.can_write("Provenance"):
+                for prov in plan.provenance:
+                    if refused:
+                        _scrub(prov.resource, refused)
+                    if prov.resource.get("target"):
+                        writes.append(prov)
+            elif plan.provenance:
+                self.report.problems.append(
+                    Problem("Provenance", "refused",
+                            f"{len(plan.provenance)} Provenance not written: the server does "
+                            "not allow create on Provenance")
+                )
+        if self.config.tag is not None:
+            system, code = self.config.tag
+            for write in writes:
+                tags = write.resource.setdefault("meta", {}).setdefault("tag", [])
+                if not any(t.get("system") == system and t.get("code") == code for t in tags):
+                    tags.append({"system": system, "code": code})
+        return [w.entry() for w in writes], writes
+
+    def _record(self, writes: Sequence[SyncWrite], response: Resource) -> None:
+        rows: list[AuditRow] = []
+        for write, entry in zip(writes, response.get("entry") or [], strict=False):
+            status = str((entry.get("response") or {}).get("status", ""))
+            location = (entry.get("response") or {}).get("location")
+            if write.method == "update":
+                outcome = "updated"
+            else:
+                outcome = "created" if status.startswith("201") else "existed"
+            if write.resource_type == "Provenance":
+                self.report.provenance[outcome] += 1
+            else:
+                self.report.written[outcome] += 1
+            rows.append(AuditRow(write.rule, write.identifier, write.method, outcome,
+                                 str(location) if location else None))
+        self.store.record_writes(self.report.run_id, self.config.server, rows)
+
+    # --- the watermark ------------------------------------------------------------------------
+
+    def next_watermark(self) -> str | None:
+        """Where the next run starts: past everything written, not past anything that failed."""
+        if not self.changed.responses or self.changed.last_updated is None:
+            return None
+        candidate = _instant(self.changed.last_updated)
+        if self.changed.server_time:
+            candidate = min(candidate, _instant(self.changed.server_time) - _WATERMARK_SAFETY)
+        for qr in self.changed.responses:
+            if qr["subject"]["reference"] in self.failed_patients:
+                updated = (qr.get("meta") or {}).get("lastUpdated")
+                if isinstance(updated, str):
+                    candidate = min(candidate, _instant(updated))
+        if self.config.since and candidate <= _instant(self.config.since):
+            return None
+        return candidate.isoformat().replace("+00:00", "Z")
+
+
+def _split(patients: Sequence[str]) -> list[Sequence[str]]:
+    if len(patients) <= 1:
+        return [patients]
+    half = len(patients) // 2
+    return [patients[:half], patients[half:]]
+
+
+def _points_to(item: Any, refused: set[str]) -> bool:
+    """A Reference (or CarePlan.activity's ``{reference: Reference}``) to a refused write."""
+    if not isinstance(item, dict):
+        return False
+    ref = item.get("reference")
+    if isinstance(ref, dict):
+        ref = ref.get("reference")
+    return isinstance(ref, str) and ref in refused
+
+
+def _scrub(value: Any, refused: set[str]) -> None:
+    """Remove references to resources that will not be written (in place)."""
+    if isinstance(value, dict):
+        for key in list(value):
+            if _points_to(value[key], refused):
+                del value[key]
+            else:
+                _scrub(value[key], refused)
+    elif isinstance(value, list):
+        value[:] = [v for v in value if not _points_to(v, refused)]
+        for v in value:
+            _scrub(v, refused)
+
+
+def _groups(patients: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [patients[i : i + size] for i in range(0, len(patients), max(1, size))]
+
+
+async def run_sync(
+    config: SyncConfig,
+    *,
+    store: Store | None = None,
+    on_start: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunReport:
+    """Run one sync; never raises for a single bad resource or patient (see the report)."""
+    started = time.monotonic()
+    own_store = store is None
+    store = store or Store.open(config.state_url)
+    server = config.server.rstrip("/")
+    since = config.since or store.watermark(server)
+    run_id = store.start_run(server, dry_run=config.dry_run, since=since)
+    report = RunReport(run_id, server, config.dry_run, since)
+    config.since = since
+    client = FhirClient(server, auth=config.auth, timeout=config.timeout,
+                        max_retries=config.max_retries, transport=config.transport)
+    try:
+        practice_plan = load_practice_plan(config.plan_path)
+        protocol = load_protocol_files()
+        info = await fetch_server_info(client)
+        readiness = info.profile.readiness()
+        if not readiness.can_run:
+            raise FatalError(readiness.summary)
+        changed = await fetch_changed(client, info, since, where=config.where,
+                                      page_size=config.page_size)
+        report.responses = len(changed.responses)
+        for message in changed.invalid:
+            report.problems.append(Problem(message.split(":", 1)[0], "read", message))
+        patients = list(dict.fromkeys(qr["subject"]["reference"] for qr in changed.responses))
+        report.patients = len(patients)
+        if on_start is not None:
+            on_start(len(patients))
+        run = _Run(config, client, info, changed, report, store, practice_plan, protocol,
+                   progress)
+        gate = asyncio.Semaphore(max(1, config.workers))
+
+        async def one(group: Sequence[str]) -> None:
+            async with gate:
+                await run.process(group)
+
+        await asyncio.gather(*(one(g) for g in _groups(patients, config.group_size)))
+        if not config.dry_run:
+            moved = run.next_watermark()
+            report.watermark = (
+                store.advance_watermark(server, moved, run_id=run_id) if moved else since
+            )
+        else:
+            report.watermark = since
+        report.status = "partial" if report.errors else "ok"
+    except FhirError as err:
+        report.status = "failed"
+        report.problems.append(Problem("run", "run", f"{type(err).__name__}: {err.message}",
+                                       isinstance(err, RetryableError)))
+        report.watermark = since
+    except (OSError, ValueError) as err:  # plan file, protocol
+        report.status = "failed"
+        report.problems.append(Problem("run", "run", f"{type(err).__name__}: {err}"))
+        report.watermark = since
+    finally:
+        report.requests = client.request_count
+        await client.aclose()
+        report.duration_s = time.monotonic() - started
+        store.finish_run(
+            run_id,
+            status=report.status,
+            counts={"actions": {r: dict(c) for r, c in report.planned.items()},
+                    "written": dict(report.written), "provenance": dict(report.provenance),
+                    "responses": report.responses, "patients": report.patients},
+            errors=[{"subject": p.subject, "stage": p.stage, "message": p.message}
+                    for p in report.problems],
+            request_count=report.requests,
+            watermark=report.watermark,
+        )
+        if own_store:
+            store.close()
+    return report

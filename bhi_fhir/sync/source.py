@@ -1,0 +1,232 @@
+"""Reading from a FHIR server: what changed since the watermark, and each patient's context.
+
+Requests, for ``n`` changed responses over ``p`` patients (page size ``c``, group size ``g``)::
+
+    GET  metadata                                            1   (the server profile)
+    GET  QuestionnaireResponse?_lastUpdated=ge<wm>&_sort=_lastUpdated&_count=c
+         &_include=QuestionnaireResponse:subject&_include=QuestionnaireResponse:questionnaire
+                                                             ⌈n/c⌉ pages (includes ride along)
+    POST base  (batch: one search per context type for g patients at once,
+                e.g. CarePlan?patient=Patient/1,Patient/2,…&_count=500)   ⌈p/g⌉ (+ rare next pages)
+
+``_include`` is sent only when the CapabilityStatement lists it (``searchInclude``); context
+types the server cannot search are left out (and named in the report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.fhir import FhirClient, InvalidResponse, ServerProfile
+from bhi_fhir.sync.planning import PatientContext
+
+__all__ = [
+    "CONTEXT_TYPES",
+    "Changed",
+    "ServerInfo",
+    "fetch_changed",
+    "fetch_contexts",
+    "fetch_server_info",
+]
+
+Resource = dict[str, Any]
+
+# What the timeline reads about a patient, and the screening Observations we wrote before.
+CONTEXT_TYPES = (
+    "CarePlan", "Task", "ServiceRequest", "Encounter", "Consent", "Procedure",
+    "QuestionnaireResponse", "Observation",
+)  # fmt: skip
+_QR_INCLUDES = ("QuestionnaireResponse:subject", "QuestionnaireResponse:questionnaire")
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    profile: ServerProfile
+    qr_includes: tuple[str, ...]
+    context_types: tuple[str, ...]
+    missing_context: tuple[str, ...]
+
+
+async def fetch_server_info(client: FhirClient) -> ServerInfo:
+    """The profile plus the two facts it does not keep: ``searchInclude`` and search support.
+
+    One request (``/metadata``); SMART discovery is the client's auth's business.
+    """
+    capability = await client.capabilities()
+    profile = ServerProfile.from_documents(client.base_url, capability, None)
+    includes: set[str] = set()
+    for rest in capability.get("rest") or []:
+        for entry in rest.get("resource") or []:
+            if isinstance(entry, dict) and entry.get("type") == "QuestionnaireResponse":
+                includes.update(str(i) for i in entry.get("searchInclude") or [])
+    qr_includes = tuple(i for i in _QR_INCLUDES if i in includes or "*" in includes)
+    context = tuple(t for t in CONTEXT_TYPES if profile.supports(t, "search-type"))
+    missing = tuple(t for t in CONTEXT_TYPES if t not in context)
+    return ServerInfo(profile, qr_includes, context, missing)
+
+
+@dataclass
+class Changed:
+    responses: list[Resource] = field(default_factory=list)
+    patients: dict[str, Resource] = field(default_factory=dict)  # "Patient/<id>" → Patient
+    questionnaires: dict[str, Resource] = field(default_factory=dict)  # canonical → Q
+    server_time: str | None = None  # when the server ran the search (first page meta)
+    last_updated: str | None = None  # the newest response's meta.lastUpdated
+    invalid: list[str] = field(default_factory=list)  # responses skipped (ids only)
+
+
+async def fetch_changed(
+    client: FhirClient,
+    info: ServerInfo,
+    since: str | None,
+    *,
+    where: Sequence[tuple[str, str]] = (),
+    page_size: int = 200,
+) -> Changed:
+    """Every QuestionnaireResponse with ``_lastUpdated >= since`` (all pages), plus includes."""
+    params: list[tuple[str, str | int]] = []
+    if since:
+        params.append(("_lastUpdated", f"ge{since}"))
+    params += [("_sort", "_lastUpdated"), ("_count", page_size)]
+    params += [("_include", i) for i in info.qr_includes]
+    params += list(where)
+    changed = Changed()
+    async for page in client.search_bundle("QuestionnaireResponse", params):
+        if changed.server_time is None:
+            changed.server_time = (page.get("meta") or {}).get("lastUpdated")
+        for entry in page.get("entry") or []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict):
+                continue
+            kind = resource.get("resourceType")
+            mode = (entry.get("search") or {}).get("mode", "match")
+            if kind == "QuestionnaireResponse" and mode == "match":
+                subject = (resource.get("subject") or {}).get("reference")
+                if not isinstance(subject, str) or not subject.startswith("Patient/"):
+                    changed.invalid.append(
+                        f"QuestionnaireResponse/{resource.get('id')}: skipped, no Patient subject"
+                    )
+                    continue
+                changed.responses.append(resource)
+                updated = (resource.get("meta") or {}).get("lastUpdated")
+                if isinstance(updated, str) and (
+                    changed.last_updated is None or updated > changed.last_updated
+                ):
+                    changed.last_updated = updated
+            elif kind == "Patient" and resource.get("id"):
+                changed.patients[f"Patient/{resource['id']}"] = resource
+            elif kind == "Questionnaire" and resource.get("url"):
+                changed.questionnaires[str(resource["url"])] = resource
+    return changed
+
+
+def _search_url(resource_type: str, patients: Sequence[str], page_size: int) -> str:
+    refs = ",".join(patients)
+    url = f"{resource_type}?patient={quote(refs, safe='/,')}&_count={page_size}"
+    if resource_type == "Observation":  # only the screening Observations we wrote
+        url += "&identifier=" + quote(f"{BHI_IDENTIFIER}|", safe="/:") + "&_elements=identifier"
+    return url
+
+
+async def fetch_contexts(
+    client: FhirClient,
+    info: ServerInfo,
+    patients: Sequence[str],
+    changed: Changed,
+    *,
+    page_size: int = 500,
+) -> dict[str, PatientContext]:
+    """Each patient's context: one batch of searches for the whole group when possible."""
+    contexts = {p: PatientContext(p, changed.patients.get(p)) for p in patients}
+    urls = [_search_url(t, patients, page_size) for t in info.context_types]
+    missing_patients = [p for p in patients if p not in changed.patients]
+    if missing_patients:
+        ids = ",".join(p.split("/", 1)[1] for p in missing_patients)
+        urls.append(f"Patient?_id={quote(ids, safe=',')}&_count={page_size}")
+    pages: list[Resource] = []
+    if info.profile.batch:
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [{"request": {"method": "GET", "url": u}} for u in urls],
+        }
+        response = await client.batch(bundle)
+        for url, entry in zip(urls, response.get("entry") or [], strict=False):
+            status = str((entry.get("response") or {}).get("status", ""))
+            page = entry.get("resource")
+            if not status.startswith("2") or not isinstance(page, dict):
+                raise InvalidResponse(f"context search {url.split('?', 1)[0]} answered {status}")
+            pages.append(page)
+            pages += [p async for p in _next_pages(client, page)]
+    else:
+        for url in urls:
+            pages += [p async for p in client.search_bundle(url)]
+    for resource in _matches(pages):
+        _file(resource, contexts)
+    for qr in changed.responses:  # the changed ones, even if the context search lagged
+        ctx = contexts.get(qr["subject"]["reference"])
+        if ctx is not None and not any(r.get("id") == qr.get("id") for r in ctx.responses):
+            ctx.responses.append(qr)
+    return contexts
+
+
+async def _next_pages(client: FhirClient, page: Mapping[str, Any]) -> Any:
+    link = next(
+        (lk.get("url") for lk in page.get("link") or [] if lk.get("relation") == "next"), None
+    )
+    if not link:
+        return
+    first = True
+    async for more in client.search_bundle(str(link)):
+        first = False
+        yield more
+    if first:
+        raise InvalidResponse("context search: next page missing")
+
+
+def _matches(pages: Iterable[Resource]) -> Iterable[Resource]:
+    for page in pages:
+        for entry in page.get("entry") or []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and (entry.get("search") or {}).get(
+                "mode", "match"
+            ) == "match":
+                yield resource
+
+
+def _patient_ref(resource: Mapping[str, Any]) -> str | None:
+    for key in ("subject", "patient", "for"):
+        ref = resource.get(key)
+        if isinstance(ref, Mapping) and isinstance(ref.get("reference"), str):
+            return str(ref["reference"])
+    return None
+
+
+def _file(resource: Resource, contexts: dict[str, PatientContext]) -> None:
+    kind = resource.get("resourceType")
+    if kind == "Patient":
+        ctx = contexts.get(f"Patient/{resource.get('id')}")
+        if ctx is not None and ctx.patient_resource is None:
+            ctx.patient_resource = resource
+        return
+    if kind == "Observation":  # _elements=identifier: no subject; identifiers say enough
+        for ident in resource.get("identifier") or []:
+            if ident.get("system") == BHI_IDENTIFIER and isinstance(ident.get("value"), str):
+                value = ident["value"]
+                # screening identifiers start with the response: "QuestionnaireResponse/…#…"
+                for ctx in contexts.values():
+                    ctx.observation_ids.add(value)
+        return
+    ref = _patient_ref(resource)
+    ctx = contexts.get(ref) if ref else None
+    if ctx is None:
+        return
+    if kind == "QuestionnaireResponse":
+        ctx.responses.append(resource)
+    else:
+        ctx.resources.append(resource)
+

@@ -1,0 +1,101 @@
+"""The synthetic clinic (examples/generate_clinic.py) made unique per test and seeded on a server.
+
+Every id gets a per-case prefix (so runs on a shared server never collide), every resource the
+run tag (so the integration tier's cleanup deletes it), and the clinic is written with
+client-assigned ids as PUTs in transaction Bundles.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from bhi_fhir.paths import examples_dir
+
+Resource = dict[str, Any]
+_TYPES = ("Patient", "QuestionnaireResponse", "CarePlan", "Consent", "Encounter", "Task")
+_REF = re.compile(r'"reference": ?"(' + "|".join(_TYPES) + r')/([^"/]+)"')
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "bhi_generate_clinic", examples_dir() / "generate_clinic.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def clinic(patients: int, prefix: str, tag: tuple[str, str] | None = None) -> list[Resource]:
+    """The clinic's resources, ids prefixed with ``prefix``, patients first."""
+    generated = _generator().generate(patients)
+    out: list[Resource] = []
+    for kind in _TYPES:
+        for resource in generated.by_type.get(kind, []):
+            text = _REF.sub(lambda m: f'"reference": "{m[1]}/{prefix}{m[2]}"', json.dumps(resource))
+            copy = json.loads(text)
+            copy["id"] = f"{prefix}{copy['id']}"
+            copy.get("meta", {}).pop("versionId", None)
+            if tag is not None:
+                copy.setdefault("meta", {}).setdefault("tag", []).append(
+                    {"system": tag[0], "code": tag[1]}
+                )
+            out.append(copy)
+    return out
+
+
+def chunks(resources: list[Resource], size: int = 400) -> Iterator[list[Resource]]:
+    for i in range(0, len(resources), size):
+        yield resources[i : i + size]
+
+
+def put_bundle(resources: list[Resource]) -> Resource:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": r,
+                "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+            }
+            for r in resources
+        ],
+    }
+
+
+def seed(base: str, resources: list[Resource]) -> None:
+    with httpx.Client(timeout=300, headers={"Content-Type": "application/fhir+json"}) as http:
+        for part in chunks(resources):
+            response = http.post(base, content=json.dumps(put_bundle(part)))
+            response.raise_for_status()
+
+
+def count(resources: list[Resource], kind: str) -> int:
+    return sum(1 for r in resources if r["resourceType"] == kind)
+
+
+def team(tag: tuple[str, str] | None = None) -> list[Resource]:
+    """The practice plan's team and referral directory as stub resources (the EHR has them)."""
+    from bhi_fhir.practice_plan import load_practice_plan
+
+    plan = load_practice_plan(examples_dir() / "practice-plan.toml")
+    refs = {m.reference for m in plan.team.care_managers}
+    refs |= {plan.team.billing_practitioner.reference, plan.team.psychiatric_consultant.reference,
+             plan.team.clinician_on_duty.reference}
+    refs |= {t.performer for t in plan.crisis.directory.values() if t.performer}
+    out = []
+    for ref in sorted(refs):
+        kind, ident = ref.split("/", 1)
+        resource: Resource = {"resourceType": kind, "id": ident}
+        if kind == "Organization":
+            resource["name"] = ident
+        if tag is not None:
+            resource["meta"] = {"tag": [{"system": tag[0], "code": tag[1]}]}
+        out.append(resource)
+    return out
