@@ -209,12 +209,22 @@ def _run_action(action: Action, variables: dict[str, Any], run: _Run) -> None:
         items = action.for_each.evaluate(variables)
     for item in items:
         scope = variables if item is None else {**variables, "item": item}
+        bound = 0
         if action.variables:
             scope = dict(scope)
-            for name, expr in action.variables:
+        holds = True
+        for cond, needed in zip(action.conditions, action.variables_needed, strict=True):
+            while bound < needed:  # bind variables lazily, in declaration order
+                name, expr = action.variables[bound]
                 scope[name] = expr.evaluate(scope)
-        if not all(truthy(cond.evaluate(scope)) for cond in action.conditions):
+                bound += 1
+            if not truthy(cond.evaluate(scope)):
+                holds = False
+                break
+        if not holds:
             continue
+        for name, expr in action.variables[bound:]:
+            scope[name] = expr.evaluate(scope)
         if action.template is not None:
             _build(action, scope, run)
         for child in action.children:
@@ -269,14 +279,15 @@ def apply(
     """The writes the protocol intends for one patient.
 
     ``caseloads`` (care-manager reference → active patients) picks the care manager for a new
-    enrollment; the shell counts them. Inputs are not modified: FHIRPath sees copies.
+    enrollment; the shell counts them. Inputs are not modified: FHIRPath sees a copy of the
+    facts and the engine's own JSON view of the plan.
     With ``validate`` every resource written is checked with fhir.resources R4B.
     """
     contributors = timeline.facts.get("enrollment", {}).get("contributors")
     manager = assign_care_manager(plan, caseloads, contributors)
     variables: dict[str, Any] = {
         "facts": _copy(timeline.facts),
-        "plan": _copy(_view(plan)),
+        "plan": _view(plan),  # already a private copy, made once per plan
         "careManager": {"reference": manager.reference, "display": manager.display},
     }
     result = Plan(patient=timeline.patient)

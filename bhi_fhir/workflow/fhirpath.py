@@ -21,7 +21,6 @@ become ISO strings.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -39,6 +38,7 @@ Context = Mapping[str, Any]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _SIMPLE_PATH = re.compile(rf"%({_IDENT})((?:\.{_IDENT})*)")
+_PATH_TEST = re.compile(rf"%({_IDENT})((?:\.{_IDENT})*)\.(exists|empty|not)\(\)")
 _CHAIN = re.compile(rf"%({_IDENT})((?:\.{_IDENT})*)(\s*\()?")
 _STRING = re.compile(r"'((?:[^'\\]|\\.)*)'")
 _INTEGER = re.compile(r"-?\d+")
@@ -88,6 +88,17 @@ def _plain(value: Any) -> Any:
     return str(value)  # FP_DateTime, FP_Time, FP_Quantity: their FHIRPath string form
 
 
+_SCALARS = (str, int, float, bool)
+
+
+def _key(values: list[Any]) -> Any:
+    """A hashable stand-in for ``values``: equal keys only for equal values (the type is part
+    of ``repr``, so 1, 1.0, True and '1' differ); unequal orderings merely miss the cache."""
+    if all(type(v) in _SCALARS for v in values):
+        return (len(values), *((type(v).__name__, v) for v in values))
+    return repr(values)
+
+
 def _walk(root: Any, segments: tuple[str, ...]) -> list[Any]:
     """``%var.a.b`` over JSON, as FHIRPath navigates it: collections flatten, missing is empty."""
     nodes: list[Any] = root if isinstance(root, list) else ([] if root is None else [root])
@@ -107,15 +118,16 @@ def _walk(root: Any, segments: tuple[str, ...]) -> list[Any]:
 class Expression:
     """One compiled ``text/fhirpath`` expression over ``%``-variables."""
 
-    __slots__ = ("_compiled", "_constant", "_deps", "_memo", "_path", "text")
+    __slots__ = ("_compiled", "_constant", "_deps", "_memo", "_path", "_test", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text.strip()
         self._constant: list[Any] | None = None
         self._path: tuple[str, tuple[str, ...]] | None = None
+        self._test: str | None = None  # exists / empty / not applied to ``_path``
         self._compiled: Callable[..., list[Any]] | None = None
         self._deps: tuple[tuple[str, tuple[str, ...]], ...] | None = None
-        self._memo: dict[tuple[str, ...], list[Any]] = {}
+        self._memo: dict[tuple[Any, ...], list[Any]] = {}
         literal = self._literal(self.text)
         if literal is not None:
             self._constant = literal
@@ -124,6 +136,12 @@ class Expression:
         if simple:
             self._path = (simple.group(1), tuple(filter(None, simple.group(2).split("."))))
             return
+        test = _PATH_TEST.fullmatch(self.text)
+        if test:
+            self._path = (test.group(1), tuple(filter(None, test.group(2).split("."))))
+            self._test = test.group(3)
+            if self._test != "not":
+                return
         problems = _syntax_problems(self.text)
         if problems:
             raise ExpressionError(f"cannot parse FHIRPath {self.text!r}: {'; '.join(problems)}")
@@ -165,13 +183,20 @@ class Expression:
             name, segments = self._path
             if name not in variables:
                 raise ExpressionError(f"{self.text!r}: unknown variable %{name}")
-            return _walk(variables[name], segments)
-        key: tuple[str, ...] | None = None
+            found = _walk(variables[name], segments)
+            if self._test is None:
+                return found
+            if self._test == "exists":
+                return [bool(found)]
+            if self._test == "empty":
+                return [not found]
+            if not found:  # not(): empty stays empty, a single boolean is negated
+                return []
+            if len(found) == 1 and isinstance(found[0], bool):
+                return [not found[0]]
+        key: tuple[Any, ...] | None = None
         if self._deps is not None:
-            key = tuple(
-                json.dumps(_walk(variables.get(name), segments), sort_keys=True, default=str)
-                for name, segments in self._deps
-            )
+            key = tuple(_key(_walk(variables.get(name), segments)) for name, segments in self._deps)
             hit = self._memo.get(key)
             if hit is not None:
                 return list(hit)

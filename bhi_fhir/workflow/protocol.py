@@ -25,6 +25,7 @@ inherit key, sources and reason from their rule.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,9 @@ class Action:
     conditions: tuple[Expression, ...]
     template: Template | None
     children: tuple[Action, ...]
+    # For each condition, how many of ``variables`` (in order) must be bound before it runs:
+    # a variable is only evaluated once a condition needs it (cheap conditions go first).
+    variables_needed: tuple[int, ...]
     key: Expression | None
     sources: Expression | None
     reason: Expression | None
@@ -173,6 +177,11 @@ def _action(
             raise ProtocolError(f"{where}: no ActivityDefinition {canonical!r}")
         if key is None:
             raise ProtocolError(f"{where}: an output needs an identifier-key extension")
+    names = [name for name, _ in variables]
+    needed = []
+    for cond in conditions:
+        used = [i + 1 for i, name in enumerate(names) if re.search(rf"%{name}\b", cond.text)]
+        needed.append(max(used, default=0))
     children = tuple(
         _action(child, rule, templates, where, (key, sources, reason))
         for child in raw.get("action") or []
@@ -186,6 +195,7 @@ def _action(
         conditions=tuple(conditions),
         template=template,
         children=children,
+        variables_needed=tuple(needed),
         key=key,
         sources=sources,
         reason=reason,

@@ -1,0 +1,170 @@
+"""Benchmark: score + facts + rules per QuestionnaireResponse, in-process (issue 4).
+
+A synthetic clinic (examples/generate_clinic.py scenarios) is generated patient by patient and
+streamed through the whole pure pipeline: ``score_response`` for every response →
+``build_timeline`` → ``workflow.apply`` (with R4B validation of every resource written). Nothing
+is kept between patients but counters, so memory should stay flat in the number of patients.
+
+Side by side:
+  engine     the real engine: FHIRPath compiled once, literal/path fast paths, memoised on inputs
+  compiled   every expression compiled once (fhirpathpy.compile), evaluated every time
+  naive      every expression parsed and evaluated on every call (fhirpathpy.evaluate)
+
+    .venv/bin/python benchmarks/bench_workflow.py [--patients 10000] [--baseline-patients 1000]
+
+Prints figures; asserts nothing. Baselines run on fewer patients (same scenario mix) because
+the naive one takes ~minutes at 10,000; rates are per response, so they compare directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import random
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import fhirpathpy
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bhi_fhir.instruments import score_response, sex_of  # noqa: E402
+from bhi_fhir.practice_plan import load_practice_plan  # noqa: E402
+from bhi_fhir.timeline import build_timeline  # noqa: E402
+from bhi_fhir.workflow import apply, timeline_settings  # noqa: E402
+from bhi_fhir.workflow import fhirpath as fp  # noqa: E402
+from bhi_fhir.workflow.cli import default_protocol  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location(
+    "generate_clinic", ROOT / "examples" / "generate_clinic.py"
+)
+assert _spec and _spec.loader
+gen = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen)
+
+TODAY = date(2026, 11, 26)
+
+
+def patients(count: int, seed: int = 7) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """One patient's resources at a time (generated on the fly: constant memory)."""
+    for index in range(count):
+        clinic = gen.Clinic(random.Random(seed * 1_000_003 + index))
+        _, _, build = gen.SCENARIOS[index % len(gen.SCENARIOS)]
+        ident = f"Patient/p{index:05d}"
+        clinic.add({"resourceType": "Patient", "id": ident.split("/")[1],
+                    "gender": "male" if index % 2 else "female"})  # fmt: skip
+        build(clinic, ident, gen.CARE_MANAGERS[index % 2])
+        yield ident, [r for rs in clinic.by_type.values() for r in rs]
+
+
+def run(count: int, *, track_memory: bool = False, validate: bool = True) -> dict[str, float]:
+    plan = load_practice_plan(ROOT / "examples/practice-plan.toml")
+    protocol = default_protocol()
+    settings = timeline_settings(plan)
+    cut_points: Any = {"phq9": plan.screening.phq9_positive, "phq2": plan.screening.phq2_positive,
+                       "gad7": plan.screening.gad7_positive}  # fmt: skip
+    caseloads: dict[str, int] = {}
+    responses = writes = 0
+    gc.collect()
+    if track_memory:
+        tracemalloc.start()
+    generate_time = 0.0
+    started = time.perf_counter()
+    stream = patients(count)
+    while True:
+        g0 = time.perf_counter()
+        item = next(stream, None)
+        generate_time += time.perf_counter() - g0
+        if item is None:
+            break
+        ident, resources = item
+        sex = sex_of(next(r for r in resources if r["resourceType"] == "Patient"))
+        scores = []
+        for r in resources:
+            if r["resourceType"] == "QuestionnaireResponse":
+                scores.append(score_response(r, patient_sex=sex, cut_points=cut_points))
+                responses += 1
+        timeline = build_timeline(ident, resources, scores, TODAY, settings)
+        result = apply(protocol, timeline, plan, caseloads=caseloads, validate=validate)
+        writes += len(result.writes)
+    elapsed = time.perf_counter() - started - generate_time
+    peak = 0
+    if track_memory:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return {"patients": count, "responses": responses, "writes": writes, "seconds": elapsed,
+            "rate": responses / elapsed, "peak_mib": peak / 2**20}  # fmt: skip
+
+
+def _with_evaluate(replacement: Callable[..., list[Any]]) -> Callable[[], None]:
+    original = fp.Expression.evaluate
+    fp.Expression.evaluate = replacement  # type: ignore[method-assign]
+
+    def restore() -> None:
+        fp.Expression.evaluate = original  # type: ignore[method-assign]
+
+    return restore
+
+
+_compiled: dict[str, Any] = {}
+
+
+def _compiled_evaluate(self: fp.Expression, variables: Any) -> list[Any]:
+    fn = _compiled.get(self.text)
+    if fn is None:
+        fn = _compiled[self.text] = fhirpathpy.compile(self.text)
+    return list(fp._plain(fn({}, dict(variables))))
+
+
+def _naive_evaluate(self: fp.Expression, variables: Any) -> list[Any]:
+    return list(fp._plain(fhirpathpy.evaluate({}, self.text, dict(variables))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--baseline-patients", type=int, default=1_000)
+    args = parser.parse_args()
+
+    run(200)  # warm up imports and caches once
+    engine = run(args.patients)
+    unvalidated = run(args.patients, validate=False)
+    memory_small = run(args.patients // 10, track_memory=True)
+    memory_full = run(args.patients, track_memory=True)
+
+    restore = _with_evaluate(_compiled_evaluate)
+    try:
+        compiled = run(args.baseline_patients)
+    finally:
+        restore()
+    restore = _with_evaluate(_naive_evaluate)
+    try:
+        naive = run(args.baseline_patients)
+    finally:
+        restore()
+
+    print(f"score + facts + rules, in-process, one core (Python {sys.version.split()[0]})")
+    print(f"{'variant':<10} {'patients':>9} {'responses':>10} {'writes':>7} {'seconds':>8} "
+          f"{'responses/s':>12} {'vs naive':>9}")  # fmt: skip
+    rows = (("engine", engine), ("engine-nv", unvalidated), ("compiled", compiled),
+            ("naive", naive))  # fmt: skip
+    for name, r in rows:
+        ratio = r["rate"] / naive["rate"]
+        print(f"{name:<10} {r['patients']:>9,} {r['responses']:>10,} {r['writes']:>7,} "
+              f"{r['seconds']:>8.2f} {r['rate']:>12,.0f} {ratio:>8.1f}x")  # fmt: skip
+    print("engine-nv = engine without the R4B validation of each resource written; "
+          "compiled/naive validate like engine")  # fmt: skip
+    print(f"peak traced memory: {memory_small['peak_mib']:.1f} MiB at "
+          f"{memory_small['patients']:,} patients, {memory_full['peak_mib']:.1f} MiB at "
+          f"{memory_full['patients']:,} patients (streamed patient by patient)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
