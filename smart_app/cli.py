@@ -25,4 +25,5 @@ def serve(
     settings = Settings(**overrides)  # type: ignore[arg-type]
     if demo:
         typer.echo(f"DEMO: open http://{host}:{port}/demo (synthetic clinic, no EHR)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # No access log: request lines carry the OAuth code and state (/callback) and patient ids.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)

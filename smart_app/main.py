@@ -26,8 +26,17 @@ _CSP = (
 )
 
 
+def quiet_http_logs() -> None:
+    """httpx logs every URL at INFO and httpcore every header event at DEBUG: URLs carry patient
+    ids in search queries and the OAuth ``code`` and ``state`` on /callback. The app logs its own
+    events without them (the FHIR client logs method, type and status)."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    quiet_http_logs()
     app = FastAPI(title="bhi-fhir SMART app", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.store = store_for(settings.session_db_url, settings.session_ttl_seconds)

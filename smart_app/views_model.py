@@ -164,15 +164,16 @@ def billing_summary(
         patient_ref = f"Patient/{resources[0]['id']}"
         record = records.get(patient_ref)
         if record is None:
-            return {"minutes": 0, "codes": [], "reasons": [], "available": True}
+            return {"minutes": 0, "counted": 0, "codes": [], "reasons": [], "available": True}
         months, _rejected = close_month(record, Month(today.year, today.month), rules)
     except Exception as exc:  # billing rules still landing, or data it cannot read
         logger.warning("billing summary unavailable: %s", type(exc).__name__)
         return {"minutes": None, "codes": [], "reasons": [], "available": False}
     return {
-        "minutes": sum(m.minutes for m in months),
+        "minutes": sum(m.recorded_minutes for m in months),  # recorded this month
+        "counted": sum(m.minutes for m in months),  # after consent, discharge, exclusions
         "codes": [str(c) for m in months for c in m.codes],
-        "reasons": [str(getattr(r, "message", r)) for m in months for r in m.reasons],
+        "reasons": [r.text for m in months for r in m.reasons],
         "available": True,
     }
 
