@@ -300,6 +300,10 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
             return _oauth_error("unsupported_grant_type", str(grant))
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
+    @app.api_route("/fhir", methods=["POST"])  # transaction / batch at the base
+    async def fhir_base(request: Request) -> Response:
+        return await fhir("", request)
+
     @app.api_route("/fhir/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
     async def fhir(path: str, request: Request) -> Response:
         header = request.headers.get("authorization", "")
@@ -328,7 +332,7 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
         async with httpx.AsyncClient(timeout=60) as http:
             upstream = await http.request(
                 request.method,
-                f"{state.backend}/{path}",
+                f"{state.backend}/{path}" if path else state.backend,
                 params=list(request.query_params.multi_items()),
                 content=await request.body(),
                 headers=headers,
