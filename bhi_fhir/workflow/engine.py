@@ -139,7 +139,7 @@ def _narrative(template: Template, resource: Mapping[str, Any]) -> dict[str, str
     description = resource.get("description") or template.static.get("description")
     if isinstance(description, str) and description != template.title:
         lines.append(description)
-    body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    body = "".join(f"<p>{html.escape(line, quote=False)}</p>" for line in lines)
     return {"status": "generated", "div": f'<div xmlns="{_XHTML}">{body}</div>'}
 
 
