@@ -13,7 +13,8 @@ stdout is exactly one JSON object::
                    "priority", "reason"}]}],
      "errors": [{"file", "line", "message"}]}
 
-A bad line or resource goes to ``errors``; everything else is still processed.
+A bad line or resource goes to ``errors``; everything else is still processed, and the
+exit code is 2 so a scheduled run notices (0 when there were no errors).
 
 Memory trade-off: inputs may be sorted arbitrarily (bulk export writes one file per resource
 type), so a patient's resources are only complete once every input has been read. Resources are
@@ -336,3 +337,7 @@ def apply_command(
         _print_text(report)
         if out is not None:
             typer.echo(f"transaction Bundle: {out}")
+    if report.errors:
+        # Like `score`: the good input is processed and written, and a scheduler still sees
+        # that some input was refused.
+        raise typer.Exit(2)

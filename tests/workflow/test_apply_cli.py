@@ -55,7 +55,7 @@ def test_bad_line_goes_to_errors_and_the_rest_is_processed(tmp_path: Path) -> No
     code, stdout, _ = _run(
         str(tmp_path / "clinic"), "--plan", PLAN, "--today", "2026-11-26", "--format", "json"
     )
-    assert code == 0
+    assert code == 2  # the bad line is reported, the rest processed
     report = json.loads(stdout)
     assert len(report["errors"]) == 1
     error = report["errors"][0]
@@ -69,7 +69,7 @@ def test_resource_without_patient_is_an_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.ndjson"
     bad.write_text(json.dumps({"resourceType": "QuestionnaireResponse", "id": "x"}) + "\n")
     code, stdout, _ = _run(str(bad), "--plan", PLAN, "--today", "2026-11-26", "--format", "json")
-    assert code == 0
+    assert code == 2
     report = json.loads(stdout)
     assert report["patients"] == []
     assert report["errors"][0]["message"] == "QuestionnaireResponse has no Patient reference"
