@@ -45,7 +45,9 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 class Client:
     client_id: str
     redirect_uri: str
-    secret: str | None = None  # None: public client
+    secret: str | None = None  # None: public client (unless public_key is set)
+    public_key: str | None = None  # PEM: private_key_jwt (client-confidential-asymmetric.md)
+    kid: str | None = None
 
 
 @dataclass
@@ -89,6 +91,9 @@ class AuthServerState:
         launch = secrets.token_urlsafe(12)
         self.launches[launch] = context
         return launch
+
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def _s256(verifier: str) -> str:
@@ -215,7 +220,39 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
         query = urlencode({"code": code, "state": p["state"]})
         return RedirectResponse(f"{client.redirect_uri}?{query}", status_code=302)
 
+    seen_jti: set[str] = set()
+
+    def _asserted_client(form: dict[str, str]) -> Client | None:
+        """private_key_jwt: iss = sub = client_id, aud = token URL, exp ≤ 5 min, fresh jti."""
+        if form.get("client_assertion_type") != JWT_BEARER or "client_id" in form:
+            return None
+        assertion = form.get("client_assertion", "")
+        try:
+            header = jwt.get_unverified_header(assertion)
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+            client = state.clients.get(str(unverified.get("iss")))
+            if client is None or client.public_key is None or header.get("kid") != client.kid:
+                return None
+            claims = jwt.decode(
+                assertion,
+                client.public_key,
+                algorithms=["RS384", "ES384"],
+                audience=f"{state.base}/token",
+                issuer=client.client_id,
+                options={"require": ["exp", "jti", "sub", "iss", "aud"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        if claims["sub"] != client.client_id or claims["exp"] > time.time() + 300:
+            return None
+        if claims["jti"] in seen_jti:
+            return None
+        seen_jti.add(claims["jti"])
+        return client
+
     def _client_of(request: Request, form: dict[str, str]) -> Client | None:
+        if "client_assertion" in form:
+            return _asserted_client(form)
         header = request.headers.get("authorization", "")
         if header.lower().startswith("basic "):
             client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
@@ -226,7 +263,8 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
                 return None
             return client
         client = state.clients.get(form.get("client_id", ""))
-        return client if client is not None and client.secret is None else None
+        public = client is not None and client.secret is None and client.public_key is None
+        return client if public else None
 
     def _issue(client: Client, scope: str, context: dict[str, Any]) -> dict[str, Any]:
         access = secrets.token_urlsafe(32)

@@ -5,9 +5,13 @@ Each test names the spec rule it checks (fhir-platform.md §B, app-launch.md).
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -230,3 +234,43 @@ def test_discovery_transport_error(app_client: TestClient, ehr: AuthServerState)
         response = start_launch(client, iss="http://127.0.0.1:9/fhir", launch="abc")
     assert response.status_code == 502
     assert isinstance(response, httpx.Response)
+
+
+def test_private_key_jwt_client(ehr: AuthServerState, tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (tmp_path / "key.pem").write_bytes(pem)
+    ehr.clients[CLIENT_ID] = Client(
+        CLIENT_ID, f"{APP_URL}/callback", public_key=public.decode(), kid="k1"
+    )
+    registration = EhrRegistration(
+        iss=ehr.fhir_base,
+        client_id=CLIENT_ID,
+        client_auth="private_key_jwt",
+        private_key_path=tmp_path / "key.pem",
+        kid="k1",
+    )
+    settings = make_settings(ehr, registrations=[registration])
+    ehr.expires_in = 30  # the page load refreshes: a second assertion (fresh jti) is needed
+    with TestClient(create_app(settings), base_url=APP_URL) as client:
+        callback = ehr_launch(client, ehr)
+        assert callback.status_code == 303, callback.text
+        assert client.get("/patient/p1").status_code == 200
+    assert [c["form"]["grant_type"] for c in ehr.token_requests] == [
+        "authorization_code",
+        "refresh_token",
+    ]
+    form = ehr.token_requests[-1]["form"]
+    assert "client_id" not in form and form["client_assertion_type"].endswith("jwt-bearer")
+    header = jwt.get_unverified_header(form["client_assertion"])
+    assert header["alg"] == "RS384" and header["kid"] == "k1"
+    claims = jwt.decode(form["client_assertion"], options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] <= 300  # SMART: at most five minutes
+    assert claims["aud"] == f"{ehr.base}/token" and claims["iss"] == claims["sub"] == CLIENT_ID
