@@ -44,8 +44,10 @@ def _chromium_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in the main
+    # thread while it is open, which breaks every asyncio test collected after it.
     reason = _chromium_missing()
     if reason:
         print(f"browser tests skipped: {reason}")
