@@ -204,6 +204,7 @@ def test_ehr_launch_patient_view_and_log_time(
     elapsed = time.perf_counter() - started
     server_requests = list(ehr.requests)
     to_view = [r.split("?", 1)[0] for r in browser_requests]
+    footer = page.inner_text("footer")  # "Loaded N resources with M FHIR requests in X ms"
 
     assert page.url == f"{app_url}/patient/{seeded}"
     assert page.inner_text("#patient-name") == PATIENT_NAME
@@ -266,13 +267,14 @@ def test_ehr_launch_patient_view_and_log_time(
         "ehr_requests_total": len(server_requests),
         "ehr_requests": [f"{m} {p}" for m, p in server_requests],
         "fhir_requests_to_hapi": len(fhir_calls),
+        "patient_view_server_side": footer,
     }
     out = screenshots.parent / "launch-metrics.json"
     out.write_text(json.dumps(metrics, indent=2))
     print(
         f"\nlaunch-to-patient-view: {metrics['seconds']} s, {len(to_view)} browser "
         f"requests, {len(server_requests)} requests to the EHR "
-        f"({len(fhir_calls)} FHIR requests proxied to HAPI)"
+        f"({len(fhir_calls)} FHIR requests proxied to HAPI); {footer}"
     )
 
 
