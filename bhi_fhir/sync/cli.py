@@ -78,7 +78,8 @@ def sync(
                      "(repeatable), e.g. _tag=system|code"),
     ] = None,
     tag: Annotated[
-        str | None, typer.Option("--tag", help="SYSTEM|CODE meta.tag put on everything written")
+        list[str] | None,
+        typer.Option("--tag", help="SYSTEM|CODE meta.tag put on everything written (repeatable)"),
     ] = None,
     group_size: Annotated[int, typer.Option(help="patients per batch read and transaction")] = 25,
     workers: Annotated[int, typer.Option(help="groups in flight at once")] = 4,
@@ -90,12 +91,12 @@ def sync(
         today_date = date.fromisoformat(today) if today else None
     except ValueError:
         raise typer.BadParameter(f"--today expects YYYY-MM-DD, got {today!r}") from None
-    tag_pair = None
-    if tag:
-        system, sep, code = tag.rpartition("|")
+    tag_pairs = []
+    for value in tag or []:
+        system, sep, code = value.rpartition("|")
         if not sep or not system or not code:
             raise typer.BadParameter("--tag expects SYSTEM|CODE")
-        tag_pair = (system, code)
+        tag_pairs.append((system, code))
     config = SyncConfig(
         server=server,
         plan_path=plan or default_plan_path(),
@@ -104,7 +105,7 @@ def sync(
         today=today_date,
         state_url=state_url,
         where=_pairs(where or [], "--where"),
-        tag=tag_pair,
+        tags=tag_pairs,
         group_size=group_size,
         workers=workers,
         timeout=timeout,

@@ -95,7 +95,7 @@ class SyncConfig:
     state_url: str | None = None
     agent: Resource = field(default_factory=lambda: dict(DEFAULT_AGENT))
     where: Sequence[tuple[str, str]] = ()  # extra QuestionnaireResponse search parameters
-    tag: tuple[str, str] | None = None  # meta.tag put on everything written
+    tags: Sequence[tuple[str, str]] = ()  # meta.tags put on everything written
     group_size: int = 25
     workers: int = 4
     page_size: int = 200
@@ -258,8 +258,7 @@ class _Run:
                             f"{len(plan.provenance)} Provenance not written: the server does "
                             "not allow create on Provenance")
                 )
-        if self.config.tag is not None:
-            system, code = self.config.tag
+        for system, code in self.config.tags:
             for write in writes:
                 tags = write.resource.setdefault("meta", {}).setdefault("tag", [])
                 if not any(t.get("system") == system and t.get("code") == code for t in tags):

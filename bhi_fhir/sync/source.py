@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_IDENTIFIER
-from bhi_fhir.fhir import FhirClient, InvalidResponse, ServerProfile
+from bhi_fhir.fhir import BadRequest, FhirClient, InvalidResponse, ServerError, ServerProfile
 from bhi_fhir.sync.planning import PatientContext
 
 __all__ = [
@@ -148,7 +148,28 @@ async def fetch_contexts(
         ids = ",".join(p.split("/", 1)[1] for p in missing_patients)
         urls.append(f"Patient?_id={quote(ids, safe=',')}&_count={page_size}")
     pages: list[Resource] = []
-    if info.profile.batch:
+    # HAPI and others declare only "transaction" yet accept batch: try it, else search one by one.
+    if info.profile.batch or info.profile.transaction:
+        try:
+            pages = await _batch_search(client, urls)
+        except (BadRequest, ServerError):
+            pages = []
+        else:
+            urls = []
+    for url in urls:
+        pages += [p async for p in client.search_bundle(url)]
+    for resource in _matches(pages):
+        _file(resource, contexts)
+    for qr in changed.responses:  # the changed ones, even if the context search lagged
+        ctx = contexts.get(qr["subject"]["reference"])
+        if ctx is not None and not any(r.get("id") == qr.get("id") for r in ctx.responses):
+            ctx.responses.append(qr)
+    return contexts
+
+
+async def _batch_search(client: FhirClient, urls: Sequence[str]) -> list[Resource]:
+    pages: list[Resource] = []
+    if urls:
         bundle = {
             "resourceType": "Bundle",
             "type": "batch",
@@ -162,16 +183,7 @@ async def fetch_contexts(
                 raise InvalidResponse(f"context search {url.split('?', 1)[0]} answered {status}")
             pages.append(page)
             pages += [p async for p in _next_pages(client, page)]
-    else:
-        for url in urls:
-            pages += [p async for p in client.search_bundle(url)]
-    for resource in _matches(pages):
-        _file(resource, contexts)
-    for qr in changed.responses:  # the changed ones, even if the context search lagged
-        ctx = contexts.get(qr["subject"]["reference"])
-        if ctx is not None and not any(r.get("id") == qr.get("id") for r in ctx.responses):
-            ctx.responses.append(qr)
-    return contexts
+    return pages
 
 
 async def _next_pages(client: FhirClient, page: Mapping[str, Any]) -> Any:

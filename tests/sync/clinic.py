@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,8 @@ from bhi_fhir.paths import examples_dir
 
 Resource = dict[str, Any]
 _TYPES = ("Patient", "QuestionnaireResponse", "CarePlan", "Consent", "Encounter", "Task")
-_REF = re.compile(r'"reference": ?"(' + "|".join(_TYPES) + r')/([^"/]+)"')
+# References and identifier values ("engage:QuestionnaireResponse/qr-1/_history/1") alike.
+_REF = re.compile(r"\b(" + "|".join(_TYPES) + r")/([A-Za-z0-9\-]+)")
 
 
 def _generator() -> Any:
@@ -38,7 +40,7 @@ def clinic(patients: int, prefix: str, tag: tuple[str, str] | None = None) -> li
     out: list[Resource] = []
     for kind in _TYPES:
         for resource in generated.by_type.get(kind, []):
-            text = _REF.sub(lambda m: f'"reference": "{m[1]}/{prefix}{m[2]}"', json.dumps(resource))
+            text = _REF.sub(lambda m: f"{m[1]}/{prefix}{m[2]}", json.dumps(resource))
             copy = json.loads(text)
             copy["id"] = f"{prefix}{copy['id']}"
             copy.get("meta", {}).pop("versionId", None)
@@ -72,7 +74,11 @@ def put_bundle(resources: list[Resource]) -> Resource:
 def seed(base: str, resources: list[Resource]) -> None:
     with httpx.Client(timeout=300, headers={"Content-Type": "application/fhir+json"}) as http:
         for part in chunks(resources):
-            response = http.post(base, content=json.dumps(put_bundle(part)))
+            for attempt in range(5):  # a concurrent PUT of a shared team stub answers 409
+                response = http.post(base, content=json.dumps(put_bundle(part)))
+                if response.status_code != 409 or attempt == 4:
+                    break
+                time.sleep(0.5)
             response.raise_for_status()
 
 
