@@ -221,14 +221,19 @@ def span_of(encounter: Resource, tz: tzinfo) -> Interval | None:
     start = parse_datetime(period.get("start"), tz)
     if start is None:
         return None
-    end = parse_datetime(period.get("end"), tz, end=True)
-    if end is None:
-        length = get_dict(encounter, "length")
-        value = length.get("value")
-        unit = length.get("code") or length.get("unit")
-        factor = {"min": 60, "h": 3600, "s": 1}.get(str(unit))
-        if isinstance(value, int | float) and factor is not None and value > 0:
-            end = start + timedelta(seconds=float(value) * factor)
+    length = get_dict(encounter, "length")
+    value = length.get("value")
+    factor = {"min": 60, "h": 3600, "s": 1}.get(str(length.get("code") or length.get("unit")))
+    by_length = (
+        start + timedelta(seconds=float(value) * factor)
+        if isinstance(value, int | float) and factor is not None and value > 0
+        else None
+    )
+    if "T" not in str(period.get("start")):
+        # A date-only period says which day, not how long: the minutes come from `length`;
+        # without one the time is unknown (counting the whole day would bill 1440 minutes).
+        return (start, by_length) if by_length is not None else None
+    end = parse_datetime(period.get("end"), tz, end=True) or by_length
     if end is None:
         return None
     return start, end

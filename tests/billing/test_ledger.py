@@ -104,6 +104,23 @@ def test_length_without_period_end():
     assert cocm([*chart(), e]).minutes == 40, ISSUE6
 
 
+def test_date_only_period_takes_its_minutes_from_length():
+    # A contact documented as "2026-10-05, 40 min" is 40 minutes, not the whole day.
+    e = entry("2026-10-05 10:00", 40)
+    e["period"] = {"start": "2026-10-05", "end": "2026-10-05"}
+    assert cocm([*chart(), e]).minutes == 40, ISSUE6
+
+
+def test_date_only_period_without_length_is_not_counted():
+    e = entry("2026-10-05 10:00", 40)
+    e["period"] = {"start": "2026-10-05", "end": "2026-10-05"}
+    e.pop("length", None)
+    record = group_by_patient([*chart(), e])[PATIENT]
+    months, rejected = close_month(record, Month.parse("2026-10"), RULES)
+    assert sum(m.minutes for m in months) == 0, ISSUE6
+    assert [r.reason for r in rejected] == ["no period.start with period.end or length"]
+
+
 # ------------------------------------------------------------------ consent and discharge
 
 
