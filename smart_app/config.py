@@ -12,6 +12,7 @@ listed is refused before any request is sent to it.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -45,6 +46,27 @@ class EhrRegistration(BaseModel):
     client_secret: SecretStr | None = None
     private_key_path: Path | None = None  # PEM, RSA (RS384) or EC (ES384)
     kid: str | None = None
+    # The OpenID issuer when the EHR's discovery does not name one (legacy servers found through
+    # the CapabilityStatement); an id_token is verified against it or the launch is refused.
+    oidc_issuer: str | None = None
+    # Origins allowed to frame the app (CSP frame-ancestors), e.g. ["https://ehr.example"];
+    # the app is shown inside this EHR's iframe and nowhere else. Default: only the app itself.
+    frame_ancestors: tuple[str, ...] = ("'self'",)
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _ancestors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for source in value:
+            if source in ("'self'", "'none'"):
+                continue
+            if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", source):
+                raise ValueError(
+                    f"frame_ancestors: {source!r} is not an origin (scheme://host[:port]) "
+                    "or 'self' / 'none'"
+                )
+        if not value:
+            raise ValueError("frame_ancestors: name at least one source (or 'none')")
+        return value
 
     @field_validator("iss")
     @classmethod

@@ -21,7 +21,7 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from smart_app import smart
+from smart_app import idtoken, smart
 from smart_app.deps import (
     Refusal,
     SettingsDep,
@@ -75,6 +75,7 @@ async def launch(
     scope = smart.requested_scopes(registration, config, ehr_launch=ehr_launch)
     state = smart.new_state()
     verifier = smart.new_code_verifier()
+    nonce = smart.new_state() if "openid" in scope.split() else None
     try:
         url = smart.authorize_url(
             config,
@@ -84,10 +85,12 @@ async def launch(
             state=state,
             code_verifier=verifier,
             launch=launch,
+            nonce=nonce,
         )
     except smart.LaunchError as exc:
         raise _refuse(exc) from None
 
+    request.state.ehr_iss = registration.iss  # frame-ancestors of this EHR (main.py)
     session = fresh_session(request)
     now = time.time()
     session.pending = {
@@ -105,6 +108,9 @@ async def launch(
         scopes=scope,
         ehr_launch=ehr_launch,
         created_at=now,
+        issuer=config.issuer or registration.oidc_issuer,
+        jwks_uri=config.jwks_uri,
+        nonce=nonce,
     )
     store.save(session)
     logger.info(
@@ -157,6 +163,29 @@ async def callback(
         )
     except smart.LaunchError as exc:
         raise _refuse(exc) from None
+    request.state.ehr_iss = registration.iss
+    if tokens.id_token:
+        # fhirUser is read only from a verified id_token (signature, iss, aud, exp/iat, nonce).
+        async with httpx.AsyncClient(timeout=settings.http_timeout) as http:
+            try:
+                claims = await idtoken.verify_id_token(
+                    http,
+                    tokens.id_token,
+                    issuer=pending.issuer,
+                    jwks_uri=pending.jwks_uri,
+                    client_id=registration.client_id,
+                    nonce=pending.nonce,
+                )
+            except idtoken.IdTokenError as exc:
+                logger.warning("callback refused: id_token not verified (%s)", exc)
+                raise Refusal(
+                    "Sign-in refused",
+                    f"The EHR's identity token could not be verified: {exc}. Nothing was "
+                    "loaded; start the launch again from the EHR, or ask your administrator.",
+                    401,
+                ) from None
+        fhir_user = claims.get("fhirUser")
+        context.fhir_user = fhir_user if isinstance(fhir_user, str) and fhir_user else None
 
     # A new session id after sign-in (no fixation); the old one is dropped.
     signed_in = new_session()

@@ -30,6 +30,9 @@ class PendingLaunch:
     scopes: str
     ehr_launch: bool
     created_at: float
+    issuer: str | None = None  # OpenID issuer the id_token must come from
+    jwks_uri: str | None = None  # its key set (None: OIDC discovery on the issuer)
+    nonce: str | None = None  # sent on authorize when openid was requested
 
 
 @dataclass

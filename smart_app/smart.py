@@ -51,6 +51,8 @@ class SmartConfiguration:
     capabilities: tuple[str, ...]
     scopes_supported: tuple[str, ...]
     source: str  # "well-known" | "capability-statement"
+    issuer: str | None = None  # OpenID Connect issuer (required with sso-openid-connect)
+    jwks_uri: str | None = None  # the key set the id_token is signed with
 
     @property
     def v2(self) -> bool:
@@ -98,7 +100,13 @@ def _from_well_known(body: dict[str, Any]) -> SmartConfiguration:
         capabilities=tuple(body.get("capabilities") or ()),
         scopes_supported=tuple(body.get("scopes_supported") or ()),
         source="well-known",
+        issuer=_optional_url(body.get("issuer")),
+        jwks_uri=_optional_url(body.get("jwks_uri")),
     )
+
+
+def _optional_url(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.startswith(("https://", "http://")) else None
 
 
 async def _from_capability_statement(http: httpx.AsyncClient, iss: str) -> SmartConfiguration:
@@ -198,6 +206,7 @@ def authorize_url(
     state: str,
     code_verifier: str,
     launch: str | None,
+    nonce: str | None = None,
 ) -> str:
     if "S256" not in config.code_challenge_methods:
         raise LaunchError(
@@ -217,6 +226,8 @@ def authorize_url(
     }
     if launch is not None:
         params["launch"] = launch
+    if nonce is not None:
+        params["nonce"] = nonce  # OIDC: echoed in the id_token, which binds it to this launch
     sep = "&" if "?" in config.authorization_endpoint else "?"
     return config.authorization_endpoint + sep + urlencode(params)
 
@@ -299,7 +310,9 @@ def _token_set(token: dict[str, Any], token_endpoint: str, previous: TokenSet | 
         expires_at=time.time() + float(expires_in) if expires_in else None,
         # A rotated refresh token replaces the old one; none back means the old one stays.
         refresh_token=token.get("refresh_token") or (previous.refresh_token if previous else None),
-        id_token=token.get("id_token") or (previous.id_token if previous else None),
+        # The id_token verified at sign-in stays; one from a refresh is not re-verified, so it
+        # is not kept (the launch context, fhirUser included, does not change on refresh).
+        id_token=previous.id_token if previous else token.get("id_token"),
         token_endpoint=token_endpoint,
     )
 
@@ -310,7 +323,7 @@ def _context(token: dict[str, Any]) -> LaunchContext:
     return LaunchContext(
         patient=_str(token.get("patient")),
         encounter=_str(token.get("encounter")),
-        fhir_user=_fhir_user(token),
+        fhir_user=None,  # set from the id_token only once it is verified (smart_app.idtoken)
         need_patient_banner=True if banner is None else bool(banner),
         smart_style_url=_str(token.get("smart_style_url")),
         intent=_str(token.get("intent")),
@@ -323,21 +336,6 @@ def _context(token: dict[str, Any]) -> LaunchContext:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _fhir_user(token: dict[str, Any]) -> str | None:
-    """``fhirUser`` from the id_token's claims (not verified: used for display only)."""
-    id_token = token.get("id_token")
-    if not isinstance(id_token, str):
-        return None
-    try:
-        import jwt
-
-        claims = jwt.decode(id_token, options={"verify_signature": False})
-    except Exception:  # a malformed id_token only costs us the display name
-        return None
-    value = claims.get("fhirUser")
-    return value if isinstance(value, str) else None
 
 
 async def exchange_code(

@@ -15,6 +15,11 @@ Served by uvicorn on 127.0.0.1 in a thread (:class:`ServerThread`). What it does
   verification of ``code_verifier``; public clients must send ``client_id`` in the body,
   confidential ones HTTP Basic. ``refresh_token``: rotates (the old refresh token stops working).
   Responses carry ``Cache-Control: no-store`` and the launch context.
+* ``id_token`` (``openid`` granted and a ``fhirUser`` in the context): RS256, signed with a key
+  published at ``jwks_uri`` (``/jwks``, named in the smart-configuration and in the OIDC
+  discovery document ``/.well-known/openid-configuration``); ``iss`` = the issuer, ``aud`` = the
+  client, ``iat``/``exp``, and the ``nonce`` of the authorize request. Tests break it on purpose
+  with ``id_token_claims`` (override claims) and ``id_token_signer`` (another key, same ``kid``).
 * ``/fhir/{path}`` — everything else needs a live bearer token and is proxied to the real FHIR
   server (HAPI) given as ``backend``.
 
@@ -37,8 +42,25 @@ from urllib.parse import urlencode
 import httpx
 import jwt
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+_SIGNING_KEYS: list[rsa.RSAPrivateKey] = []
+
+
+def signing_key(index: int = 0) -> rsa.RSAPrivateKey:
+    """RSA keys made once per test run (key generation is slow)."""
+    while len(_SIGNING_KEYS) <= index:
+        _SIGNING_KEYS.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    return _SIGNING_KEYS[index]
+
+
+def public_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+    import json
+
+    jwk: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return jwk | {"kid": kid, "use": "sig", "alg": "RS256"}
 
 
 @dataclass
@@ -82,6 +104,11 @@ class AuthServerState:
     requests: list[tuple[str, str]] = field(default_factory=list)
     authorize_params: list[dict[str, str]] = field(default_factory=list)
     token_requests: list[dict[str, Any]] = field(default_factory=list)
+    id_token_kid: str = "idt-1"  # the kid in the id_token header
+    jwks_kid: str = "idt-1"  # the kid the key is published under at /jwks
+    id_token_claims: dict[str, Any] = field(default_factory=dict)  # overrides (tests)
+    id_token_signer: rsa.RSAPrivateKey | None = None  # sign with another key (tests)
+    jwks_in_smart_configuration: bool = True  # False: only via OIDC discovery
 
     @property
     def fhir_base(self) -> str:
@@ -121,9 +148,11 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
     async def smart_configuration() -> Response:
         if not state.well_known:
             return JSONResponse({"error": "not found"}, status_code=404)
+        jwks = {"jwks_uri": f"{state.base}/jwks"} if state.jwks_in_smart_configuration else {}
         return JSONResponse(
             {
                 "issuer": state.base,
+                **jwks,
                 "authorization_endpoint": f"{state.base}/authorize",
                 "token_endpoint": f"{state.base}/token",
                 "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -140,6 +169,27 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
                 "response_types_supported": ["code"],
                 "code_challenge_methods_supported": state.code_challenge_methods,
                 "capabilities": state.capabilities,
+            }
+        )
+
+    @app.get("/jwks")
+    async def jwks() -> Response:
+        return JSONResponse(
+            {"keys": [public_jwk(signing_key(), state.jwks_kid)]},
+            headers={"Cache-Control": "max-age=3600"},
+        )
+
+    @app.get("/.well-known/openid-configuration")
+    async def openid_configuration() -> Response:
+        return JSONResponse(
+            {
+                "issuer": state.base,
+                "jwks_uri": f"{state.base}/jwks",
+                "authorization_endpoint": f"{state.base}/authorize",
+                "token_endpoint": f"{state.base}/token",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
             }
         )
 
@@ -215,6 +265,7 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
             "challenge": p["code_challenge"],
             "scope": granted,
             "context": context,
+            "nonce": p.get("nonce"),
             "expires": time.time() + 60,
         }
         query = urlencode({"code": code, "state": p["state"]})
@@ -266,7 +317,9 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
         public = client is not None and client.secret is None and client.public_key is None
         return client if public else None
 
-    def _issue(client: Client, scope: str, context: dict[str, Any]) -> dict[str, Any]:
+    def _issue(
+        client: Client, scope: str, context: dict[str, Any], nonce: str | None = None
+    ) -> dict[str, Any]:
         access = secrets.token_urlsafe(32)
         refresh = secrets.token_urlsafe(32)
         state.access_tokens[access] = {
@@ -292,16 +345,23 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
             if key in context:
                 body[key] = context[key]
         if "openid" in scope.split() and context.get("fhirUser"):
+            now = int(time.time())
+            claims: dict[str, Any] = {
+                "iss": state.base,
+                "aud": client.client_id,
+                "sub": "u1",
+                "fhirUser": context["fhirUser"],
+                "iat": now,
+                "exp": now + 300,
+            }
+            if nonce is not None:
+                claims["nonce"] = nonce
+            claims.update(state.id_token_claims)
             body["id_token"] = jwt.encode(
-                {
-                    "iss": state.base,
-                    "aud": client.client_id,
-                    "sub": "u1",
-                    "fhirUser": context["fhirUser"],
-                    "exp": int(time.time()) + 300,
-                },
-                "test-signing-key-of-32-bytes-minimum!",
-                algorithm="HS256",
+                {k: v for k, v in claims.items() if v is not None},
+                state.id_token_signer or signing_key(),
+                algorithm="RS256",
+                headers={"kid": state.id_token_kid},
             )
         return body
 
@@ -328,7 +388,7 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
             verifier = form.get("code_verifier")
             if not verifier or _s256(verifier) != record["challenge"]:
                 return _oauth_error("invalid_grant", "PKCE verification failed")
-            body = _issue(client, record["scope"], record["context"])
+            body = _issue(client, record["scope"], record["context"], record.get("nonce"))
         elif grant == "refresh_token":
             record = state.refresh_tokens.pop(form.get("refresh_token", ""), None)  # rotation
             if record is None or record["client_id"] != client.client_id:

@@ -95,11 +95,18 @@ def test_standalone_launch_with_default_iss(ehr: AuthServerState) -> None:
         assert callback.headers["location"] == "/patient/p1"
 
 
-def test_capability_statement_fallback(app_client: TestClient, ehr: AuthServerState) -> None:
+def test_capability_statement_fallback(ehr: AuthServerState) -> None:
+    # The legacy CapabilityStatement names no OpenID issuer: the registration does, and the
+    # id_token is verified against that issuer's OIDC discovery.
     ehr.well_known = False
-    callback = ehr_launch(app_client, ehr)
+    registration = EhrRegistration(iss=ehr.fhir_base, client_id=CLIENT_ID, oidc_issuer=ehr.base)
+    with TestClient(
+        create_app(make_settings(ehr, registrations=[registration])), base_url=APP_URL
+    ) as client:
+        callback = ehr_launch(client, ehr)
     assert callback.status_code == 303
     assert ("GET", "/fhir/metadata") in ehr.requests
+    assert ("GET", "/.well-known/openid-configuration") in ehr.requests
 
 
 def test_v1_only_server_gets_v1_scopes(app_client: TestClient, ehr: AuthServerState) -> None:
