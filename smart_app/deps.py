@@ -84,6 +84,7 @@ def require_session(request: Request) -> Session:
             "Launch the app from your EHR (or open /launch for a standalone launch).",
             401,
         )
+    request.state.ehr_iss = session.iss  # its frame-ancestors (main.content_security_policy)
     return session
 
 

@@ -26,6 +26,22 @@ _CSP = (
 )
 
 
+def content_security_policy(request: Request) -> str:
+    """The CSP with ``frame-ancestors`` of the EHR this request belongs to (clickjacking).
+
+    The route names the EHR in ``request.state.ehr_iss`` (the launch's ``iss``, or the signed-in
+    session's); its registration lists the origins that may frame the app. Any other response
+    (no EHR known, demo, refusals before a launch) may be framed only by the app itself.
+    """
+    ancestors: tuple[str, ...] = ("'self'",)
+    iss = getattr(request.state, "ehr_iss", None)
+    if isinstance(iss, str):
+        registration = request.app.state.settings.registration_for(iss)
+        if registration is not None:
+            ancestors = registration.frame_ancestors
+    return f"{_CSP}; frame-ancestors {' '.join(ancestors)}"
+
+
 def quiet_http_logs() -> None:
     """httpx logs every URL at INFO and httpcore every header event at DEBUG: URLs carry patient
     ids in search queries and the OAuth ``code`` and ``state`` on /callback. The app logs its own
@@ -64,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response: Response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(request))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         if not request.url.path.startswith("/static"):
