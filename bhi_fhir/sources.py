@@ -53,18 +53,24 @@ def read_resources(
 def _read_file(path: Path, accept: Collection[str] | None) -> Iterator[Resource | SourceError]:
     name = str(path)
     try:
-        handle = path.open("r", encoding="utf-8")
+        handle = path.open("rb")
     except OSError as exc:
         yield SourceError(name, None, f"cannot read file: {exc.strerror or exc}")
         return
     with handle:
         if path.suffix in (".ndjson", ".jsonl"):
-            for number, line in enumerate(handle, start=1):
+            # Bytes, decoded line by line: one bad line must not end the read of the rest.
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    yield SourceError(name, number, "not UTF-8 text")
+                    continue
                 if line.strip():
                     yield from _parse(line, name, number, accept)
             return
         try:
-            text = handle.read()
+            text = handle.read().decode("utf-8")
         except UnicodeDecodeError:
             yield SourceError(name, None, "not UTF-8 text")
             return
