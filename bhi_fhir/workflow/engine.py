@@ -187,7 +187,9 @@ def _build(action: Action, variables: dict[str, Any], run: _Run) -> None:
             continue
         if len(result) > 1:
             raise WorkflowError(f"{action.id}: dynamicValue {path} gave {len(result)} values")
-        _set_path(resource, path, result[0])
+        value = result[0]
+        # FHIRPath results may be the facts' own objects or a memoised result: never alias them.
+        _set_path(resource, path, _copy(value) if isinstance(value, dict | list) else value)
     if "text" not in resource:
         resource["text"] = _narrative(template, resource)
     reason = (
@@ -279,14 +281,15 @@ def apply(
     """The writes the protocol intends for one patient.
 
     ``caseloads`` (care-manager reference → active patients) picks the care manager for a new
-    enrollment; the shell counts them. Inputs are not modified: FHIRPath sees a copy of the
-    facts and the engine's own JSON view of the plan.
+    enrollment; the shell counts them. Inputs are not modified: FHIRPath reads the facts in
+    place (no copy per patient) and the engine's own JSON view of the plan, and values taken
+    from them into a resource are copied.
     With ``validate`` every resource written is checked with fhir.resources R4B.
     """
     contributors = timeline.facts.get("enrollment", {}).get("contributors")
     manager = assign_care_manager(plan, caseloads, contributors)
     variables: dict[str, Any] = {
-        "facts": _copy(timeline.facts),
+        "facts": timeline.facts,
         "plan": _view(plan),  # already a private copy, made once per plan
         "careManager": {"reference": manager.reference, "display": manager.display},
     }

@@ -11,8 +11,9 @@ expression costs ~100 µs. Three things keep the engine fast without changing an
 3. **Memoisation on inputs**: an expression reads only the variables and member chains that
    appear in its text (``%facts.latest.phq2``, ``%plan.screening.phq2_positive``). The result is
    cached by the JSON of those values, so patients in the same situation share one
-   evaluation. Expressions that could read anything else (backtick names, ``today()``,
-   ``now()``, ``%context``/``%resource``) are never memoised. ``$this`` inside ``where()``
+   evaluation; the key of each chain is itself computed once per variable object.
+   Expressions that could read anything else (backtick names, ``today()``, ``now()``,
+   ``%context``/``%resource``) are never memoised. ``$this`` inside ``where()``
    only sees items of a chain that is part of the key.
 
 Results are plain Python values: FHIRPath decimals become ``int``/``float``, dates and times
@@ -196,7 +197,17 @@ class Expression:
                 return [not found[0]]
         key: tuple[Any, ...] | None = None
         if self._deps is not None:
-            key = tuple(_key(_walk(variables.get(name), segments)) for name, segments in self._deps)
+            parts = []
+            for dep in self._deps:
+                root = variables.get(dep[0])
+                known = _DEP_KEYS.get(dep)
+                if known is not None and known[0] is root:
+                    parts.append(known[1])
+                else:
+                    part = _key(_walk(root, dep[1]))
+                    _DEP_KEYS[dep] = (root, part)
+                    parts.append(part)
+            key = tuple(parts)
             hit = self._memo.get(key)
             if hit is not None:
                 return list(hit)
@@ -217,6 +228,13 @@ class Expression:
 
 
 _CACHE: dict[str, Expression] = {}
+# The key of one dependency (``%facts.latest.phq9``) for the variable object it was computed
+# from. Many expressions share a dependency (engage, consent and enroll all read
+# ``%facts.latest.*`` and ``%plan.screening.*``), so it is computed once per variable object.
+# The entry holds that object, so an identity match can only be the very same object; inputs
+# are never modified while the engine runs (tests/workflow/test_differential.py checks it).
+# Bounded by the number of distinct dependencies in the protocol.
+_DEP_KEYS: dict[tuple[str, tuple[str, ...]], tuple[Any, Any]] = {}
 
 
 def expression(text: str) -> Expression:
@@ -229,6 +247,7 @@ def expression(text: str) -> Expression:
 
 def clear_caches() -> None:
     _CACHE.clear()
+    _DEP_KEYS.clear()
 
 
 def truthy(result: list[Any]) -> bool:

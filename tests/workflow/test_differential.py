@@ -126,3 +126,24 @@ if __name__ == "__main__" and "--regenerate" in sys.argv:
     (GOLDEN / "stream-digest.json").write_text(
         json.dumps(_stream_digest(), indent=1) + "\n", encoding="utf-8"
     )
+
+
+def test_apply_does_not_modify_the_facts() -> None:
+    """The engine hands ``timeline.facts`` to FHIRPath without a copy: nothing may change it."""
+    p = plan()
+    for ident, resources in stream_patients(46):
+        sex = sex_of(next(r for r in resources if r["resourceType"] == "Patient"))
+        scores = [
+            score_response(r, patient_sex=sex)
+            for r in resources
+            if r["resourceType"] == "QuestionnaireResponse"
+        ]
+        timeline = build_timeline(ident, resources, scores, TODAY, timeline_settings(p))
+        before = json.dumps(timeline.facts, sort_keys=True)
+        result = apply(protocol(), timeline, p)
+        for write in result.writes:  # writing to an output never reaches back into the facts
+            write.resource.setdefault("note", []).append({"text": "x"})
+            for value in write.resource.values():
+                if isinstance(value, dict):
+                    value["x"] = 1
+        assert json.dumps(timeline.facts, sort_keys=True) == before
