@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any, Final
 
 from bhi_fhir.instruments import auditc, cssrs, epds, gad2, gad7, phq2, phq9, phqa
@@ -38,6 +39,11 @@ def by_canonical(canonical: str | None) -> InstrumentSpec | None:
     """The instrument a ``questionnaire`` canonical names, when exactly one names it best."""
     if not canonical:
         return None
+    return _by_canonical(canonical)
+
+
+@lru_cache(maxsize=4096)
+def _by_canonical(canonical: str) -> InstrumentSpec | None:
     text = canonical.split("|", 1)[0].lower()
     best: list[tuple[int, InstrumentSpec]] = []
     for spec in INSTRUMENTS:
@@ -66,6 +72,16 @@ def by_questionnaire(questionnaire: Mapping[str, Any] | None) -> InstrumentSpec 
 
 def candidates(link_id: str, code: str | None) -> list[tuple[InstrumentId, str]]:
     """What an item could be: (instrument, item key) pairs, from its code or its linkId."""
+    return list(cached_candidates(link_id, code))
+
+
+@lru_cache(maxsize=16384)
+def cached_candidates(link_id: str, code: str | None) -> tuple[tuple[InstrumentId, str], ...]:
+    """``candidates``, memoised (a pure function of two strings); do not modify the result."""
+    return tuple(_candidates(link_id, code))
+
+
+def _candidates(link_id: str, code: str | None) -> list[tuple[InstrumentId, str]]:
     if code:
         found = [(s.id, code) for s in INSTRUMENTS if s.item(code)]
         found += [(s.id, "#total") for s in INSTRUMENTS if s.total_code == code]

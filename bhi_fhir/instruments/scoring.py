@@ -12,7 +12,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from bhi_fhir.instruments.registry import BY_ID, by_canonical, by_items, by_questionnaire
+from bhi_fhir.instruments.registry import (
+    BY_ID,
+    by_canonical,
+    by_items,
+    by_questionnaire,
+    cached_candidates,
+)
 from bhi_fhir.instruments.registry import candidates as item_candidates
 from bhi_fhir.instruments.result import (
     INCOMPLETE,
@@ -142,7 +148,24 @@ def sex_of(patient: Json | None) -> str | None:
 
 def _key_in(spec: InstrumentSpec, link_id: str, code: str | None) -> str | None:
     """The item key this linkId/code has within ``spec``; "#total" for a carried total."""
-    for instrument, key in item_candidates(link_id, code):
+    cache = _KEYS.get(spec.id)
+    if cache is None or cache[0] is not spec:
+        cache = _KEYS[spec.id] = (spec, {})
+    found = cache[1].get((link_id, code), _MISSING)
+    if found is _MISSING:
+        if len(cache[1]) >= 16384:
+            cache[1].clear()
+        found = cache[1][(link_id, code)] = _find_key(spec, link_id, code)
+    return found  # type: ignore[return-value]
+
+
+_MISSING = object()
+# spec id -> (spec, {(linkId, code): key}): a pure function of the spec and two strings.
+_KEYS: dict[str, tuple[InstrumentSpec, dict[tuple[str, str | None], object]]] = {}
+
+
+def _find_key(spec: InstrumentSpec, link_id: str, code: str | None) -> str | None:
+    for instrument, key in cached_candidates(link_id, code):
         if key == "#total" and instrument == spec.id:
             return key
         if key != "#total" and spec.item(key):
