@@ -34,6 +34,11 @@ __all__ = ["ResourceInvalid", "clear_caches", "validate_resource"]
 _SHAPE_LIMIT: Final = 4096
 _VALUE_LIMIT: Final = 100_000
 _STRING: Final = "\x00str"  # stands for a string leaf in a shape
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
+
+
+class _Unusual(Exception):
+    """A value of a type other than JSON's (a Mapping that is not a dict, ...): no shape."""
 
 
 class ResourceInvalid(ValueError):
@@ -58,22 +63,54 @@ def _full(resource: Mapping[str, Any]) -> None:
         raise ResourceInvalid(f"{kind} does not validate: {problems}") from None
 
 
-def _shape(value: Any, path: tuple[str, ...], leaves: list[tuple[tuple[str, ...], str]]) -> Any:
-    """A hashable skeleton of ``value``; string leaves (with their path) go to ``leaves``."""
-    if isinstance(value, dict):
-        items = []
-        for key, item in value.items():
+def _shape(
+    value: dict[str, Any], path: tuple[str, ...], leaves: list[tuple[tuple[str, ...], str]]
+) -> Any:
+    """A hashable skeleton of ``value``; string leaves (with their path) go to ``leaves``.
+
+    A (contained) resource restarts the path at ``#<resourceType>``.
+    """
+    kind = value.get("resourceType")
+    if isinstance(kind, str):
+        path = (f"#{kind}",)
+    items: list[Any] = []
+    for key, item in value.items():
+        kind_of = type(item)
+        if kind_of is str:
             if key == "resourceType":
                 items.append((key, item))  # checked against the model class: keep it
             else:
-                items.append((key, _shape(item, (*path, key), leaves)))
-        return ("{", tuple(items))
-    if isinstance(value, list):
-        return ("[", tuple(_shape(item, path, leaves) for item in value))
-    if isinstance(value, str):
-        leaves.append((path, value))
-        return _STRING
-    return (type(value).__name__, value)
+                leaves.append(((*path, key), item))
+                items.append((key, _STRING))
+        elif kind_of is dict:
+            items.append((key, _shape(item, (*path, key), leaves)))
+        elif kind_of is list:
+            items.append((key, _list_shape(item, (*path, key), leaves)))
+        elif kind_of in _SCALARS:
+            items.append((key, kind_of.__name__, item))
+        else:
+            raise _Unusual
+    return tuple(items)
+
+
+def _list_shape(
+    values: list[Any], path: tuple[str, ...], leaves: list[tuple[tuple[str, ...], str]]
+) -> Any:
+    items: list[Any] = ["["]
+    for item in values:
+        kind_of = type(item)
+        if kind_of is str:
+            leaves.append((path, item))
+            items.append(_STRING)
+        elif kind_of is dict:
+            items.append(_shape(item, path, leaves))
+        elif kind_of is list:
+            items.append(_list_shape(item, path, leaves))
+        elif kind_of in _SCALARS:
+            items.append((kind_of.__name__, item))
+        else:
+            raise _Unusual
+    return tuple(items)
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -102,6 +139,9 @@ def _leaf_adapter(kind: str, path: tuple[str, ...]) -> TypeAdapter[Any] | None:
     try:
         model = _model(kind)
         for position, name in enumerate(path):
+            if name.startswith("#"):  # the resource itself, or a contained one
+                model = _model(name[1:])
+                continue
             field = _fields(model).get(name)
             if field is None:
                 return None
@@ -147,7 +187,11 @@ def validate_resource(resource: Mapping[str, Any]) -> None:
     """Raise :class:`ResourceInvalid` unless ``resource`` is a valid R4B resource."""
     kind = str(resource.get("resourceType"))
     leaves: list[tuple[tuple[str, ...], str]] = []
-    key = (kind, _shape(dict(resource), (), leaves))
+    try:
+        key = (kind, _shape(dict(resource), (f"#{kind}",), leaves))
+    except _Unusual:
+        _full(resource)
+        return
     if key in _SHAPES:
         if all(_leaf_ok(kind, path, value) for path, value in leaves):
             return
