@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from bhi_fhir.instruments.registry import (
     BY_ID,
@@ -81,7 +81,7 @@ def score_response(
         if key in points:
             continue  # the first answer to an item stands; a repeat does not add to it
         answer = next(iter(item.get("answer") or ()), None)
-        if not isinstance(answer, Mapping):
+        if not _is_map(answer):
             continue
         try:
             value = answer_points(answer, questionnaire_weights(q_item) if q_item else None)
@@ -94,14 +94,13 @@ def score_response(
             continue
         points[key] = value
         coding = answer.get("valueCoding")
-        if isinstance(coding, Mapping):
+        if _is_map(coding):
             codings[key] = {k: v for k in ("system", "code", "display")
                             if isinstance(v := coding.get(k), str)}
 
     if qr.get("status") == ENTERED_IN_ERROR:
         return replace(base, instrument=spec.id, flags=(ENTERED_IN_ERROR,), items=points)
-    return _judge(spec, points, flags, reported, patient_sex, cut_points,
-                  replace(base, codings=codings))
+    return _judge(spec, points, flags, reported, patient_sex, cut_points, base, codings)
 
 
 def _judge(
@@ -112,6 +111,7 @@ def _judge(
     sex: str | None,
     cut_points: Mapping[InstrumentId, int] | None,
     base: Score,
+    codings: dict[str, dict[str, str]],
 ) -> Score:
     complete = all(item.key in points for item in spec.items if item.required)
     total = sum(points[i.key] for i in spec.scored_items) if complete and spec.sums else None
@@ -131,7 +131,7 @@ def _judge(
     unique = tuple(dict.fromkeys(flags))
     return replace(
         base, instrument=spec.id, total=total, severity=severity, positive=positive,
-        complete=complete, flags=unique, items=points, reported_total=reported,
+        complete=complete, flags=unique, items=points, reported_total=reported, codings=codings,
     )
 
 
@@ -176,15 +176,22 @@ def _find_key(spec: InstrumentSpec, link_id: str, code: str | None) -> str | Non
 def _response_items(node: Json) -> Iterator[tuple[str, Json]]:
     """Every answered-or-not item with a linkId, depth first, through groups and answers."""
     for item in node.get("item") or ():
-        if not isinstance(item, Mapping):
+        if not _is_map(item):
             continue
         link_id = item.get("linkId")
-        if isinstance(link_id, str) and item.get("answer"):
+        answers = item.get("answer")
+        if isinstance(link_id, str) and answers:
             yield link_id, item
-        yield from _response_items(item)
-        for answer in item.get("answer") or ():
-            if isinstance(answer, Mapping):
+        if item.get("item"):
+            yield from _response_items(item)
+        for answer in answers or ():
+            if _is_map(answer) and answer.get("item"):
                 yield from _response_items(answer)
+
+
+def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, without the ABC check for the usual plain dict."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _questionnaire_items(node: Json) -> Iterator[tuple[str, Json]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from bhi_fhir.codes import BHI_IDENTIFIER
@@ -108,15 +109,24 @@ def _copy(value: Any) -> Any:
     return value
 
 
+@lru_cache(maxsize=1024)
+def _parse_path(path: str) -> tuple[tuple[str, int | None], ...]:
+    """``a.b[0].c`` → ``(("a", None), ("b", 0), ("c", None))``, parsed once per path."""
+    parts = []
+    for part in path.split("."):
+        name, _, index_text = part.partition("[")
+        parts.append((name, int(index_text.rstrip("]")) if index_text else None))
+    return tuple(parts)
+
+
 def _set_path(resource: dict[str, Any], path: str, value: Any) -> None:
     """Set ``a.b[0].c`` in ``resource``, creating objects and lists on the way."""
     node: Any = resource
-    parts = path.split(".")
-    for position, part in enumerate(parts):
-        last = position == len(parts) - 1
-        name, _, index_text = part.partition("[")
-        if index_text:
-            index = int(index_text.rstrip("]"))
+    parts = _parse_path(path)
+    last_position = len(parts) - 1
+    for position, (name, index) in enumerate(parts):
+        last = position == last_position
+        if index is not None:
             items = node.setdefault(name, [])
             if not isinstance(items, list):
                 raise WorkflowError(f"path {path!r}: {name} is not a list")
