@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote
 
-from bhi_fhir.fhir import BearerAuth, FhirClient, NotFound
+from bhi_fhir.fhir import BearerAuth, FhirClient, NotFound, PreconditionFailed
 from bhi_fhir.timeline import patient_of
 
 Resource = dict[str, Any]
@@ -174,28 +175,66 @@ class MemorySource:
         item.pop("id", None)
         return copy.deepcopy(self._put(item))
 
+    def _matching(self, resource_type: str, query: str) -> Resource | None:
+        """The resource a conditional create's ``identifier=`` / ``_tag=`` query matches."""
+        name, _, value = query.partition("=")
+        system, _, code = unquote(value).partition("|")
+        for (kind, _id), r in self._by_key.items():
+            if kind != resource_type:
+                continue
+            if name == "identifier":
+                items = [(i.get("system"), i.get("value")) for i in r.get("identifier") or []]
+            elif name == "_tag":
+                items = [
+                    (t.get("system"), t.get("code")) for t in (r.get("meta") or {}).get("tag") or []
+                ]
+            else:
+                raise ValueError(f"unsupported conditional create: {name}")
+            if (system, code) in items:
+                return r
+        return None
+
     async def transaction(self, bundle: Resource) -> Resource:
+        """All or nothing, like a server: ``ifMatch`` checked first, ``ifNoneExist`` honoured
+        (a match is ``200 OK`` and nothing is written), ``urn:uuid`` references resolved."""
         self._count += 1
+        entries = bundle.get("entry") or []
+        for entry in entries:
+            request = entry.get("request") or {}
+            if request.get("method") == "PUT" and request.get("ifMatch"):
+                kind, _, ident = str(request["url"]).partition("/")
+                current = self._by_key.get((kind, ident))
+                version = str(request["ifMatch"]).removeprefix('W/"').rstrip('"')
+                if current is None or current["meta"].get("versionId") != version:
+                    raise PreconditionFailed(f"{kind} version conflict (412)")
         urls: dict[str, str] = {}
-        created: list[Resource] = []
-        for entry in bundle.get("entry") or []:
+        written: list[Resource] = []
+        responses: list[Resource] = []
+        for entry in entries:
+            request = entry.get("request") or {}
             resource = copy.deepcopy(entry["resource"])
-            if entry.get("request", {}).get("method") == "POST":
+            if request.get("method") == "POST":
+                condition = request.get("ifNoneExist")
+                found = self._matching(resource["resourceType"], condition) if condition else None
+                if found is not None:
+                    ref = f"{found['resourceType']}/{found['id']}"
+                    urls[entry.get("fullUrl", "")] = ref
+                    responses.append({"response": {"status": "200 OK", "location": ref}})
+                    continue
                 resource.pop("id", None)
             stored = self._put(resource)
-            urls[entry.get("fullUrl", "")] = f"{stored['resourceType']}/{stored['id']}"
-            created.append(stored)
-        for stored in created:  # resolve urn:uuid references inside the bundle
+            ref = f"{stored['resourceType']}/{stored['id']}"
+            urls[entry.get("fullUrl", "")] = ref
+            status = "201 Created" if request.get("method") == "POST" else "200 OK"
+            responses.append({"response": {"status": status, "location": ref}})
+            written.append(stored)
+        for stored in written:  # resolve urn:uuid references inside the bundle
             text = json.dumps(stored)
             for urn, ref in urls.items():
                 if urn:
                     text = text.replace(f'"{urn}"', f'"{ref}"')
             self._by_key[(stored["resourceType"], stored["id"])] = json.loads(text)
-        return {
-            "resourceType": "Bundle",
-            "type": "transaction-response",
-            "entry": [{"response": {"status": "201 Created", "location": urls[u]}} for u in urls],
-        }
+        return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
 
     async def aclose(self) -> None:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from fastapi.responses import RedirectResponse, Response
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhir import FhirError
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
-from smart_app import smart
+from smart_app import smart, writes
 from smart_app.data import ClinicSource, FhirSource
 from smart_app.deps import (
     FormDep,
@@ -150,6 +151,8 @@ async def patient_page(
             "elapsed_ms": elapsed_ms,
             "fhir_requests": source.request_count,
             "today": today_of(request).isoformat(),
+            # One id per rendered form: a double submit logs the time once (writes.py).
+            "entry_id": uuid.uuid4().hex,
         },
     )
 
@@ -281,8 +284,28 @@ async def plan_apply(
         # The record changed since the preview: show the new plan rather than write blind.
         return RedirectResponse(f"/patient/{patient_id}/plan", status_code=303)
     if bundle["entry"]:
+        user = writes.user_reference(session.context.fhir_user, session.iss)
+        recorded = datetime.now(UTC)
+        provenance = []
+        for write in workflow.writes:
+            base_version = (write.if_match or "").removeprefix('W/"').rstrip('"')
+            key = f"provenance:{write.identifier}" + (
+                f":update:{base_version}" if write.method == "update" else ""
+            )
+            provenance.append(
+                writes.provenance_entry(
+                    [write.full_url],
+                    key=key,
+                    rule=write.rule,
+                    reason=write.reason,
+                    operation="CREATE" if write.method == "create" else "UPDATE",
+                    user=user,
+                    recorded=recorded,
+                    sources=write.sources,
+                )
+            )
         try:
-            await source.transaction(bundle)
+            await source.transaction(writes.transaction([*bundle["entry"], *provenance]))
         except FhirError as exc:
             raise Refusal("The plan was not written", str(exc), 502) from None
     logger.info("workflow plan applied: %d writes", len(bundle["entry"]))
@@ -314,15 +337,18 @@ async def log_time(
     mode = form.get("mode", "phone")
     if mode not in ("in-person", "phone", "video"):
         raise Refusal("Time not logged", "Unknown contact mode.")
+    entry_id = form.get("entry_id", "")
+    if not re.fullmatch(r"[0-9a-f]{32}", entry_id):
+        raise Refusal("Time not logged", "The form is out of date; reload the page.")
     plan = practice_plan(request)
-    clinician = session.context.fhir_user or (
-        plan.team.care_managers[0].reference if plan else "Practitioner/unknown"
-    )
-    end = datetime.now(UTC).replace(microsecond=0)
+    user = writes.user_reference(session.context.fhir_user, session.iss)
+    clinician = user or (plan.team.care_managers[0].reference if plan else "Practitioner/unknown")
+    now = datetime.now(UTC).replace(microsecond=0)
+    end = now
     fixed = today_of(request)
     if fixed != end.date():
         end = datetime(fixed.year, fixed.month, fixed.day, 12, 0, tzinfo=UTC)
-    entry_id = uuid.uuid4().hex
+    identifier = f"time-entry:{patient_id}:{entry_id}"
     resource = time_entry(
         id=entry_id,
         patient=f"Patient/{patient_id}",
@@ -331,12 +357,29 @@ async def log_time(
         end=end,
         mode=mode,  # type: ignore[arg-type]
         identifier_system=BHI_IDENTIFIER,
-        identifier_value=f"time-entry:{entry_id}",
+        identifier_value=identifier,
+    )
+    entry = writes.create_entry(resource, identifier)
+    bundle = writes.transaction(
+        [
+            entry,
+            writes.provenance_entry(
+                [entry["fullUrl"]],
+                key=f"provenance:{identifier}",
+                reason="care-management time logged",
+                operation="CREATE",
+                user=user,
+                recorded=now,
+            ),
+        ]
     )
     try:
-        await source.create(resource)
+        response = await source.transaction(bundle)
     except FhirError as exc:
         raise Refusal("Time not logged", str(exc), 502) from None
+    if not writes.created(response):
+        logger.info("care-management time already logged (form sent again)")
+        return _back(patient_id, f"{minutes} minutes were already logged from this form")
     logger.info("care-management time logged")
     return _back(patient_id, f"{minutes} minutes logged")
 
@@ -375,8 +418,22 @@ async def change_task(
     else:
         raise Refusal("Task not changed", "Unknown action.")
     version = (task.get("meta") or {}).get("versionId")
+    bundle = writes.transaction(
+        [
+            writes.update_entry(task, version),
+            writes.provenance_entry(
+                [f"Task/{task_id}"],
+                key=f"provenance:task:{task_id}:update:{version or 'unversioned'}",
+                reason=notice,
+                operation="UPDATE",
+                user=writes.user_reference(session.context.fhir_user, session.iss),
+                recorded=datetime.now(UTC),
+                sources=[f"Task/{task_id}/_history/{version}"] if version else (),
+            ),
+        ]
+    )
     try:
-        await source.update(task, if_match=version)
+        await source.transaction(bundle)
     except FhirError as exc:
         raise Refusal("Task not changed", str(exc), 502) from None
     logger.info("task %s", action)
@@ -409,12 +466,32 @@ async def record_consent(
             ]
         },
     }
-    if session.context.fhir_user:
-        consent["performer"] = [{"reference": session.context.fhir_user}]
+    user = writes.user_reference(session.context.fhir_user, session.iss)
+    if user:
+        consent["performer"] = [{"reference": user}]
+    # One BHI consent per patient, scope and day: a repeated or double submit matches it.
+    identifier = f"consent:{scope}:{patient_id}:{consent['dateTime']}"
+    consent["identifier"] = [{"system": BHI_IDENTIFIER, "value": identifier}]
+    entry = writes.create_entry(consent, identifier)
+    bundle = writes.transaction(
+        [
+            entry,
+            writes.provenance_entry(
+                [entry["fullUrl"]],
+                key=f"provenance:{identifier}",
+                reason="consent recorded",
+                operation="CREATE",
+                user=user,
+                recorded=datetime.now(UTC),
+            ),
+        ]
+    )
     try:
-        await source.create(consent)
+        response = await source.transaction(bundle)
     except FhirError as exc:
         raise Refusal("Consent not recorded", str(exc), 502) from None
+    if not writes.created(response):
+        return _back(patient_id, "consent was already recorded")
     logger.info("consent recorded")
     return _back(patient_id, "consent recorded")
 

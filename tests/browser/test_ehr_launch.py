@@ -159,7 +159,13 @@ def seeded(hapi: str) -> Iterator[str]:
         for kind, param in _PATIENT_TYPES:  # what the app wrote (untagged) and what we seeded
             found = http.get(f"{hapi}/{kind}", params={param: f"Patient/{patient_id}"}).json()
             for entry in found.get("entry") or []:
-                http.delete(f"{hapi}/{kind}/{entry['resource']['id']}")
+                ref = f"{kind}/{entry['resource']['id']}"
+                # The app's Provenance points at its writes (target), not at the patient.
+                for prov in (
+                    http.get(f"{hapi}/Provenance", params={"target": ref}).json().get("entry") or []
+                ):
+                    http.delete(f"{hapi}/Provenance/{prov['resource']['id']}")
+                http.delete(f"{hapi}/{ref}")
     assert _delete_tagged(hapi, tag) == []
 
 
@@ -228,6 +234,17 @@ def test_ehr_launch_patient_view_and_log_time(
         headers={"Accept": "application/fhir+json"},
     ).json()
     assert [e["resource"]["length"]["value"] for e in found.get("entry", [])] == [25]
+    # Written with its Provenance, in the same transaction: the clinician and the app as agents.
+    encounter_id = found["entry"][0]["resource"]["id"]
+    provenance = httpx.get(
+        f"{hapi}/Provenance",
+        params={"target": f"Encounter/{encounter_id}"},
+        headers={"Accept": "application/fhir+json"},
+    ).json()
+    (prov,) = [e["resource"] for e in provenance.get("entry", [])]
+    agents = [a["who"] for a in prov["agent"]]
+    assert agents[0] == {"reference": "Practitioner/bhcm-okafor"}
+    assert agents[1]["identifier"]["value"] == "bhi-fhir-smart-app"
 
     # Preview the workflow plan (shows exactly what would be written and why).
     page.click("#preview-plan")

@@ -104,6 +104,7 @@ class AuthServerState:
     requests: list[tuple[str, str]] = field(default_factory=list)
     authorize_params: list[dict[str, str]] = field(default_factory=list)
     token_requests: list[dict[str, Any]] = field(default_factory=list)
+    transactions: list[dict[str, Any]] = field(default_factory=list)  # posted (no backend)
     id_token_kid: str = "idt-1"  # the kid in the id_token header
     jwks_kid: str = "idt-1"  # the kid the key is published under at /jwks
     id_token_claims: dict[str, Any] = field(default_factory=dict)  # overrides (tests)
@@ -417,6 +418,19 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
                 status_code=401,
             )
         if state.backend is None:  # a tiny in-memory FHIR server: reads by id, empty searches
+            if request.method == "POST" and path == "":  # transaction: recorded, all created
+                bundle = await request.json()
+                state.transactions.append(bundle)
+                return JSONResponse(
+                    {
+                        "resourceType": "Bundle",
+                        "type": "transaction-response",
+                        "entry": [
+                            {"response": {"status": "201 Created", "location": f"X/{i}"}}
+                            for i, _ in enumerate(bundle.get("entry") or [])
+                        ],
+                    }
+                )
             if request.method == "GET" and path in state.resources:
                 return JSONResponse(state.resources[path])
             if request.method == "GET" and "/" not in path:

@@ -136,14 +136,16 @@ def test_every_post_route_is_covered_by_the_csrf_test() -> None:
 
 def test_with_the_token_the_actions_write(demo: TestClient) -> None:
     token = _csrf(demo)
+    entry_id = re.search(r'name="entry_id" value="([0-9a-f]+)"', demo.get("/patient/evil").text)
+    assert entry_id
     before = _store_size(demo)
     response = demo.post(
         "/patient/evil/time",
-        data={"csrf_token": token, "minutes": "25", "mode": "video"},
+        data={"csrf_token": token, "minutes": "25", "mode": "video", "entry_id": entry_id[1]},
         follow_redirects=False,
     )
     assert response.status_code == 303
-    assert _store_size(demo) == before + 1
+    assert _store_size(demo) == before + 2  # the Encounter and its Provenance
     page = demo.get("/patient/evil")
     assert 'id="minutes">25<' in page.text
     done = demo.post(
@@ -189,7 +191,8 @@ def test_preview_then_apply_writes_exactly_the_preview(demo: TestClient) -> None
         )
         assert applied.status_code == 303
         creates = preview.text.count("<td>create</td>")
-        assert _store_size(demo) == before + creates and writes >= creates
+        # Each write, and a Provenance for each write, in the same transaction.
+        assert _store_size(demo) == before + creates + writes and writes >= creates
         # Applying again is a no-op: the protocol sees its own writes.
         again = demo.get(f"/patient/{patient}/plan")
         assert 'id="plan-empty"' in again.text or "<td>create</td>" not in again.text
