@@ -32,7 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 __all__ = ["ResourceInvalid", "clear_caches", "validate_resource"]
 
 _SHAPE_LIMIT: Final = 4096
-_VALUE_LIMIT: Final = 100_000
+_VALUE_LIMIT: Final = 8192
 _STRING: Final = "\x00str"  # stands for a string leaf in a shape
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
 
