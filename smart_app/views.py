@@ -7,12 +7,14 @@ demo, to memory). Under patient-level scopes only the launch-context patient can
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import re
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,7 +38,7 @@ from smart_app.deps import (
     registration_of,
     render,
 )
-from smart_app.sessions import Session
+from smart_app.sessions import Session, TokenSet
 from smart_app.views_model import patient_view, registry_row
 
 logger = logging.getLogger(__name__)
@@ -75,21 +77,63 @@ async def clinic_source(
         yield demo
         return
     assert session.token is not None and session.iss is not None
-    token = session.token
-    if token.expires_at is not None and token.expires_at - time.time() < _REFRESH_MARGIN:
-        try:
-            session.token = await smart.refresh(
-                registration_of(settings, session), token, settings.http_timeout
-            )
-        except smart.LaunchError as exc:
-            raise Refusal(exc.title, str(exc), exc.status) from None
-        store.save(session)
-        logger.info("access token refreshed")
+    if _expiring(session.token):
+        await _refresh(request, session, settings, store)
+    assert session.token is not None
     source = FhirSource(session.iss, session.token.access_token, settings.http_timeout)
     try:
         yield source
     finally:
         await source.aclose()
+
+
+def _expiring(token: TokenSet | None) -> bool:
+    return (
+        token is not None
+        and token.expires_at is not None
+        and token.expires_at - time.time() < _REFRESH_MARGIN
+    )
+
+
+def _refresh_lock(request: Request, session: Session) -> asyncio.Lock:
+    """One lock per session (weakly held: gone when no request waits on it)."""
+    locks: weakref.WeakValueDictionary[str, asyncio.Lock] | None = getattr(
+        request.app.state, "refresh_locks", None
+    )
+    if locks is None:
+        locks = request.app.state.refresh_locks = weakref.WeakValueDictionary()
+    key = hashlib.sha256(session.id.encode()).hexdigest()
+    lock = locks.get(key)
+    if lock is None:
+        lock = locks[key] = asyncio.Lock()
+    return lock
+
+
+async def _refresh(request: Request, session: Session, settings: Any, store: Any) -> None:
+    """Refresh under the session's lock, so concurrent requests of one browser never spend the
+    same refresh token twice (a rotating server honours it once; the loser would lose the
+    session). Inside the lock the stored session is read again: if another request already
+    refreshed, its tokens are used as they are.
+
+    The lock is per process: several workers sharing a SQL session store need sticky sessions
+    (or a database lock) for the same guarantee.
+    """
+    async with _refresh_lock(request, session):
+        stored = store.get(session.id)
+        if stored is not None and stored.token is not None and not _expiring(stored.token):
+            session.token = stored.token
+            return
+        if stored is not None and stored.token is not None:
+            session.token = stored.token  # the newest refresh token on record
+        assert session.token is not None
+        try:
+            session.token = await smart.refresh(
+                registration_of(settings, session), session.token, settings.http_timeout
+            )
+        except smart.LaunchError as exc:
+            raise Refusal(exc.title, str(exc), exc.status) from None
+        store.save(session)
+        logger.info("access token refreshed")
 
 
 SourceDep = Annotated[ClinicSource, Depends(clinic_source)]
