@@ -28,6 +28,7 @@ __all__ = [
     "Crisis",
     "Handoffs",
     "PracticePlan",
+    "Payer",
     "PracticePlanError",
     "ReferralTarget",
     "Screening",
@@ -242,6 +243,14 @@ class Telehealth(_Strict):
     modifier_audio: str = "93"  # §4.3
 
 
+class Payer(_Strict):
+    """One payer's billing rules, keyed in ``billing.payers`` by the Coverage.payor display,
+    reference or identifier value (§4.1 +99494 notes, §7.4: caps vary by payer)."""
+
+    name: str | None = None
+    addon_max_units: int | None = Field(default=None, ge=0)  # None = billing.addon_max_units
+
+
 class Billing(_Strict):
     program: Literal["cocm", "general-bhi"] = "cocm"
     setting: Literal["physician-office", "fqhc", "rhc"] = "physician-office"
@@ -254,6 +263,15 @@ class Billing(_Strict):
     addon_unit_minutes: int = 30
     addon_max_units: int = Field(default=4, ge=0)  # §4.1/§7.4 payer-configurable (NC Medicaid 4)
     general_bhi_minutes: int = 20  # §4.1 99484 "at least 20 min", §7.1
+    # Payers whose rules differ from the defaults above (§4.1/§7.4); none by default.
+    payers: dict[str, Payer] = {}
+    # The IANA zone the practice's calendar months are counted in (§4.3 calendar-month service
+    # period). Practice choice: set it to the practice's own zone.
+    timezone: str = "UTC"
+    # §4.3 Team / §4.1 G0323: the billing practitioner's qualification picks 99484 vs G0323.
+    billing_practitioner_qualification: Literal[
+        "physician", "np", "pa", "cns", "cnm", "psychologist", "csw", "counselor", "mft"
+    ] = "physician"
 
 
 class PracticePlan(_Strict):

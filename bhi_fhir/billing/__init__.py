@@ -2,7 +2,8 @@
 
 Pure core (no I/O, clock or environment): :mod:`.codes` (minutes → CPT/HCPCS codes),
 :mod:`.ledger` (Encounters → counted minutes and per patient-month requirements),
-:mod:`.encounter` (a billable month → US Core Encounter + Provenance, as a transaction).
+:mod:`.encounter` (a billable month → US Core Encounter + Provenance, as a transaction),
+:mod:`.writeback` (the month's bill vs the one on the server → create / update / nothing).
 The shell is :mod:`.cli` (``bhi-fhir bill``). Sources: ../shared/reference/bhi-domain.md §4, §2.2.
 """
 
@@ -28,10 +29,12 @@ from bhi_fhir.billing.ledger import (
     Rejected,
     close_month,
     group_by_patient,
+    history_start,
     ledger_entries,
 )
 from bhi_fhir.billing.representation import time_entry
-from bhi_fhir.billing.rules import BillingRules, CodingKey
+from bhi_fhir.billing.rules import BillingRules, CodingKey, rules_from_plan
+from bhi_fhir.billing.writeback import Write, plan_write
 
 __all__ = [
     "BilledCode",
@@ -51,12 +54,16 @@ __all__ = [
     "Setting",
     "Thresholds",
     "UnsupportedBillingRules",
+    "Write",
     "billing_encounter",
     "billing_provenance",
     "billing_transaction",
     "close_month",
     "group_by_patient",
+    "history_start",
     "ledger_entries",
+    "plan_write",
+    "rules_from_plan",
     "select_codes",
     "time_entry",
 ]

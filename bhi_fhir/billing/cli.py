@@ -3,17 +3,32 @@
 Reads the month's care-management Encounters and, for each patient with one, the patient's
 Encounters, Consents, CarePlans, CareTeams, Conditions, Coverage and Patient (MRN) — from a
 FHIR server (``--server``) or from files (``--input``: NDJSON / Bundle / JSON, the bulk-export
-shape). The pure core (:mod:`bhi_fhir.billing.ledger`) decides each patient-month; billable
-months become a transaction Bundle of conditional creates (Encounter + Provenance) written to
-``--server`` unless ``--dry-run``; ``--out`` saves the Bundle. Re-running never duplicates.
+shape). The pure core (:mod:`bhi_fhir.billing.ledger`) decides each patient-month.
+
+From a server, a patient's Encounters are read by ``date``, only as far back as the rules
+look: the episode look-back (``episode_gap_months``, §2.2) plus the initiating-visit window
+(``initiating_visit_lookback_days``, §4.3) before the month; when the episode reaches further
+back (continuous service), further windows are read until its start and the year before it
+are covered (:func:`bhi_fhir.billing.ledger.history_start`).
+
+The month-close is re-computable (:mod:`bhi_fhir.billing.writeback`): the server's billing
+Encounters for the month are looked up by identifier; a new bill is a conditional create, a
+changed one (late or corrected time) a versioned update with a new Provenance, an unchanged one
+no write. A version clash (someone else changed the bill) is re-read and retried once, then
+reported as ``conflict``. ``--dry-run`` decides and reports (``would-create`` /
+``would-update``) without writing; ``--out`` saves the planned transaction Bundle.
 
 The report (table, json or csv on stdout) lists patient, MRN, month, program, diagnosis,
-billing practitioner, payer, minutes, codes and units, requirement status and the write result.
-Exit 0 when the run completed (not-billable months are results, not errors); a server error
-exits with :func:`bhi_fhir.fhir.errors.exit_code_for`; bad options exit 2.
+billing practitioner, payer, minutes, codes and units, requirement status and the result
+(created / updated / unchanged / exists / conflict / billed-not-billable / not-billable); the
+json and table forms add a summary per result, the not-billable reasons and, from a server, the
+number of HTTP requests. Exit 0 when the run completed (not-billable months are results, not
+errors); a server error exits with :func:`bhi_fhir.fhir.errors.exit_code_for`; bad options
+exit 2.
 
-Billing configuration comes from ``--rules FILE`` (TOML or JSON, a ``BillingRules``; a
-``[billing]`` table is accepted so the practice-plan file can be passed as is) plus
+Billing configuration comes from the practice plan (``--plan FILE``: its ``[team]`` and
+``[billing]`` sections, :func:`bhi_fhir.billing.rules.rules_from_plan`) or from ``--rules FILE``
+(TOML or JSON, a bare ``BillingRules``; a ``[billing]`` table of that shape is accepted), plus
 ``--billing-practitioner`` / ``--timezone`` overrides.
 """
 
@@ -25,6 +40,7 @@ import io
 import json
 import tomllib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -37,7 +53,6 @@ from rich.console import Console
 from rich.table import Table
 
 from bhi_fhir.billing._time import is_time_entry
-from bhi_fhir.billing.encounter import billing_transaction
 from bhi_fhir.billing.ledger import (
     Month,
     PatientMonth,
@@ -45,14 +60,17 @@ from bhi_fhir.billing.ledger import (
     Rejected,
     close_month,
     group_by_patient,
+    history_start,
     ledger_entries,
 )
-from bhi_fhir.billing.rules import BillingRules
+from bhi_fhir.billing.rules import BillingRules, rules_from_plan
+from bhi_fhir.billing.writeback import Write, plan_write, write_bundle
 from bhi_fhir.cli import app
-from bhi_fhir.codes import BHI_ACTIVITY, CARE_MANAGEMENT_CONTACT
+from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, CARE_MANAGEMENT_CONTACT
 from bhi_fhir.fhir.auth import BearerAuth
 from bhi_fhir.fhir.client import FhirClient
-from bhi_fhir.fhir.errors import FhirError, exit_code_for
+from bhi_fhir.fhir.errors import Conflict, FhirError, PreconditionFailed, exit_code_for
+from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.sources import SourceError, read_resources
 
 Resource = dict[str, Any]
@@ -105,6 +123,16 @@ def load_rules(
     return BillingRules.model_validate(data)
 
 
+def load_plan_rules(
+    path: Path, billing_practitioner: str | None, timezone: str | None
+) -> BillingRules:
+    """Billing rules from a practice plan (``[team]`` + ``[billing]``, see
+    :func:`bhi_fhir.billing.rules.rules_from_plan`)."""
+    return rules_from_plan(
+        load_practice_plan(path), billing_practitioner=billing_practitioner, timezone=timezone
+    )
+
+
 def records_from_files(
     paths: Iterable[Path], month: Month, rules: BillingRules, only: set[str] | None = None
 ) -> tuple[list[PatientRecord], list[SourceError]]:
@@ -149,7 +177,7 @@ async def records_from_server(
     entries = [e async for e in fhir.search("Encounter", params)]
     wanted = _patients_with_time(entries, month, rules)
     patients = sorted(wanted & only if only else wanted)
-    records = await asyncio.gather(*(_record(fhir, p, month) for p in patients))
+    records = await asyncio.gather(*(_record(fhir, p, month, rules) for p in patients))
     return list(records)
 
 
@@ -161,16 +189,38 @@ def _day_after(day: date) -> str:
     return (day + timedelta(days=1)).isoformat()
 
 
-async def _record(fhir: FhirClient, patient: str, month: Month) -> PatientRecord:
+# A patient whose episode keeps reaching back is read in at most this many more windows.
+_MAX_HISTORY_WINDOWS = 20
+
+
+def first_window_start(month: Month, rules: BillingRules) -> datetime:
+    """Where a patient's Encounter history is first read from: the episode look-back
+    (``episode_gap_months``, §2.2) and the initiating-visit window before it
+    (``initiating_visit_lookback_days``, §4.3)."""
+    tz = ZoneInfo(rules.timezone)
+    return month.shift(-rules.episode_gap_months).start(tz) - timedelta(
+        days=rules.initiating_visit_lookback_days
+    )
+
+
+async def _record(
+    fhir: FhirClient, patient: str, month: Month, rules: BillingRules
+) -> PatientRecord:
     pid = patient.split("/", 1)[1]
-    upto = f"lt{_day_after(month.last_day())}"
 
     async def all_of(kind: str, params: dict[str, Any]) -> list[Resource]:
         return [r async for r in fhir.search(kind, {**params, "_count": "200"})]
 
+    def encounters(since: date, until: date) -> Any:
+        return all_of(
+            "Encounter",
+            {"patient": patient, "date": [f"ge{_day_before(since)}", f"lt{_day_after(until)}"]},
+        )
+
+    fetched_from = first_window_start(month, rules)
     patient_resource = await fhir.read("Patient", pid)
     groups = await asyncio.gather(
-        all_of("Encounter", {"patient": patient, "date": upto}),
+        encounters(fetched_from.date(), month.last_day()),
         all_of("Consent", {"patient": patient}),
         all_of("CarePlan", {"patient": patient}),
         all_of("CareTeam", {"patient": patient}),
@@ -179,32 +229,120 @@ async def _record(fhir: FhirClient, patient: str, month: Month) -> PatientRecord
     )
     record = PatientRecord(patient)
     record.add(patient_resource)
+    seen: set[str] = set()
     for group in groups:
         for resource in group:
-            record.add(resource)
+            _add_once(record, resource, seen)
+    # Episodes that reach further back (continuous service) need more history: §2.2, §4.3.
+    for _ in range(_MAX_HISTORY_WINDOWS):
+        needed = history_start(record, month, rules)
+        if needed >= fetched_from:
+            break
+        for resource in await encounters(needed.date(), fetched_from.date()):
+            _add_once(record, resource, seen)
+        fetched_from = needed
     return record
+
+
+def _add_once(record: PatientRecord, resource: Resource, seen: set[str]) -> None:
+    key = f"{resource.get('resourceType')}/{resource.get('id')}"
+    if resource.get("id") is not None and key in seen:
+        return
+    seen.add(key)
+    record.add(resource)
 
 
 # ------------------------------------------------------------------------------- writing
 
 
-def write_results(bundle: Resource, response: Resource) -> dict[str, str]:
-    """identifier value → "created" / "exists", from a transaction-response Bundle."""
-    out: dict[str, str] = {}
-    for request, answer in zip(bundle.get("entry", []), response.get("entry") or [], strict=False):
-        resource = request["resource"]
-        if resource["resourceType"] != "Encounter":
+_LOOKUP_CHUNK = 50
+
+
+async def existing_bills(fhir: FhirClient, months: Iterable[PatientMonth]) -> dict[str, Resource]:
+    """identifier value → the billing Encounter the server holds, searched by identifier
+    (``_count`` covers a chunk; ``Cache-Control: no-cache`` so a search cache cannot hide a
+    bill written a moment ago)."""
+    values = sorted({m.identifier_value for m in months})
+    found: dict[str, Resource] = {}
+    for i in range(0, len(values), _LOOKUP_CHUNK):
+        chunk = set(values[i : i + _LOOKUP_CHUNK])
+        params = {
+            "identifier": ",".join(f"{BHI_IDENTIFIER}|{v}" for v in sorted(chunk)),
+            "_count": str(4 * _LOOKUP_CHUNK),
+        }
+        response = await fhir.request(
+            "GET", "Encounter", params=params, headers={"Cache-Control": "no-cache"}
+        )
+        bundle = response.json()
+        for entry in bundle.get("entry") or []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict) or resource.get("resourceType") != "Encounter":
+                continue
+            for ident in resource.get("identifier") or []:
+                value = ident.get("value") if isinstance(ident, dict) else None
+                if ident.get("system") == BHI_IDENTIFIER and value in chunk:
+                    found.setdefault(value, resource)
+    return found
+
+
+def _created(response: Resource) -> str:
+    """ "created" / "exists" from the Encounter entry of a create transaction's response."""
+    for answer in response.get("entry") or []:
+        location = str((answer.get("response") or {}).get("location", ""))
+        if location.startswith("Encounter/"):
+            status = str(answer["response"].get("status", ""))
+            return "created" if status.startswith("201") else "exists"
+    return "exists"
+
+
+async def write_months(fhir: FhirClient, writes: list[Write], recorded: datetime) -> dict[str, str]:
+    """Carry the planned writes out; identifier value → result.
+
+    Creates go in one transaction (conditional creates: safe to repeat, and a concurrent run
+    cannot duplicate them). Each update is its own transaction (``ifMatch``), so a version
+    clash fails only that month: the bill is then re-read, re-planned and retried once; a
+    second clash is reported as ``conflict``, not raised.
+    """
+    results: dict[str, str] = {}
+    creates = [w for w in writes if w.action == "create"]
+    if creates:
+        bundle = write_bundle(creates)
+        response = await fhir.transaction(bundle)
+        answers = response.get("entry") or []
+        for request, answer in zip(bundle["entry"], answers, strict=False):
+            resource = request["resource"]
+            if resource["resourceType"] == "Encounter":
+                value = resource["identifier"][0]["value"]
+                results[value] = _created({"entry": [answer]})
+    for write in writes:
+        if write.action != "update":
             continue
-        status = str((answer.get("response") or {}).get("status", ""))
-        value = resource["identifier"][0]["value"]
-        out[value] = "created" if status.startswith("201") else "exists"
-    return out
+        results[write.month.identifier_value] = await _update(fhir, write, recorded)
+    return results
+
+
+async def _update(fhir: FhirClient, write: Write, recorded: datetime) -> str:
+    for attempt in range(2):
+        try:
+            await fhir.transaction(write_bundle([write]))
+            return "updated"
+        except (PreconditionFailed, Conflict):
+            if attempt == 1:
+                break
+            current = (await existing_bills(fhir, [write.month])).get(write.month.identifier_value)
+            write = plan_write(write.month, current, recorded)
+            if write.action == "create":
+                response = await fhir.transaction(write_bundle([write]))
+                return _created(response)
+            if write.action != "update":
+                return write.action
+    return "conflict"
 
 
 # ------------------------------------------------------------------------------- report
 
 
-def report_row(month: PatientMonth, result: str) -> dict[str, Any]:
+def report_row(month: PatientMonth, result: str, changes: Iterable[str] = ()) -> dict[str, Any]:
     return {
         "patient": month.patient,
         "mrn": month.mrn,
@@ -223,7 +361,25 @@ def report_row(month: PatientMonth, result: str) -> dict[str, Any]:
         "warnings": list(month.warnings),
         "entries": list(month.entries),
         "result": result,
+        "changed": list(changes),
     }
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many patient-months ended in each result."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["result"]] = counts.get(row["result"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def reason_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many patient-months each not-billable reason held back (a workflow gap shows)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for reason in row["reasons"]:
+            counts[reason["code"]] = counts.get(reason["code"], 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
@@ -259,7 +415,7 @@ def _table(rows: list[dict[str, Any]], rejected: list[Rejected], console: Consol
     ):  # fmt: skip
         table.add_column(column)
     for row in rows:
-        status = "billable" if row["billable"] else "; ".join(r["text"] for r in row["reasons"])
+        status = "billable" if row["billable"] else " ".join(r["code"] for r in row["reasons"])
         kind = f" ({row['month_kind']})" if row["month_kind"] else ""
         table.add_row(
             row["patient"],
@@ -303,6 +459,10 @@ def bill(
         list[str] | None,
         typer.Option("--patient", help="bill only these patients (Patient/<id>), repeatable"),
     ] = None,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option("--plan", help="practice plan (TOML): team and billing sections are read"),
+    ] = None,
     rules_file: Annotated[
         Path | None,
         typer.Option("--rules", help="billing rules file (TOML or JSON; a billing table is read)"),
@@ -325,12 +485,21 @@ def bill(
         raise typer.BadParameter(str(exc), param_hint="--month") from None
     if server is None and not input_files:
         raise typer.BadParameter("give --server or --input", param_hint="--server")
+    if plan_file is not None and rules_file is not None:
+        raise typer.BadParameter("give --plan or --rules, not both", param_hint="--plan")
     try:
-        rules = load_rules(rules_file, billing_practitioner, timezone)
+        if plan_file is not None:
+            rules = load_plan_rules(plan_file, billing_practitioner, timezone)
+        else:
+            rules = load_rules(rules_file, billing_practitioner, timezone)
+    except PracticePlanError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--plan") from None
     except (OSError, ValueError, ValidationError, tomllib.TOMLDecodeError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="--rules") from None
+        hint = "--plan" if plan_file is not None else "--rules"
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
     now = datetime.now(UTC)
-    if not dry_run and server is not None and the_month.end(ZoneInfo(rules.timezone)) > now:
+    month_open = the_month.end(ZoneInfo(rules.timezone)) > now
+    if not dry_run and server is not None and month_open:
         raise typer.BadParameter(
             f"{the_month} has not ended: bill it once its time has accrued, or use --dry-run",
             param_hint="--month",
@@ -352,12 +521,19 @@ def bill(
     except FhirError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exit_code_for(exc)) from None
-    rows, rejected, errors = report
+    rows, rejected, errors = report.rows, report.rejected, report.errors
+    notes = []
+    if month_open:
+        notes.append(f"{the_month} has not ended: a preview, its time is still accruing (§4.3)")
     if output is OutputFormat.json:
         typer.echo(
             json.dumps(
                 {
                     "month": str(the_month),
+                    "summary": summarize(rows),
+                    "not_billable_reasons": reason_counts(rows),
+                    "requests": report.requests,
+                    "notes": notes,
                     "patients": rows,
                     "not_counted": [{"entry": r.reference, "reason": r.reason} for r in rejected],
                     "errors": [
@@ -372,8 +548,24 @@ def bill(
     else:
         console = Console()
         _table(rows, rejected, console)
+        summary = ", ".join(f"{k} {v}" for k, v in summarize(rows).items()) or "no patient-months"
+        requests = f"; {report.requests} requests" if report.requests is not None else ""
+        console.print(f"{len(rows)} patient-months: {summary}{requests}")
+        texts = {r["code"]: r["text"] for row in rows for r in row["reasons"]}
+        for code, count in reason_counts(rows).items():
+            console.print(f"  {count} × {code}: {texts[code]}")
+        for note in notes:
+            console.print(f"[yellow]note[/yellow] {note}")
         for error in errors:
             console.print(f"[red]skipped[/red] {error}")
+
+
+@dataclass
+class RunReport:
+    rows: list[dict[str, Any]]
+    rejected: list[Rejected]
+    errors: list[SourceError]
+    requests: int | None  # HTTP requests sent to the server (None: files only)
 
 
 async def _run(
@@ -386,7 +578,7 @@ async def _run(
     token: str | None,
     now: datetime,
     only: set[str],
-) -> tuple[list[dict[str, Any]], list[Rejected], list[SourceError]]:
+) -> RunReport:
     errors: list[SourceError] = []
     client: FhirClient | None = None
     if server is not None:
@@ -402,19 +594,34 @@ async def _run(
             closed, not_counted = close_month(record, month, rules)
             months += closed
             rejected += not_counted
-        bundle = billing_transaction(months, now)
+        existing = await existing_bills(client, months) if client is not None and months else {}
+        writes = [plan_write(m, existing.get(m.identifier_value), now) for m in months]
         if out is not None:
-            out.write_text(json.dumps(bundle, indent=2), encoding="utf-8")
+            out.write_text(json.dumps(write_bundle(writes), indent=2), encoding="utf-8")
         results: dict[str, str] = {}
-        if client is not None and not dry_run and bundle["entry"]:
-            response = await client.transaction(bundle)
-            results = write_results(bundle, response)
-        default = "dry-run" if dry_run or client is None else "-"
+        if client is not None and not dry_run:
+            results = await write_months(client, writes, now)
         rows = [
-            report_row(m, results.get(m.identifier_value, default if m.billable else "-"))
-            for m in months
+            report_row(w.month, _result(w, results, client is not None), w.changes) for w in writes
         ]
-        return rows, rejected, errors
+        return RunReport(rows, rejected, errors, client.request_count if client else None)
     finally:
         if client is not None:
             await client.aclose()
+
+
+_PLANNED = {"create": "would-create", "update": "would-update", "stale": "billed-not-billable"}
+
+
+def _result(write: Write, results: dict[str, str], server: bool) -> str:
+    """The report's result for one patient-month."""
+    value = write.month.identifier_value
+    if value in results:
+        return results[value]
+    if write.action == "none":
+        return "not-billable"
+    if write.action == "unchanged":
+        return "unchanged"
+    if not server:
+        return "dry-run"
+    return _PLANNED[write.action]

@@ -35,7 +35,9 @@ The Provenance (R4 Provenance has no ``identifier``): ``target`` = the Encounter
 ``entity`` = each counted ledger entry (versioned reference, role ``source``), ``agent`` =
 bhi-fhir (an identifier-only Device reference, so the server need not hold a Device resource),
 ``onBehalfOf`` = the billing practitioner. Idempotency comes from a ``meta.tag`` carrying the
-same business identifier and ``ifNoneExist: _tag=…``.
+same business identifier and ``ifNoneExist: _tag=…``. When late or corrected time changes a
+billed month, the Encounter is updated in place (:mod:`bhi_fhir.billing.writeback`) and gets
+one more Provenance per new version: key ``<identifier>-v<version>``, activity ``UPDATE``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ __all__ = [
     "billing_provenance",
     "billing_transaction",
     "encounter_if_none_exist",
+    "full_url",
+    "provenance_if_none_exist",
+    "provenance_key",
 ]
 
 Resource = dict[str, Any]
@@ -77,7 +82,7 @@ _UUID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, BHI_IDENTIFIER)
 _CLASS_DISPLAY: Final = {"AMB": "ambulatory", "VR": "virtual"}
 
 
-def _full_url(kind: str, value: str) -> str:
+def full_url(kind: str, value: str) -> str:
     return f"urn:uuid:{uuid.uuid5(_UUID_NAMESPACE, f'{kind}/{value}')}"
 
 
@@ -161,8 +166,30 @@ def _participant(code: str, display: str, reference: str) -> Resource:
     }
 
 
-def billing_provenance(month: PatientMonth, target: str, recorded: datetime) -> Resource:
-    """Provenance for the month's billing Encounter ``target``: the ledger entries it counted."""
+def provenance_key(month: PatientMonth, version: int | None = None) -> str:
+    """The Provenance's idempotency key (``meta.tag`` code): the Encounter's business
+    identifier for the first version, ``…-v<n>`` for the Provenance of version ``n`` ≥ 2."""
+    if version is None or version <= 1:
+        return month.identifier_value
+    return f"{month.identifier_value}-v{version}"
+
+
+def provenance_if_none_exist(key: str) -> str:
+    return f"_tag={BHI_IDENTIFIER}|{key}"
+
+
+def billing_provenance(
+    month: PatientMonth,
+    target: str,
+    recorded: datetime,
+    *,
+    key: str | None = None,
+    activity: str = "CREATE",
+) -> Resource:
+    """Provenance for the month's billing Encounter ``target``: the ledger entries it counted.
+
+    ``key`` is the idempotency tag (:func:`provenance_key`); ``activity`` the v3-DataOperation
+    (``CREATE`` for the first version, ``UPDATE`` when late or corrected time re-billed it)."""
     if recorded.tzinfo is None:
         raise ValueError("recorded must be timezone-aware")
     agent: Resource = {
@@ -175,12 +202,13 @@ def billing_provenance(month: PatientMonth, target: str, recorded: datetime) -> 
     }
     if month.billing_practitioner is not None:
         agent["onBehalfOf"] = {"reference": month.billing_practitioner}
+    verb = "billed" if activity == "CREATE" else "re-billed"
     summary = (
-        f"bhi-fhir billed {month.program} {month.month} from {len(month.entries)} time entries"
+        f"bhi-fhir {verb} {month.program} {month.month} from {len(month.entries)} time entries"
     )
     resource: Resource = {
         "resourceType": "Provenance",
-        "meta": {"tag": [{"system": BHI_IDENTIFIER, "code": month.identifier_value}]},
+        "meta": {"tag": [{"system": BHI_IDENTIFIER, "code": key or provenance_key(month)}]},
         "text": {
             "status": "generated",
             "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{escape(summary)}</div>',
@@ -191,7 +219,7 @@ def billing_provenance(month: PatientMonth, target: str, recorded: datetime) -> 
             "end": month.month.last_day().isoformat(),
         },
         "recorded": recorded.isoformat(),
-        "activity": {"coding": [{"system": DATA_OPERATION, "code": "CREATE"}]},
+        "activity": {"coding": [{"system": DATA_OPERATION, "code": activity}]},
         "agent": [agent],
         "entity": [{"role": "source", "what": {"reference": ref}} for ref in month.entries],
     }
@@ -206,7 +234,7 @@ def billing_transaction(months: Iterable[PatientMonth], recorded: datetime) -> R
     for month in months:
         if not month.billable:
             continue
-        encounter_url = _full_url("Encounter", month.identifier_value)
+        encounter_url = full_url("Encounter", month.identifier_value)
         entries.append(
             {
                 "fullUrl": encounter_url,
@@ -220,12 +248,12 @@ def billing_transaction(months: Iterable[PatientMonth], recorded: datetime) -> R
         )
         entries.append(
             {
-                "fullUrl": _full_url("Provenance", month.identifier_value),
+                "fullUrl": full_url("Provenance", month.identifier_value),
                 "resource": billing_provenance(month, encounter_url, recorded),
                 "request": {
                     "method": "POST",
                     "url": "Provenance",
-                    "ifNoneExist": f"_tag={BHI_IDENTIFIER}|{month.identifier_value}",
+                    "ifNoneExist": provenance_if_none_exist(provenance_key(month)),
                 },
             }
         )

@@ -93,6 +93,7 @@ __all__ = [
     "Rejected",
     "close_month",
     "group_by_patient",
+    "history_start",
     "ledger_entries",
 ]
 
@@ -673,6 +674,18 @@ def close_month(
                 if c.entry.clinician is not None and c.entry.clinician != billing_practitioner
             )
         )
+        if rules.care_managers:
+            known = {
+                *rules.care_managers,
+                *rules.psychiatric_consultants,
+                *rules.billing_practitioners,
+            }
+            others = [m for m in care_managers if m not in known]
+            if others:
+                warnings.append(
+                    f"time counted from {', '.join(others)}, not a care manager of the practice "
+                    "plan (§4.3 Team: the BHCM works under the billing practitioner)"
+                )
         results.append(
             PatientMonth(
                 patient=record.patient,
@@ -698,6 +711,30 @@ def close_month(
             )
         )
     return _no_bhi_with_cocm(results), [r for r in rejected if _in_month(r, record, window, tz)]
+
+
+def history_start(record: PatientRecord, month: Month, rules: BillingRules) -> datetime:
+    """The earliest instant :func:`close_month` needs the patient's Encounters from, judged on
+    the Encounters in ``record``: every program's episode start ``E`` must be decided (the
+    ``episode_gap_months`` before ``E`` seen, §2.2) and the initiating-visit window
+    (``initiating_visit_lookback_days`` before ``E``, §4.3) covered.
+
+    A server fetch starts at ``month - gap - lookback``; while this returns an earlier instant
+    than what was fetched, the episode reaches further back and more must be read.
+    """
+    tz = ZoneInfo(rules.timezone)
+    lookback = timedelta(days=rules.initiating_visit_lookback_days)
+    gap = rules.episode_gap_months
+    entries, _ = ledger_entries(record.encounters, tz)
+    consent = _consent_windows(record, rules, tz)
+    counted = _count(entries, consent, _discharge_blocks(record, tz), _exclusions(record, tz))
+    earliest = min(month.shift(-gap).start(tz), month.start(tz) - lookback)
+    programs: tuple[Program, ...] = ("cocm", "bhi")
+    for program in programs:
+        mine = [c for c in counted if (c.entry.program or rules.program) == program]
+        _, start = _episode(month, _service_months(mine, record, tz) | {month}, gap)
+        earliest = min(earliest, start.shift(-gap).start(tz), start.start(tz) - lookback)
+    return earliest
 
 
 def _entry_order(item: _Counted) -> tuple[datetime, str]:

@@ -1,14 +1,32 @@
 """The practice's billing configuration, with defaults sourced from bhi-domain.md §4.
 
-A stand-in for the billing section of the practice plan (``bhi_fhir.practice_plan``, being
-built by the workflow engine): once that exists it should carry a ``billing: BillingRules``
-field (or build one), and the CLI should read it from the plan file instead of defaults.
-Everything the billing core needs from the practice is here and nowhere else.
+Everything the billing core needs from the practice is here and nowhere else. A practice
+states it in its practice plan (:mod:`bhi_fhir.practice_plan`: ``[team]`` and ``[billing]``);
+:func:`rules_from_plan` turns that into :class:`BillingRules`:
+
+=========================================  =================================================
+practice plan                              BillingRules
+=========================================  =================================================
+billing.program ``cocm`` / ``general-bhi``   program ``cocm`` / ``bhi``
+billing.setting ``physician-office``/fqhc/rhc  setting ``office`` / ``fqhc`` / ``rhc``
+billing.timezone                           timezone
+billing.*_minutes                          thresholds (§4.1, §4.2, §7.1, §7.2)
+billing.addon_max_units                    default_payer.max_99494_units (§4.1, §7.4)
+billing.payers.<key>.addon_max_units       payers[<key>].max_99494_units
+billing.billing_practitioner_qualification billing_practitioner_qualification (§4.1 G0323)
+team.billing_practitioner                  billing_practitioner (§4.3 Team)
+team.care_managers                         care_managers
+team.psychiatric_consultant                psychiatric_consultants (matched on CareTeams)
+consent.scope                              consent_scope (§4.3 Consent)
+=========================================  =================================================
+
+A bare ``BillingRules`` file (``bhi-fhir bill --rules``) is still accepted for what the plan
+does not carry (more billing practitioners, consultant role codes, look-back windows).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,7 +41,10 @@ from bhi_fhir.billing.codes import (
 )
 from bhi_fhir.codes import CPT, HCPCS, SNOMED
 
-__all__ = ["DEFAULT_INITIATING_VISIT_CODES", "BillingRules", "CodingKey"]
+if TYPE_CHECKING:
+    from bhi_fhir.practice_plan import PracticePlan
+
+__all__ = ["DEFAULT_INITIATING_VISIT_CODES", "BillingRules", "CodingKey", "rules_from_plan"]
 
 
 class CodingKey(BaseModel):
@@ -73,6 +94,10 @@ class BillingRules(BaseModel):
         default_factory=dict,
         description="other billing practitioners, chosen per patient when on the care team",
     )
+    care_managers: list[str] = Field(
+        default_factory=list,
+        description="the practice's BHCMs; when given, time counted from anyone else is warned",
+    )
     psychiatric_consultants: list[str] = Field(
         default_factory=list, description="references of the practice's psychiatric consultants"
     )
@@ -118,3 +143,53 @@ class BillingRules(BaseModel):
             if key is not None and key in self.payers:
                 return self.payers[key]
         return self.default_payer
+
+
+_PLAN_SETTINGS: Final[dict[str, Setting]] = {
+    "physician-office": "office",
+    "fqhc": "fqhc",
+    "rhc": "rhc",
+}
+
+
+def rules_from_plan(
+    plan: PracticePlan,
+    *,
+    billing_practitioner: str | None = None,
+    timezone: str | None = None,
+) -> BillingRules:
+    """The practice plan's billing and team sections as :class:`BillingRules` (table above).
+
+    ``billing_practitioner`` / ``timezone`` override the plan (the CLI options).
+    """
+    billing = plan.billing
+    default_cap = billing.addon_max_units
+    return BillingRules(
+        program="bhi" if billing.program == "general-bhi" else "cocm",
+        setting=_PLAN_SETTINGS[billing.setting],
+        timezone=timezone or billing.timezone,
+        billing_practitioner=billing_practitioner or plan.team.billing_practitioner.reference,
+        billing_practitioner_qualification=billing.billing_practitioner_qualification,
+        care_managers=[m.reference for m in plan.team.care_managers],
+        psychiatric_consultants=[plan.team.psychiatric_consultant.reference],
+        consent_scope=plan.consent.scope,
+        default_payer=PayerRules(max_99494_units=default_cap),
+        payers={
+            key: PayerRules(
+                name=payer.name or key,
+                max_99494_units=(
+                    payer.addon_max_units if payer.addon_max_units is not None else default_cap
+                ),
+            )
+            for key, payer in billing.payers.items()
+        },
+        thresholds=Thresholds(
+            g2214_from=billing.g2214_minutes,
+            cocm_initial_from=billing.cocm_first_month_minutes,
+            cocm_subsequent_from=billing.cocm_later_month_minutes,
+            addon_initial_from=billing.addon_first_month_minutes,
+            addon_subsequent_from=billing.addon_later_month_minutes,
+            addon_step=billing.addon_unit_minutes,
+            general_bhi_from=billing.general_bhi_minutes,
+        ),
+    )

@@ -191,6 +191,30 @@ def _search(http: httpx.Client, base: str, kind: str, **params: str) -> list[dic
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
+def _time_entry(run_tag: Any, patient: str, clinician: str, start: str, minutes: int, n: str):
+    begin = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    resource = time_entry(
+        id="unused",
+        patient=patient,
+        clinician=clinician,
+        start=begin,
+        end=begin + timedelta(minutes=minutes),
+        mode="phone",
+        program="cocm",
+        identifier_system="urn:example:ehr:time-entry",
+        identifier_value=n,
+    )
+    del resource["id"]
+    return run_tag.tag(resource)
+
+
+def _cleanup(http: httpx.Client, base: str, identifier: str) -> None:
+    for encounter in _search(http, base, "Encounter", identifier=f"{BHI_IDENTIFIER}|{identifier}"):
+        for provenance in _search(http, base, "Provenance", target=f"Encounter/{encounter['id']}"):
+            http.delete(f"{base}/Provenance/{provenance['id']}")
+        http.delete(f"{base}/Encounter/{encounter['id']}")
+
+
 def test_bill_a_month_twice_writes_one_encounter(fhir_base_url, run_tag, case_id):
     ids = asyncio.run(_seed(fhir_base_url, run_tag, case_id))
     patient = ids["patient"]
@@ -204,23 +228,26 @@ def test_bill_a_month_twice_writes_one_encounter(fhir_base_url, run_tag, case_id
     try:
         first = runner.invoke(app, args)
         assert first.exit_code == 0, first.output
-        (row,) = json.loads(first.stdout)["patients"]
+        report = json.loads(first.stdout)
+        (row,) = report["patients"]
         assert row["minutes"] == 80
         # first month of the episode, 80 minutes: 99492 (36–85), bhi-domain.md §4.2
         assert row["codes"] == [{"code": "99492", "units": 1}]
         assert row["month_kind"] == "initial"
         assert row["billable"], row["reasons"]
         assert row["result"] == "created"
+        assert report["summary"] == {"created": 1}
 
         second = runner.invoke(app, args)
         assert second.exit_code == 0, second.output
-        assert json.loads(second.stdout)["patients"][0]["result"] == "exists"
+        assert json.loads(second.stdout)["patients"][0]["result"] == "unchanged"
 
         encounters = _search(
             http, fhir_base_url, "Encounter", identifier=f"{BHI_IDENTIFIER}|{identifier}"
         )
         assert len(encounters) == 1
         encounter = encounters[0]
+        assert encounter["meta"]["versionId"] == "1"  # the second run wrote nothing
         assert encounter["type"][0]["coding"][0]["code"] == "99492"
         assert encounter["class"]["code"] == "VR"
         assert encounter["length"]["value"] == 80
@@ -231,10 +258,86 @@ def test_bill_a_month_twice_writes_one_encounter(fhir_base_url, run_tag, case_id
         assert provenances[0]["target"][0]["reference"].startswith(f"Encounter/{encounter['id']}")
         assert len(provenances[0]["entity"]) == 2
     finally:
-        for kind in ("Provenance", "Encounter"):
-            search = {
-                "_tag" if kind == "Provenance" else "identifier": f"{BHI_IDENTIFIER}|{identifier}"
-            }
-            for resource in _search(http, fhir_base_url, kind, **search):
-                http.delete(f"{fhir_base_url}/{kind}/{resource['id']}")
+        _cleanup(http, fhir_base_url, identifier)
         http.close()
+
+
+def test_late_time_entry_updates_the_bill(fhir_base_url, run_tag, case_id):
+    """Bill October, then a 20-minute call logged late for October: the same Encounter becomes
+    version 2 with the new codes and a second Provenance; billing again writes nothing."""
+    ids = asyncio.run(_seed(fhir_base_url, run_tag, case_id))
+    patient = ids["patient"]
+    identifier = f"billing-cocm-{patient.split('/')[1]}-{MONTH}"
+    args = [
+        "bill", "--month", MONTH, "--server", fhir_base_url, "--format", "json",
+        "--patient", patient, "--billing-practitioner", ids["pcp"], "--timezone", "UTC",
+    ]  # fmt: skip
+    runner = CliRunner()
+    http = httpx.Client(headers={"Accept": "application/fhir+json", "Cache-Control": "no-cache"})
+    by_identifier = {"identifier": f"{BHI_IDENTIFIER}|{identifier}"}
+    try:
+        first = runner.invoke(app, args)
+        assert json.loads(first.stdout)["patients"][0]["result"] == "created", first.output
+        (v1,) = _search(http, fhir_base_url, "Encounter", **by_identifier)
+
+        late = _time_entry(
+            run_tag, patient, ids["bhcm"], "2026-10-20T15:00:00", 20, f"{case_id}-late"
+        )
+        posted = http.post(f"{fhir_base_url}/Encounter", json=late)
+        assert posted.status_code == 201, posted.text
+
+        second = runner.invoke(app, args)
+        assert second.exit_code == 0, second.output
+        report = json.loads(second.stdout)
+        (row,) = report["patients"]
+        assert row["minutes"] == 100
+        # initial month, 100 minutes: 99492 + 99494 x1 (86–115), bhi-domain.md §4.2, §7.2
+        assert row["codes"] == [{"code": "99492", "units": 1}, {"code": "99494", "units": 1}]
+        assert row["result"] == "updated"
+        assert "codes" in row["changed"] and "minutes" in row["changed"]
+        assert report["summary"] == {"updated": 1}
+        assert isinstance(report["requests"], int) and report["requests"] > 0
+
+        (v2,) = _search(http, fhir_base_url, "Encounter", **by_identifier)
+        assert v2["id"] == v1["id"]
+        assert v2["meta"]["versionId"] == "2"
+        assert [t["coding"][0]["code"] for t in v2["type"]] == ["99492", "99494"]
+        assert v2["length"]["value"] == 100
+        provenances = _search(http, fhir_base_url, "Provenance", target=f"Encounter/{v1['id']}")
+        tags = sorted(t["code"] for p in provenances for t in p["meta"].get("tag", [])
+                      if t["system"] == BHI_IDENTIFIER)  # fmt: skip
+        assert tags == [identifier, f"{identifier}-v2"]
+        update = next(p for p in provenances if p["activity"]["coding"][0]["code"] == "UPDATE")
+        assert len(update["entity"]) == 3
+
+        third = runner.invoke(app, args)
+        assert json.loads(third.stdout)["patients"][0]["result"] == "unchanged", third.output
+        (still,) = _search(http, fhir_base_url, "Encounter", **by_identifier)
+        assert still["meta"]["versionId"] == "2"
+
+        # A write planned against version 1 (someone else updated meanwhile): the server refuses
+        # it (If-Match), the bill is re-read and found up to date — no write, no error.
+        result = asyncio.run(_stale_write(fhir_base_url, patient, v1))
+        assert result == "unchanged"
+        (after,) = _search(http, fhir_base_url, "Encounter", **by_identifier)
+        assert after["meta"]["versionId"] == "2"
+    finally:
+        _cleanup(http, fhir_base_url, identifier)
+        http.close()
+
+
+async def _stale_write(base: str, patient: str, stale: dict[str, Any]) -> str:
+    from bhi_fhir.billing.cli import _update, records_from_server
+    from bhi_fhir.billing.ledger import Month, close_month
+    from bhi_fhir.billing.rules import BillingRules
+    from bhi_fhir.billing.writeback import plan_write
+
+    rules = BillingRules(billing_practitioner=stale["participant"][0]["individual"]["reference"])
+    month = Month.parse(MONTH)
+    now = datetime.now(UTC)
+    async with FhirClient(base) as fhir:
+        (record,) = await records_from_server(fhir, month, rules, {patient})
+        (closed,), _ = close_month(record, month, rules)
+        write = plan_write(closed, stale, now)
+        assert write.action == "update" and write.version == "1"
+        return await _update(fhir, write, now)

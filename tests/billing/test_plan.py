@@ -1,0 +1,173 @@
+"""Billing rules from the practice plan (`bhi-fhir bill --plan`), and the synthetic clinic."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bhi_fhir.billing.codes import select_codes
+from bhi_fhir.billing.ledger import Month, close_month, group_by_patient
+from bhi_fhir.billing.rules import rules_from_plan
+from bhi_fhir.cli import _register, app
+from bhi_fhir.practice_plan import load_practice_plan, parse_practice_plan
+
+from .builders import BHCM, PATIENT, careteam, chart, coverage, entry
+from .sources import S41_99484, S41_G0323, S43_FQHC, S43_TEAM, S74
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN = ROOT / "examples" / "practice-plan.toml"
+CLINIC = ROOT / "examples" / "clinic"
+_register()
+runner = CliRunner()
+
+
+def plan_data(**billing):
+    data = tomllib.loads(PLAN.read_text())
+    data["billing"].update(billing)
+    return data
+
+
+def test_example_plan_gives_the_practice_rules():
+    rules = rules_from_plan(load_practice_plan(PLAN))
+    assert rules.program == "cocm" and rules.setting == "office"
+    assert rules.timezone == "America/New_York"
+    assert rules.billing_practitioner == "Practitioner/pcp-lee"
+    assert rules.billing_practitioner_qualification == "physician"
+    assert rules.care_managers == ["Practitioner/bhcm-garcia", "Practitioner/bhcm-okafor"]
+    assert rules.psychiatric_consultants == ["Practitioner/psych-nguyen"]
+    assert rules.consent_scope == "treatment"
+    t = rules.thresholds
+    assert (t.g2214_from, t.cocm_initial_from, t.cocm_subsequent_from) == (16, 36, 31)
+    assert (t.addon_initial_from, t.addon_subsequent_from, t.addon_step) == (86, 76, 30)
+    assert t.general_bhi_from == 20
+    assert rules.default_payer.max_99494_units == 4, S74
+    assert rules.payers["NC Medicaid"].max_99494_units == 4, S74
+
+
+# (plan [billing] values, program, month kind, minutes, codes, source)
+PLAN_ROWS = [
+    ({"addon_max_units": 2}, "cocm", "initial", 176, [("99492", 1), ("99494", 2)], S74),
+    ({"addon_max_units": 0}, "cocm", "initial", 176, [("99492", 1)], S74),
+    ({"setting": "fqhc"}, "cocm", "subsequent", 31, [("99493", 1)], S43_FQHC),
+    ({"program": "general-bhi"}, "bhi", None, 19, [], S41_99484),
+    ({"program": "general-bhi"}, "bhi", None, 20, [("99484", 1)], S41_99484),
+    ({"program": "general-bhi", "billing_practitioner_qualification": "csw"}, "bhi", None, 20,
+     [("G0323", 1)], S41_G0323),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("billing", "program", "kind", "minutes", "codes", "source"), PLAN_ROWS)
+def test_plan_values_reach_code_selection(billing, program, kind, minutes, codes, source):
+    rules = rules_from_plan(parse_practice_plan(plan_data(**billing)))
+    assert rules.program == program
+    got = select_codes(
+        rules.program,
+        kind or "subsequent",
+        minutes,
+        setting=rules.setting,
+        payer=rules.default_payer,
+        clinician=rules.billing_practitioner_qualification,
+        year=2026,
+        thresholds=rules.thresholds,
+    )
+    assert [(c.code, c.units) for c in got] == codes, source
+
+
+def test_payer_cap_from_the_plan_applies_to_that_payer():
+    """§4.1/§7.4: one payer caps +99494 at 2 while the practice default stays 4."""
+    data = plan_data()
+    data["billing"]["payers"] = {"Acme Health": {"addon_max_units": 2}}
+    rules = rules_from_plan(parse_practice_plan(data)).model_copy(
+        update={"billing_practitioner": "Practitioner/pcp", "timezone": "America/New_York"}
+    )
+    resources = [
+        *[r for r in chart() if r["resourceType"] != "Coverage"],
+        coverage("Acme Health", "Organization/acme"),
+        entry("2026-10-05 10:00", 176),
+    ]
+    (month,), _ = close_month(group_by_patient(resources)[PATIENT], Month(2026, 10), rules)
+    assert [(c.code, c.units) for c in month.codes] == [("99492", 1), ("99494", 2)], S74
+    assert month.payer == "Acme Health"
+
+
+def test_plan_consultant_on_the_care_team_by_reference():
+    """§4.3 Team: the plan's psychiatric consultant, listed on the CareTeam without a role."""
+    rules = rules_from_plan(load_practice_plan(PLAN))
+    team = careteam(consultant=False, extra=["Practitioner/psych-nguyen"])
+    resources = [
+        *[r for r in chart() if r["resourceType"] != "CareTeam"],
+        team,
+        entry("2026-10-05 10:00", 40, clinician="Practitioner/bhcm-garcia"),
+    ]
+    (month,), _ = close_month(group_by_patient(resources)[PATIENT], Month(2026, 10), rules)
+    assert month.requirements["psychiatric_consultant"], S43_TEAM
+    assert month.warnings == ()
+
+
+def test_time_from_someone_not_on_the_plans_team_is_warned():
+    rules = rules_from_plan(load_practice_plan(PLAN))
+    resources = [*chart(), entry("2026-10-05 10:00", 40, clinician=BHCM)]
+    (month,), _ = close_month(group_by_patient(resources)[PATIENT], Month(2026, 10), rules)
+    assert any(BHCM in w and "not a care manager" in w for w in month.warnings), S43_TEAM
+
+
+def invoke(*args):
+    return runner.invoke(app, ["bill", *args], env={"COLUMNS": "300"})
+
+
+def test_bill_with_plan_and_rules_is_refused(tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[billing]\n")
+    result = invoke("--month", "2026-10", "--input", str(CLINIC), "--plan", str(PLAN),
+                    "--rules", str(rules))  # fmt: skip
+    assert result.exit_code == 2
+
+
+def test_bad_plan_names_the_key(tmp_path):
+    bad = tmp_path / "plan.toml"
+    data = PLAN.read_text().replace('setting = "physician-office"', 'setting = "hospital"')
+    bad.write_text(data)
+    result = invoke("--month", "2026-10", "--input", str(CLINIC), "--plan", str(bad))
+    assert result.exit_code == 2
+    assert "billing.setting" in result.output
+
+
+def test_synthetic_clinic_dry_run_with_the_practice_plan():
+    """The clinic's care-management time is in 2026-11 (its "today" is 2026-11-26): 14 patients
+    with 20 minutes each. G2214 is reached (§4.1: from 16) but nobody is billable: the clinic
+    records no initiating visit (E/M/AWV/IPPE/TCM/90791, §4.3) and no CareTeam naming the
+    psychiatric consultant (§4.3 Team) — the report says so per patient and in total."""
+    result = invoke("--month", "2026-11", "--input", str(CLINIC), "--plan", str(PLAN),
+                    "--dry-run", "--format", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = report["patients"]
+    assert len(rows) == 14
+    assert report["errors"] == [] and report["requests"] is None
+    assert report["notes"] and "has not ended" in report["notes"][0]
+    assert report["summary"] == {"not-billable": 14}
+    assert report["not_billable_reasons"] == {
+        "no-initiating-visit": 14,
+        "no-psychiatric-consultant": 14,
+    }
+    for row in rows:
+        assert row["program"] == "cocm" and row["month_kind"] == "initial"
+        assert row["minutes"] == 20
+        assert row["codes"] == [{"code": "G2214", "units": 1}]
+        assert row["billing_practitioner"] == "Practitioner/pcp-lee"
+        assert row["requirements"]["consent"] is True
+    table = invoke("--month", "2026-11", "--input", str(CLINIC), "--plan", str(PLAN), "--dry-run")
+    assert table.exit_code == 0
+    assert "14 patient-months: not-billable 14" in table.stdout
+    assert "14 × no-initiating-visit" in table.stdout
+
+
+def test_clinic_month_without_time_is_empty():
+    result = invoke("--month", "2026-10", "--input", str(CLINIC), "--plan", str(PLAN),
+                    "--dry-run", "--format", "json")  # fmt: skip
+    report = json.loads(result.stdout)
+    assert report["patients"] == [] and report["summary"] == {}
