@@ -314,6 +314,14 @@ async def write_months(fhir: FhirClient, writes: list[Write], recorded: datetime
             if resource["resourceType"] == "Encounter":
                 value = resource["identifier"][0]["value"]
                 results[value] = _created({"entry": [answer]})
+    # A bill another run created between our lookup and our create: bring it up to date too.
+    raced = [w.month for w in creates if results.get(w.month.identifier_value) == "exists"]
+    if raced:
+        current = await existing_bills(fhir, raced)
+        for month in raced:
+            write = plan_write(month, current.get(month.identifier_value), recorded)
+            if write.action == "update":
+                results[month.identifier_value] = await _update(fhir, write, recorded)
     for write in writes:
         if write.action != "update":
             continue
@@ -335,7 +343,7 @@ async def _update(fhir: FhirClient, write: Write, recorded: datetime) -> str:
                 response = await fhir.transaction(write_bundle([write]))
                 return _created(response)
             if write.action != "update":
-                return write.action
+                return _PLANNED.get(write.action, write.action)
     return "conflict"
 
 

@@ -16,7 +16,7 @@ from bhi_fhir.cli import _register, app
 from bhi_fhir.practice_plan import load_practice_plan, parse_practice_plan
 
 from .builders import BHCM, PATIENT, careteam, chart, coverage, entry
-from .sources import S41_99484, S41_G0323, S43_FQHC, S43_TEAM, S74
+from .sources import S41_99484, S41_G0323, S42, S43_FQHC, S43_TEAM, S43_VISIT, S74
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "examples" / "practice-plan.toml"
@@ -136,34 +136,58 @@ def test_bad_plan_names_the_key(tmp_path):
     assert "billing.setting" in result.output
 
 
+def _clinic_time_patients(month: str) -> set[str]:
+    """Patients with a finished care-management Encounter starting in ``month`` (read
+    directly from the clinic files, so the test follows the clinic when it is regenerated)."""
+    patients = set()
+    for line in (CLINIC / "Encounter.ndjson").read_text().splitlines():
+        resource = json.loads(line)
+        codes = {c.get("code") for t in resource.get("type", []) for c in t.get("coding", [])}
+        start = resource.get("period", {}).get("start", "")
+        finished = resource.get("status") == "finished"
+        if finished and "care-management-contact" in codes and start.startswith(month):
+            patients.add(resource["subject"]["reference"])
+    return patients
+
+
 def test_synthetic_clinic_dry_run_with_the_practice_plan():
-    """The clinic's care-management time is in 2026-11 (its "today" is 2026-11-26): 14 patients
-    with 20 minutes each. G2214 is reached (§4.1: from 16) but nobody is billable: the clinic
-    records no initiating visit (E/M/AWV/IPPE/TCM/90791, §4.3) and no CareTeam naming the
-    psychiatric consultant (§4.3 Team) — the report says so per patient and in total."""
+    """The clinic's care-management time is in 2026-11 (its "today" is 2026-11-26). Each
+    patient with time gets one row with the plan's billing practitioner and the codes its
+    minutes reach (§4.2); nobody is billable, and the report says why per patient and in
+    total: the clinic records no initiating visit (E/M/AWV/IPPE/TCM/90791, §4.3) and no
+    CareTeam naming the psychiatric consultant (§4.3 Team)."""
+    plan_rules = rules_from_plan(load_practice_plan(PLAN))
     result = invoke("--month", "2026-11", "--input", str(CLINIC), "--plan", str(PLAN),
                     "--dry-run", "--format", "json")  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     rows = report["patients"]
-    assert len(rows) == 14
+    expected = _clinic_time_patients("2026-11")
+    assert expected and {row["patient"] for row in rows} == expected
     assert report["errors"] == [] and report["requests"] is None
     assert report["notes"] and "has not ended" in report["notes"][0]
-    assert report["summary"] == {"not-billable": 14}
-    assert report["not_billable_reasons"] == {
-        "no-initiating-visit": 14,
-        "no-psychiatric-consultant": 14,
-    }
+    assert sum(report["summary"].values()) == len(rows)
+    tally: dict[str, int] = {}
     for row in rows:
-        assert row["program"] == "cocm" and row["month_kind"] == "initial"
-        assert row["minutes"] == 20
-        assert row["codes"] == [{"code": "G2214", "units": 1}]
+        assert row["program"] == "cocm"
         assert row["billing_practitioner"] == "Practitioner/pcp-lee"
-        assert row["requirements"]["consent"] is True
+        codes = select_codes(
+            "cocm", row["month_kind"], row["minutes"], year=2026, thresholds=plan_rules.thresholds
+        )
+        assert row["codes"] == [{"code": c.code, "units": c.units} for c in codes], S42
+        reasons = {r["code"] for r in row["reasons"]}
+        assert "no-initiating-visit" in reasons, S43_VISIT  # the clinic has no E/M visits
+        if not (CLINIC / "CareTeam.ndjson").exists():
+            assert "no-psychiatric-consultant" in reasons, S43_TEAM
+        assert row["result"] == "not-billable" and not row["billable"]
+        for code in reasons:
+            tally[code] = tally.get(code, 0) + 1
+    assert report["summary"] == {"not-billable": len(rows)}
+    assert report["not_billable_reasons"] == tally
     table = invoke("--month", "2026-11", "--input", str(CLINIC), "--plan", str(PLAN), "--dry-run")
     assert table.exit_code == 0
-    assert "14 patient-months: not-billable 14" in table.stdout
-    assert "14 × no-initiating-visit" in table.stdout
+    assert f"{len(rows)} patient-months: not-billable {len(rows)}" in table.stdout
+    assert f"{len(rows)} × no-initiating-visit" in table.stdout
 
 
 def test_clinic_month_without_time_is_empty():

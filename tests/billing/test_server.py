@@ -183,3 +183,25 @@ async def test_month_patients_then_records(router):
     async with FhirClient(BASE) as fhir:
         (record,) = await records_from_server(fhir, Month(2026, 10), RULES)
     assert record.patient == PATIENT and record.resource is not None
+
+
+async def test_bill_created_by_another_run_meanwhile_is_brought_up_to_date(router):
+    """Our lookup found nothing, but a concurrent run created the bill (with less time) before
+    our conditional create: the create answers 200 (exists); the bill is re-read and updated."""
+    from bhi_fhir.billing.cli import write_months
+
+    old, new = _month(40), _month(90)
+    exists = {"resourceType": "Bundle", "type": "transaction-response", "entry": [
+        {"response": {"status": "200 OK", "location": "Encounter/bill1/_history/1"}},
+        {"response": {"status": "200 OK", "location": "Provenance/pv1/_history/1"}},
+    ]}  # fmt: skip
+    updated = {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
+    posts = router.route(method="POST").mock(
+        side_effect=[httpx.Response(200, json=exists), httpx.Response(200, json=updated)]
+    )
+    router.get("/Encounter").mock(return_value=_found(_stored(old, "1")))
+    async with FhirClient(BASE, max_retries=0) as fhir:
+        results = await write_months(fhir, [plan_write(new, None, RECORDED)], RECORDED)
+    assert results == {new.identifier_value: "updated"}
+    second = json.loads(posts.calls[1].request.content)
+    assert second["entry"][0]["request"]["method"] == "PUT"
