@@ -27,8 +27,8 @@ __all__ = [
     "Consent",
     "Crisis",
     "Handoffs",
-    "PracticePlan",
     "Payer",
+    "PracticePlan",
     "PracticePlanError",
     "ReferralTarget",
     "Screening",
@@ -120,6 +120,16 @@ class Screening(_Strict):
     epds_positive: int = Field(default=10, ge=1, le=30)  # §1.8 / §2.4 HEDIS ≥10
     auditc_positive_male: int = Field(default=4, ge=1, le=12)  # §1.7 ≥4 men
     auditc_positive_female: int = Field(default=3, ge=1, le=12)  # §1.7 ≥3 women
+    # A screen older than this many days is history, not a reason to act: engage, consent,
+    # phq9-followup and brief-intervention only fire for screens from the last lookback_days,
+    # so a backfill over years of data creates no Tasks for stale positive screens. Practice
+    # choice; the default matches HEDIS DSF-E's follow-up within 30 days of a positive screen
+    # (§2.4).
+    lookback_days: int = Field(default=30, ge=0)
+    # A positive AUDIT-C whose every point comes from Q1 (Q2 = Q3 = 0): drinking is probably
+    # within limits (§1.7). "note": the brief-intervention Task is still created and says so,
+    # the clinician decides; "skip": no Task. Practice choice.
+    auditc_q1_only: Literal["note", "skip"] = "note"
 
 
 class Handoffs(_Strict):

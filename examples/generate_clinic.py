@@ -293,6 +293,13 @@ def _engaged_before(c: Clinic, p: str, m: str) -> None:
     completed_engage(c, p, qr, 8)
 
 
+def _stale_screens(c: Clinic, p: str, m: str) -> None:
+    # Older than the plan's screening.lookback_days (30): history, nothing to act on.
+    phq9(c, p, 15, 45)
+    phq2(c, p, 4, 60)
+    auditc(c, p, 2, 2, 2, 90)
+
+
 def _outreach(c: Clinic, p: str, m: str) -> None:
     _enrolled(6, 14, None, contact_days=None)(c, p, m)
 
@@ -321,6 +328,8 @@ SCENARIOS: list[Scenario] = [
     ("week3-on-track", "nothing", _enrolled(3, 13, 11)),
     ("engaged-before", "consent; engage completed, not reopened", _engaged_before),
     ("two-crises", "crisis-assessment twice (never deduplicated)", _two_crises),
+    ("stale-screens", "nothing: positive screens older than the lookback", _stale_screens),
+    ("auditc-q1-only-f", "brief-intervention, noting Q1-only points (§1.7)", _auditc(3, 0, 0)),
 ]
 
 
@@ -329,7 +338,8 @@ def generate(patients: int = 66, seed: int = SEED) -> Clinic:
     for index in range(patients):
         name, _, build = SCENARIOS[index % len(SCENARIOS)]
         ident = f"p{index:05d}"
-        gender = "male" if name == "auditc-m3" else ("female" if name == "auditc-f3" else None)
+        gender = "male" if name == "auditc-m3" else None
+        gender = "female" if name in ("auditc-f3", "auditc-q1-only-f") else gender
         gender = gender or clinic.rng.choice(["female", "male"])
         clinic.add(
             {

@@ -77,6 +77,10 @@ def test_unknown_level_names_the_key() -> None:
          "treat_to_target.review_window_end_week: 6 is before review_window_start_week 8"),
         (lambda d: d["handoffs"].update(caseload_review_weekday="someday"),
          "handoffs.caseload_review_weekday: Input should be"),
+        (lambda d: d["screening"].update(lookback_days=-1),
+         "screening.lookback_days: Input should be greater than or equal to 0"),
+        (lambda d: d["screening"].update(auditc_q1_only="ignore"),
+         "screening.auditc_q1_only: Input should be 'note' or 'skip', got 'ignore'"),
     ],
 )
 def test_errors_name_the_key_and_the_problem(mutate: Any, expected: str) -> None:

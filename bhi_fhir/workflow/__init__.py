@@ -4,7 +4,14 @@ Pure: no I/O, no clock, no environment (``today`` reaches it through the timelin
 ``bhi_fhir.workflow.cli`` is the shell around it (the ``bhi-fhir apply`` command).
 """
 
-from bhi_fhir.workflow.engine import WorkflowError, apply, assign_care_manager, timeline_settings
+from bhi_fhir.workflow.engine import (
+    WorkflowError,
+    apply,
+    assign_care_manager,
+    caseload_manager,
+    count_caseloads,
+    timeline_settings,
+)
 from bhi_fhir.workflow.fhirpath import Expression, ExpressionError, expression
 from bhi_fhir.workflow.plan import Plan, PlannedWrite, Skipped, to_transaction_bundle
 from bhi_fhir.workflow.protocol import Action, Protocol, ProtocolError, load_protocol
@@ -23,6 +30,8 @@ __all__ = [
     "WorkflowError",
     "apply",
     "assign_care_manager",
+    "caseload_manager",
+    "count_caseloads",
     "expression",
     "load_protocol",
     "timeline_settings",

@@ -16,6 +16,11 @@ stdout is exactly one JSON object::
 A bad line or resource goes to ``errors``; everything else is still processed, and the
 exit code is 2 so a scheduled run notices (0 when there were no errors).
 
+Caseloads: new enrollments go to the care manager with the lowest active caseload (issue 4).
+The caseload of each manager is counted from the input while it is read — active BHI CarePlans
+(SNOMED 718347000) naming the manager as a contributor (``workflow.caseload_manager``) — and
+every enrollment the run plans is added as it is planned.
+
 Memory trade-off: inputs may be sorted arbitrarily (bulk export writes one file per resource
 type), so a patient's resources are only complete once every input has been read. Resources are
 partitioned by a hash of their patient into buckets: below ~64 MB of input one bucket is kept in
@@ -39,12 +44,11 @@ from typing import Annotated, Any
 import typer
 
 from bhi_fhir.cli import app
-from bhi_fhir.codes import MENTAL_HEALTH_CARE_PLAN, SNOMED
 from bhi_fhir.instruments import Score, score_response, sex_of
 from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
 from bhi_fhir.sources import SourceError, expand_paths, read_resources
 from bhi_fhir.timeline import build_timeline, patient_of
-from bhi_fhir.workflow.engine import WorkflowError, apply, timeline_settings
+from bhi_fhir.workflow.engine import WorkflowError, apply, caseload_manager, timeline_settings
 from bhi_fhir.workflow.plan import Plan, to_transaction_bundle
 from bhi_fhir.workflow.protocol import Protocol, ProtocolError, load_protocol
 
@@ -161,18 +165,6 @@ def _origins(paths: list[Path]) -> Iterator[tuple[dict[str, Any] | SourceError, 
                 yield item, (str(path), None)
 
 
-def _is_enrollment(resource: dict[str, Any]) -> bool:
-    return (
-        resource.get("resourceType") == "CarePlan"
-        and resource.get("status") == "active"
-        and any(
-            c.get("system") == SNOMED and c.get("code") == MENTAL_HEALTH_CARE_PLAN
-            for cat in resource.get("category") or []
-            for c in (cat.get("coding") or [])
-        )
-    )
-
-
 def run_apply(
     inputs: list[Path], plan: PracticePlan, today: date, protocol: Protocol | None = None
 ) -> ApplyReport:
@@ -183,7 +175,6 @@ def run_apply(
     count = max(1, -(-total_bytes // _BUCKET_BYTES))
     questionnaires: dict[str, dict[str, Any]] = {}
     caseloads: dict[str, int] = {}
-    managers = {m.reference for m in plan.team.care_managers}
     cut_points: Any = {
         "phq9": plan.screening.phq9_positive,
         "phq2": plan.screening.phq2_positive,
@@ -210,12 +201,9 @@ def run_apply(
                 if kind not in _SHARED:
                     report.error(origin[0], origin[1], f"{kind} has no Patient reference")
                 continue
-            if _is_enrollment(item):
-                for contributor in item.get("contributor") or []:
-                    ref = contributor.get("reference") if isinstance(contributor, dict) else None
-                    if ref in managers:
-                        caseloads[ref] = caseloads.get(ref, 0) + 1
-                        break
+            manager = caseload_manager(item, plan)  # the caseloads input of apply()
+            if manager is not None:
+                caseloads[manager] = caseloads.get(manager, 0) + 1
             buckets.add(patient, item, origin)
         for bucket in buckets:
             by_patient: dict[str, list[tuple[dict[str, Any], Origin]]] = {}

@@ -22,12 +22,12 @@ CarePlan requires ``text``, §5).
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.codes import BHI_IDENTIFIER, MENTAL_HEALTH_CARE_PLAN, SNOMED
 from bhi_fhir.practice_plan import CareManager, PracticePlan
 from bhi_fhir.timeline import TERMINAL_STATUSES, Timeline, TimelineSettings
 from bhi_fhir.workflow.fhirpath import ExpressionError, truthy
@@ -35,7 +35,14 @@ from bhi_fhir.workflow.plan import Plan, PlannedWrite, Skipped, full_url_for
 from bhi_fhir.workflow.protocol import Action, Protocol, Template
 from bhi_fhir.workflow.validate import ResourceInvalid, validate_resource
 
-__all__ = ["WorkflowError", "apply", "assign_care_manager", "timeline_settings"]
+__all__ = [
+    "WorkflowError",
+    "apply",
+    "assign_care_manager",
+    "caseload_manager",
+    "count_caseloads",
+    "timeline_settings",
+]
 
 _DEFAULT_STATUS = {"Task": "requested", "ServiceRequest": "active", "CarePlan": "active"}
 _DEFAULT_INTENT = {"Task": "order", "ServiceRequest": "order", "CarePlan": "plan"}
@@ -69,6 +76,44 @@ def timeline_settings(plan: PracticePlan) -> TimelineSettings:
         crisis_within_days=plan.crisis.consider_within_days,
         count_virtual_contacts=plan.telehealth.virtual_contacts,
     )
+
+
+def caseload_manager(resource: Mapping[str, Any], plan: PracticePlan) -> str | None:
+    """The care manager whose active caseload ``resource`` counts towards, or None.
+
+    A caseload is the patients with an active BHI CarePlan (category SNOMED 718347000, the
+    enrollment, issue 4) listing the care manager as a contributor; the first of the plan's
+    care managers among the contributors is the one the patient counts for.
+    """
+    if resource.get("resourceType") != "CarePlan" or resource.get("status") != "active":
+        return None
+    if not any(
+        isinstance(c, Mapping)
+        and c.get("system") == SNOMED
+        and c.get("code") == MENTAL_HEALTH_CARE_PLAN
+        for cat in resource.get("category") or []
+        if isinstance(cat, Mapping)
+        for c in cat.get("coding") or []
+    ):
+        return None
+    managers = {m.reference for m in plan.team.care_managers}
+    for contributor in resource.get("contributor") or []:
+        ref = contributor.get("reference") if isinstance(contributor, Mapping) else None
+        if ref in managers:
+            return str(ref)
+    return None
+
+
+def count_caseloads(resources: Iterable[Mapping[str, Any]], plan: PracticePlan) -> dict[str, int]:
+    """Care-manager reference → active caseload, counted from ``resources`` (every patient's
+    CarePlans, e.g. a search for active BHI CarePlans): the ``caseloads`` input of :func:`apply`.
+    """
+    loads: dict[str, int] = {}
+    for resource in resources:
+        manager = caseload_manager(resource, plan)
+        if manager is not None:
+            loads[manager] = loads.get(manager, 0) + 1
+    return loads
 
 
 def assign_care_manager(
@@ -291,9 +336,14 @@ def apply(
     """The writes the protocol intends for one patient.
 
     ``caseloads`` (care-manager reference → active patients) picks the care manager for a new
-    enrollment; the shell counts them. Inputs are not modified: FHIRPath reads the facts in
-    place (no copy per patient) and the engine's own JSON view of the plan, and values taken
-    from them into a resource are copied.
+    enrollment (the lowest caseload relative to capacity, :func:`assign_care_manager`). The
+    engine is pure, so the shell counts them over *all* patients: :func:`count_caseloads` over
+    the active BHI CarePlans, plus the enrollments planned so far in the same run
+    (``bhi-fhir apply`` does both from its input). Without it every manager counts as empty
+    and new enrollments go to the first care manager with room.
+
+    Inputs are not modified: FHIRPath reads the facts in place (no copy per patient) and the
+    engine's own JSON view of the plan, and values taken from them into a resource are copied.
     With ``validate`` every resource written is checked with fhir.resources R4B.
     """
     contributors = timeline.facts.get("enrollment", {}).get("contributors")
