@@ -102,6 +102,20 @@ def _key(values: list[Any]) -> Any:
 
 def _walk(root: Any, segments: tuple[str, ...]) -> list[Any]:
     """``%var.a.b`` over JSON, as FHIRPath navigates it: collections flatten, missing is empty."""
+    if type(root) is dict:  # the usual case: a chain of objects, no collection on the way
+        node: Any = root
+        for position, segment in enumerate(segments):
+            value = node.get(segment)
+            if value is None:
+                return []
+            if type(value) is not dict:
+                return _walk_all(value, segments[position + 1 :])
+            node = value
+        return [node]
+    return _walk_all(root, segments)
+
+
+def _walk_all(root: Any, segments: tuple[str, ...]) -> list[Any]:
     nodes: list[Any] = root if isinstance(root, list) else ([] if root is None else [root])
     for segment in segments:
         following: list[Any] = []

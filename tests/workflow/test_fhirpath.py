@@ -84,3 +84,21 @@ def test_clock_functions_are_never_memoised() -> None:
 def test_parse_error_names_the_expression() -> None:
     with pytest.raises(ExpressionError, match="cannot parse FHIRPath"):
         Expression("%facts.(")
+
+
+def test_walk_fast_path_matches_the_general_walk() -> None:
+    from bhi_fhir.workflow.fhirpath import _walk, _walk_all
+
+    facts = {
+        "a": {"b": {"c": 1}, "l": [{"c": 2}, {"c": [3, 4]}, 5], "n": None, "s": "x"},
+        "e": [],
+        "z": 0,
+        "f": False,
+    }
+    paths = [(), ("a",), ("a", "b"), ("a", "b", "c"), ("a", "l", "c"), ("a", "l"), ("a", "n"),
+             ("a", "n", "c"), ("a", "s"), ("a", "s", "c"), ("e",), ("e", "x"), ("z",), ("f",),
+             ("missing",), ("a", "missing", "c")]  # fmt: skip
+    for path in paths:
+        assert _walk(facts, path) == _walk_all(facts, path), path
+    for root in (None, [], [facts, facts], "x", 0):
+        assert _walk(root, ("a", "b")) == _walk_all(root, ("a", "b"))
