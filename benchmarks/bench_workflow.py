@@ -19,9 +19,12 @@ and per CPU second of this process (``time.process_time``): on a shared machine 
 the one-core figure, the wall rate what this run happened to get.
 
     .venv/bin/python benchmarks/bench_workflow.py [--patients 10000] [--baseline-patients 1000]
+                                                  [--repeat 3]
 
 Prints figures; asserts nothing. Baselines run on fewer patients (same scenario mix) because
 the naive one takes ~minutes at 10,000; rates are per response, so they compare directly.
+Each engine variant runs ``--repeat`` times and the best run is shown (other processes on a
+shared machine only ever make a run slower).
 """
 
 from __future__ import annotations
@@ -146,23 +149,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--baseline-patients", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
+    def best(runs: Callable[[], dict[str, float]]) -> dict[str, float]:
+        return max((runs() for _ in range(max(1, args.repeat))), key=lambda r: r["cpu_rate"])
+
     run(200)  # warm up imports and caches once
-    engine = run(args.patients)
-    unvalidated = run(args.patients, validate=False)
-    original = workflow_engine.validate_resource
-    workflow_engine.validate_resource = workflow_validate._full  # type: ignore[assignment]
+    engine = best(lambda: run(args.patients))
+    unvalidated = best(lambda: run(args.patients, validate=False))
+    original = workflow_engine.__dict__["validate_resource"]
+    setattr(workflow_engine, "validate_resource", workflow_validate._full)  # noqa: B010
     try:
-        full = run(args.baseline_patients)
+        full = best(lambda: run(args.baseline_patients))
     finally:
-        workflow_engine.validate_resource = original
+        setattr(workflow_engine, "validate_resource", original)  # noqa: B010
     memory_small = run(args.patients // 10, track_memory=True)
     memory_full = run(args.patients, track_memory=True)
 
     restore = _with_evaluate(_compiled_evaluate)
     try:
-        compiled = run(args.baseline_patients)
+        compiled = best(lambda: run(args.baseline_patients))
     finally:
         restore()
     restore = _with_evaluate(_naive_evaluate)
