@@ -210,21 +210,23 @@ class Expression:
             if len(found) == 1 and isinstance(found[0], bool):
                 return [not found[0]]
         key: tuple[Any, ...] | None = None
-        if self._deps is not None:
+        deps = self._deps
+        if deps is not None:
             parts = []
-            for dep in self._deps:
+            known_keys = _DEP_KEYS
+            for dep in deps:
                 root = variables.get(dep[0])
-                known = _DEP_KEYS.get(dep)
+                known = known_keys.get(dep)
                 if known is not None and known[0] is root:
                     parts.append(known[1])
                 else:
                     part = _key(_walk(root, dep[1]))
-                    _DEP_KEYS[dep] = (root, part)
+                    known_keys[dep] = (root, part)
                     parts.append(part)
             key = tuple(parts)
             hit = self._memo.get(key)
             if hit is not None:
-                return list(hit)
+                return hit.copy()
         assert self._compiled is not None
         try:
             result = _plain(self._compiled({}, dict(variables)))
