@@ -13,9 +13,17 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
-from bhi_fhir.fhir import BearerAuth, FhirClient, NotFound, PreconditionFailed
+from bhi_fhir.fhir import (
+    BadRequest,
+    BearerAuth,
+    FhirClient,
+    InvalidResponse,
+    NotFound,
+    PreconditionFailed,
+    ServerError,
+)
 from bhi_fhir.timeline import patient_of
 
 Resource = dict[str, Any]
@@ -34,6 +42,9 @@ PATIENT_SEARCHES: tuple[tuple[str, str], ...] = (
 )
 
 
+REGISTRY_PAGE = 50  # patients per batch of registry searches (keeps URLs short)
+
+
 class ClinicSource(Protocol):
     @property
     def request_count(self) -> int: ...
@@ -44,6 +55,11 @@ class ClinicSource(Protocol):
 
     async def enrolled_patients(self) -> list[str]:
         """Ids of patients with an active BHI CarePlan."""
+        ...
+
+    async def patients_resources(self, patient_ids: list[str]) -> dict[str, list[Resource]]:
+        """``patient_resources`` for many patients at once (the registry): a few requests per
+        page of patients, not one set per patient."""
         ...
 
     async def read(self, resource_type: str, resource_id: str) -> Resource: ...
@@ -75,6 +91,73 @@ class FhirSource:
         patient = asyncio.ensure_future(self._fhir.read("Patient", patient_id))
         found = await asyncio.gather(*(search(t, p) for t, p in PATIENT_SEARCHES))
         return [await patient, *(r for group in found for r in group)]
+
+    async def patients_resources(self, patient_ids: list[str]) -> dict[str, list[Resource]]:
+        """One batch Bundle per page of patients: their Patient resources (``_id``) and each
+        patient-compartment search with the page's patients OR-ed (``subject=Patient/a,…``);
+        further result pages are followed. A server refusing batch gets the same searches
+        one by one (still per page of patients, not per patient)."""
+        found: dict[str, list[Resource]] = {i: [] for i in patient_ids}
+        patients: dict[str, Resource] = {}
+        for start in range(0, len(patient_ids), REGISTRY_PAGE):
+            page = patient_ids[start : start + REGISTRY_PAGE]
+            refs = quote(",".join(f"Patient/{i}" for i in page), safe="/,")
+            urls = [f"Patient?_id={quote(','.join(page), safe=',')}&_count={len(page)}"] + [
+                f"{kind}?{param}={refs}&_count=1000" for kind, param in PATIENT_SEARCHES
+            ]
+            for resource in await self._search_all(urls):
+                if resource.get("resourceType") == "Patient":
+                    patients[str(resource.get("id"))] = resource
+                    continue
+                ref = patient_of(resource)
+                if ref and ref.split("/", 1)[1] in found:
+                    found[ref.split("/", 1)[1]].append(resource)
+        return {i: [patients[i], *found[i]] for i in patient_ids if i in patients}
+
+    async def _search_all(self, urls: list[str]) -> list[Resource]:
+        bundles: list[Resource] = []
+        try:
+            batch = await self._fhir.batch(
+                {
+                    "resourceType": "Bundle",
+                    "type": "batch",
+                    "entry": [{"request": {"method": "GET", "url": u}} for u in urls],
+                }
+            )
+            entries = batch.get("entry") or []
+            if len(entries) != len(urls) or not all(
+                str((e.get("response") or {}).get("status", "")).startswith("2")
+                and isinstance(e.get("resource"), dict)
+                for e in entries
+            ):
+                raise InvalidResponse("batch search answered with errors")
+            for entry in entries:
+                bundles.append(entry["resource"])
+                link = next(
+                    (
+                        lk.get("url")
+                        for lk in entry["resource"].get("link") or []
+                        if lk.get("relation") == "next"
+                    ),
+                    None,
+                )
+                if link:
+                    bundles += [b async for b in self._fhir.search_bundle(str(link))]
+        except (BadRequest, ServerError, InvalidResponse):
+            bundles = []
+
+            async def collect(url: str) -> list[Resource]:
+                return [b async for b in self._fhir.search_bundle(url)]
+
+            pages = await asyncio.gather(*(collect(u) for u in urls))
+            bundles = [b for group in pages for b in group]
+        return [
+            e["resource"]
+            for b in bundles
+            for e in b.get("entry") or []
+            if isinstance(e.get("resource"), dict)
+            and (e.get("search") or {}).get("mode", "match") == "match"
+        ]
 
     async def enrolled_patients(self) -> list[str]:
         params = {"category": MENTAL_HEALTH_CARE_PLAN, "status": "active", "_count": "200"}
@@ -142,6 +225,15 @@ class MemorySource:
             if r["resourceType"] != "Patient" and patient_of(r) == ref
         ]
         return [patient, *others]
+
+    async def patients_resources(self, patient_ids: list[str]) -> dict[str, list[Resource]]:
+        out: dict[str, list[Resource]] = {}
+        for start in range(0, len(patient_ids), REGISTRY_PAGE):
+            before = self._count
+            for patient_id in patient_ids[start : start + REGISTRY_PAGE]:
+                out[patient_id] = await self.patient_resources(patient_id)
+            self._count = before + 1  # what a server source sends: one batch per page
+        return out
 
     async def enrolled_patients(self) -> list[str]:
         self._count += 1

@@ -234,9 +234,11 @@ async def registry_page(
         )
     today = today_of(request)
     plan = practice_plan(request)
-    rows = []
-    for patient_id in await source.enrolled_patients():
-        rows.append(registry_row(await _load(source, patient_id), today, plan))
+    try:
+        gathered = await source.patients_resources(await source.enrolled_patients())
+    except FhirError as exc:
+        raise Refusal("Could not load the registry", str(exc), 502) from None
+    rows = [registry_row(resources, today, plan) for resources in gathered.values()]
     if flag:
         rows = [r for r in rows if flag in r["flags"]]
     keys = {
@@ -260,6 +262,7 @@ async def registry_page(
             "flag": flag or "",
             "sort": sort,
             "today": today.isoformat(),
+            "fhir_requests": source.request_count,
         },
     )
 

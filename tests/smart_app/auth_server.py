@@ -399,7 +399,7 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
             return _oauth_error("unsupported_grant_type", str(grant))
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
-    @app.api_route("/fhir", methods=["POST"])  # transaction / batch at the base
+    @app.api_route("/fhir", methods=["GET", "POST"])  # transaction / batch; paging links
     async def fhir_base(request: Request) -> Response:
         return await fhir("", request)
 
