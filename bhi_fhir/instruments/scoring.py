@@ -129,9 +129,11 @@ def _judge(
     if reported is not None and total is not None and reported != total:
         flags.append(TOTAL_MISMATCH)
     unique = tuple(dict.fromkeys(flags))
-    return replace(
-        base, instrument=spec.id, total=total, severity=severity, positive=positive,
-        complete=complete, flags=unique, items=points, reported_total=reported, codings=codings,
+    return Score(  # every field of ``base`` but the references set here (cheaper than replace)
+        instrument=spec.id, total=total, severity=severity, positive=positive,
+        complete=complete, flags=unique, items=points, response_ref=base.response_ref,
+        subject_ref=base.subject_ref, authored=base.authored, reported_total=reported,
+        codings=codings,
     )
 
 

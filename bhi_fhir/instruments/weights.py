@@ -73,7 +73,7 @@ def answer_points(answer: Mapping[str, Any], option_weights: Mapping[str, int] |
     when no rule gives the answer a number.
     """
     coding = answer.get("valueCoding")
-    if isinstance(coding, Mapping):
+    if type(coding) is dict or isinstance(coding, Mapping):
         code = coding.get("code")
         system = coding.get("system")
         if option_weights and isinstance(code, str):
@@ -120,7 +120,7 @@ def questionnaire_weights(q_item: Mapping[str, Any]) -> dict[str, int]:
 
 
 def _weight_extension(extensions: object) -> int | None:
-    if not isinstance(extensions, Sequence):
+    if extensions is None or not isinstance(extensions, Sequence):
         return None
     for ext in extensions:
         if isinstance(ext, Mapping) and ext.get("url") in WEIGHT_EXTENSIONS:
