@@ -26,8 +26,6 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bhi_fhir.fhir import FhirClient
@@ -35,7 +33,7 @@ from bhi_fhir.practice_plan import load_practice_plan
 from bhi_fhir.sync import SyncConfig, plan_patient, run_sync
 from bhi_fhir.sync.runner import DEFAULT_AGENT, default_plan_path, load_protocol_files
 from bhi_fhir.sync.source import fetch_changed, fetch_contexts, fetch_server_info
-from tests.sync.clinic import clinic, count, seed, team
+from tests.sync.clinic import clinic, count, delete_tagged, seed, team
 
 CASE = "https://bhi-fhir.dev/test-case"
 TODAY = date(2026, 11, 26)
@@ -136,10 +134,8 @@ async def prebuilt(base: str, code: str) -> tuple[float, int, int]:
 
 
 def cleanup(base: str, codes: list[str]) -> None:
-    with httpx.Client(timeout=900) as http:
-        for code in codes:
-            for kind in TYPES:
-                http.delete(f"{base}/{kind}", params={"_tag": f"{CASE}|{code}"})
+    for code in codes:
+        delete_tagged(base, f"{CASE}|{code}", TYPES)
 
 
 async def main() -> None:

@@ -82,6 +82,9 @@ def sync(
         typer.Option("--tag", help="SYSTEM|CODE meta.tag put on everything written (repeatable)"),
     ] = None,
     group_size: Annotated[int, typer.Option(help="patients per batch read and transaction")] = 25,
+    max_entries: Annotated[
+        int, typer.Option(help="writes per transaction (whole patients)")
+    ] = 100,
     workers: Annotated[int, typer.Option(help="groups in flight at once")] = 4,
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 30.0,
     max_retries: Annotated[int, typer.Option(help="retries per request")] = 5,
@@ -107,6 +110,7 @@ def sync(
         where=_pairs(where or [], "--where"),
         tags=tag_pairs,
         group_size=group_size,
+        max_entries=max_entries,
         workers=workers,
         timeout=timeout,
         max_retries=max_retries,

@@ -96,7 +96,8 @@ class SyncConfig:
     agent: Resource = field(default_factory=lambda: dict(DEFAULT_AGENT))
     where: Sequence[tuple[str, str]] = ()  # extra QuestionnaireResponse search parameters
     tags: Sequence[tuple[str, str]] = ()  # meta.tags put on everything written
-    group_size: int = 25
+    group_size: int = 25  # patients per batch read
+    max_entries: int = 100  # writes per transaction (whole patients; see _write_chunks)
     workers: int = 4
     page_size: int = 200
     max_retries: int = 5
@@ -161,6 +162,13 @@ class _Run:
                 self._account(plan)
                 self.report.diffs.append(PatientDiff(plan.patient, plan.changes))
             self._tick(len(patients))
+            return
+        chunks = _write_chunks(plans, self.config.max_entries)
+        if len(chunks) > 1:  # small transactions: HAPI's cost per entry grows with the size
+            by_patient = {plan.patient: plan for plan in plans}
+            for chunk in chunks:
+                members = [plan.patient for plan in chunk]
+                await self.process(members, attempt, [by_patient[p] for p in members])
             return
         entries, writes = self._entries(plans)
         if not entries:
@@ -330,6 +338,20 @@ def _scrub(value: Any, refused: set[str]) -> None:
         value[:] = [v for v in value if not _points_to(v, refused)]
         for v in value:
             _scrub(v, refused)
+
+
+def _write_chunks(plans: Sequence[PatientPlan], max_entries: int) -> list[list[PatientPlan]]:
+    """Consecutive runs of whole patients with at most ``max_entries`` writes (one may exceed)."""
+    chunks: list[list[PatientPlan]] = []
+    size = 0
+    for plan in plans:
+        n = len(plan.writes) + len(plan.provenance)
+        if not chunks or (size + n > max_entries and size > 0):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(plan)
+        size += n
+    return chunks
 
 
 def _groups(patients: Sequence[str], size: int) -> list[Sequence[str]]:

@@ -20,7 +20,7 @@ from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.store import Store
 from bhi_fhir.sync import RunReport, SyncConfig, run_sync
 from tests.integration.conftest import CASE_SYSTEM, TAG_SYSTEM, RunTag
-from tests.sync.clinic import clinic, count, seed, team
+from tests.sync.clinic import clinic, count, delete_tagged, seed, team
 
 TODAY = date(2026, 11, 26)
 WRITTEN_TYPES = ("Task", "ServiceRequest", "CarePlan", "Observation", "Provenance")
@@ -29,11 +29,11 @@ SEEDED_TYPES = ("Patient", "QuestionnaireResponse", "CarePlan", "Consent", "Enco
 
 @pytest.fixture(autouse=True)
 def _delete_case(fhir_base_url: str, case_id: str) -> Iterator[None]:
-    """Conditional deletes by the case tag: far faster than one DELETE per resource."""
+    """Delete by the case tag in batches (see ``delete_tagged``: HAPI's conditional delete
+    of thousands of matches takes minutes)."""
     yield
-    with httpx.Client(timeout=600) as http:
-        for kind in ("Provenance", *WRITTEN_TYPES[:-1], *reversed(SEEDED_TYPES)):
-            http.delete(f"{fhir_base_url}/{kind}", params={"_tag": f"{CASE_SYSTEM}|{case_id}"})
+    delete_tagged(fhir_base_url, f"{CASE_SYSTEM}|{case_id}",
+                  ("Provenance", *WRITTEN_TYPES[:-1], *reversed(SEEDED_TYPES)))
 
 
 def seed_clinic(base: str, run_tag: RunTag, case_id: str, patients: int) -> int:
