@@ -38,9 +38,18 @@ __all__ = ["Expression", "ExpressionError", "clear_caches", "expression", "truth
 Context = Mapping[str, Any]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_SIMPLE_PATH = re.compile(rf"%({_IDENT})((?:\.{_IDENT})*)")
+_FIRST = "first()"  # a path segment: the first item of the collection so far
+_SEGMENT = rf"(?:\.first\(\)|\.{_IDENT})"
+_SIMPLE_PATH = re.compile(rf"%({_IDENT})({_SEGMENT}*)")
 _PATH_TEST = re.compile(rf"%({_IDENT})((?:\.{_IDENT})*)\.(exists|empty|not)\(\)")
-_CHAIN = re.compile(rf"%({_IDENT})((?:\.{_IDENT})*)(\s*\()?")
+_CHAIN = re.compile(rf"%({_IDENT})({_SEGMENT}*)(\s*\()?")
+# `%a.b.where(<criteria>) | %c.where(<criteria>) | ...` with criteria over the item's own
+# members and %-chains only (no functions, no $this): filtered item by item (see _Filter).
+_WHERE = re.compile(rf"%({_IDENT})((?:\.{_IDENT})*)\.where\(([^()$`]*)\)")
+_BARE = re.compile(rf"(?<![%.\w])({_IDENT})")
+_KEYWORDS = frozenset(
+    {"and", "or", "xor", "implies", "div", "mod", "in", "contains", "is", "as", "true", "false"}
+)
 _STRING = re.compile(r"'((?:[^'\\]|\\.)*)'")
 _INTEGER = re.compile(r"-?\d+")
 _UNSAFE_FOR_MEMO = re.compile(r"`|today\(\)|now\(\)|timeOfDay\(\)|%context|%resource|%rootResource")
@@ -101,10 +110,13 @@ def _key(values: list[Any]) -> Any:
 
 
 def _walk(root: Any, segments: tuple[str, ...]) -> list[Any]:
-    """``%var.a.b`` over JSON, as FHIRPath navigates it: collections flatten, missing is empty."""
+    """``%var.a.b`` over JSON, as FHIRPath navigates it: collections flatten, missing is empty.
+    A ``first()`` segment keeps the first item of the collection so far."""
     if type(root) is dict:  # the usual case: a chain of objects, no collection on the way
         node: Any = root
         for position, segment in enumerate(segments):
+            if segment == _FIRST:
+                continue  # one object is a collection of one: first() is itself
             value = node.get(segment)
             if value is None:
                 return []
@@ -118,6 +130,9 @@ def _walk(root: Any, segments: tuple[str, ...]) -> list[Any]:
 def _walk_all(root: Any, segments: tuple[str, ...]) -> list[Any]:
     nodes: list[Any] = root if isinstance(root, list) else ([] if root is None else [root])
     for segment in segments:
+        if segment == _FIRST:
+            nodes = nodes[:1]
+            continue
         following: list[Any] = []
         for node in nodes:
             if isinstance(node, dict):
@@ -130,10 +145,64 @@ def _walk_all(root: Any, segments: tuple[str, ...]) -> list[Any]:
     return nodes
 
 
+class _NotSimple(Exception):
+    """A criteria result that is not a plain true/false/empty: evaluate the whole expression."""
+
+
+class _Filter:
+    """One ``%var.a.b.where(criteria)`` term, filtered item by item.
+
+    The criteria reads only the item's own members (bare names) and ``%`` chains, so its
+    result is memoised by those values: patients whose latest PHQ-9 has the same total and age
+    share one evaluation, whatever their response ids (which the item also carries).
+    """
+
+    __slots__ = ("_compiled", "_deps", "_memo", "_names", "segments", "variable")
+
+    def __init__(self, variable: str, segments: tuple[str, ...], criteria: str | None) -> None:
+        self.variable = variable
+        self.segments = segments
+        self._compiled: Callable[..., list[Any]] | None = None
+        self._memo: dict[tuple[Any, ...], bool] = {}
+        self._names: tuple[str, ...] = ()
+        self._deps: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        if criteria is None:
+            return  # a plain path in a union: every item is kept
+        outside = _STRING.sub("''", criteria)
+        self._names = tuple(dict.fromkeys(n for n in _BARE.findall(outside) if n not in _KEYWORDS))
+        self._deps = tuple(
+            dict.fromkeys(
+                (m.group(1), tuple(filter(None, m.group(2).split("."))))
+                for m in _CHAIN.finditer(outside)
+            )
+        )
+        if any(m.group(3) for m in _CHAIN.finditer(outside)):
+            raise _NotSimple  # a function call on a %-chain: not a plain member chain
+        self._compiled = fhirpathpy.compile(criteria)
+
+    def keep(self, item: Any, variables: Context) -> bool:
+        if self._compiled is None:
+            return True
+        key = (
+            *(_key(_walk(item, (name,))) for name in self._names),
+            *(_key(_walk(variables.get(var), segments)) for var, segments in self._deps),
+        )
+        found = self._memo.get(key)
+        if found is None:
+            result = _plain(self._compiled(item, dict(variables)))
+            if result not in ([], [True], [False]):
+                raise _NotSimple
+            found = result == [True]
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+
 class Expression:
     """One compiled ``text/fhirpath`` expression over ``%``-variables."""
 
-    __slots__ = ("_compiled", "_constant", "_deps", "_memo", "_path", "_test", "text")
+    __slots__ = ("_compiled", "_constant", "_deps", "_filters", "_memo", "_path", "_test", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text.strip()
@@ -143,6 +212,7 @@ class Expression:
         self._compiled: Callable[..., list[Any]] | None = None
         self._deps: tuple[tuple[str, tuple[str, ...]], ...] | None = None
         self._memo: dict[tuple[Any, ...], list[Any]] = {}
+        self._filters: tuple[_Filter, ...] | None = None
         literal = self._literal(self.text)
         if literal is not None:
             self._constant = literal
@@ -165,6 +235,7 @@ class Expression:
         except Exception as exc:  # fhirpathpy raises bare Exceptions from its parser
             raise ExpressionError(f"cannot parse FHIRPath {self.text!r}: {exc}") from None
         if not _UNSAFE_FOR_MEMO.search(self.text):
+            self._filters = self._where_terms()
             deps = []
             for match in _CHAIN.finditer(self._outside_strings()):
                 segments = tuple(filter(None, match.group(2).split(".")))
@@ -172,6 +243,47 @@ class Expression:
                     segments = segments[:-1]  # `.where(` / `.exists(`: the chain ends before it
                 deps.append((match.group(1), segments))
             self._deps = tuple(dict.fromkeys(deps))
+
+    def _where_terms(self) -> tuple[_Filter, ...] | None:
+        """The terms of ``%a.where(c) | %b.where(d) | ...`` or of a union of plain paths
+        ``%a.b | %c.first().d`` (a filter that keeps everything), or None for other shapes."""
+        terms = []
+        parts = self.text.split("|")
+        for part in parts:
+            match = _WHERE.fullmatch(part.strip())
+            path = _SIMPLE_PATH.fullmatch(part.strip()) if len(parts) > 1 else None
+            if match is None and path is None:
+                return None
+            found = match or path
+            assert found is not None
+            segments = tuple(filter(None, found.group(2).split(".")))
+            try:
+                terms.append(_Filter(found.group(1), segments, match.group(3) if match else None))
+            except Exception:  # criteria fhirpathpy cannot compile alone, or not simple
+                return None
+        return tuple(terms)
+
+    def _filter(self, filters: tuple[_Filter, ...], variables: Context) -> list[Any] | None:
+        """The where-union evaluated item by item, or None when it must be evaluated whole."""
+        found: list[Any] = []
+        try:
+            for term in filters:
+                if term.variable not in variables:
+                    return None
+                for item in _walk(variables[term.variable], term.segments):
+                    if term.keep(item, variables):
+                        found.append(item)
+        except _NotSimple:
+            return None
+        except Exception:  # an evaluation error: let the whole expression report it
+            return None
+        if len(filters) > 1:  # `|` is a union: duplicates (by equality) appear once
+            unique: list[Any] = []
+            for item in found:
+                if not any(item == seen for seen in unique):
+                    unique.append(item)
+            return unique
+        return found
 
     @staticmethod
     def _literal(text: str) -> list[Any] | None:
@@ -209,6 +321,10 @@ class Expression:
                 return []
             if len(found) == 1 and isinstance(found[0], bool):
                 return [not found[0]]
+        if self._filters is not None:
+            filtered = self._filter(self._filters, variables)
+            if filtered is not None:
+                return filtered
         key: tuple[Any, ...] | None = None
         deps = self._deps
         if deps is not None:

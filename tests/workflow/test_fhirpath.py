@@ -102,3 +102,46 @@ def test_walk_fast_path_matches_the_general_walk() -> None:
         assert _walk(facts, path) == _walk_all(facts, path), path
     for root in (None, [], [facts, facts], "x", 0):
         assert _walk(root, ("a", "b")) == _walk_all(root, ("a", "b"))
+
+
+def test_where_union_and_first_fast_paths_match_fhirpathpy() -> None:
+    import itertools
+
+    import fhirpathpy
+
+    from bhi_fhir.workflow.fhirpath import Expression, _plain
+
+    texts = [
+        "%facts.latest.phq9.where(total >= %plan.cut and daysAgo <= %plan.lookback)"
+        " | %facts.latest.gad7.where(total >= %plan.cut)",
+        "%facts.latest.phq9.where(total >= %plan.cut)",
+        "%plan.routes.where(risk = %item.risk)",
+        "%screen.first().source",
+        "%screen.first().total",
+        "%screen.first().label + ' ' + %screen.first().total.toString()",
+        "%screen.first().source | %facts.latest.gad7.source | %facts.latest.phq9.source",
+        "%facts.latest.phq9.total | %facts.latest.gad7.total",
+        "%screen.source | %facts.latest.gad7.source",
+    ]
+    plans = [{"cut": 10, "lookback": 30, "routes": [{"risk": "high", "n": 1}, {"risk": "low"}]}]
+    ids = itertools.count()
+    facts_rows = []
+    for phq9, gad7, days in itertools.product((None, 9, 10, 15), (None, 9, 12), (0, 30, 31)):
+        latest: dict[str, Any] = {}
+        if phq9 is not None:
+            latest["phq9"] = {"total": phq9, "daysAgo": days, "label": "PHQ-9",
+                              "source": f"QuestionnaireResponse/{next(ids)}"}  # fmt: skip
+        if gad7 is not None:
+            latest["gad7"] = {"total": gad7, "daysAgo": days, "label": "GAD-7",
+                              "source": f"QuestionnaireResponse/{next(ids)}"}  # fmt: skip
+        facts_rows.append({"latest": latest})
+    assert all(Expression(t)._filters is not None for t in texts[:3] + texts[6:])  # fast paths
+    assert all(Expression(t)._path is not None for t in texts[3:5])
+    for text in texts:
+        fast = Expression(text)
+        slow = fhirpathpy.compile(text)
+        for facts in facts_rows:
+            screen = list(facts["latest"].values())
+            for item in ({"risk": "high"}, {"risk": "moderate"}, {}):
+                variables = {"facts": facts, "plan": plans[0], "item": item, "screen": screen}
+                assert fast.evaluate(variables) == _plain(slow({}, dict(variables))), text
