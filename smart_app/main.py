@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from bhi_fhir.sync import webhook
 from smart_app import launch, views
 from smart_app.config import Settings, get_settings
 from smart_app.deps import Refusal, render, set_session_cookie
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     app.include_router(launch.router)
     app.include_router(views.router)
+    # FHIR Subscription rest-hook receiver (issue 5): a notification runs the sync.
+    app.include_router(webhook.router, prefix="/fhir-notify")
 
     @app.exception_handler(Refusal)
     async def refusal_page(request: Request, exc: Refusal) -> Response:

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 
 from bhi_fhir.cli import app
 from bhi_fhir.fhir.auth import BearerAuth
-from bhi_fhir.fhir.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_TEMPFAIL
+from bhi_fhir.fhir.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_TEMPFAIL, FhirError, exit_code_for
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
 
 _PROGRESS_FROM = 50  # patients: below this a bar is noise
@@ -152,3 +152,43 @@ def sync(
         )
     if report.errors:
         raise typer.Exit(EXIT_FAILURE)
+
+
+SUBSCRIPTION_CRITERIA = "QuestionnaireResponse?"
+
+
+@app.command("subscribe")
+def subscribe(
+    server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
+    endpoint: Annotated[
+        str, typer.Option("--endpoint", help="where the server sends notifications, e.g. "
+                          "https://app.example/fhir-notify")
+    ],
+    secret: Annotated[
+        str | None,
+        typer.Option("--secret", envvar="BHI_NOTIFY_SECRET",
+                     help="shared secret the server sends as X-BHI-Notify-Secret"),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--bearer-token", envvar="BHI_FHIR_TOKEN", help="static bearer token"),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="SYSTEM|CODE meta.tag on the Subscription (repeatable)"),
+    ] = None,
+) -> None:
+    """Register (once) a rest-hook Subscription for QuestionnaireResponse; prints its id."""
+    from bhi_fhir.sync.subscription import ensure_subscription
+
+    tags = [tuple(t.rsplit("|", 1)) for t in tag or [] if "|" in t]
+    try:
+        sub_id, created = asyncio.run(ensure_subscription(
+            server, endpoint, criteria=SUBSCRIPTION_CRITERIA, secret=secret,
+            auth=BearerAuth(token) if token else None,
+            tags=[(s, c) for s, c in tags],
+        ))
+    except FhirError as err:
+        typer.echo(f"subscribe failed: {err.message}", err=True)
+        raise typer.Exit(exit_code_for(err)) from None
+    sys.stdout.write(f"Subscription/{sub_id} {'created' if created else 'already registered'}\n")

@@ -96,6 +96,9 @@ class SyncConfig:
     agent: Resource = field(default_factory=lambda: dict(DEFAULT_AGENT))
     where: Sequence[tuple[str, str]] = ()  # extra QuestionnaireResponse search parameters
     tags: Sequence[tuple[str, str]] = ()  # meta.tags put on everything written
+    # One patient ("Patient/<id>"), e.g. from a Subscription notification: all of their
+    # responses, and the watermark is neither read nor moved (it covers every patient).
+    patient: str | None = None
     group_size: int = 25  # patients per batch read
     max_entries: int = 100  # writes per transaction (whole patients; see _write_chunks)
     workers: int = 4
@@ -370,7 +373,7 @@ async def run_sync(
     own_store = store is None
     store = store or Store.open(config.state_url)
     server = config.server.rstrip("/")
-    since = config.since or store.watermark(server)
+    since = config.since or (None if config.patient else store.watermark(server))
     run_id = store.start_run(server, dry_run=config.dry_run, since=since)
     report = RunReport(run_id, server, config.dry_run, since)
     config.since = since
@@ -383,7 +386,10 @@ async def run_sync(
         readiness = info.profile.readiness()
         if not readiness.can_run:
             raise FatalError(readiness.summary)
-        changed = await fetch_changed(client, info, since, where=config.where,
+        where = list(config.where)
+        if config.patient:
+            where.append(("subject", config.patient))
+        changed = await fetch_changed(client, info, since, where=where,
                                       page_size=config.page_size)
         report.responses = len(changed.responses)
         for message in changed.invalid:
@@ -401,7 +407,7 @@ async def run_sync(
                 await run.process(group)
 
         await asyncio.gather(*(one(g) for g in _groups(patients, config.group_size)))
-        if not config.dry_run:
+        if not config.dry_run and not config.patient:
             moved = run.next_watermark()
             report.watermark = (
                 store.advance_watermark(server, moved, run_id=run_id) if moved else since
