@@ -66,9 +66,12 @@ TODAY = date(2026, 11, 26)
 
 
 def patients(count: int, seed: int = 7) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """One patient's resources at a time (generated on the fly: constant memory)."""
+    """One patient's resources at a time (generated on the fly: constant memory). Resource
+    ids are unique across patients, so nothing is memoised just because two patients' responses
+    share an id."""
     for index in range(count):
         clinic = gen.Clinic(random.Random(seed * 1_000_003 + index))
+        clinic.counter = index * 100  # resource ids unique across the clinic, as on a server
         _, _, build = gen.SCENARIOS[index % len(gen.SCENARIOS)]
         ident = f"Patient/p{index:05d}"
         clinic.add({"resourceType": "Patient", "id": ident.split("/")[1],
