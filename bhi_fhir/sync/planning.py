@@ -30,6 +30,7 @@ from bhi_fhir.instruments import full_url as observation_full_url
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow import Protocol, WorkflowError, apply, timeline_settings
+from bhi_fhir.workflow.plan import identifier_condition, transaction_entry
 
 __all__ = [
     "BHI_RULE",
@@ -79,15 +80,8 @@ class SyncWrite:
         return str(self.resource["resourceType"])
 
     def entry(self) -> Resource:
-        if self.method == "create":
-            request: Resource = {"method": "POST", "url": self.resource_type}
-            if self.if_none_exist:
-                request["ifNoneExist"] = self.if_none_exist
-        else:
-            request = {"method": "PUT", "url": f"{self.resource_type}/{self.resource['id']}"}
-            if self.if_match:
-                request["ifMatch"] = self.if_match
-        return {"fullUrl": self.full_url, "resource": self.resource, "request": request}
+        return transaction_entry(self.resource, self.full_url, self.method,
+                                 if_none_exist=self.if_none_exist, if_match=self.if_match)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +103,6 @@ class PatientPlan:
     changes: list[Change] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # skipped inputs, failed rules (no PHI)
     unrecognised: int = 0  # responses to questionnaires we do not score
-
-
-def _identifier_query(value: str) -> str:
-    return "identifier=" + quote(f"{BHI_IDENTIFIER}|{value}", safe="/:")
 
 
 def _tag_query(value: str) -> str:
@@ -248,7 +238,7 @@ def plan_patient(
                     resource=write.resource,
                     full_url=write.full_url,
                     reason=write.reason,
-                    if_none_exist=_identifier_query(write.identifier)
+                    if_none_exist=identifier_condition(write.identifier)
                     if write.method == "create" else None,
                     if_match=write.if_match,
                 )
@@ -286,7 +276,7 @@ def plan_patient(
                 SyncWrite(
                     rule=SCREENING_RULE, identifier=ident, method="create", resource=obs,
                     full_url=observation_full_url(ident), reason="screening result",
-                    if_none_exist=_identifier_query(ident),
+                    if_none_exist=identifier_condition(ident),
                 )
             )
         source = f"QuestionnaireResponse/{qr.get('id')}"

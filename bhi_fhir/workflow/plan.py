@@ -15,7 +15,15 @@ from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_IDENTIFIER
 
-__all__ = ["Plan", "PlannedWrite", "Skipped", "full_url_for", "to_transaction_bundle"]
+__all__ = [
+    "Plan",
+    "PlannedWrite",
+    "Skipped",
+    "full_url_for",
+    "identifier_condition",
+    "to_transaction_bundle",
+    "transaction_entry",
+]
 
 Method = Literal["create", "update"]
 
@@ -49,18 +57,40 @@ class PlannedWrite:
         return value if isinstance(value, str) else None
 
     def bundle_entry(self) -> dict[str, Any]:
-        if self.method == "create":
-            query = quote(f"{BHI_IDENTIFIER}|{self.identifier}", safe="/:")
-            request = {
-                "method": "POST",
-                "url": self.resource_type,
-                "ifNoneExist": f"identifier={query}",
-            }
-        else:
-            request = {"method": "PUT", "url": f"{self.resource_type}/{self.resource['id']}"}
-            if self.if_match:
-                request["ifMatch"] = self.if_match
-        return {"fullUrl": self.full_url, "resource": self.resource, "request": request}
+        return transaction_entry(
+            self.resource, self.full_url, self.method,
+            if_none_exist=identifier_condition(self.identifier) if self.method == "create"
+            else None,
+            if_match=self.if_match,
+        )
+
+
+def identifier_condition(identifier: str) -> str:
+    """The ``ifNoneExist`` search for a business identifier value under BHI_IDENTIFIER."""
+    return "identifier=" + quote(f"{BHI_IDENTIFIER}|{identifier}", safe="/:")
+
+
+def transaction_entry(
+    resource: dict[str, Any],
+    full_url: str,
+    method: Method,
+    *,
+    if_none_exist: str | None = None,
+    if_match: str | None = None,
+) -> dict[str, Any]:
+    """One transaction entry: ``POST Type`` (conditional when ``if_none_exist``) or a
+    ``PUT Type/id`` (versioned when ``if_match``). The one builder for workflow and sync."""
+    kind = str(resource["resourceType"])
+    request: dict[str, Any]
+    if method == "create":
+        request = {"method": "POST", "url": kind}
+        if if_none_exist:
+            request["ifNoneExist"] = if_none_exist
+    else:
+        request = {"method": "PUT", "url": f"{kind}/{resource['id']}"}
+        if if_match:
+            request["ifMatch"] = if_match
+    return {"fullUrl": full_url, "resource": resource, "request": request}
 
 
 @dataclass(frozen=True, slots=True)
