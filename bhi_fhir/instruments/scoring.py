@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any, TypeGuard
 
 from bhi_fhir.instruments.registry import (
@@ -150,20 +151,13 @@ def sex_of(patient: Json | None) -> str | None:
 
 def _key_in(spec: InstrumentSpec, link_id: str, code: str | None) -> str | None:
     """The item key this linkId/code has within ``spec``; "#total" for a carried total."""
-    cache = _KEYS.get(spec.id)
-    if cache is None or cache[0] is not spec:
-        cache = _KEYS[spec.id] = (spec, {})
-    found = cache[1].get((link_id, code), _MISSING)
-    if found is _MISSING:
-        if len(cache[1]) >= 16384:
-            cache[1].clear()
-        found = cache[1][(link_id, code)] = _find_key(spec, link_id, code)
-    return found  # type: ignore[return-value]
+    return _key_for(spec.id, link_id, code)
 
 
-_MISSING = object()
-# spec id -> (spec, {(linkId, code): key}): a pure function of the spec and two strings.
-_KEYS: dict[str, tuple[InstrumentSpec, dict[tuple[str, str | None], object]]] = {}
+@lru_cache(maxsize=16384)
+def _key_for(instrument: InstrumentId, link_id: str, code: str | None) -> str | None:
+    """Memoised by instrument id: a pure function of three strings."""
+    return _find_key(BY_ID[instrument], link_id, code)
 
 
 def _find_key(spec: InstrumentSpec, link_id: str, code: str | None) -> str | None:
