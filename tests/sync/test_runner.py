@@ -1,0 +1,178 @@
+"""The sync runner against a fake server (httpx.MockTransport): what a real one can't do on cue.
+
+The fake answers /metadata, the changed-response search, the context batch and transactions;
+``transaction_statuses`` scripts failures (503, 412, 400) for the next transactions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bhi_fhir.fhir import _retry
+from bhi_fhir.paths import examples_dir
+from bhi_fhir.store import Store
+from bhi_fhir.sync import SyncConfig, run_sync
+from bhi_fhir.sync.planning import PatientPlan, SyncWrite
+from bhi_fhir.sync.runner import _write_chunks
+from tests.fhir.capability import capability_statement
+
+BASE = "http://fhir.test/fhir"
+TODAY = date(2026, 11, 26)
+
+
+def _qr(patient: str, qr_id: str) -> dict[str, Any]:
+    qr = json.loads((examples_dir() / "screening" / "phq9-moderate-item9.json").read_text())
+    qr["id"] = qr_id
+    qr["subject"] = {"reference": patient}
+    qr["meta"] = {"versionId": "1", "lastUpdated": "2026-11-26T10:00:00Z"}
+    return qr
+
+
+class FakeServer:
+    def __init__(self, patients: int = 3) -> None:
+        self.responses = [_qr(f"Patient/p{i}", f"qr{i}") for i in range(patients)]
+        self.transaction_statuses: list[int] = []
+        self.transactions: list[dict[str, Any]] = []
+        self.queries: list[httpx.URL] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/fhir").strip("/")
+        if path == "metadata":
+            types = ("Patient", "QuestionnaireResponse", "Task", "ServiceRequest", "CarePlan",
+                     "Encounter", "Observation", "Provenance", "Consent", "Procedure")
+            return httpx.Response(200, json=capability_statement(types=types))
+        if path == "QuestionnaireResponse":
+            self.queries.append(request.url)
+            subject = request.url.params.get("subject")
+            entries = [
+                {"resource": qr, "search": {"mode": "match"}} for qr in self.responses
+                if subject is None or qr["subject"]["reference"] == subject
+            ]
+            return httpx.Response(200, json={
+                "resourceType": "Bundle", "type": "searchset",
+                "meta": {"lastUpdated": "2026-11-26T12:00:00Z"}, "entry": entries,
+            })
+        if path == "" and request.method == "POST":
+            bundle = json.loads(request.content)
+            if bundle["type"] == "batch":
+                return httpx.Response(200, json={"resourceType": "Bundle", "entry": [
+                    {"resource": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+                     "response": {"status": "200 OK"}} for _ in bundle["entry"]
+                ]})
+            status = self.transaction_statuses.pop(0) if self.transaction_statuses else 200
+            if status != 200:
+                return httpx.Response(status, json={"resourceType": "OperationOutcome",
+                                                    "issue": [{"severity": "error",
+                                                               "code": "processing",
+                                                               "diagnostics": "scripted"}]})
+            self.transactions.append(bundle)
+            return httpx.Response(200, json={"resourceType": "Bundle", "entry": [
+                {"response": {"status": "201 Created", "location": f"X/{i}/_history/1"}}
+                for i, _ in enumerate(bundle["entry"])
+            ]})
+        return httpx.Response(404)
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    async def no_sleep(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(_retry, "sleep", no_sleep)
+    yield
+
+
+def _config(server: FakeServer, tmp_path: Path, **kw: Any) -> SyncConfig:
+    return SyncConfig(server=BASE, today=TODAY, state_url=f"sqlite:///{tmp_path / 's.db'}",
+                      transport=httpx.MockTransport(server), **kw)
+
+
+async def test_sync_writes_one_transaction_per_chunk_and_moves_the_watermark(
+    tmp_path: Path,
+) -> None:
+    server = FakeServer(3)
+    report = await run_sync(_config(server, tmp_path))
+    assert report.status == "ok", report.to_text()
+    # metadata + 1 search + 1 batch read + the transactions
+    assert report.requests == 3 + len(server.transactions)
+    entries = [e for t in server.transactions for e in t["entry"]]
+    assert all(len(t["entry"]) <= 100 for t in server.transactions)
+    kinds = {e["resource"]["resourceType"] for e in entries}
+    assert {"Task", "Observation", "Provenance"} <= kinds
+    creates = [e for e in entries if e["request"]["method"] == "POST"]
+    assert all("ifNoneExist" in e["request"] for e in creates)
+    assert report.written["created"] + report.provenance["created"] == len(entries)
+    assert report.watermark is not None
+    assert Store.open(f"sqlite:///{tmp_path / 's.db'}").watermark(BASE) == report.watermark
+
+
+async def test_a_503_transaction_is_retried_and_nothing_is_lost(tmp_path: Path) -> None:
+    server = FakeServer(2)
+    server.transaction_statuses = [503, 503]
+    report = await run_sync(_config(server, tmp_path))
+    assert report.status == "ok" and not report.problems
+    assert report.requests == 3 + len(server.transactions) + 2
+
+
+async def test_a_version_clash_re_reads_and_re_plans(tmp_path: Path) -> None:
+    server = FakeServer(2)
+    server.transaction_statuses = [412]
+    report = await run_sync(_config(server, tmp_path, group_size=2))
+    assert report.status == "ok", report.to_text()
+    patients = {e["resource"].get("subject", {}).get("reference")
+                for t in server.transactions for e in t["entry"]} - {None}
+    assert patients == {"Patient/p0", "Patient/p1"}
+
+
+async def test_a_refused_patient_is_isolated_and_the_watermark_holds(tmp_path: Path) -> None:
+    server = FakeServer(2)
+    server.transaction_statuses = [400, 200, 400]  # the pair, then p0 ok, then p1 refused
+    report = await run_sync(_config(server, tmp_path, group_size=2))
+    assert report.status == "partial"
+    assert [p.subject for p in report.errors] == ["Patient/p1"]
+    assert not report.errors[0].retry
+
+
+async def test_exhausted_retries_hold_the_watermark_for_the_next_run(tmp_path: Path) -> None:
+    server = FakeServer(1)
+    server.transaction_statuses = [503] * 3
+    report = await run_sync(_config(server, tmp_path, max_retries=2))
+    assert report.status == "partial" and report.errors[0].retry
+    # held at the failed response: the next run's _lastUpdated=ge… search sees it again
+    assert report.watermark == server.responses[0]["meta"]["lastUpdated"]
+
+
+async def test_patient_scope_reads_that_patient_and_leaves_the_watermark(tmp_path: Path) -> None:
+    server = FakeServer(3)
+    report = await run_sync(_config(server, tmp_path, patient="Patient/p1"))
+    assert report.status == "ok" and report.patients == 1
+    assert server.queries[0].params.get("subject") == "Patient/p1"
+    assert "_lastUpdated" not in server.queries[0].params
+    assert Store.open(f"sqlite:///{tmp_path / 's.db'}").watermark(BASE) is None
+
+
+async def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    server = FakeServer(2)
+    report = await run_sync(_config(server, tmp_path, dry_run=True))
+    assert report.status == "ok" and not server.transactions
+    assert {d.patient for d in report.diffs} == {"Patient/p0", "Patient/p1"}
+
+
+def _plan(patient: str, writes: int) -> PatientPlan:
+    write = SyncWrite("r", "i", "create", {"resourceType": "Task"}, "urn:uuid:x", "why")
+    return PatientPlan(patient, writes=[copy.copy(write) for _ in range(writes)])
+
+
+def test_write_chunks_keep_patients_whole_and_under_the_limit() -> None:
+    plans = [_plan("a", 40), _plan("b", 40), _plan("c", 40), _plan("d", 150), _plan("e", 1)]
+    chunks = _write_chunks(plans, 100)
+    assert [[p.patient for p in c] for c in chunks] == [["a", "b"], ["c"], ["d"], ["e"]]
+    assert _write_chunks([], 100) == []

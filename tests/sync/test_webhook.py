@@ -1,0 +1,143 @@
+"""The rest-hook receiver and the Subscription registration, without a server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from bhi_fhir.sync import webhook
+from bhi_fhir.sync.subscription import SECRET_HEADER, ensure_subscription, subscription_resource
+
+SECRET = "s3cret"
+QR = {"resourceType": "QuestionnaireResponse", "id": "q1", "subject": {"reference": "Patient/p1"}}
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    seen: list[str | None] = []
+
+    async def fake_run(settings: webhook.NotifySettings, patient: str | None) -> None:
+        seen.append(patient)
+
+    monkeypatch.setattr(webhook, "_run", fake_run)
+    return seen
+
+
+def _client(settings: webhook.NotifySettings) -> TestClient:
+    app = FastAPI()
+    app.include_router(webhook.router, prefix="/fhir-notify")
+    app.dependency_overrides[webhook.get_notify_settings] = lambda: settings
+    return TestClient(app)
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    yield _client(webhook.NotifySettings(server="http://fhir.test/fhir", secret=SECRET))
+
+
+def test_put_with_the_resource_runs_the_sync_for_its_patient(
+    client: TestClient, runs: list[str | None]
+) -> None:
+    response = client.put("/fhir-notify/QuestionnaireResponse/q1", json=QR,
+                          headers={SECRET_HEADER: SECRET})
+    assert response.status_code == 200
+    assert runs == ["Patient/p1"]
+
+
+def test_empty_post_runs_the_incremental_sync(
+    client: TestClient, runs: list[str | None]
+) -> None:
+    response = client.post("/fhir-notify", headers={SECRET_HEADER: SECRET,
+                           "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200
+    assert runs == [None]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"{not json", "not JSON"),
+        (json.dumps({"resourceType": "Patient", "id": "q1"}).encode(), "not a Questionnaire"),
+        (json.dumps({**QR, "id": "other"}).encode(), "does not match"),
+        (json.dumps({**QR, "subject": {"reference": "Group/g"}}).encode(), "no Patient"),
+    ],
+)
+def test_a_bad_notification_is_a_400_operation_outcome(
+    client: TestClient, runs: list[str | None], body: bytes, why: str
+) -> None:
+    response = client.put("/fhir-notify/QuestionnaireResponse/q1", content=body,
+                          headers={SECRET_HEADER: SECRET, "Content-Type": "application/fhir+json"})
+    assert response.status_code == 400
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert why in outcome["issue"][0]["diagnostics"]
+    assert runs == []
+
+
+def test_a_wrong_or_missing_secret_is_refused(client: TestClient, runs: list[str | None]) -> None:
+    assert client.put("/fhir-notify/QuestionnaireResponse/q1", json=QR).status_code == 401
+    wrong = client.put("/fhir-notify/QuestionnaireResponse/q1", json=QR,
+                       headers={SECRET_HEADER: "nope"})
+    assert wrong.status_code == 401 and runs == []
+
+
+def test_unconfigured_receiver_answers_503(runs: list[str | None]) -> None:
+    response = _client(webhook.NotifySettings()).post("/fhir-notify")
+    assert response.status_code == 503 and runs == []
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BHI_NOTIFY_SERVER", "http://fhir.test/fhir")
+    monkeypatch.setenv("BHI_NOTIFY_TAGS", "urn:a|x, urn:b|y")
+    settings = webhook.NotifySettings.from_env()
+    assert settings.tags == (("urn:a", "x"), ("urn:b", "y"))
+    config = settings.config("Patient/p1")
+    assert config.patient == "Patient/p1" and config.server == "http://fhir.test/fhir"
+
+
+def _subscription_server(existing: list[dict[str, Any]], created: list[dict[str, Any]]) -> Any:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            assert request.url.params["url"] == "https://app.test/fhir-notify"
+            return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset",
+                                             "entry": [{"resource": r} for r in existing]})
+        body = json.loads(request.content)
+        created.append(body)
+        return httpx.Response(201, json={**body, "id": "new"})
+
+    return httpx.MockTransport(handler)
+
+
+async def test_subscribe_creates_once_then_finds_its_own() -> None:
+    wanted = subscription_resource("https://app.test/fhir-notify", "QuestionnaireResponse?",
+                                   SECRET)
+    assert wanted["channel"]["payload"] == "application/fhir+json"
+    assert wanted["channel"]["header"] == [f"{SECRET_HEADER}: {SECRET}"]
+    created: list[dict[str, Any]] = []
+    first = await ensure_subscription(
+        "http://fhir.test/fhir", "https://app.test/fhir-notify",
+        criteria="QuestionnaireResponse?", secret=SECRET,
+        transport=_subscription_server([], created),
+    )
+    assert first == ("new", True) and len(created) == 1
+    existing = [{**wanted, "id": "s1", "status": "active"}]
+    again = await ensure_subscription(
+        "http://fhir.test/fhir", "https://app.test/fhir-notify",
+        criteria="QuestionnaireResponse?", secret=SECRET,
+        transport=_subscription_server(existing, created),
+    )
+    assert again == ("s1", False) and len(created) == 1
+    # an errored one (or other criteria) is not ours any more: a new one is created
+    errored = [{**wanted, "id": "s1", "status": "error"}]
+    third = await ensure_subscription(
+        "http://fhir.test/fhir", "https://app.test/fhir-notify",
+        criteria="QuestionnaireResponse?", secret=SECRET,
+        transport=_subscription_server(errored, created),
+    )
+    assert third == ("new", True) and len(created) == 2
