@@ -9,6 +9,17 @@ occurs in the clinic. Responses are LOINC-coded (bhi-domain.md §1): PHQ-9 items
 44260-8 with LA6568-5/LA6569-3/LA6570-1/LA6571-9, GAD-7, PHQ-2, C-SSRS screener (93373-9, LA33-6
 yes / LA32-8 no) and AUDIT-C.
 
+Billing (bhi-domain.md §4): after the scenarios, :func:`add_billing` gives every enrolled
+patient what a billable CoCM patient-month needs (§4.3) — an initiating E/M office visit on the
+day of the baseline screen (CPT in Encounter.type), a CareTeam with the practice plan's billing
+practitioner, care manager and psychiatric consultant (SNOMED 80584001) — and timed
+care-management entries (:func:`bhi_fhir.billing.representation.time_entry`) in 2026-09, 2026-10
+and 2026-11 (up to the day before the scenario's last contact, so no workflow fact changes).
+``TIME_PLANS`` fixes the minutes per scenario instance so that ``bhi-fhir bill --month 2026-10``
+shows every §4.2 threshold and the reasons a month is not billable (no consent, under 16 min).
+This pass draws from its own seeded generator and its own ids, so the scenario resources (and
+the benchmark stream built from ``SCENARIOS``) are unchanged by it.
+
     python examples/generate_clinic.py                 # examples/clinic/, 66 patients
     python examples/generate_clinic.py --patients 10000 --out /tmp/clinic   # benchmark size
 """
@@ -18,10 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import tomllib
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from bhi_fhir.billing.representation import ContactMode, time_entry
 
 TODAY = date(2026, 11, 26)
 SEED = 20261126
@@ -47,6 +62,11 @@ AUDITC = {
     "68520-6": ["LA6270-8", "LA18933-4", "LA18876-5", "LA18891-4", "LA18934-2"],
 }
 CARE_MANAGERS = ["Practitioner/bhcm-garcia", "Practitioner/bhcm-okafor"]
+PRACTICE_PLAN = Path(__file__).parent / "practice-plan.toml"
+CPT = "http://www.ama-assn.org/go/cpt"
+V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+PSYCHIATRIST = "80584001"  # SNOMED "Psychiatrist (occupation)": the consultant's role (§4.3 Team)
+TIME_ENTRY_SYSTEM = "urn:example:riverside-ehr:time-entry"  # the EHR's time-entry identifiers
 
 Resource = dict[str, Any]
 
@@ -333,6 +353,202 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
+# --- billing: initiating visit, care team, care-management time (bhi-domain.md §4) --------------
+# Per scenario, one plan per instance (patients 15, 40, 65 … of a scenario take plans 0, 1, 2 …,
+# cycling). Minutes of each contact by month; "engage" = outreach calls between the positive
+# screen and consent (recorded, never counted: §4.3 consent). Months are counted from the
+# enrollment day on; 2026-09 makes 2026-10 a later CoCM month (99493) for September enrollments.
+# The 2026-10 outcome each plan is built for (§4.2, physician office, first/later month):
+TimePlan = dict[str, tuple[int, ...]]
+TIME_PLANS: dict[str, list[TimePlan]] = {
+    "week9-25pct": [  # enrolled in September: 2026-10 is a later month
+        {"2026-09": (40, 15), "2026-10": (20, 15, 10), "2026-11": (15, 10)},  # 45 → 99493
+        {"2026-09": (45, 20, 10), "2026-10": (30, 20, 15, 10, 10), "2026-11": (20, 15)},
+        # ↑ 85 → 99493 + 99494 (76–105)
+        {"2026-09": (35, 10), "2026-10": (12, 10), "2026-11": (10,)},  # 22 → G2214 (16–30)
+    ],
+    "week9-50pct": [
+        {"2026-09": (45, 15), "2026-10": (20, 15, 15, 12), "2026-11": (15, 10)},  # 62 → 99493
+        {"2026-09": (40, 20), "2026-10": (12,), "2026-11": (10,)},  # 12 → nothing (<16)
+    ],
+    "week10-remission": [
+        {"2026-09": (50, 20, 15), "2026-10": (30, 25, 20, 20, 15), "2026-11": (15,)},
+        # ↑ 110 → 99493 + 99494×2 (106–135)
+        {"2026-09": (45, 15), "2026-10": (20, 15), "2026-11": (10, 10)},  # 35 → 99493
+    ],
+    "week7-no-change": [  # enrolled in October: 2026-10 is the first month
+        {"2026-10": (40, 10), "2026-11": (25, 15, 10)},  # 50 → 99492 (36–85)
+        {"2026-10": (45, 20, 15, 15), "2026-11": (30, 20, 15)},  # 95 → 99492 + 99494 (86–115)
+    ],
+    "week3-on-track": [  # enrolled on 30/31 October, consent the day before
+        {"engage": (15,), "2026-10": (25,), "2026-11": (30, 20, 10)},  # 25 → G2214 (16–35)
+        {"engage": (12,), "2026-10": (10,), "2026-11": (30, 15)},  # 10 → nothing (<16)
+    ],
+    "stale-screens": [  # positive PHQ-9 on 12 October, calls, never consented
+        {"engage": (15, 10, 10)},  # → nothing: no consent (§4.3)
+        {"engage": (20, 10)},
+    ],
+    # week6-no-contact: enrolled, visit and team, but no contact at all (the outreach rule).
+}
+BILLING_MONTH_END = {"2026-11": date(2026, 11, 19)}  # the scenarios' last contact is 11-20
+E_M_CODE = {False: ("99213", 20), True: ("99214", 30)}  # established patient office visit
+_MODES: tuple[ContactMode, ...] = ("phone", "phone", "video", "in-person")
+
+
+def _team() -> dict[str, Any]:
+    team: dict[str, Any] = tomllib.loads(PRACTICE_PLAN.read_text(encoding="utf-8"))["team"]
+    return team
+
+
+def _of_patient(clinic: Clinic, kind: str, patient: str) -> list[Resource]:
+    key = "patient" if kind == "Consent" else "subject"
+    return [r for r in clinic.by_type.get(kind, []) if r[key]["reference"] == patient]
+
+
+def _local(day: date, minute_of_day: int, tz: ZoneInfo) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(minutes=minute_of_day)
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _place(
+    rng: random.Random, minutes: tuple[int, ...], first: date, last: date
+) -> list[tuple[date, int]]:
+    """(day, minutes) of each contact on weekdays in [first, last] (any day if too few); one
+    hour per contact from 9:00, so a care manager's contacts never overlap."""
+    days = [d for d in _days(first, last) if d.weekday() < 5]
+    if len(days) < len(minutes):
+        days = _days(first, last)
+    return sorted(zip(sorted(rng.choice(days) for _ in minutes), minutes, strict=True))
+
+
+def add_billing(clinic: Clinic, seed: int) -> None:
+    """Initiating visits, care teams and care-management time (see the module docstring)."""
+    team = _team()
+    tz = ZoneInfo(tomllib.loads(PRACTICE_PLAN.read_text(encoding="utf-8"))["billing"]["timezone"])
+    pcp = team["billing_practitioner"]
+    consultant = team["psychiatric_consultant"]
+    managers = {m["reference"]: m for m in team["care_managers"]}
+    seen: dict[str, int] = {}
+    for patient in clinic.by_type["Patient"]:
+        scenario = patient["meta"]["tag"][0]["code"]
+        instance = seen[scenario] = seen.get(scenario, -1) + 1
+        ref = f"Patient/{patient['id']}"
+        careplans = _of_patient(clinic, "CarePlan", ref)
+        if not careplans and scenario not in TIME_PLANS:
+            continue
+        rng = random.Random(f"{seed}:billing:{patient['id']}")  # noqa: S311 - synthetic data
+        screens = sorted(r["authored"] for r in _of_patient(clinic, "QuestionnaireResponse", ref))
+        screen = date.fromisoformat(screens[-1] if not careplans else screens[0])
+        code, minutes = E_M_CODE[rng.random() < 0.5]
+        visit_start = _local(screen, 8 * 60 + 30 + 30 * rng.randint(0, 12), tz)
+        clinic.add(
+            {
+                "resourceType": "Encounter",
+                "id": f"em-{patient['id']}",
+                "status": "finished",
+                "class": {"system": V3_ACT_CODE, "code": "AMB", "display": "ambulatory"},
+                "type": [
+                    {
+                        "coding": [
+                            {"system": CPT, "code": code, "display": "Office or other outpatient "
+                             "visit, established patient"}
+                        ],
+                        "text": "Office visit (E/M), initiating visit",
+                    }
+                ],
+                "subject": {"reference": ref},
+                "participant": [{"individual": {"reference": pcp["reference"],
+                                                "display": pcp["display"]}}],
+                "period": {
+                    "start": visit_start.isoformat(),
+                    "end": (visit_start + timedelta(minutes=minutes)).isoformat(),
+                },
+            }
+        )  # fmt: skip
+        manager = managers[CARE_MANAGERS[int(patient["id"][1:]) % 2]]
+        if careplans:
+            manager = managers.get(careplans[0]["contributor"][0]["reference"], manager)
+            clinic.add(
+                {
+                    "resourceType": "CareTeam",
+                    "id": f"ct-{patient['id']}",
+                    "status": "active",
+                    "name": "Collaborative care team",
+                    "subject": {"reference": ref},
+                    "period": {"start": careplans[0]["period"]["start"]},
+                    "participant": [
+                        {
+                            "role": [{"text": "Billing practitioner (PCP)"}],
+                            "member": {"reference": pcp["reference"], "display": pcp["display"]},
+                        },
+                        {
+                            "role": [{"text": "Behavioral health care manager"}],
+                            "member": {
+                                "reference": manager["reference"],
+                                "display": manager["display"],
+                            },
+                        },
+                        {
+                            "role": [
+                                {
+                                    "coding": [
+                                        {
+                                            "system": SNOMED,
+                                            "code": PSYCHIATRIST,
+                                            "display": "Psychiatrist",
+                                        }
+                                    ],
+                                    "text": "Psychiatric consultant",
+                                }
+                            ],
+                            "member": {
+                                "reference": consultant["reference"],
+                                "display": consultant["display"],
+                            },
+                        },
+                    ],
+                }
+            )
+        plans = TIME_PLANS.get(scenario)
+        if not plans:
+            continue
+        time_plan = plans[instance % len(plans)]
+        consents = [c["dateTime"] for c in _of_patient(clinic, "Consent", ref)]
+        enrolled = date.fromisoformat(careplans[0]["period"]["start"]) if careplans else None
+        placed: list[tuple[date, int]] = []
+        for month, contacts in time_plan.items():
+            if month == "engage":  # after the screen, before consent (or within three weeks)
+                last = date.fromisoformat(consents[0]) - timedelta(days=1) if consents else None
+                placed += _place(rng, contacts, screen + timedelta(days=1),
+                                 last or screen + timedelta(days=21))  # fmt: skip
+                continue
+            first = date.fromisoformat(f"{month}-01")
+            last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+            assert enrolled is not None, scenario
+            placed += _place(rng, contacts, max(first, enrolled),
+                             min(last, BILLING_MONTH_END.get(month, last)))  # fmt: skip
+        slots: dict[date, int] = {}
+        for n, (day, length) in enumerate(sorted(placed), start=1):
+            slot = slots[day] = slots.get(day, -1) + 1
+            start = _local(day, 9 * 60 + 60 * slot + 5 * rng.randint(0, 6), tz)
+            ident = f"cm-{patient['id']}-{n:02d}"
+            clinic.add(
+                time_entry(
+                    id=ident,
+                    patient=ref,
+                    clinician=manager["reference"],
+                    start=start,
+                    end=start + timedelta(minutes=length),
+                    mode=rng.choice(_MODES),
+                    identifier_system=TIME_ENTRY_SYSTEM,
+                    identifier_value=ident,
+                )
+            )
+
+
 def generate(patients: int = 66, seed: int = SEED) -> Clinic:
     clinic = Clinic(random.Random(seed))  # noqa: S311 - synthetic data, not security
     for index in range(patients):
@@ -354,6 +570,7 @@ def generate(patients: int = 66, seed: int = SEED) -> Clinic:
             }
         )
         build(clinic, f"Patient/{ident}", CARE_MANAGERS[index % 2])
+    add_billing(clinic, seed)
     return clinic
 
 
