@@ -520,10 +520,10 @@ def add_billing(clinic: Clinic, seed: int) -> None:
         enrolled = date.fromisoformat(careplans[0]["period"]["start"]) if careplans else None
         placed: list[tuple[date, int]] = []
         for month, contacts in time_plan.items():
-            if month == "engage":  # after the screen, before consent (or within three weeks)
+            if month == "engage":  # after the screen, before consent (or within two weeks)
                 last = date.fromisoformat(consents[0]) - timedelta(days=1) if consents else None
                 placed += _place(rng, contacts, screen + timedelta(days=1),
-                                 last or screen + timedelta(days=21))  # fmt: skip
+                                 last or screen + timedelta(days=14))  # fmt: skip
                 continue
             first = date.fromisoformat(f"{month}-01")
             last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)

@@ -16,7 +16,19 @@ from bhi_fhir.cli import _register, app
 from bhi_fhir.practice_plan import load_practice_plan, parse_practice_plan
 
 from .builders import BHCM, PATIENT, careteam, chart, coverage, entry
-from .sources import S41_99484, S41_G0323, S42, S43_FQHC, S43_TEAM, S43_VISIT, S74
+from .sources import (
+    S22_EPISODE,
+    S41_99484,
+    S41_G0323,
+    S41_G2214,
+    S42,
+    S43_CONSENT,
+    S43_FQHC,
+    S43_TEAM,
+    S43_VISIT,
+    S72,
+    S74,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "examples" / "practice-plan.toml"
@@ -188,3 +200,96 @@ def test_clinic_month_without_time_is_empty():
                     "--dry-run", "--format", "json")  # fmt: skip
     report = json.loads(result.stdout)
     assert report["patients"] == [] and report["summary"] == {}
+
+
+def _generator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "generate_clinic", ROOT / "examples" / "generate_clinic.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The generator's 2026-10 outcome per (scenario, instance) — TIME_PLANS — against the §4.2 table
+# (physician office; first month 16–35 G2214, 36–85 99492, 86–115 +99494; later month 16–30
+# G2214, 31–75 99493, 76–105 +99494, 106–135 +99494×2; under 16 nothing) and §4.3.
+# (scenario, instance): (month kind, counted minutes, codes, not-billable reasons)
+OCTOBER = {
+    ("week9-25pct", 0): ("subsequent", 45, [("99493", 1)], []),
+    ("week9-25pct", 1): ("subsequent", 85, [("99493", 1), ("99494", 1)], []),
+    ("week9-25pct", 2): ("subsequent", 22, [("G2214", 1)], []),
+    ("week9-50pct", 0): ("subsequent", 62, [("99493", 1)], []),
+    ("week9-50pct", 1): ("subsequent", 12, [], ["below-threshold"]),
+    ("week10-remission", 0): ("subsequent", 110, [("99493", 1), ("99494", 2)], []),
+    ("week10-remission", 1): ("subsequent", 35, [("99493", 1)], []),
+    ("week7-no-change", 0): ("initial", 50, [("99492", 1)], []),
+    ("week7-no-change", 1): ("initial", 95, [("99492", 1), ("99494", 1)], []),
+    ("week3-on-track", 0): ("initial", 25, [("G2214", 1)], []),
+    ("week3-on-track", 1): ("initial", 10, [], ["below-threshold"]),
+    # Outreach calls after a positive screen, never consented (and not enrolled: no care team).
+    ("stale-screens", 0): ("initial", 0, [],
+                           ["below-threshold", "no-consent", "no-psychiatric-consultant"]),
+    ("stale-screens", 1): ("initial", 0, [],
+                           ["below-threshold", "no-consent", "no-psychiatric-consultant"]),
+}  # fmt: skip
+SOURCE_OF = {"99492": S42, "99493": S42, "99494": S72, "G2214": S41_G2214}
+
+
+def test_clinic_october_bills_every_threshold_and_says_why_not():
+    """`bill --month 2026-10` over the synthetic clinic: the generator's scenarios give a mix
+    of codes across the §4.2 thresholds, and months held back for no consent or < 16 min."""
+    gen = _generator()
+    patients = [json.loads(line) for line in (CLINIC / "Patient.ndjson").read_text().splitlines()]
+    seen: dict[str, int] = {}
+    expected = {}
+    for patient in patients:
+        scenario = patient["meta"]["tag"][0]["code"]
+        instance = seen[scenario] = seen.get(scenario, -1) + 1
+        if scenario not in gen.TIME_PLANS:
+            continue
+        plan = gen.TIME_PLANS[scenario][instance % len(gen.TIME_PLANS[scenario])]
+        kind, minutes, codes, reasons = OCTOBER[scenario, instance]
+        # The table above is the generator's plan: counted = October minutes after consent.
+        assert minutes == sum(plan.get("2026-10", ())), (scenario, instance)
+        expected[f"Patient/{patient['id']}"] = (kind, minutes, codes, reasons, plan)
+
+    result = invoke("--month", "2026-10", "--input", str(CLINIC), "--plan", str(PLAN),
+                    "--format", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["errors"] == [] and report["not_counted"] == [] and report["notes"] == []
+    rows = {row["patient"]: row for row in report["patients"]}
+    assert set(rows) == set(expected) == _clinic_time_patients("2026-10")
+    for patient, (kind, minutes, codes, reasons, plan) in expected.items():
+        row = rows[patient]
+        assert row["month_kind"] == kind, (patient, S22_EPISODE)
+        assert row["minutes"] == minutes, (patient, S43_CONSENT)
+        # Calls before consent are recorded, never counted (§4.3 consent).
+        # (the generator's engage calls fall within two weeks of an October screen)
+        assert row["recorded_minutes"] == minutes + sum(plan.get("engage", ())), patient
+        got = [(c["code"], c["units"]) for c in row["codes"]]
+        assert got == codes, (patient, [SOURCE_OF[c] for c, _ in codes] or S42)
+        assert [r["code"] for r in row["reasons"]] == reasons, (patient, S43_CONSENT)
+        assert row["billable"] == (not reasons)
+        assert row["result"] == ("not-billable" if reasons else "dry-run")
+        if not reasons:
+            assert row["requirements"] == {
+                "consent": True, "initiating_visit": True, "psychiatric_consultant": True
+            }, (patient, S43_VISIT, S43_TEAM)  # fmt: skip
+            assert row["billing_practitioner"] == "Practitioner/pcp-lee"
+    by_code: dict[str, int] = {}
+    for row in rows.values():
+        key = "+".join(f"{c['code']}x{c['units']}" for c in row["codes"]) or "none"
+        by_code[key] = by_code.get(key, 0) + 1
+    assert by_code == {
+        "99493x1": 3, "99493x1+99494x1": 1, "99493x1+99494x2": 1, "G2214x1": 2,
+        "99492x1": 1, "99492x1+99494x1": 1, "none": 4,
+    }  # fmt: skip
+    assert report["summary"] == {"dry-run": 9, "not-billable": 4}
+    assert report["not_billable_reasons"] == {
+        "below-threshold": 4, "no-consent": 2, "no-psychiatric-consultant": 2
+    }  # fmt: skip
