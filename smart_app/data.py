@@ -29,6 +29,9 @@ from bhi_fhir.timeline import patient_of
 Resource = dict[str, Any]
 
 MENTAL_HEALTH_CARE_PLAN = "http://snomed.info/sct|718347000"
+# What the caseload count reads of each active BHI CarePlan (bhi_fhir.workflow.caseload_manager:
+# status, category, the contributor naming the care manager); the rest is left on the server.
+CASELOAD_ELEMENTS = "status,category,contributor"
 
 # What the patient view reads, one search each (the patient-compartment search parameter).
 PATIENT_SEARCHES: tuple[tuple[str, str], ...] = (
@@ -55,6 +58,11 @@ class ClinicSource(Protocol):
 
     async def enrolled_patients(self) -> list[str]:
         """Ids of patients with an active BHI CarePlan."""
+        ...
+
+    async def active_bhi_careplans(self) -> list[Resource]:
+        """Every active BHI CarePlan (SNOMED 718347000) with at least status, category and
+        contributor: one paged search, the input of ``bhi_fhir.workflow.count_caseloads``."""
         ...
 
     async def patients_resources(self, patient_ids: list[str]) -> dict[str, list[Resource]]:
@@ -168,6 +176,15 @@ class FhirSource:
                 ids.append(ref.split("/", 1)[1])
         return ids
 
+    async def active_bhi_careplans(self) -> list[Resource]:
+        params = {
+            "category": MENTAL_HEALTH_CARE_PLAN,
+            "status": "active",
+            "_elements": CASELOAD_ELEMENTS,
+            "_count": "500",
+        }
+        return [plan async for plan in self._fhir.search("CarePlan", params)]
+
     async def read(self, resource_type: str, resource_id: str) -> Resource:
         return await self._fhir.read(resource_type, resource_id)
 
@@ -235,20 +252,28 @@ class MemorySource:
             self._count = before + 1  # what a server source sends: one batch per page
         return out
 
+    def _active_bhi(self) -> list[Resource]:
+        return [
+            r
+            for r in self._by_key.values()
+            if r["resourceType"] == "CarePlan"
+            and r.get("status") == "active"
+            and "718347000"
+            in {c.get("code") for cat in r.get("category") or [] for c in cat.get("coding") or []}
+        ]
+
     async def enrolled_patients(self) -> list[str]:
         self._count += 1
         ids: list[str] = []
-        for r in self._by_key.values():
-            if r["resourceType"] == "CarePlan" and r.get("status") == "active":
-                codes = {
-                    c.get("code")
-                    for cat in r.get("category") or []
-                    for c in cat.get("coding") or []
-                }
-                ref = patient_of(r)
-                if "718347000" in codes and ref and ref.split("/", 1)[1] not in ids:
-                    ids.append(ref.split("/", 1)[1])
+        for r in self._active_bhi():
+            ref = patient_of(r)
+            if ref and ref.split("/", 1)[1] not in ids:
+                ids.append(ref.split("/", 1)[1])
         return ids
+
+    async def active_bhi_careplans(self) -> list[Resource]:
+        self._count += 1  # one search (a server pages it)
+        return [copy.deepcopy(r) for r in self._active_bhi()]
 
     async def read(self, resource_type: str, resource_id: str) -> Resource:
         self._count += 1

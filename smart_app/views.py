@@ -270,12 +270,20 @@ async def registry_page(
 # --------------------------------------------------------------------------- workflow plan
 
 
-def _workflow_plan(resources: list[dict[str, Any]], request: Request) -> Any:
+async def _workflow_plan(source: ClinicSource, patient_id: str, request: Request) -> Any:
+    """The protocol's plan for one patient, with the practice's caseloads (issue 4).
+
+    A new enrollment (and the engage/consent Tasks before it) goes to the care manager with the
+    lowest active caseload (``bhi_fhir.workflow.assign_care_manager``). The caseloads are
+    counted with one paged search for active BHI CarePlans (``count_caseloads``, by the
+    contributor the workflow writes) — only when they can matter: the patient has no care
+    manager of the plan yet and the plan has more than one.
+    """
     plan = practice_plan(request)
     if plan is None:
         raise Refusal("No practice plan", "The app has no practice plan configured.", 500)
     try:
-        from bhi_fhir.workflow import apply
+        from bhi_fhir.workflow import apply, count_caseloads
         from bhi_fhir.workflow.cli import default_protocol
     except ImportError:
         raise Refusal(
@@ -283,8 +291,16 @@ def _workflow_plan(resources: list[dict[str, Any]], request: Request) -> Any:
         ) from None
     from smart_app.views_model import timeline_of
 
-    timeline = timeline_of(resources, today_of(request), plan)
-    return apply(default_protocol(), timeline, plan)
+    timeline = timeline_of(await _load(source, patient_id), today_of(request), plan)
+    caseloads: dict[str, int] | None = None
+    managers = {m.reference for m in plan.team.care_managers}
+    current = timeline.facts.get("enrollment", {}).get("contributors") or []
+    if len(managers) > 1 and not managers & set(current):
+        try:
+            caseloads = count_caseloads(await source.active_bhi_careplans(), plan)
+        except FhirError as exc:
+            raise Refusal("Could not count the caseloads", str(exc), 502) from None
+    return apply(default_protocol(), timeline, plan, caseloads=caseloads)
 
 
 def _digest(bundle: dict[str, Any]) -> str:
@@ -302,7 +318,7 @@ async def plan_preview(
     check_patient_access(session, patient_id)
     from bhi_fhir.workflow import to_transaction_bundle
 
-    workflow = _workflow_plan(await _load(source, patient_id), request)
+    workflow = await _workflow_plan(source, patient_id, request)
     bundle = to_transaction_bundle(workflow)
     return render(
         request,
@@ -325,7 +341,7 @@ async def plan_apply(
     check_patient_access(session, patient_id)
     from bhi_fhir.workflow import to_transaction_bundle
 
-    workflow = _workflow_plan(await _load(source, patient_id), request)
+    workflow = await _workflow_plan(source, patient_id, request)
     bundle = to_transaction_bundle(workflow)
     if form.get("digest") != _digest(bundle):
         # The record changed since the preview: show the new plan rather than write blind.
