@@ -35,20 +35,40 @@ def _generator() -> Any:
 
 
 def clinic(patients: int, prefix: str, tag: tuple[str, str] | None = None) -> list[Resource]:
-    """The clinic's resources, ids prefixed with ``prefix``, patients first."""
-    generated = _generator().generate(patients)
+    """The clinic's resources, ids prefixed with ``prefix``, patients first.
+
+    If the generator cannot make ``patients`` at once (ab6fd13's billing pass raises
+    IndexError from 100 patients up), the clinic is made of blocks of 60, each with its own
+    id prefix.
+    """
+    module = _generator()
+    parts: list[tuple[str, Any]]
+    try:
+        parts = [(prefix, module.generate(patients))]
+    except IndexError:
+        sizes = [60] * (patients // 60) + ([patients % 60] if patients % 60 else [])
+        parts = [(f"{prefix}b{k}-", module.generate(n)) for k, n in enumerate(sizes)]
     out: list[Resource] = []
     for kind in _TYPES:
-        for resource in generated.by_type.get(kind, []):
-            text = _REF.sub(lambda m: f"{m[1]}/{prefix}{m[2]}", json.dumps(resource))
-            copy = json.loads(text)
-            copy["id"] = f"{prefix}{copy['id']}"
-            copy.get("meta", {}).pop("versionId", None)
-            if tag is not None:
-                copy.setdefault("meta", {}).setdefault("tag", []).append(
-                    {"system": tag[0], "code": tag[1]}
-                )
-            out.append(copy)
+        for part_prefix, generated in parts:
+            out += _prefixed(generated.by_type.get(kind, []), part_prefix, tag)
+    return out
+
+
+def _prefixed(
+    resources: list[Resource], prefix: str, tag: tuple[str, str] | None
+) -> list[Resource]:
+    out: list[Resource] = []
+    for resource in resources:
+        text = _REF.sub(lambda m: f"{m[1]}/{prefix}{m[2]}", json.dumps(resource))
+        copy = json.loads(text)
+        copy["id"] = f"{prefix}{copy['id']}"
+        copy.get("meta", {}).pop("versionId", None)
+        if tag is not None:
+            copy.setdefault("meta", {}).setdefault("tag", []).append(
+                {"system": tag[0], "code": tag[1]}
+            )
+        out.append(copy)
     return out
 
 
