@@ -33,15 +33,20 @@ order within a bucket.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from bhi_fhir.cli import app
 from bhi_fhir.instruments import Score, score_response, sex_of
@@ -49,7 +54,7 @@ from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practic
 from bhi_fhir.sources import SourceError, expand_paths, read_resources
 from bhi_fhir.timeline import build_timeline, patient_of
 from bhi_fhir.workflow.engine import WorkflowError, apply, caseload_manager, timeline_settings
-from bhi_fhir.workflow.plan import Plan, to_transaction_bundle
+from bhi_fhir.workflow.plan import Plan
 from bhi_fhir.workflow.protocol import Protocol, ProtocolError, load_protocol
 
 __all__ = ["ApplyReport", "default_protocol", "find_profiles", "run_apply"]
@@ -93,31 +98,69 @@ def default_protocol(root: Path | None = None) -> Protocol:
 
 @dataclass(slots=True)
 class ApplyReport:
-    plans: list[Plan] = field(default_factory=list)
+    """What a run did, per patient, kept small: the Plans themselves go to a sink (the
+    streamed Bundle) when one is given, so memory does not grow with the resources written."""
+
+    plans: list[Plan] = field(default_factory=list)  # only when run without a sink
+    patients: list[dict[str, Any]] = field(default_factory=list)
+    lines: dict[str, list[str]] = field(default_factory=dict)  # readable, per patient with any
     errors: list[dict[str, Any]] = field(default_factory=list)
+    writes: int = 0
 
     def error(self, file: str, line: int | None, message: str) -> None:
         self.errors.append({"file": file, "line": line, "message": message})
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "patients": [
+    def record(self, plan: Plan) -> None:
+        self.writes += len(plan.writes)
+        self.patients.append({
+            "patient": plan.patient,
+            "actions": [
                 {
-                    "patient": plan.patient,
-                    "actions": [
-                        {
-                            "rule": w.rule,
-                            "resourceType": w.resource_type,
-                            "priority": w.priority,
-                            "reason": w.reason,
-                        }
-                        for w in plan.writes
-                    ],
+                    "rule": w.rule,
+                    "resourceType": w.resource_type,
+                    "priority": w.priority,
+                    "reason": w.reason,
                 }
-                for plan in self.plans
+                for w in plan.writes
             ],
-            "errors": self.errors,
-        }
+        })
+        lines = [
+            f"  {w.method:6} {w.rule}: {w.resource_type}"
+            f"{f', {w.priority}' if w.priority else ''} — {w.reason}"
+            for w in plan.writes
+        ] + [f"  skip   {k.rule}: {k.identifier} ({k.why})" for k in plan.skipped]
+        if lines:
+            self.lines[plan.patient] = lines
+
+    def as_json(self) -> dict[str, Any]:
+        return {"patients": self.patients, "errors": self.errors}
+
+
+class BundleWriter:
+    """Streams a transaction Bundle to ``path`` entry by entry, atomically: the entries go to a
+    temporary file beside it, renamed into place only when the whole run has finished, so a
+    crash never leaves a half-written Bundle where a complete one is expected."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tmp = path.with_name(f".{path.name}.partial")
+        self._handle = self._tmp.open("w", encoding="utf-8")
+        self._handle.write('{"resourceType": "Bundle", "type": "transaction", "entry": [')
+        self._first = True
+
+    def __call__(self, plan: Plan) -> None:
+        for write in plan.writes:
+            self._handle.write("\n " if self._first else ",\n ")
+            self._handle.write(json.dumps(write.bundle_entry(), ensure_ascii=False))
+            self._first = False
+
+    def close(self, *, commit: bool) -> None:
+        self._handle.write("\n]}\n")
+        self._handle.close()
+        if commit:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
 
 
 class _Buckets:
@@ -166,9 +209,19 @@ def _origins(paths: list[Path]) -> Iterator[tuple[dict[str, Any] | SourceError, 
 
 
 def run_apply(
-    inputs: list[Path], plan: PracticePlan, today: date, protocol: Protocol | None = None
+    inputs: list[Path],
+    plan: PracticePlan,
+    today: date,
+    protocol: Protocol | None = None,
+    *,
+    sink: Callable[[Plan], None] | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> ApplyReport:
-    """Read ``inputs``, score, build facts, apply the protocol: one Plan per patient."""
+    """Read ``inputs``, score, build facts, apply the protocol: one Plan per patient.
+
+    Each Plan goes to ``sink`` when given (and is not kept), else into ``report.plans``;
+    ``progress`` is called once per patient done.
+    """
     protocol = protocol or default_protocol()
     report = ApplyReport()
     total_bytes = sum(p.stat().st_size for p in expand_paths(inputs) if p.exists())
@@ -215,7 +268,13 @@ def run_apply(
                     questionnaires, caseloads, cut_points, settings,
                 )  # fmt: skip
                 if result is not None:
-                    report.plans.append(result)
+                    report.record(result)
+                    if sink is not None:
+                        sink(result)
+                    else:
+                        report.plans.append(result)
+                if progress is not None:
+                    progress()
     return report
 
 
@@ -270,19 +329,13 @@ def _ref(resource: dict[str, Any]) -> str:
 
 
 def _print_text(report: ApplyReport) -> None:
-    for plan in report.plans:
-        if not plan.writes and not plan.skipped:
-            continue
-        typer.echo(plan.patient)
-        for w in plan.writes:
-            priority = f", {w.priority}" if w.priority else ""
-            typer.echo(f"  {w.method:6} {w.rule}: {w.resource_type}{priority} — {w.reason}")
-        for s in plan.skipped:
-            typer.echo(f"  skip   {s.rule}: {s.identifier} ({s.why})")
-    writes = sum(len(p.writes) for p in report.plans)
-    fired = sum(1 for p in report.plans if p.writes)
+    for patient, lines in report.lines.items():
+        typer.echo(patient)
+        for line in lines:
+            typer.echo(line)
+    fired = sum(1 for p in report.patients if p["actions"])
     typer.echo(
-        f"{len(report.plans)} patients, {fired} with actions, {writes} writes, "
+        f"{len(report.patients)} patients, {fired} with actions, {report.writes} writes, "
         f"{len(report.errors)} errors"
     )
     for err in report.errors:
@@ -315,10 +368,17 @@ def apply_command(
     except (PracticePlanError, ProtocolError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    report = run_apply(list(inputs), plan, day, protocol)
-    if out is not None:
-        bundle = to_transaction_bundle(report.plans)
-        out.write_text(json.dumps(bundle, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    writer = BundleWriter(out) if out is not None else None
+    with _progress_bar() as tick:
+        try:
+            report = run_apply(list(inputs), plan, day, protocol,
+                               sink=writer if writer is not None else _discard, progress=tick)
+        except BaseException:
+            if writer is not None:
+                writer.close(commit=False)
+            raise
+    if writer is not None:
+        writer.close(commit=True)
     if output_format == "json":
         typer.echo(json.dumps(report.as_json(), ensure_ascii=False))
     else:
@@ -329,3 +389,19 @@ def apply_command(
         # Like `score`: the good input is processed and written, and a scheduler still sees
         # that some input was refused.
         raise typer.Exit(2)
+
+
+def _discard(plan: Plan) -> None:
+    """No --out: the per-patient summary is all that is kept."""
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[], None]]:
+    """A patient counter on stderr when a person is watching; silent when piped or in CI."""
+    if not sys.stderr.isatty():
+        yield lambda: None
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.completed} patients"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("apply", total=None)
+        yield lambda: bar.advance(task)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -89,3 +90,30 @@ def test_bad_plan_exits_2_naming_the_key(tmp_path: Path) -> None:
     code, _, stderr = _run(str(CLINIC), "--plan", str(bad), "--today", "2026-11-26")
     assert code == 2
     assert "crisis.levels.high: unknown level 'icu'" in stderr
+
+
+def test_bundle_is_streamed_and_plans_are_not_kept(tmp_path: Path) -> None:
+    """Offline apply over a bulk export must not hold every generated resource in memory:
+    with a sink, the report keeps only the per-patient summaries."""
+    from bhi_fhir.practice_plan import load_practice_plan
+    from bhi_fhir.workflow.cli import BundleWriter, run_apply
+
+    out = tmp_path / "bundle.json"
+    writer = BundleWriter(out)
+    report = run_apply([CLINIC], load_practice_plan(Path(PLAN)), date(2026, 11, 26), sink=writer)
+    assert not out.exists()  # nothing in place until the run has finished
+    writer.close(commit=True)
+    assert report.plans == []
+    bundle = json.loads(out.read_text())
+    assert bundle["type"] == "transaction"
+    assert len(bundle["entry"]) == report.writes > 0
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_failed_run_leaves_no_half_bundle(tmp_path: Path) -> None:
+    from bhi_fhir.workflow.cli import BundleWriter
+
+    out = tmp_path / "bundle.json"
+    writer = BundleWriter(out)
+    writer.close(commit=False)
+    assert not out.exists() and not list(tmp_path.iterdir())
