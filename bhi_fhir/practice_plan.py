@@ -131,6 +131,18 @@ class Screening(_Strict):
     # the clinician decides; "skip": no Task. Practice choice.
     auditc_q1_only: Literal["note", "skip"] = "note"
 
+    @property
+    def cut_points(self) -> dict[Instrument, int]:
+        """The single-threshold cut points, as ``score_response(cut_points=...)`` takes them."""
+        return {
+            "phq9": self.phq9_positive,
+            "phq2": self.phq2_positive,
+            "phqa": self.phqa_positive,
+            "gad7": self.gad7_positive,
+            "gad2": self.gad2_positive,
+            "epds": self.epds_positive,
+        }
+
 
 class Handoffs(_Strict):
     # Time from a positive screen to the first BHCM contact: practice choice (no public default).

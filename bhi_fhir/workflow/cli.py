@@ -228,14 +228,7 @@ def run_apply(
     count = max(1, -(-total_bytes // _BUCKET_BYTES))
     questionnaires: dict[str, dict[str, Any]] = {}
     caseloads: dict[str, int] = {}
-    cut_points: Any = {
-        "phq9": plan.screening.phq9_positive,
-        "phq2": plan.screening.phq2_positive,
-        "phqa": plan.screening.phqa_positive,
-        "gad7": plan.screening.gad7_positive,
-        "gad2": plan.screening.gad2_positive,
-        "epds": plan.screening.epds_positive,
-    }
+    cut_points = plan.screening.cut_points
     settings = timeline_settings(plan)
     with tempfile.TemporaryDirectory(prefix="bhi-fhir-apply-") as tmp:
         buckets = _Buckets(count, Path(tmp) if count > 1 else None)
