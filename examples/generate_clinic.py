@@ -418,6 +418,8 @@ def _place(
 ) -> list[tuple[date, int]]:
     """(day, minutes) of each contact on weekdays in [first, last] (any day if too few); one
     hour per contact from 9:00, so a care manager's contacts never overlap."""
+    if first > last:
+        return []  # enrolled after this month: in a larger clinic the plan's month may not fit
     days = [d for d in _days(first, last) if d.weekday() < 5]
     if len(days) < len(minutes):
         days = _days(first, last)
