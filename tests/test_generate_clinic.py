@@ -1,0 +1,14 @@
+"""The synthetic clinic generator works at every size the tests and benchmarks use."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sync.clinic import _generator
+
+
+@pytest.mark.parametrize("patients", [1, 13, 66, 390, 1000])
+def test_generates_any_size(patients: int) -> None:
+    clinic = _generator().generate(patients)
+    assert len(clinic.by_type["Patient"]) == patients
+    assert clinic.by_type["QuestionnaireResponse"]
