@@ -128,18 +128,6 @@ def _version_number(resource: Mapping[str, Any]) -> int:
         return 0
 
 
-def _cut_points(plan: PracticePlan) -> dict[Any, int]:
-    s = plan.screening
-    return {
-        "phq9": s.phq9_positive,
-        "phqa": s.phqa_positive,
-        "phq2": s.phq2_positive,
-        "gad7": s.gad7_positive,
-        "gad2": s.gad2_positive,
-        "epds": s.epds_positive,
-    }
-
-
 def provenance_for(
     targets: Sequence[str],
     *,
@@ -194,7 +182,7 @@ def plan_patient(
     result = PatientPlan(context.patient)
     questionnaires = questionnaires or {}
     sex = sex_of(context.patient_resource) if context.patient_resource else None
-    cut_points = _cut_points(practice_plan)
+    cut_points = practice_plan.screening.cut_points
     scored: list[tuple[Score, Resource]] = []
     for qr in _latest_versions(context.responses):
         ref = f"QuestionnaireResponse/{qr.get('id')}"
