@@ -386,35 +386,24 @@ def apply(
             if output.skip:
                 result.skipped.append(Skipped(action.id, output.identifier, output.skip))
                 continue
+            if_match: str | None = None
             if output.existing is not None:
                 if _same(output.resource, output.existing):
                     result.skipped.append(Skipped(action.id, output.identifier, "unchanged"))
                     continue
                 version = (output.existing.get("meta") or {}).get("versionId")
-                result.writes.append(
-                    PlannedWrite(
-                        rule=action.id,
-                        output=output.action.id,
-                        identifier=output.identifier,
-                        method="update",
-                        resource=output.resource,
-                        reason=output.reason,
-                        sources=output.sources,
-                        full_url=output.full_url,
-                        if_match=f'W/"{version}"' if version else None,
-                    )
+                if_match = f'W/"{version}"' if version else None
+            result.writes.append(
+                PlannedWrite(
+                    rule=action.id,
+                    output=output.action.id,
+                    identifier=output.identifier,
+                    method="create" if output.existing is None else "update",
+                    resource=output.resource,
+                    reason=output.reason,
+                    sources=output.sources,
+                    full_url=output.full_url,
+                    if_match=if_match,
                 )
-            else:
-                result.writes.append(
-                    PlannedWrite(
-                        rule=action.id,
-                        output=output.action.id,
-                        identifier=output.identifier,
-                        method="create",
-                        resource=output.resource,
-                        reason=output.reason,
-                        sources=output.sources,
-                        full_url=output.full_url,
-                    )
-                )
+            )
     return result
