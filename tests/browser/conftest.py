@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.integration.conftest import DEFAULT_BASE_URL
+from tests.fhir_server import require_fhir_server
 
 CHROMIUM = os.environ.get("BHI_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -75,15 +74,4 @@ def screenshots() -> Path:
 
 @pytest.fixture(scope="session")
 def hapi() -> str:
-    base = os.environ.get("BHI_FHIR_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
-    try:
-        ok = httpx.get(f"{base}/metadata", timeout=30).status_code == 200
-        reason = None if ok else f"{base}/metadata did not answer 200"
-    except httpx.HTTPError as exc:
-        reason = f"no FHIR server at {base} ({type(exc).__name__})"
-    if reason:
-        if os.environ.get("BHI_REQUIRE_HAPI") == "1":
-            pytest.fail(f"BHI_REQUIRE_HAPI=1 but {reason}", pytrace=False)
-        print(f"browser launch test skipped: {reason}")
-        pytest.skip(reason)
-    return base
+    return require_fhir_server("browser launch test")

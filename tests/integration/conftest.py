@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -21,8 +20,8 @@ import httpx
 import pytest
 
 from bhi_fhir.fhir import FhirClient
+from tests.fhir_server import require_fhir_server
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8080/fhir"
 TAG_SYSTEM = "https://bhi-fhir.dev/test-run"
 CASE_SYSTEM = "https://bhi-fhir.dev/test-case"
 _HERE = Path(__file__).parent
@@ -37,23 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def fhir_base_url() -> str:
     """The server's base URL, once ``/metadata`` answered with a CapabilityStatement."""
-    base = os.environ.get("BHI_FHIR_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
-    reason = None
-    try:
-        response = httpx.get(
-            f"{base}/metadata", headers={"Accept": "application/fhir+json"}, timeout=30
-        )
-        if response.status_code != 200:
-            reason = f"{base}/metadata answered {response.status_code}"
-        elif response.json().get("resourceType") != "CapabilityStatement":
-            reason = f"{base}/metadata is not a CapabilityStatement"
-    except (httpx.HTTPError, ValueError) as exc:
-        reason = f"no FHIR server at {base} ({type(exc).__name__}: {exc})"
-    if reason:
-        if os.environ.get("BHI_REQUIRE_HAPI") == "1":
-            pytest.fail(f"BHI_REQUIRE_HAPI=1 but {reason}", pytrace=False)
-        pytest.skip(f"integration tier skipped: {reason}; start one with tools/hapi/start")
-    return base
+    return require_fhir_server("integration tier")
 
 
 @dataclass

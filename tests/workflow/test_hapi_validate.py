@@ -6,7 +6,6 @@ started by tools/hapi/start); skipped without one unless BHI_REQUIRE_HAPI=1.
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from bhi_fhir.workflow import to_transaction_bundle
 from bhi_fhir.workflow.cli import run_apply
+from tests.fhir_server import require_fhir_server
 
 from .helpers import ROOT, plan
 
@@ -23,16 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def base_url() -> str:
-    base = os.environ.get("BHI_FHIR_BASE_URL", "http://127.0.0.1:8080/fhir").rstrip("/")
-    try:
-        ok = httpx.get(f"{base}/metadata", timeout=30).status_code == 200
-    except httpx.HTTPError:
-        ok = False
-    if not ok:
-        if os.environ.get("BHI_REQUIRE_HAPI") == "1":
-            pytest.fail(f"BHI_REQUIRE_HAPI=1 but no FHIR server at {base}", pytrace=False)
-        pytest.skip(f"no FHIR server at {base}")
-    return base
+    return require_fhir_server("HAPI $validate test")
 
 
 def test_every_kind_of_output_passes_validate(base_url: str) -> None:
