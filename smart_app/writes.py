@@ -21,10 +21,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.sync.planning import provenance_for
+from bhi_fhir.workflow.plan import identifier_condition, transaction_entry
 
 Resource = dict[str, Any]
 
@@ -37,10 +37,6 @@ PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-parti
 APP_RULE = "app"  # Provenance.reason code (bhi-rule) for a clinician's action in the app
 _USER_TYPES = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson", "Person")
 _NS = uuid.uuid5(uuid.NAMESPACE_URL, f"{BHI_IDENTIFIER}/smart-app")
-
-
-def identifier_query(value: str) -> str:
-    return "identifier=" + quote(f"{BHI_IDENTIFIER}|{value}", safe="/:")
 
 
 def full_url(key: str) -> str:
@@ -104,23 +100,18 @@ def provenance_entry(
 
 def create_entry(resource: Resource, identifier: str) -> Resource:
     body = {k: v for k, v in resource.items() if k != "id"}
-    return {
-        "fullUrl": full_url(f"{resource['resourceType']}/{identifier}"),
-        "resource": body,
-        "request": {
-            "method": "POST",
-            "url": resource["resourceType"],
-            "ifNoneExist": identifier_query(identifier),
-        },
-    }
+    return transaction_entry(
+        body, full_url(f"{resource['resourceType']}/{identifier}"), "create",
+        if_none_exist=identifier_condition(identifier),
+    )
 
 
 def update_entry(resource: Resource, if_match: str | None) -> Resource:
     kind, ident = resource["resourceType"], resource["id"]
-    request: Resource = {"method": "PUT", "url": f"{kind}/{ident}"}
-    if if_match:
-        request["ifMatch"] = if_match if if_match.startswith("W/") else f'W/"{if_match}"'
-    return {"fullUrl": full_url(f"{kind}/{ident}/update"), "resource": resource, "request": request}
+    if if_match and not if_match.startswith("W/"):
+        if_match = f'W/"{if_match}"'
+    return transaction_entry(resource, full_url(f"{kind}/{ident}/update"), "update",
+                             if_match=if_match)
 
 
 def transaction(entries: Sequence[Resource]) -> Resource:
