@@ -35,23 +35,11 @@ def _generator() -> Any:
 
 
 def clinic(patients: int, prefix: str, tag: tuple[str, str] | None = None) -> list[Resource]:
-    """The clinic's resources, ids prefixed with ``prefix``, patients first.
-
-    If the generator cannot make ``patients`` at once (ab6fd13's billing pass raises
-    IndexError from 100 patients up), the clinic is made of blocks of 60, each with its own
-    id prefix.
-    """
-    module = _generator()
-    parts: list[tuple[str, Any]]
-    try:
-        parts = [(prefix, module.generate(patients))]
-    except IndexError:
-        sizes = [60] * (patients // 60) + ([patients % 60] if patients % 60 else [])
-        parts = [(f"{prefix}b{k}-", module.generate(n)) for k, n in enumerate(sizes)]
+    """The clinic's resources, ids prefixed with ``prefix``, patients first."""
+    generated = _generator().generate(patients)
     out: list[Resource] = []
     for kind in _TYPES:
-        for part_prefix, generated in parts:
-            out += _prefixed(generated.by_type.get(kind, []), part_prefix, tag)
+        out += _prefixed(generated.by_type.get(kind, []), prefix, tag)
     return out
 
 
