@@ -8,40 +8,69 @@ Mounted by the app (``bhi-fhir serve``) under ``/fhir-notify``. What R4 servers 
 
 A resource notification runs :func:`run_sync` scoped to the response's patient (all their
 responses, the watermark untouched); an empty one runs the ordinary incremental sync from
-the watermark. Both run in a background task after the ``200`` — the server's delivery must
-not wait on our writes. A notification we cannot read answers ``400`` with an
-OperationOutcome; with a shared secret configured, a missing or wrong
-``X-BHI-Notify-Secret`` header answers ``401``.
+the watermark. The receiver answers ``200`` at once and hands the run to the app's
+:class:`~bhi_fhir.sync.queue.SyncQueue` (the server must neither wait on our writes nor
+retry because we are busy): at most ``BHI_NOTIFY_CONCURRENCY`` runs at once, one in flight
+plus one follow-up per patient (and for the full run), and past ``BHI_NOTIFY_QUEUE_MAX``
+waiting patients one full run from the watermark instead — a notification is never lost
+(see :mod:`bhi_fhir.sync.queue`). On shutdown the runs in flight get
+``BHI_NOTIFY_SHUTDOWN_GRACE`` seconds; what was not done is logged as counts and is picked up
+by the next full sync, since only a full run moves the watermark past a response.
+``GET {endpoint}/status`` shows the queue's counts (no ids, so no authentication).
+
+A notification we cannot read answers ``400`` with an OperationOutcome; with a shared secret
+configured, a missing or wrong ``X-BHI-Notify-Secret`` header answers ``401``.
 
 Configuration (environment): ``BHI_NOTIFY_SERVER`` (the FHIR base URL to sync with;
 required), ``BHI_NOTIFY_SECRET``, ``BHI_NOTIFY_PLAN`` (practice plan file),
 ``BHI_NOTIFY_TAGS`` (``system|code`` meta.tags for everything written, comma-separated),
-``BHI_STATE_URL`` (the operational store). Logs carry counts and statuses, never ids.
+``BHI_STATE_URL`` (the operational store), ``BHI_NOTIFY_CONCURRENCY`` (default 4),
+``BHI_NOTIFY_QUEUE_MAX`` (default 10000), ``BHI_NOTIFY_SHUTDOWN_GRACE`` (seconds, default
+10). Logs carry counts and statuses, never ids.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from bhi_fhir.sync.queue import QueueStatus, SyncQueue
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
 from bhi_fhir.sync.subscription import SECRET_HEADER
 
-__all__ = ["SECRET_HEADER", "NotifySettings", "get_notify_settings", "router"]
+__all__ = ["SECRET_HEADER", "NotifySettings", "SyncRunFailed", "get_notify_settings", "router"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 _FHIR_JSON = "application/fhir+json"
+_QUEUE_ATTR = "fhir_notify_queue"  # on app.state: one queue per app and event loop
+
+
+def _env_number(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        logger.warning("%s=%r is not a number >= %s; using %s", name, raw, minimum, default)
+        return default
+    return value
 
 
 @dataclass(frozen=True)
@@ -51,6 +80,9 @@ class NotifySettings:
     plan_path: Path = field(default_factory=default_plan_path)
     tags: tuple[tuple[str, str], ...] = ()
     state_url: str | None = None
+    concurrency: int = 4  # sync runs at once
+    queue_max: int = 10_000  # waiting patients before collapsing into one full run
+    shutdown_grace: float = 10.0  # seconds the runs in flight get on shutdown
 
     @classmethod
     def from_env(cls) -> NotifySettings:
@@ -66,6 +98,9 @@ class NotifySettings:
             plan_path=Path(plan) if plan else default_plan_path(),
             tags=tuple(tags),
             state_url=os.environ.get("BHI_STATE_URL") or None,
+            concurrency=int(_env_number("BHI_NOTIFY_CONCURRENCY", 4, 1)),
+            queue_max=int(_env_number("BHI_NOTIFY_QUEUE_MAX", 10_000, 1)),
+            shutdown_grace=_env_number("BHI_NOTIFY_SHUTDOWN_GRACE", 10.0, 0),
         )
 
     def config(self, patient: str | None) -> SyncConfig:
@@ -81,7 +116,22 @@ def get_notify_settings() -> NotifySettings:
 
 
 Settings = Annotated[NotifySettings, Depends(get_notify_settings)]
-router = APIRouter(tags=["fhir-notify"])
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Merged into the app's lifespan by ``include_router``: close the queue on shutdown."""
+    yield
+    queue = getattr(app.state, _QUEUE_ATTR, None)
+    if isinstance(queue, SyncQueue):
+        await queue.close()
+
+
+router = APIRouter(tags=["fhir-notify"], lifespan=_lifespan)
+
+
+class SyncRunFailed(Exception):
+    """run_sync reported ``failed`` (it does not raise): the queue counts a failed run."""
 
 
 def _outcome(status: int, code: str, message: str) -> JSONResponse:
@@ -116,17 +166,32 @@ def _patient_of(resource: Any, resource_id: str | None) -> str:
 
 
 async def _run(settings: NotifySettings, patient: str | None) -> None:
+    """One queued run (tests replace this coroutine)."""
     report = await run_sync(settings.config(patient))
     logger.info(
-        "notification sync %s: %d responses, %d written, %d errors",
-        report.status, report.responses, report.written.get("created", 0)
-        + report.written.get("updated", 0), len(report.errors),
+        "notification sync (%s) %s: %d responses, %d written, %d errors",
+        "patient" if patient else "full", report.status, report.responses,
+        report.written.get("created", 0) + report.written.get("updated", 0), len(report.errors),
     )
+    if report.status == "failed":
+        raise SyncRunFailed(report.run_id)
 
 
-async def _accept(
-    request: Request, settings: NotifySettings, tasks: BackgroundTasks, resource_id: str | None
-) -> Response:
+def _queue(request: Request, settings: NotifySettings) -> SyncQueue:
+    """The app's queue, made on first use in the running loop."""
+    queue = getattr(request.app.state, _QUEUE_ATTR, None)
+    if not isinstance(queue, SyncQueue) or queue.loop is not asyncio.get_running_loop():
+
+        async def run(patient: str | None) -> None:
+            await _run(settings, patient)  # looked up per call: tests replace _run
+
+        queue = SyncQueue(run, limit=settings.concurrency, max_queued=settings.queue_max,
+                          grace=settings.shutdown_grace)
+        setattr(request.app.state, _QUEUE_ATTR, queue)
+    return queue
+
+
+async def _accept(request: Request, settings: NotifySettings, resource_id: str | None) -> Response:
     refused = _refusal(request, settings)
     if refused is not None:
         return refused
@@ -141,25 +206,37 @@ async def _accept(
             return _outcome(400, "invalid", message)
     elif resource_id is not None:
         return _outcome(400, "invalid", "a PUT notification needs the resource as its body")
-    tasks.add_task(_run, settings, patient)
-    logger.info("notification accepted (%s)", "patient" if patient else "incremental")
+    queue = _queue(request, settings)
+    queue.submit(patient)  # None is FULL: the incremental run
+    status = queue.status()
+    logger.info("notification accepted (%s): %d runs in flight, %d queued",
+                "patient" if patient else "incremental", status.in_flight, status.queued)
     return Response(status_code=200)
 
 
 @router.post("")
 @router.post("/")
-async def notify_empty(request: Request, settings: Settings, tasks: BackgroundTasks) -> Response:
+async def notify_empty(request: Request, settings: Settings) -> Response:
     """Rest-hook without payload (or a resource POSTed to the endpoint itself)."""
-    return await _accept(request, settings, tasks, None)
+    return await _accept(request, settings, None)
+
+
+@router.get("/status")
+async def queue_status(request: Request, settings: Settings) -> JSONResponse:
+    """The queue's counts (in flight, queued, completed, failed, …): no ids, no PHI."""
+    queue = getattr(request.app.state, _QUEUE_ATTR, None)
+    if isinstance(queue, SyncQueue):
+        body = queue.status().as_json()
+    else:  # no notification yet
+        body = QueueStatus.empty(settings.concurrency, settings.queue_max).as_json()
+    return JSONResponse({"configured": settings.server is not None, **body})
 
 
 @router.put("/QuestionnaireResponse/{resource_id}")
 @router.post("/QuestionnaireResponse/{resource_id}")
-async def notify_resource(
-    resource_id: str, request: Request, settings: Settings, tasks: BackgroundTasks
-) -> Response:
+async def notify_resource(resource_id: str, request: Request, settings: Settings) -> Response:
     """Rest-hook with ``payload: application/fhir+json``: the resource is the body."""
-    return await _accept(request, settings, tasks, resource_id)
+    return await _accept(request, settings, resource_id)
 
 
 @router.put("/{resource_type}/{resource_id}")

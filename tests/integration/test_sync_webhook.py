@@ -3,7 +3,8 @@
 The app (``smart_app.main:create_app``, what ``bhi-fhir serve`` runs) is started with uvicorn
 on a free 127.0.0.1 port; ``bhi-fhir subscribe`` registers the rest-hook Subscription (twice:
 the second is a no-op); a positive PHQ-9 with item 9 > 0 is created in HAPI; HAPI notifies
-the app, which runs the sync for that patient; the crisis ServiceRequest appears.
+the app, which queues the sync for that patient; the crisis ServiceRequest appears and
+``/fhir-notify/status`` counts the completed run.
 """
 
 from __future__ import annotations
@@ -134,5 +135,9 @@ def test_subscription_notification_runs_the_crisis_protocol(
             assert any(
                 "crisis" in i["value"] for r in found for i in r.get("identifier", [])  # type: ignore[attr-defined]
             ), found
+            # the receiver's queue counts the run (counts only: no patient ids)
+            status = httpx.get(f"{endpoint}/status", timeout=10)
+            assert status.status_code == 200 and patient.split("/")[1] not in status.text
+            assert status.json()["completed"] >= 1
     finally:
         httpx.delete(f"{fhir_base_url}/{sub_id}", timeout=60)

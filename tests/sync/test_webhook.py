@@ -36,9 +36,18 @@ def _client(settings: webhook.NotifySettings) -> TestClient:
     return TestClient(app)
 
 
+def _settle(client: TestClient) -> None:
+    """Until the queued runs are done (they run after the 200, in the app's loop)."""
+    queue = getattr(client.app.state, "fhir_notify_queue", None)  # type: ignore[attr-defined]
+    if queue is not None:
+        client.portal.call(queue.join)  # type: ignore[union-attr]
+
+
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    yield _client(webhook.NotifySettings(server="http://fhir.test/fhir", secret=SECRET))
+    # as a context manager: one event loop for all requests, and the lifespan (shutdown) runs
+    with _client(webhook.NotifySettings(server="http://fhir.test/fhir", secret=SECRET)) as c:
+        yield c
 
 
 def test_put_with_the_resource_runs_the_sync_for_its_patient(
@@ -47,6 +56,7 @@ def test_put_with_the_resource_runs_the_sync_for_its_patient(
     response = client.put("/fhir-notify/QuestionnaireResponse/q1", json=QR,
                           headers={SECRET_HEADER: SECRET})
     assert response.status_code == 200
+    _settle(client)
     assert runs == ["Patient/p1"]
 
 
@@ -56,7 +66,23 @@ def test_empty_post_runs_the_incremental_sync(
     response = client.post("/fhir-notify", headers={SECRET_HEADER: SECRET,
                            "Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 200
+    _settle(client)
     assert runs == [None]
+
+
+def test_status_shows_counts_without_authentication(
+    client: TestClient, runs: list[str | None]
+) -> None:
+    before = client.get("/fhir-notify/status").json()
+    assert before["configured"] is True and before["inFlight"] == before["completed"] == 0
+    client.put("/fhir-notify/QuestionnaireResponse/q1", json=QR, headers={SECRET_HEADER: SECRET})
+    _settle(client)
+    status = client.get("/fhir-notify/status")
+    assert status.status_code == 200
+    body = status.json()
+    assert body["completed"] == 1 and body["failed"] == 0 and body["queued"] == 0
+    assert body["limit"] == 4 and body["maxQueued"] == 10_000
+    assert "p1" not in status.text  # counts only: no ids
 
 
 @pytest.mark.parametrize(
@@ -99,6 +125,22 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.tags == (("urn:a", "x"), ("urn:b", "y"))
     config = settings.config("Patient/p1")
     assert config.patient == "Patient/p1" and config.server == "http://fhir.test/fhir"
+    assert (settings.concurrency, settings.queue_max, settings.shutdown_grace) == (4, 10_000, 10)
+
+
+def test_queue_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("BHI_NOTIFY_CONCURRENCY", "2")
+    monkeypatch.setenv("BHI_NOTIFY_QUEUE_MAX", "50")
+    monkeypatch.setenv("BHI_NOTIFY_SHUTDOWN_GRACE", "1.5")
+    settings = webhook.NotifySettings.from_env()
+    assert (settings.concurrency, settings.queue_max, settings.shutdown_grace) == (2, 50, 1.5)
+    monkeypatch.setenv("BHI_NOTIFY_CONCURRENCY", "0")
+    monkeypatch.setenv("BHI_NOTIFY_QUEUE_MAX", "lots")
+    settings = webhook.NotifySettings.from_env()
+    assert (settings.concurrency, settings.queue_max) == (4, 10_000)  # defaults, and said so
+    assert "BHI_NOTIFY_CONCURRENCY" in caplog.text and "BHI_NOTIFY_QUEUE_MAX" in caplog.text
 
 
 def _subscription_server(existing: list[dict[str, Any]], created: list[dict[str, Any]]) -> Any:
