@@ -1,7 +1,12 @@
-"""The operational store on SQLite: watermarks move forward only, journal and audit round-trip."""
+"""The operational store's contract, on SQLite and on PostgreSQL (``store_url``, conftest.py).
+
+Watermarks move forward only; the journal and the audit round-trip; state survives reopening.
+Concurrency: test_store_concurrency.py; PostgreSQL specifics: test_store_postgres.py.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,8 +17,10 @@ SERVER = "http://127.0.0.1:8080/fhir"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store.open(f"sqlite:///{tmp_path / 'sub' / 'state.db'}")
+def store(store_url: str) -> Iterator[Store]:
+    store = Store.open(store_url)
+    yield store
+    store.close()
 
 
 def test_watermark_starts_empty_and_only_moves_forward(store: Store) -> None:
@@ -51,10 +58,13 @@ def test_run_journal_and_audit(store: Store) -> None:
     assert [r.id for r in store.runs(SERVER)] == [run_id]
 
 
-def test_reopening_keeps_state(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    Store.open(url).advance_watermark(SERVER, "2026-11-01T10:00:00Z", run_id=None)
-    assert Store.open(url).watermark(SERVER) == "2026-11-01T10:00:00Z"
+def test_reopening_keeps_state(store_url: str) -> None:
+    first = Store.open(store_url)
+    first.advance_watermark(SERVER, "2026-11-01T10:00:00Z", run_id=None)
+    first.close()
+    again = Store.open(store_url)  # the schema is there already: create_all is a no-op
+    assert again.watermark(SERVER) == "2026-11-01T10:00:00Z"
+    again.close()
 
 
 def test_default_url_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
