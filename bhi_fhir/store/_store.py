@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import CursorResult, Engine, create_engine, event, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bhi_fhir.store.models import Base, RunRecord, Watermark, WriteAudit
@@ -94,16 +96,24 @@ class Store:
     def advance_watermark(
         self, server: str, value: str, *, stream: str = "QuestionnaireResponse", run_id: str | None
     ) -> str:
-        """Move the watermark to ``value`` unless it is already later; returns the result."""
+        """Move the watermark to ``value`` unless it is already later; returns the result.
+
+        Safe with several workers at once, also when the row does not exist yet: the row is
+        first claimed with an insert that is a no-op if it is there (so two first advances
+        cannot collide on the key), then read under a lock and moved forward only. On
+        PostgreSQL the lock is the row's (``SELECT … FOR UPDATE``); on SQLite the insert takes
+        the database's write lock, held until commit, so the read cannot be stale.
+        """
         with self._session() as session, session.begin():
-            row = session.get(Watermark, (server, stream), with_for_update=True)
-            if row is None:
-                session.add(Watermark(server=server, stream=stream, value=value,
-                                      updated_at=_now(), run_id=run_id))
-                return value
-            if _instant(value) > _instant(row.value):
-                row.value, row.updated_at, row.run_id = value, _now(), run_id
-            return row.value
+            while True:
+                if _claim_watermark(session, server, stream, value, run_id):
+                    return value
+                row = session.get(Watermark, (server, stream), with_for_update=True)
+                if row is None:  # reset between our claim and our read: claim it again
+                    continue
+                if _instant(value) > _instant(row.value):
+                    row.value, row.updated_at, row.run_id = value, _now(), run_id
+                return row.value
 
     def reset_watermark(self, server: str, stream: str = "QuestionnaireResponse") -> None:
         with self._session() as session, session.begin():
@@ -170,6 +180,37 @@ class Store:
         with self._session() as session:
             return list(session.scalars(select(WriteAudit).where(WriteAudit.run_id == run_id)
                                         .order_by(WriteAudit.id)))
+
+
+def _claim_watermark(
+    session: Session, server: str, stream: str, value: str, run_id: str | None
+) -> bool:
+    """Insert the watermark row unless it exists; True if this call created it.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite: a concurrent insert of the
+    same key waits for the other transaction and then does nothing. Other dialects: the plain
+    insert in a savepoint, a duplicate key rolled back to it.
+    """
+    values = {"server": server, "stream": stream, "value": value, "updated_at": _now(),
+              "run_id": run_id}
+    dialect = session.get_bind().dialect.name
+    if dialect in _ON_CONFLICT_INSERTS:
+        statement = (_ON_CONFLICT_INSERTS[dialect](Watermark).values(**values)
+                     .on_conflict_do_nothing(index_elements=["server", "stream"]))
+        result = cast("CursorResult[Any]", session.execute(statement))
+        return result.rowcount == 1
+    try:
+        with session.begin_nested():
+            session.execute(insert(Watermark).values(**values))
+    except IntegrityError:
+        return False
+    return True
+
+
+_ON_CONFLICT_INSERTS: dict[str, Callable[[type[Watermark]], Any]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
