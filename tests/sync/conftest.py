@@ -15,12 +15,6 @@ import pytest
 from tests.pg_server import PgServer, running_pg_server
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "postgres: needs a real PostgreSQL (a throwaway cluster, tests/pg_server.py)"
-    )
-
-
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     with running_pg_server() as server:
