@@ -30,16 +30,18 @@ tools/hapi/start`` and ``--base http://127.0.0.1:8091/fhir``; at the default 1.5
 in-memory database fills the old generation and garbage collection starts to dominate.
 
 Measured 2026-11-26 (HAPI 8.8.0, default JIT, 4 GB heap, 2 cores, nothing else running; 780
-patients, 1,059 responses, 12,466 writes per copy):
+patients, 1,059 responses, 12,466 writes per copy, every contender writing the same tagged
+resources):
 
-    sync                46.7 s     193 requests
-    naive (serial)     148.8 s  19,523 requests     ratio 3.19x wall, 101.2x requests
-    naive (8 at once)   85.3 s  19,523 requests     ratio 1.83x wall
-    prebuilt            35.6 s     139 requests     sync/prebuilt 1.31x
+    sync                48.3 s     193 requests
+    naive (serial)     149.3 s  19,523 requests     3.09x the sync's wall time, 101.2x requests
+    naive (8 at once)   91.6 s  19,523 requests     1.90x
+    prebuilt            34.5 s     139 requests     sync/prebuilt 1.40x
 
-The ceiling naive (serial)/prebuilt was 4.18x: HAPI needs ~2.9 ms of its own per entry of a
+The ceiling naive (serial)/prebuilt was 4.32x: HAPI spends ~2.8 ms of its own per entry of a
 transaction and ~7.6 ms per request of the naive client, so even ready-made Bundles cannot be
-5x faster than the naive client on this server.
+5x faster than the naive client on this server over loopback. With ``--rtt-ms 2`` see the
+closing figures in the sync issue's note.
 
 Prints wall times, request counts and ratios. No assertions. Leaves data tagged
 ``https://bhi-fhir.dev/test-case|bench-<run>`` and deletes it at the end.
@@ -62,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bhi_fhir.fhir import FhirClient
 from bhi_fhir.practice_plan import load_practice_plan
-from bhi_fhir.sync import PatientPlan, SyncConfig, plan_patient, run_sync
+from bhi_fhir.sync import PatientPlan, SyncConfig, SyncWrite, plan_patient, run_sync
 from bhi_fhir.sync.runner import (
     DEFAULT_AGENT,
     _scrub,
@@ -133,14 +135,14 @@ async def naive(base: str, code: str, concurrency: int = 8) -> tuple[float, int,
 
         async def one(patient: str) -> int:
             async with gate:
-                return await naive_patient(client, patient, protocol, practice)
+                return await naive_patient(client, patient, protocol, practice, code)
 
         written = sum(await asyncio.gather(*(one(p) for p in patients)))
         return time.perf_counter() - started, client.request_count, written
 
 
 async def naive_patient(  # type: ignore[no-untyped-def]
-    client: FhirClient, patient: str, protocol, practice
+    client: FhirClient, patient: str, protocol, practice, code: str
 ) -> int:
     """GET the patient, one search per context type, one conditional POST per output."""
     from bhi_fhir.sync.planning import PatientContext
@@ -162,7 +164,7 @@ async def naive_patient(  # type: ignore[no-untyped-def]
                         recorded="2026-11-26T12:00:00Z", agent=DEFAULT_AGENT)
     ids: dict[str, str] = {}
     later: list[tuple[Any, str]] = []  # written before what they reference: fixed after
-    for write in plan.writes + plan.provenance:
+    for write in tagged(plan.writes + plan.provenance, code):
         resource = _resolve(write.resource, ids)
         pending = set(_urns(resource))
         if pending:  # e.g. CarePlan.activity → a Task created after it
@@ -175,6 +177,16 @@ async def naive_patient(  # type: ignore[no-untyped-def]
     for write, rid in later:
         await client.update({**_resolve(write.resource, ids), "id": rid})
     return written
+
+
+def tagged(writes: list[SyncWrite], code: str) -> list[SyncWrite]:
+    """The run tag on every output, as the sync's ``tags`` puts it: the same resources for all
+    three contenders (a tag costs the server a row), and the cleanup finds them."""
+    for write in writes:
+        tags = write.resource.setdefault("meta", {}).setdefault("tag", [])
+        if {"system": CASE, "code": code} not in tags:
+            tags.append({"system": CASE, "code": code})
+    return writes
 
 
 def _urns(value: Any) -> list[str]:
@@ -199,7 +211,7 @@ async def prebuilt(base: str, code: str) -> tuple[float, int, int]:
     plans, _ = await plans_for(base, code)
     bundles = []  # the sync's own transaction sizes (whole patients, <= 100 writes)
     for chunk in _write_chunks(plans, SyncConfig(server=base).max_entries):
-        entries = [w.entry() for p in chunk for w in p.writes + p.provenance]
+        entries = [w.entry() for p in chunk for w in tagged(p.writes + p.provenance, code)]
         if entries:
             bundles.append({"resourceType": "Bundle", "type": "transaction", "entry": entries})
     async with FhirClient(base, transport=RoundTrip()) as client:
