@@ -67,8 +67,10 @@ __all__ = [
     "billing_encounter",
     "billing_provenance",
     "billing_transaction",
+    "encounter_create_entry",
     "encounter_if_none_exist",
     "full_url",
+    "provenance_create_entry",
     "provenance_if_none_exist",
     "provenance_key",
 ]
@@ -227,6 +229,34 @@ def billing_provenance(
     return resource
 
 
+def encounter_create_entry(month: PatientMonth) -> Resource:
+    """The transaction entry that creates the month's billing Encounter, conditionally."""
+    return {
+        "fullUrl": full_url("Encounter", month.identifier_value),
+        "resource": billing_encounter(month),
+        "request": {
+            "method": "POST",
+            "url": "Encounter",
+            "ifNoneExist": encounter_if_none_exist(month),
+        },
+    }
+
+
+def provenance_create_entry(
+    month: PatientMonth, target: str, recorded: datetime, key: str, activity: str = "CREATE"
+) -> Resource:
+    """The transaction entry that creates the Provenance of ``target``, conditional on ``key``."""
+    return {
+        "fullUrl": full_url("Provenance", key),
+        "resource": billing_provenance(month, target, recorded, key=key, activity=activity),
+        "request": {
+            "method": "POST",
+            "url": "Provenance",
+            "ifNoneExist": provenance_if_none_exist(key),
+        },
+    }
+
+
 def billing_transaction(months: Iterable[PatientMonth], recorded: datetime) -> Resource:
     """A transaction Bundle: each billable month's Encounter and Provenance, both conditional
     creates, so the Bundle can be posted any number of times."""
@@ -234,28 +264,10 @@ def billing_transaction(months: Iterable[PatientMonth], recorded: datetime) -> R
     for month in months:
         if not month.billable:
             continue
-        encounter_url = full_url("Encounter", month.identifier_value)
+        encounter = encounter_create_entry(month)
+        entries.append(encounter)
         entries.append(
-            {
-                "fullUrl": encounter_url,
-                "resource": billing_encounter(month),
-                "request": {
-                    "method": "POST",
-                    "url": "Encounter",
-                    "ifNoneExist": encounter_if_none_exist(month),
-                },
-            }
-        )
-        entries.append(
-            {
-                "fullUrl": full_url("Provenance", month.identifier_value),
-                "resource": billing_provenance(month, encounter_url, recorded),
-                "request": {
-                    "method": "POST",
-                    "url": "Provenance",
-                    "ifNoneExist": provenance_if_none_exist(provenance_key(month)),
-                },
-            }
+            provenance_create_entry(month, encounter["fullUrl"], recorded, provenance_key(month))
         )
     bundle: Resource = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     Bundle.model_validate(bundle)

@@ -38,10 +38,8 @@ from typing import Any, Literal
 from bhi_fhir.billing._time import codings, get_dict, get_list, reference_of
 from bhi_fhir.billing.encounter import (
     billing_encounter,
-    billing_provenance,
-    encounter_if_none_exist,
-    full_url,
-    provenance_if_none_exist,
+    encounter_create_entry,
+    provenance_create_entry,
     provenance_key,
 )
 from bhi_fhir.billing.ledger import PatientMonth
@@ -138,18 +136,10 @@ def plan_write(month: PatientMonth, existing: Resource | None, recorded: datetim
     if not month.billable:
         return Write(month, "stale" if existing is not None else "none", existing)
     if existing is None:
-        encounter_url = full_url("Encounter", month.identifier_value)
+        encounter = encounter_create_entry(month)
         entries = [
-            {
-                "fullUrl": encounter_url,
-                "resource": billing_encounter(month),
-                "request": {
-                    "method": "POST",
-                    "url": "Encounter",
-                    "ifNoneExist": encounter_if_none_exist(month),
-                },
-            },
-            _provenance_entry(month, encounter_url, recorded, provenance_key(month), "CREATE"),
+            encounter,
+            provenance_create_entry(month, encounter["fullUrl"], recorded, provenance_key(month)),
         ]
         return Write(month, "create", None, entries)
 
@@ -188,24 +178,10 @@ def plan_write(month: PatientMonth, existing: Resource | None, recorded: datetim
     write.entries.extend(
         [
             {"resource": updated, "request": request},
-            _provenance_entry(month, target, recorded, key, "UPDATE"),
+            provenance_create_entry(month, target, recorded, key, "UPDATE"),
         ]
     )
     return write
-
-
-def _provenance_entry(
-    month: PatientMonth, target: str, recorded: datetime, key: str, activity: str
-) -> Resource:
-    return {
-        "fullUrl": full_url("Provenance", key),
-        "resource": billing_provenance(month, target, recorded, key=key, activity=activity),
-        "request": {
-            "method": "POST",
-            "url": "Provenance",
-            "ifNoneExist": provenance_if_none_exist(key),
-        },
-    }
 
 
 def write_bundle(writes: list[Write]) -> Resource:
