@@ -26,6 +26,7 @@ from fastapi.responses import RedirectResponse, Response
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhir import FhirError
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
+from bhi_fhir.sync.planning import write_provenance_key
 from smart_app import smart, writes
 from smart_app.data import ClinicSource, FhirSource
 from smart_app.deps import (
@@ -351,14 +352,10 @@ async def plan_apply(
         recorded = datetime.now(UTC)
         provenance = []
         for write in workflow.writes:
-            base_version = (write.if_match or "").removeprefix('W/"').rstrip('"')
-            key = f"provenance:{write.identifier}" + (
-                f":update:{base_version}" if write.method == "update" else ""
-            )
             provenance.append(
                 writes.provenance_entry(
                     [write.full_url],
-                    key=key,
+                    key=write_provenance_key(write),
                     rule=write.rule,
                     reason=write.reason,
                     operation="CREATE" if write.method == "create" else "UPDATE",

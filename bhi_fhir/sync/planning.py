@@ -30,7 +30,7 @@ from bhi_fhir.instruments import full_url as observation_full_url
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow import Protocol, WorkflowError, apply, timeline_settings
-from bhi_fhir.workflow.plan import identifier_condition, transaction_entry
+from bhi_fhir.workflow.plan import PlannedWrite, identifier_condition, transaction_entry
 
 __all__ = [
     "BHI_RULE",
@@ -41,6 +41,7 @@ __all__ = [
     "SyncWrite",
     "plan_patient",
     "provenance_for",
+    "write_provenance_key",
 ]
 
 Resource = dict[str, Any]
@@ -235,13 +236,10 @@ def plan_patient(
                 Change(write.rule, write.resource_type, write.identifier, write.method,
                        write.reason)
             )
-            base_version = (write.if_match or "").removeprefix('W/"').rstrip('"')
-            key = f"provenance:{write.identifier}" + (
-                f":update:{base_version}" if write.method == "update" else ""
-            )
             result.provenance.append(
                 provenance_for(
-                    [write.full_url], key=key, rule=write.rule, reason=write.reason,
+                    [write.full_url], key=write_provenance_key(write), rule=write.rule,
+                    reason=write.reason,
                     operation="CREATE" if write.method == "create" else "UPDATE",
                     sources=write.sources, agent=agent, recorded=recorded,
                 )
@@ -286,6 +284,15 @@ def plan_patient(
             )
         )
     return result
+
+
+def write_provenance_key(write: PlannedWrite) -> str:
+    """The Provenance key of a workflow write: one per created resource, one per version an
+    update starts from (so a repeated update finds its Provenance, a later one adds another)."""
+    if write.method != "update":
+        return f"provenance:{write.identifier}"
+    base_version = (write.if_match or "").removeprefix('W/"').rstrip('"')
+    return f"provenance:{write.identifier}:update:{base_version}"
 
 
 def _identifier_of(resource: Mapping[str, Any]) -> str:
