@@ -72,6 +72,7 @@ from bhi_fhir.sync.runner import (
     _write_chunks,
     default_plan_path,
     load_protocol_files,
+    tag_writes,
 )
 from bhi_fhir.sync.source import fetch_changed, fetch_contexts, fetch_server_info
 from tests.sync.clinic import clinic, count, delete_tagged, seed, team
@@ -183,10 +184,7 @@ async def naive_patient(  # type: ignore[no-untyped-def]
 def tagged(writes: list[SyncWrite], code: str) -> list[SyncWrite]:
     """The run tag on every output, as the sync's ``tags`` puts it: the same resources for all
     three contenders (a tag costs the server a row), and the cleanup finds them."""
-    for write in writes:
-        tags = write.resource.setdefault("meta", {}).setdefault("tag", [])
-        if {"system": CASE, "code": code} not in tags:
-            tags.append({"system": CASE, "code": code})
+    tag_writes(writes, [(CASE, code)])
     return writes
 
 

@@ -277,11 +277,7 @@ class _Run:
                             f"{len(plan.provenance)} Provenance not written: the server does "
                             "not allow create on Provenance")
                 )
-        for system, code in self.config.tags:
-            for write in writes:
-                tags = write.resource.setdefault("meta", {}).setdefault("tag", [])
-                if not any(t.get("system") == system and t.get("code") == code for t in tags):
-                    tags.append({"system": system, "code": code})
+        tag_writes(writes, self.config.tags)
         return [w.entry() for w in writes], writes
 
     def _record(self, writes: Sequence[SyncWrite], response: Resource) -> None:
@@ -349,6 +345,15 @@ def _scrub(value: Any, refused: set[str]) -> None:
         value[:] = [v for v in value if not _points_to(v, refused)]
         for v in value:
             _scrub(v, refused)
+
+
+def tag_writes(writes: Sequence[SyncWrite], tags: Sequence[tuple[str, str]]) -> None:
+    """Put each ``(system, code)`` meta.tag on every write's resource, once."""
+    for system, code in tags:
+        for write in writes:
+            present = write.resource.setdefault("meta", {}).setdefault("tag", [])
+            if not any(t.get("system") == system and t.get("code") == code for t in present):
+                present.append({"system": system, "code": code})
 
 
 def _write_chunks(plans: Sequence[PatientPlan], max_entries: int) -> list[list[PatientPlan]]:
