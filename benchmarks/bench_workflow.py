@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import random
 import sys
 import time
@@ -54,13 +53,9 @@ from bhi_fhir.workflow import engine as workflow_engine  # noqa: E402
 from bhi_fhir.workflow import fhirpath as fp  # noqa: E402
 from bhi_fhir.workflow import validate as workflow_validate  # noqa: E402
 from bhi_fhir.workflow.cli import default_protocol  # noqa: E402
+from tests.clinic_generator import clinic_generator  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location(
-    "generate_clinic", ROOT / "examples" / "generate_clinic.py"
-)
-assert _spec and _spec.loader
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
+gen = clinic_generator()
 
 TODAY = date(2026, 11, 26)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sync.clinic import _generator
+from tests.clinic_generator import clinic_generator
 
 
 @pytest.mark.parametrize("patients", [1, 13, 66, 390, 1000])
 def test_generates_any_size(patients: int) -> None:
-    clinic = _generator().generate(patients)
+    clinic = clinic_generator().generate(patients)
     assert len(clinic.by_type["Patient"]) == patients
     assert clinic.by_type["QuestionnaireResponse"]

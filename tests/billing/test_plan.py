@@ -14,6 +14,7 @@ from bhi_fhir.billing.ledger import Month, close_month, group_by_patient
 from bhi_fhir.billing.rules import rules_from_plan
 from bhi_fhir.cli import _register, app
 from bhi_fhir.practice_plan import load_practice_plan, parse_practice_plan
+from tests.clinic_generator import clinic_generator
 
 from .builders import BHCM, PATIENT, careteam, chart, coverage, entry
 from .sources import (
@@ -202,18 +203,6 @@ def test_clinic_month_without_time_is_empty():
     assert report["patients"] == [] and report["summary"] == {}
 
 
-def _generator():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "generate_clinic", ROOT / "examples" / "generate_clinic.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # The generator's 2026-10 outcome per (scenario, instance) — TIME_PLANS — against the §4.2 table
 # (physician office; first month 16–35 G2214, 36–85 99492, 86–115 +99494; later month 16–30
 # G2214, 31–75 99493, 76–105 +99494, 106–135 +99494×2; under 16 nothing) and §4.3.
@@ -242,7 +231,7 @@ SOURCE_OF = {"99492": S42, "99493": S42, "99494": S72, "G2214": S41_G2214}
 def test_clinic_october_bills_every_threshold_and_says_why_not():
     """`bill --month 2026-10` over the synthetic clinic: the generator's scenarios give a mix
     of codes across the §4.2 thresholds, and months held back for no consent or < 16 min."""
-    gen = _generator()
+    gen = clinic_generator()
     patients = [json.loads(line) for line in (CLINIC / "Patient.ndjson").read_text().splitlines()]
     seen: dict[str, int] = {}
     expected = {}

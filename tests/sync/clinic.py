@@ -7,7 +7,6 @@ client-assigned ids as PUTs in transaction Bundles.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 
 from bhi_fhir.paths import examples_dir
+from tests.clinic_generator import clinic_generator
 
 Resource = dict[str, Any]
 _TYPES = ("Patient", "QuestionnaireResponse", "CarePlan", "Consent", "Encounter", "Task")
@@ -24,19 +24,9 @@ _TYPES = ("Patient", "QuestionnaireResponse", "CarePlan", "Consent", "Encounter"
 _REF = re.compile(r"\b(" + "|".join(_TYPES) + r")/([A-Za-z0-9\-]+)")
 
 
-def _generator() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "bhi_generate_clinic", examples_dir() / "generate_clinic.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def clinic(patients: int, prefix: str, tag: tuple[str, str] | None = None) -> list[Resource]:
     """The clinic's resources, ids prefixed with ``prefix``, patients first."""
-    generated = _generator().generate(patients)
+    generated = clinic_generator().generate(patients)
     out: list[Resource] = []
     for kind in _TYPES:
         out += _prefixed(generated.by_type.get(kind, []), prefix, tag)

@@ -17,7 +17,6 @@ A change of behaviour (not of speed) regenerates them on purpose:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import random
 import sys
@@ -31,6 +30,7 @@ from bhi_fhir.cli import _register, app
 from bhi_fhir.instruments import score_response, sex_of
 from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow import apply, timeline_settings
+from tests.clinic_generator import clinic_generator
 
 from .helpers import ROOT, TODAY, plan, protocol
 
@@ -40,19 +40,9 @@ STREAM_PATIENTS = 23 * 20  # every scenario 20 times
 _register()
 
 
-def _generator() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "generate_clinic", ROOT / "examples" / "generate_clinic.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def stream_patients(count: int, seed: int = 7) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """The benchmark's patients (benchmarks/bench_workflow.py ``patients``)."""
-    gen = _generator()
+    gen = clinic_generator()
     for index in range(count):
         clinic = gen.Clinic(random.Random(seed * 1_000_003 + index))
         _, _, build = gen.SCENARIOS[index % len(gen.SCENARIOS)]
