@@ -13,6 +13,7 @@ listed is refused before any request is sent to it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -99,9 +100,37 @@ class Settings(BaseSettings):
     session_db_url: str | None = None  # e.g. sqlite:///sessions.db; None = in memory
     http_timeout: float = 15
     practice_plan: Path | None = None  # default: examples/practice-plan.toml when present
+    # Sessions not signed in to an EHR (a launch on its way, the demo): at most this many are
+    # kept (the oldest go first), a launch's for ``pending_launch_ttl_seconds`` only.
+    max_prelogin_sessions: int = Field(default=1000, ge=1)
     demo: bool = False
     demo_clinic: Path | None = None  # NDJSON directory for --demo
     today: str | None = None  # YYYY-MM-DD, fixes the clock for demos and tests
+
+    @model_validator(mode="after")
+    def _demo_is_sealed(self) -> Settings:
+        """The demo reads and writes the bundled clinic in memory and nothing else: a setting
+        that names an EHR or a database server is refused rather than silently half-used."""
+        if self.demo:
+            named = [
+                name
+                for name, given in (
+                    ("registrations", bool(self.registrations)),
+                    ("default_iss", self.default_iss is not None),
+                    (
+                        "session_db_url",
+                        self.session_db_url is not None
+                        and not self.session_db_url.startswith("sqlite:"),
+                    ),
+                )
+                if given
+            ]
+            if named:
+                raise ValueError(
+                    f"demo: {', '.join(named)} must not be set (the demo reaches no EHR "
+                    "and no database server)"
+                )
+        return self
 
     @property
     def redirect_uri(self) -> str:
@@ -111,6 +140,28 @@ class Settings(BaseSettings):
         """The allow-list entry for ``iss`` (exact match after trimming a trailing slash)."""
         wanted = iss.rstrip("/")
         return next((r for r in self.registrations if r.iss == wanted), None)
+
+
+# Environment variables ``serve --demo`` refuses to start with: each names an EHR, a database
+# server or the notification receiver's FHIR server, none of which the demo may reach.
+DEMO_FORBIDDEN_ENV = (
+    "BHI_APP_REGISTRATIONS",
+    "BHI_APP_DEFAULT_ISS",
+    "BHI_APP_SESSION_DB_URL",
+    "BHI_STATE_URL",
+)
+DEMO_FORBIDDEN_ENV_PREFIX = "BHI_NOTIFY_"
+
+
+def demo_conflicts(environ: Mapping[str, str]) -> list[str]:
+    """The names (never the values) of set variables the demo must not run with. Upper-cased:
+    pydantic-settings reads ``BHI_APP_*`` case-insensitively."""
+    names = {name.upper() for name, value in environ.items() if value}
+    return sorted(
+        name
+        for name in names
+        if name in DEMO_FORBIDDEN_ENV or name.startswith(DEMO_FORBIDDEN_ENV_PREFIX)
+    )
 
 
 @lru_cache

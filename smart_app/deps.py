@@ -84,6 +84,10 @@ def require_session(request: Request) -> Session:
             "Launch the app from your EHR (or open /launch for a standalone launch).",
             401,
         )
+    if request.app.state.settings.demo and not session.demo:
+        # The demo serves the in-memory clinic only: a session holding an EHR token is never
+        # served from its ``iss`` here.
+        raise Refusal("Not a demo session", "Open /demo to use the demo clinic.", 403)
     request.state.ehr_iss = session.iss  # its frame-ancestors (main.content_security_policy)
     return session
 

@@ -65,10 +65,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.demo_source = demo_source(settings)
 
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
-    app.include_router(launch.router)
     app.include_router(views.router)
-    # FHIR Subscription rest-hook receiver (issue 5): a notification runs the sync.
-    app.include_router(webhook.router, prefix="/fhir-notify")
+    if not settings.demo:
+        # The demo is sealed: no EHR launch and no notification receiver (it would sync the
+        # FHIR server named by BHI_NOTIFY_SERVER), so nothing in it reaches the network.
+        app.include_router(launch.router)
+        # FHIR Subscription rest-hook receiver: a notification runs the sync.
+        app.include_router(webhook.router, prefix="/fhir-notify")
 
     @app.exception_handler(Refusal)
     async def refusal_page(request: Request, exc: Refusal) -> Response:

@@ -1,0 +1,53 @@
+"""``bhi-fhir serve`` sends the app's own log lines (the notification queue, the receiver, the
+launch) to stderr — they were dropped before (no handler) — and keeps the URL loggers quiet."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bhi_fhir.cli import _register
+from bhi_fhir.cli import app as cli_app
+from smart_app.cli import APP_LOGGERS
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    names = [*APP_LOGGERS, "uvicorn", "uvicorn.error", "uvicorn.access"]
+    saved = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
+               logging.getLogger(name).propagate)
+        for name in names
+    }
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def test_serve_logs_the_receivers_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    import uvicorn
+
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append(kw))
+    _register()
+    assert CliRunner().invoke(cli_app, ["serve"]).exit_code == 0
+    logging.config.dictConfig(started[0]["log_config"])  # what uvicorn does at start-up
+    logging.getLogger("bhi_fhir.sync.webhook").info("notification accepted (counts)")
+    logging.getLogger("bhi_fhir.sync.queue").warning("queue overflow (counts)")
+    logging.getLogger("smart_app.launch").info("launch: EHR launch")
+    logging.getLogger("httpx").info("GET https://ehr/fhir/Patient?_id=p1")
+    err = capsys.readouterr().err
+    assert "bhi_fhir.sync.webhook: notification accepted (counts)" in err
+    assert "bhi_fhir.sync.queue: queue overflow (counts)" in err
+    assert "smart_app.launch: launch: EHR launch" in err
+    assert "Patient?_id=p1" not in err  # URL loggers stay at WARNING (ids in queries)
