@@ -8,7 +8,8 @@ in its place, so the caller can report it and carry on with the rest.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator
+import os
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,25 @@ class SourceError:
         return f"{where}: {self.message}"
 
 
-def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files as given; directories expanded to their FHIR files, sorted for a stable order."""
+def expand_paths(
+    paths: Iterable[Path], on_error: Callable[[SourceError], None] | None = None
+) -> Iterator[Path]:
+    """Files as given; directories expanded to their FHIR files, sorted for a stable order.
+
+    A directory that cannot be listed goes to ``on_error`` (it is not silently skipped)."""
+
+    def unreadable(exc: OSError) -> None:
+        if on_error is not None:
+            on_error(SourceError(str(exc.filename), None, f"cannot read directory: {exc.strerror}"))
+
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
+            found = [
+                Path(root, name)
+                for root, _, names in os.walk(path, onerror=unreadable)
+                for name in names
+            ]
+            yield from sorted(p for p in found if p.suffix in _SUFFIXES and p.is_file())
         else:
             yield path
 
@@ -46,8 +61,12 @@ def read_resources(
     ``accept`` limits the resource types allowed at the top of a file or NDJSON line
     (Bundle entries are not limited); anything else becomes a ``SourceError``.
     """
-    for path in expand_paths(paths):
+    errors: list[SourceError] = []
+    for path in expand_paths(paths, errors.append):
+        yield from errors
+        errors.clear()
         yield from _read_file(path, accept)
+    yield from errors
 
 
 def _read_file(path: Path, accept: Collection[str] | None) -> Iterator[Resource | SourceError]:

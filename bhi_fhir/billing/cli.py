@@ -22,14 +22,18 @@ The report (table, json or csv on stdout) lists patient, MRN, month, program, di
 billing practitioner, payer, minutes, codes and units, requirement status and the result
 (created / updated / unchanged / exists / conflict / billed-not-billable / not-billable); the
 json and table forms add a summary per result, the not-billable reasons and, from a server, the
-number of HTTP requests. Exit 0 when the run completed (not-billable months are results, not
-errors); a server error exits with :func:`bhi_fhir.fhir.errors.exit_code_for`; bad options
-exit 2.
+number of HTTP requests; ``not_counted`` lists, per time entry, why its time (or how many of
+its minutes) was not counted. Exit 0 when the run completed (not-billable months are results,
+not errors); a server error exits with :func:`bhi_fhir.fhir.errors.exit_code_for`; bad options
+exit 2. A bad ``--input`` (a line or file that is not FHIR, an unreadable file or directory)
+is one ``error: file:line: message`` line on stderr, the rest is still billed, and the run
+exits 2 — as ``apply`` and ``score`` do.
 
 Billing configuration comes from the practice plan (``--plan FILE``: its ``[team]`` and
 ``[billing]`` sections, :func:`bhi_fhir.billing.rules.rules_from_plan`) or from ``--rules FILE``
 (TOML or JSON, a bare ``BillingRules``; a ``[billing]`` table of that shape is accepted), plus
-``--billing-practitioner`` / ``--timezone`` overrides.
+``--billing-practitioner`` / ``--timezone`` overrides and ``--care-manager`` additions (CoCM
+minutes are the care managers' time only, bhi-domain.md §6).
 """
 
 from __future__ import annotations
@@ -105,6 +109,10 @@ CSV_COLUMNS = (
 
 
 # ------------------------------------------------------------------------------- reading
+
+
+# Exit code for bad input data: the one `apply` and `score` use.
+EXIT_BAD_INPUT = 2
 
 
 def load_rules(
@@ -440,7 +448,12 @@ def _table(rows: list[dict[str, Any]], rejected: list[Rejected], console: Consol
         )
     console.print(table)
     for item in rejected:
-        console.print(f"[yellow]not counted[/yellow] {item.reference}: {item.reason}")
+        minutes = f" ({item.minutes} min)" if item.minutes is not None else ""
+        console.print(
+            f"[yellow]not counted[/yellow] {item.reference}{minutes}: {item.reason}",
+            markup=True,
+            highlight=False,
+        )
 
 
 # ------------------------------------------------------------------------------- command
@@ -481,6 +494,14 @@ def bill(
     timezone: Annotated[
         str | None, typer.Option("--timezone", help="IANA zone of the practice's months")
     ] = None,
+    care_managers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--care-manager",
+            help="a behavioral health care manager (Practitioner/<id>), repeatable: CoCM "
+            "minutes count only their time",
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option("--bearer-token", envvar="BHI_FHIR_TOKEN", help="static bearer token"),
@@ -505,6 +526,8 @@ def bill(
     except (OSError, ValueError, ValidationError, tomllib.TOMLDecodeError) as exc:
         hint = "--plan" if plan_file is not None else "--rules"
         raise typer.BadParameter(str(exc), param_hint=hint) from None
+    if care_managers:
+        rules = rules.model_copy(update={"care_managers": [*rules.care_managers, *care_managers]})
     now = datetime.now(UTC)
     month_open = the_month.end(ZoneInfo(rules.timezone)) > now
     if not dry_run and server is not None and month_open:
@@ -543,7 +566,15 @@ def bill(
                     "requests": report.requests,
                     "notes": notes,
                     "patients": rows,
-                    "not_counted": [{"entry": r.reference, "reason": r.reason} for r in rejected],
+                    "not_counted": [
+                        {
+                            "entry": r.reference,
+                            "code": r.code,
+                            "minutes": r.minutes,
+                            "reason": r.reason,
+                        }
+                        for r in rejected
+                    ],
                     "errors": [
                         {"file": e.file, "line": e.line, "message": e.message} for e in errors
                     ],
@@ -564,8 +595,12 @@ def bill(
             console.print(f"  {count} × {code}: {texts[code]}")
         for note in notes:
             console.print(f"[yellow]note[/yellow] {note}")
-        for error in errors:
-            console.print(f"[red]skipped[/red] {error}")
+    for error in errors:
+        typer.echo(f"error: {error}", err=True)
+    if errors:
+        # Like `apply` and `score`: the good input is billed, and a scheduler still sees that
+        # some input was refused.
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 @dataclass

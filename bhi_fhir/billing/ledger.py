@@ -35,7 +35,7 @@ code in a month that bills CoCM codes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final, Literal
@@ -63,6 +63,7 @@ from bhi_fhir.billing._time import (
 from bhi_fhir.billing.codes import (
     APCM_BASE_CODES,
     MONTHLY_CARE_MANAGEMENT_CODES,
+    NON_PHYSICIAN_BHI_QUALIFICATIONS,
     BilledCode,
     MonthKind,
     PayerRules,
@@ -124,6 +125,9 @@ class LedgerEntry:
     program: Program | None
     mode: ContactMode | None
     virtual: bool
+    # False when the entry gives a day and a duration but no clock time: its interval is
+    # placed at the day's start, so it cannot be checked for overlap with other entries.
+    timed: bool = True
 
     @property
     def minutes(self) -> float:
@@ -132,10 +136,16 @@ class LedgerEntry:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A care-management Encounter that is not counted, and why."""
+    """A care-management Encounter (or part of its time) that is not counted, and why.
+
+    ``code`` is stable (``not-care-manager``, ``after-death``, ``after-episode-end``, …);
+    ``minutes`` is how much of the entry's time in the month is not counted, when only part of
+    an otherwise readable entry is cut (``None``: the whole entry is unreadable or refused)."""
 
     reference: str
     reason: str
+    code: str = "unreadable"
+    minutes: int | None = None
 
 
 def ledger_entry(encounter: Resource, tz: tzinfo) -> LedgerEntry | Rejected:
@@ -171,6 +181,7 @@ def ledger_entry(encounter: Resource, tz: tzinfo) -> LedgerEntry | Rejected:
     klass = get_dict(encounter, "class").get("code")
     virtual = mode in ("phone", "video") if mode is not None else klass == "VR"
     participants = participants_of(encounter)
+    timed = "T" in str(get_dict(encounter, "period").get("start"))
     return LedgerEntry(
         reference=reference,
         patient=patient,
@@ -180,6 +191,7 @@ def ledger_entry(encounter: Resource, tz: tzinfo) -> LedgerEntry | Rejected:
         program=program,
         mode=mode,
         virtual=virtual,
+        timed=timed,
     )
 
 
@@ -305,6 +317,7 @@ class PatientMonth:
     encounter_class: Literal["AMB", "VR"]
     episode_start: Month | None
     warnings: tuple[str, ...] = ()
+    not_counted: tuple[Rejected, ...] = ()  # entries (or parts) in the month not counted, why
 
     @property
     def billable(self) -> bool:
@@ -336,8 +349,14 @@ def _consent_windows(record: PatientRecord, rules: BillingRules, tz: tzinfo) -> 
     return union(windows)
 
 
-def _discharge_blocks(record: PatientRecord, tz: tzinfo) -> list[Interval]:
+def _discharge_blocks(record: PatientRecord, tz: tzinfo) -> tuple[list[Interval], list[str]]:
+    """Spans after a BHI episode ended (until a later BHI CarePlan starts), and warnings.
+
+    The episode ends at the CarePlan's ``period.end`` (a date ends with its day, §2.2). A plan
+    ``completed`` or ``revoked`` without ``period.end`` ended at the latest when it was last
+    changed (``meta.lastUpdated``); without that either, its end is unknown (a warning)."""
     plans: list[Interval] = []
+    warnings: list[str] = []
     for plan in record.careplans:
         if plan.get("status") in ("entered-in-error", "draft"):
             continue
@@ -346,15 +365,33 @@ def _discharge_blocks(record: PatientRecord, tz: tzinfo) -> list[Interval]:
             continue
         period = get_dict(plan, "period")
         start = parse_datetime(period.get("start"), tz) or _FAR_PAST
-        end = parse_datetime(period.get("end"), tz, end=True) or _FAR_FUTURE
-        plans.append((start, end))
+        end = parse_datetime(period.get("end"), tz, end=True)
+        if end is None and plan.get("status") in ("completed", "revoked"):
+            end = parse_datetime(get_dict(plan, "meta").get("lastUpdated"), tz)
+            if end is None:
+                warnings.append(
+                    f"BHI CarePlan {plan.get('status')} without period.end or meta.lastUpdated: "
+                    "the episode's end is unknown, time after it cannot be held back (§2.2)"
+                )
+        plans.append((start, end or _FAR_FUTURE))
     blocks = []
     for _, end in plans:
         if end == _FAR_FUTURE:
             continue
         later = [s for s, _ in plans if s >= end]
         blocks.append((end, min(later) if later else _FAR_FUTURE))
-    return union(blocks)
+    return union(blocks), warnings
+
+
+def _after_death(record: PatientRecord, tz: tzinfo) -> tuple[datetime | None, bool]:
+    """The first instant after the date of death (no service is dated after it, §6), and
+    whether the patient is recorded deceased without a date (``deceasedBoolean``)."""
+    patient = record.resource or {}
+    moment = parse_datetime(patient.get("deceasedDateTime"), tz)
+    if moment is not None:
+        day = moment.astimezone(tz).date()
+        return datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(days=1), False
+    return None, patient.get("deceasedBoolean") is True
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,10 +428,24 @@ def _exclusions(record: PatientRecord, tz: tzinfo) -> list[_Exclusion]:
 
 
 @dataclass(frozen=True, slots=True)
+class _Cut:
+    """Time of one entry not counted, and why."""
+
+    code: str
+    reason: str
+    spans: list[Interval]
+
+
+@dataclass(frozen=True, slots=True)
 class _Counted:
     entry: LedgerEntry
     recorded: list[Interval]
     counted: list[Interval]
+    cuts: tuple[_Cut, ...] = ()
+
+
+# Who may count toward a program's minutes: a reason when ``entry`` may not, else None.
+Eligibility = Callable[[LedgerEntry], _Cut | None]
 
 
 def _count(
@@ -402,31 +453,105 @@ def _count(
     consent: Sequence[Interval],
     blocks: Sequence[Interval],
     exclusions: Sequence[_Exclusion],
+    eligible: Eligibility,
+    after_death: datetime | None,
 ) -> list[_Counted]:
     out = []
     for entry in entries:
         recorded = [(entry.start, entry.end)]
+        refused = eligible(entry)
+        if refused is not None:
+            out.append(_Counted(entry, recorded, [], (refused,)))
+            continue
+        cuts: list[_Cut] = []
         counted = intersect(recorded, consent)
-        counted = subtract(counted, blocks)
-        cuts = [
+        if seconds(counted) < seconds(recorded):
+            cuts.append(
+                _Cut(
+                    "before-consent",
+                    "outside a documented consent (§4.3 Consent)",
+                    subtract(recorded, counted),
+                )
+            )
+        if after_death is not None:
+            dead = [(after_death, _FAR_FUTURE)]
+            kept = subtract(counted, dead)
+            if seconds(kept) < seconds(counted):
+                cuts.append(
+                    _Cut(
+                        "after-death",
+                        "dated after the patient's date of death: Medicare does not pay for "
+                        "services dated after the date of death (§6)",
+                        intersect(counted, dead),
+                    )
+                )
+            counted = kept
+        kept = subtract(counted, blocks)
+        if seconds(kept) < seconds(counted):
+            cuts.append(
+                _Cut(
+                    "after-episode-end",
+                    "after the patient's BHI episode ended (BHI CarePlan period end or status "
+                    "completed/revoked, §2.2 Episode of care)",
+                    subtract(counted, kept),
+                )
+            )
+        counted = kept
+        spans = [
             x.span
             for x in exclusions
             if not x.clinicians or entry.clinician is None or entry.clinician in x.clinicians
         ]
-        counted = subtract(counted, cuts)
-        out.append(_Counted(entry, recorded, counted))
+        kept = subtract(counted, spans)
+        if seconds(kept) < seconds(counted):
+            cuts.append(
+                _Cut(
+                    "excluded-service",
+                    "during a separately billed service or an inpatient/observation stay (§4.2)",
+                    subtract(counted, kept),
+                )
+            )
+        out.append(_Counted(entry, recorded, kept, tuple(cuts)))
     return out
 
 
-def _by_clinician_in(
-    counted: Sequence[_Counted], window: Interval, *, recorded: bool = False
-) -> list[Interval]:
-    """Union per clinician inside ``window``; clinicians' unions concatenated."""
-    per: dict[str | None, list[Interval]] = {}
+def _seconds_in(counted: Sequence[_Counted], window: Interval, *, recorded: bool = False) -> float:
+    """Seconds of time inside ``window``: the union of every timed entry's spans, whoever
+    logged them (staff meeting together count one person's time), plus the date-only entries
+    as recorded (no clock time, so no overlap can be told)."""
+    timed: list[Interval] = []
+    untimed = 0.0
     for item in counted:
-        spans = item.recorded if recorded else item.counted
-        per.setdefault(item.entry.clinician, []).extend(intersect(spans, [window]))
-    return [span for spans in per.values() for span in union(spans)]
+        spans = intersect(item.recorded if recorded else item.counted, [window])
+        if item.entry.timed:
+            timed.extend(spans)
+        else:
+            untimed += seconds(spans)
+    return seconds(union(timed)) + untimed
+
+
+def _overlap_warnings(counted: Sequence[_Counted], window: Interval) -> list[str]:
+    """One warning per pair of timed entries of different people whose counted time overlaps."""
+    items = sorted(
+        (c for c in counted if c.entry.timed and intersect(c.counted, [window])),
+        key=lambda c: (c.entry.start, c.entry.reference),
+    )
+    warnings = []
+    for i, first in enumerate(items):
+        for second in items[i + 1 :]:
+            if second.entry.start >= first.entry.end:
+                break
+            if first.entry.clinician == second.entry.clinician:
+                continue
+            shared = seconds(intersect(intersect(first.counted, second.counted), [window]))
+            if shared >= 60:
+                warnings.append(
+                    f"{first.entry.reference} ({first.entry.clinician}) and "
+                    f"{second.entry.reference} ({second.entry.clinician}) overlap by "
+                    f"{int(shared // 60)} min: counted once (staff together count one "
+                    "person's time)"
+                )
+    return warnings
 
 
 def _service_months(counted: Sequence[_Counted], record: PatientRecord, tz: tzinfo) -> set[Month]:
@@ -565,27 +690,157 @@ def _apcm_base_by(record: PatientRecord, month: Month, tz: tzinfo) -> set[str | 
     return out
 
 
+Role = Literal["care-manager", "psychiatric-consultant", "billing-practitioner", "other"]
+
+
+def role_of(
+    clinician: str, members: Sequence[tuple[str | None, list[Any]]], rules: BillingRules
+) -> Role:
+    """The care-team role of whoever logged an entry (§4.3 Team).
+
+    The practice plan's team first (``care_managers``, ``psychiatric_consultants``, the billing
+    practitioners), then the role codings of the patient's CareTeam at that time
+    (``care_manager_roles``, ``psychiatric_consultant_roles``)."""
+    if clinician in rules.care_managers:
+        return "care-manager"
+    if clinician in rules.psychiatric_consultants:
+        return "psychiatric-consultant"
+    if clinician == rules.billing_practitioner or clinician in rules.billing_practitioners:
+        return "billing-practitioner"
+    roles = [role for ref, concepts in members if ref == clinician for role in concepts]
+    if has_coding(roles, rules.care_manager_roles):
+        return "care-manager"
+    if has_coding(roles, rules.psychiatric_consultant_roles):
+        return "psychiatric-consultant"
+    return "other"
+
+
+_ROLE_TEXT: Final[dict[Role, str]] = {
+    "psychiatric-consultant": "the psychiatric consultant's",
+    "billing-practitioner": "the billing practitioner's",
+    "other": "not a care manager's (neither in the practice plan's team.care_managers nor with "
+    "a care-manager role on the CareTeam)",
+    "care-manager": "a care manager's",
+}
+
+
+def _eligibility(
+    record: PatientRecord, rules: BillingRules, billing_practitioner: str | None, tz: tzinfo
+) -> Eligibility:
+    """Whose minutes count (§6, §4.1, §4.3 Team):
+
+    - CoCM (99492/99493/99494, G2214, and the APCM add-ons valued like them): behavioral health
+      care manager time only; the psychiatric consultant's and the billing practitioner's work
+      is paid within the codes, not counted toward the minutes.
+    - General BHI billed as 99484: clinical staff time directed by the billing practitioner —
+      the care managers' — and the billing practitioner's own time when they do that work
+      themselves (CMS FAQ on care-management clinical staff time, 18 Jan 2017).
+    - General BHI billed as G0323: the billing clinical psychologist/CSW/MHC/MFT's own time.
+    """
+    g0323 = rules.qualification_of(billing_practitioner) in NON_PHYSICIAN_BHI_QUALIFICATIONS
+
+    def eligible(entry: LedgerEntry) -> _Cut | None:
+        program = entry.program or rules.program
+        who = entry.clinician
+        if who is None:
+            return _Cut("no-performer", "names no participant: whose time it is is unknown", [])
+        role = role_of(who, _care_team_members(record, (entry.start, entry.end), tz), rules)
+        if program == "cocm":
+            if role == "care-manager":
+                return None
+            return _Cut(
+                f"not-care-manager:{role}",
+                f"{who}'s time is {_ROLE_TEXT[role]}: CoCM minutes are behavioral health care "
+                "manager time (§6, CPT descriptors; CMS MLN909432)",
+                [],
+            )
+        if g0323:
+            if who == billing_practitioner:
+                return None
+            return _Cut(
+                "not-billing-clinician",
+                f"{who}'s time: G0323 counts the billing clinical psychologist/CSW/MHC/MFT's own "
+                "time (§4.1)",
+                [],
+            )
+        if role == "care-manager" or who == billing_practitioner:
+            return None
+        return _Cut(
+            f"not-clinical-staff:{role}",
+            f"{who}'s time is {_ROLE_TEXT[role]}: 99484 counts clinical staff time directed by "
+            "the billing practitioner (§6, CMS MLN909432)",
+            [],
+        )
+
+    return eligible
+
+
+def _billing_practitioner(
+    members: Sequence[tuple[str | None, list[Any]]], rules: BillingRules
+) -> str | None:
+    return next(
+        (ref for ref, _ in members if ref is not None and ref in rules.billing_practitioners),
+        rules.billing_practitioner,
+    )
+
+
+def _counted(
+    record: PatientRecord,
+    rules: BillingRules,
+    billing_practitioner: str | None,
+    tz: tzinfo,
+) -> tuple[list[_Counted], list[Rejected], list[str], bool]:
+    """The ledger entries with their counted time; rejections; warnings; and whether the
+    patient is recorded deceased without a date."""
+    entries, rejected = ledger_entries(record.encounters, tz)
+    consent = _consent_windows(record, rules, tz)
+    blocks, warnings = _discharge_blocks(record, tz)
+    after_death, death_undated = _after_death(record, tz)
+    counted = _count(
+        entries,
+        consent,
+        blocks,
+        _exclusions(record, tz),
+        _eligibility(record, rules, billing_practitioner, tz),
+        after_death,
+    )
+    return counted, rejected, warnings, death_undated
+
+
+def _not_counted(counted: Sequence[_Counted], window: Interval) -> list[Rejected]:
+    """Per entry in the month, each reason some of its time is not counted."""
+    out = []
+    for item in sorted(counted, key=_entry_order):
+        in_month = intersect(item.recorded, [window])
+        if not in_month:
+            continue
+        for cut in item.cuts:
+            spans = intersect(cut.spans, [window]) if cut.spans else in_month
+            minutes = int(seconds(spans) // 60)
+            out.append(Rejected(item.entry.reference, cut.reason, cut.code, minutes))
+    return out
+
+
 def close_month(
     record: PatientRecord, month: Month, rules: BillingRules
 ) -> tuple[list[PatientMonth], list[Rejected]]:
-    """One :class:`PatientMonth` per program with recorded time in ``month``."""
+    """One :class:`PatientMonth` per program with recorded time in ``month``; the entries (or
+    parts of them) not counted, each with its reason."""
     tz = ZoneInfo(rules.timezone)
     window = (month.start(tz), month.end(tz))
-    entries, rejected = ledger_entries(record.encounters, tz)
-    consent = _consent_windows(record, rules, tz)
-    counted = _count(entries, consent, _discharge_blocks(record, tz), _exclusions(record, tz))
-
     members = _care_team_members(record, window, tz)
-    billing_practitioner = next(
-        (ref for ref, _ in members if ref is not None and ref in rules.billing_practitioners),
-        rules.billing_practitioner,
+    billing_practitioner = _billing_practitioner(members, rules)
+    counted, rejected, episode_warnings, death_undated = _counted(
+        record, rules, billing_practitioner, tz
     )
     consultant = any(
         (ref is not None and ref in rules.psychiatric_consultants)
         or has_coding(roles, rules.psychiatric_consultant_roles)
         for ref, roles in members
     )
-    consent_by_month_end = any(start < window[1] for start, _ in consent)
+    consent_by_month_end = any(
+        start < window[1] for start, _ in _consent_windows(record, rules, tz)
+    )
     payer_name, payer_rules = _payer(record, window, rules, tz)
     apcm_base = _apcm_base_by(record, month, tz)
     diagnoses = _diagnoses(record)
@@ -595,17 +850,21 @@ def close_month(
     programs: tuple[Program, ...] = ("cocm", "bhi")
     for program in programs:
         mine = [c for c in counted if (c.entry.program or rules.program) == program]
-        recorded_spans = _by_clinician_in(mine, window, recorded=True)
-        if not recorded_spans:
+        if not any(intersect(c.recorded, [window]) for c in mine):
             continue
-        spans = _by_clinician_in(mine, window)
-        minutes = int(seconds(spans) // 60)
+        minutes = int(_seconds_in(mine, window) // 60)
         in_month = [c for c in mine if intersect(c.counted, [window])]
         service = _service_months(mine, record, tz) | {month}
         episode_kind, episode_start = _episode(month, service, rules.episode_gap_months)
         kind: MonthKind | None = episode_kind if program == "cocm" else None
 
-        warnings: list[str] = []
+        warnings: list[str] = [*episode_warnings, *_overlap_warnings(mine, window)]
+        untimed = [c for c in in_month if not c.entry.timed]
+        if untimed:
+            warnings.append(
+                f"{len(untimed)} entries give a date and a duration but no clock time: added as "
+                "recorded, not checked for overlap with other entries"
+            )
         same_practitioner_apcm = billing_practitioner is not None and (
             billing_practitioner in apcm_base
         )
@@ -660,6 +919,14 @@ def close_month(
                         "no psychiatric consultant on the patient's care team (§4.3 Team)",
                     )
                 )
+        if death_undated:
+            reasons.append(
+                Reason(
+                    "deceased-date-unknown",
+                    "the patient is recorded deceased without a date: whether this time is "
+                    "dated after the date of death cannot be checked (§6)",
+                )
+            )
         if billing_practitioner is None:
             reasons.append(
                 Reason("no-billing-practitioner", "no billing practitioner (practice plan)")
@@ -674,18 +941,6 @@ def close_month(
                 if c.entry.clinician is not None and c.entry.clinician != billing_practitioner
             )
         )
-        if rules.care_managers:
-            known = {
-                *rules.care_managers,
-                *rules.psychiatric_consultants,
-                *rules.billing_practitioners,
-            }
-            others = [m for m in care_managers if m not in known]
-            if others:
-                warnings.append(
-                    f"time counted from {', '.join(others)}, not a care manager of the practice "
-                    "plan (§4.3 Team: the BHCM works under the billing practitioner)"
-                )
         results.append(
             PatientMonth(
                 patient=record.patient,
@@ -693,7 +948,7 @@ def close_month(
                 program=program,
                 month_kind=kind,
                 minutes=minutes,
-                recorded_minutes=int(seconds(recorded_spans) // 60),
+                recorded_minutes=int(_seconds_in(mine, window, recorded=True) // 60),
                 codes=tuple(codes),
                 reasons=tuple(reasons),
                 requirements=requirements,
@@ -708,9 +963,11 @@ def close_month(
                 else "AMB",
                 episode_start=episode_start,
                 warnings=tuple(warnings),
+                not_counted=tuple(_not_counted(mine, window)),
             )
         )
-    return _no_bhi_with_cocm(results), [r for r in rejected if _in_month(r, record, window, tz)]
+    rejected = [r for r in rejected if _in_month(r, record, window, tz)]
+    return _no_bhi_with_cocm(results), rejected + [r for m in results for r in m.not_counted]
 
 
 def history_start(record: PatientRecord, month: Month, rules: BillingRules) -> datetime:
@@ -725,9 +982,8 @@ def history_start(record: PatientRecord, month: Month, rules: BillingRules) -> d
     tz = ZoneInfo(rules.timezone)
     lookback = timedelta(days=rules.initiating_visit_lookback_days)
     gap = rules.episode_gap_months
-    entries, _ = ledger_entries(record.encounters, tz)
-    consent = _consent_windows(record, rules, tz)
-    counted = _count(entries, consent, _discharge_blocks(record, tz), _exclusions(record, tz))
+    members = _care_team_members(record, (month.start(tz), month.end(tz)), tz)
+    counted, _, _, _ = _counted(record, rules, _billing_practitioner(members, rules), tz)
     earliest = min(month.shift(-gap).start(tz), month.start(tz) - lookback)
     programs: tuple[Program, ...] = ("cocm", "bhi")
     for program in programs:

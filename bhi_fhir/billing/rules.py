@@ -15,7 +15,7 @@ billing.addon_max_units                    default_payer.max_99494_units (§4.1,
 billing.payers.<key>.addon_max_units       payers[<key>].max_99494_units
 billing.billing_practitioner_qualification billing_practitioner_qualification (§4.1 G0323)
 team.billing_practitioner                  billing_practitioner (§4.3 Team)
-team.care_managers                         care_managers
+team.care_managers                         care_managers (whose minutes count, §6)
 team.psychiatric_consultant                psychiatric_consultants (matched on CareTeams)
 consent.scope                              consent_scope (§4.3 Consent)
 =========================================  =================================================
@@ -96,7 +96,12 @@ class BillingRules(BaseModel):
     )
     care_managers: list[str] = Field(
         default_factory=list,
-        description="the practice's BHCMs; when given, time counted from anyone else is warned",
+        description="the practice's BHCMs: CoCM minutes are their time only (§6, §4.2)",
+    )
+    care_manager_roles: list[CodingKey] = Field(
+        default_factory=list,
+        description="CareTeam.participant.role codings that mark a care manager (none by "
+        "default: no public source names one code for the BHCM)",
     )
     psychiatric_consultants: list[str] = Field(
         default_factory=list, description="references of the practice's psychiatric consultants"

@@ -19,7 +19,10 @@ BHCM2 = "Practitioner/bhcm2"
 PSYCH = "Practitioner/psych"
 ENTRY_SYSTEM = "urn:example:ehr:time-entry"
 
-RULES = BillingRules(timezone="America/New_York", billing_practitioner=PCP)
+# The practice names its care managers: CoCM minutes are their time (bhi-domain.md §6).
+RULES = BillingRules(
+    timezone="America/New_York", billing_practitioner=PCP, care_managers=[BHCM, BHCM2]
+)
 
 _ids = count(1)
 

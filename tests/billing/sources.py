@@ -32,3 +32,29 @@ S43_VISIT = (
 S43_TEAM = "bhi-domain.md §4.3 Team (https://www.ngsmedicare.com/web/ngs/mental-health?selectedArticleId=3421653)"
 S43_MONTH = "bhi-domain.md §4.3 Calendar-month service period"
 ISSUE6 = "issue 6 Time ledger counting rules"
+S6_BHCM = (
+    "bhi-domain.md §6 'CoCM minutes are BHCM time' (CPT 99492/99493/99494, G2214 descriptors; "
+    "CMS MLN909432 Behavioral Health Integration Services)"
+)
+S6_GENERAL_BHI = (
+    "bhi-domain.md §6 (99484/G0323: clinical staff time directed by the billing practitioner; "
+    "CMS MLN909432) and §4.1 G0323 (the clinical psychologist/CSW/MHC/MFT's own time)"
+)
+CMS_FAQ_OWN_TIME = (
+    "CMS FAQ on care-management clinical staff time, 18 Jan 2017 (billing practitioner's own "
+    "time may count as clinical staff time; copy at https://remingtonreport.com/"
+    "intelligence-resources/partnership-development/22-key-facts-about-physician-ccm-billing)"
+)
+S6_DEATH = (
+    "bhi-domain.md §6 'No services after death' (Medicare does not pay for services dated "
+    "after the date of death; CMS claims processing edits, HHS-OIG post-death audits)"
+)
+S22_EPISODE_END = (
+    "bhi-domain.md §2.2 Episode of care (ends when goals are met or the patient is referred "
+    "on; https://medicaid.ncdhhs.gov/blog/2025/09/17/updated-coverage-psychiatric-"
+    "collaborative-care-management-sept-17-2025)"
+)
+CPT_ONE_PERSON = (
+    "CPT care-management time rules: staff meeting together count one person's time (as stated "
+    "in the billing brief; not yet in bhi-domain.md)"
+)

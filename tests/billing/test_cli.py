@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register, app
 
-from .builders import PCP, chart, entry, visit
+from .builders import BHCM, PCP, chart, entry, visit
 
 _register()
 runner = CliRunner()
@@ -32,7 +33,7 @@ def clinic(tmp_path):
     rules = tmp_path / "plan.toml"
     rules.write_text(
         '[billing]\nprogram = "cocm"\ntimezone = "America/New_York"\n'
-        f'billing_practitioner = "{PCP}"\n'
+        f'billing_practitioner = "{PCP}"\ncare_managers = ["{BHCM}"]\n'
         "[billing.payers.Medicare]\nmax_99494_units = 2\n"
     )
     return path, rules
@@ -49,7 +50,8 @@ def test_json_report(clinic, tmp_path):
         "--month", "2026-10", "--input", str(data), "--rules", str(rules),
         "--format", "json", "--out", str(out),
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    # The input's last line is not JSON: reported, the rest billed, exit 2 (as apply/score).
+    assert result.exit_code == 2, result.output
     report = json.loads(result.stdout)
     (row,) = report["patients"]
     assert row["minutes"] == 85
@@ -72,7 +74,7 @@ def test_csv_report(clinic):
     result = invoke(
         "--month", "2026-10", "--input", str(data), "--rules", str(rules), "--format", "csv"
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert rows[0]["codes"] == "99492x1"
     assert rows[0]["billable"] == "True"
@@ -82,7 +84,7 @@ def test_csv_report(clinic):
 def test_table_report(clinic):
     data, rules = clinic
     result = invoke("--month", "2026-10", "--input", str(data), "--rules", str(rules))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output
     assert "99492x1" in result.stdout
     assert "MRN-0001" in result.stdout
 
@@ -112,3 +114,58 @@ def test_open_month_is_not_written(clinic):
     result = invoke("--month", "2999-01", "--server", "http://127.0.0.1:9/fhir")
     assert result.exit_code == 2
     assert "has not ended" in result.output
+
+
+def test_bad_inputs_one_stderr_line_each_rest_billed_exit_2(clinic, tmp_path):
+    """A bad line or file is one `error: file:line: message` line on stderr; the good input is
+    still billed; exit 2, the code `apply` and `score` use for bad input data."""
+    data, rules = clinic
+    broken = tmp_path / "more.ndjson"
+    broken.write_text('{"resourceType": "Patient", "id": "x"}\n[1, 2]\n')
+    result = invoke(
+        "--month", "2026-10", "--input", str(data), "--input", str(broken),
+        "--input", str(tmp_path / "missing.ndjson"), "--rules", str(rules), "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    n = len(data.read_text().splitlines())
+    assert lines[0].startswith(f"error: {data}:{n}: not JSON")
+    assert lines[1].startswith(f"error: {broken}:2: not a FHIR resource")
+    assert lines[2].startswith(f"error: {tmp_path / 'missing.ndjson'}: cannot read file")
+    assert len(lines) == 3
+    (row,) = json.loads(result.stdout)["patients"]
+    assert row["minutes"] == 85 and row["billable"]
+
+
+def test_clean_input_exits_0(clinic, tmp_path):
+    data, rules = clinic
+    clean = tmp_path / "clean.ndjson"
+    clean.write_text(data.read_text().replace("not json\n", ""))
+    result = invoke("--month", "2026-10", "--input", str(clean), "--rules", str(rules))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+
+
+def test_unreadable_sub_directory_is_an_error_not_skipped(clinic, tmp_path, monkeypatch):
+    """A sub-directory that cannot be listed is reported (and exits 2), never silently
+    skipped; the readable files are still billed."""
+    data, rules = clinic
+    root = tmp_path / "export"
+    (root / "locked").mkdir(parents=True)
+    (root / "clinic.ndjson").write_text(data.read_text().replace("not json\n", ""))
+    real = os.scandir
+
+    def scandir(path):  # a permission error the way os.walk meets one (also as root)
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = invoke("--month", "2026-10", "--input", str(root), "--rules", str(rules),
+                    "--format", "json")  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {root / 'locked'}: cannot read directory: Permission denied"
+    )
+    (row,) = json.loads(result.stdout)["patients"]
+    assert row["minutes"] == 85

@@ -30,6 +30,7 @@ from .builders import (
     visit,
 )
 from .sources import (
+    CPT_ONE_PERSON,
     ISSUE6,
     S22_EPISODE,
     S41,
@@ -74,13 +75,13 @@ def reasons(pm: PatientMonth) -> set[str]:
         ([("2026-10-05 10:00", 30, BHCM), ("2026-10-05 10:30", 30, BHCM)], 60, ISSUE6),
         # duplicate entry (recorded twice)
         ([("2026-10-05 10:00", 36, BHCM), ("2026-10-05 10:00", 36, BHCM)], 36, ISSUE6),
-        # different clinicians at the same time: both count
-        ([("2026-10-05 10:00", 30, BHCM), ("2026-10-05 10:00", 30, BHCM2)], 60, ISSUE6),
+        # different clinicians at the same time: one person's time (test_whose_minutes.py)
+        ([("2026-10-05 10:00", 30, BHCM), ("2026-10-05 10:00", 30, BHCM2)], 30, CPT_ONE_PERSON),
         # separate days add up
         ([("2026-10-05 10:00", 20, BHCM), ("2026-10-19 10:00", 20, BHCM)], 40, S43_MONTH),
     ],
 )
-def test_overlap_counts_once_per_clinician(entries, minutes, source):
+def test_overlap_counts_once(entries, minutes, source):
     resources = chart() + [entry(s, m, clinician=c) for s, m, c in entries]
     assert cocm(resources).minutes == minutes, source
 
@@ -380,7 +381,8 @@ def test_g0323_when_the_billing_clinician_is_a_psychologist():
     rules = RULES.model_copy(
         update={"program": "bhi", "billing_practitioners": {"Practitioner/psy": "psychologist"}}
     )
-    resources = [*chart(), entry("2026-10-05 10:00", 20)]
+    # G0323 counts the psychologist's own time (bhi-domain.md §6, §4.1).
+    resources = [*chart(), entry("2026-10-05 10:00", 20, clinician="Practitioner/psy")]
     resources[2]["participant"].append({"member": {"reference": "Practitioner/psy"}})
     pm = bill(resources, rules=rules)["bhi"]
     assert pm.billing_practitioner == "Practitioner/psy"

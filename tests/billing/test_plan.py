@@ -18,6 +18,7 @@ from tests.clinic_generator import clinic_generator
 
 from .builders import BHCM, PATIENT, careteam, chart, coverage, entry
 from .sources import (
+    S6_BHCM,
     S22_EPISODE,
     S41_99484,
     S41_G0323,
@@ -100,7 +101,7 @@ def test_payer_cap_from_the_plan_applies_to_that_payer():
     resources = [
         *[r for r in chart() if r["resourceType"] != "Coverage"],
         coverage("Acme Health", "Organization/acme"),
-        entry("2026-10-05 10:00", 176),
+        entry("2026-10-05 10:00", 176, clinician="Practitioner/bhcm-garcia"),
     ]
     (month,), _ = close_month(group_by_patient(resources)[PATIENT], Month(2026, 10), rules)
     assert [(c.code, c.units) for c in month.codes] == [("99492", 1), ("99494", 2)], S74
@@ -121,11 +122,14 @@ def test_plan_consultant_on_the_care_team_by_reference():
     assert month.warnings == ()
 
 
-def test_time_from_someone_not_on_the_plans_team_is_warned():
+def test_time_from_someone_not_on_the_plans_team_is_not_counted():
+    """CoCM minutes are the plan's care managers' time (bhi-domain.md §6, §4.3 Team)."""
     rules = rules_from_plan(load_practice_plan(PLAN))
     resources = [*chart(), entry("2026-10-05 10:00", 40, clinician=BHCM)]
-    (month,), _ = close_month(group_by_patient(resources)[PATIENT], Month(2026, 10), rules)
-    assert any(BHCM in w and "not a care manager" in w for w in month.warnings), S43_TEAM
+    (month,), rejected = close_month(group_by_patient(resources)[PATIENT], Month(2026, 10), rules)
+    assert month.minutes == 0 and month.recorded_minutes == 40, S6_BHCM
+    (why,) = rejected
+    assert why.code == "not-care-manager:other" and BHCM in why.reason, S43_TEAM
 
 
 def invoke(*args):
@@ -167,7 +171,10 @@ def test_synthetic_clinic_dry_run_with_the_practice_plan():
     """2026-11 is the clinic's current month ("today" is 2026-11-26): a preview. Each patient
     with time gets one row with the plan's billing practitioner and the codes its minutes reach
     (§4.2); every enrolled patient has consent, an initiating E/M visit and a CareTeam naming
-    the psychiatric consultant (§4.3), so every row is billable (would be billed: dry-run)."""
+    the psychiatric consultant (§4.3), so every row is billable (would be billed: dry-run) —
+    except where the month's time needs the workflow's contact Encounters, which name no
+    performer: whose time they are is unknown, so they are not counted (§6) and the row
+    falls below G2214's 16 minutes."""
     plan_rules = rules_from_plan(load_practice_plan(PLAN))
     result = invoke("--month", "2026-11", "--input", str(CLINIC), "--plan", str(PLAN),
                     "--dry-run", "--format", "json")  # fmt: skip
@@ -178,9 +185,16 @@ def test_synthetic_clinic_dry_run_with_the_practice_plan():
     assert expected and {row["patient"] for row in rows} == expected
     assert report["errors"] == [] and report["requests"] is None
     assert report["notes"] and "has not ended" in report["notes"][0]
+    not_counted: dict[str, int] = {}
+    for item in report["not_counted"]:
+        assert item["code"] == "no-performer", item  # the workflow's contacts name nobody
+        patient = _patient_of_entry(item["entry"])
+        not_counted[patient] = not_counted.get(patient, 0) + item["minutes"]
+    held = 0
     for row in rows:
         assert row["program"] == "cocm"
         assert row["billing_practitioner"] == "Practitioner/pcp-lee"
+        assert row["recorded_minutes"] - row["minutes"] == not_counted.get(row["patient"], 0)
         codes = select_codes(
             "cocm", row["month_kind"], row["minutes"], year=2026, thresholds=plan_rules.thresholds
         )
@@ -188,12 +202,28 @@ def test_synthetic_clinic_dry_run_with_the_practice_plan():
         assert row["requirements"] == {
             "consent": True, "initiating_visit": True, "psychiatric_consultant": True
         }, S43_TEAM  # fmt: skip
-        assert row["billable"] and row["result"] == "dry-run", S43_VISIT
-    assert report["summary"] == {"dry-run": len(rows)}
-    assert report["not_billable_reasons"] == {}
+        if row["billable"]:
+            assert row["result"] == "dry-run", S43_VISIT
+        else:
+            held += 1
+            assert [r["code"] for r in row["reasons"]] == ["below-threshold"], row
+            assert row["patient"] in not_counted, S6_BHCM
+    assert report["summary"] == {
+        k: v for k, v in {"dry-run": len(rows) - held, "not-billable": held}.items() if v
+    }
+    assert report["not_billable_reasons"] == ({"below-threshold": held} if held else {})
     table = invoke("--month", "2026-11", "--input", str(CLINIC), "--plan", str(PLAN), "--dry-run")
     assert table.exit_code == 0
-    assert f"{len(rows)} patient-months: dry-run {len(rows)}" in table.stdout
+    assert f"{len(rows)} patient-months: dry-run {len(rows) - held}" in table.stdout
+
+
+def _patient_of_entry(reference: str) -> str:
+    ident = reference.split("/")[1]
+    for line in (CLINIC / "Encounter.ndjson").read_text().splitlines():
+        resource = json.loads(line)
+        if resource["id"] == ident:
+            return str(resource["subject"]["reference"])
+    raise AssertionError(reference)
 
 
 def test_clinic_month_without_time_is_empty():
@@ -250,7 +280,9 @@ def test_clinic_october_bills_every_threshold_and_says_why_not():
                     "--format", "json")  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["errors"] == [] and report["not_counted"] == [] and report["notes"] == []
+    assert report["errors"] == [] and report["notes"] == []
+    # Calls before consent are recorded, never counted, and each says so (§4.3 consent).
+    assert {item["code"] for item in report["not_counted"]} == {"before-consent"}
     rows = {row["patient"]: row for row in report["patients"]}
     assert set(rows) == set(expected) == _clinic_time_patients("2026-10")
     for patient, (kind, minutes, codes, reasons, plan) in expected.items():
@@ -260,6 +292,10 @@ def test_clinic_october_bills_every_threshold_and_says_why_not():
         # Calls before consent are recorded, never counted (§4.3 consent).
         # (the generator's engage calls fall within two weeks of an October screen)
         assert row["recorded_minutes"] == minutes + sum(plan.get("engage", ())), patient
+        cut = sum(
+            i["minutes"] for i in report["not_counted"] if _patient_of_entry(i["entry"]) == patient
+        )
+        assert cut == sum(plan.get("engage", ())), (patient, S43_CONSENT)
         got = [(c["code"], c["units"]) for c in row["codes"]]
         assert got == codes, (patient, [SOURCE_OF[c] for c, _ in codes] or S42)
         assert [r["code"] for r in row["reasons"]] == reasons, (patient, S43_CONSENT)

@@ -21,7 +21,7 @@ from bhi_fhir.billing.writeback import plan_write
 from bhi_fhir.cli import _register, app
 from bhi_fhir.fhir import FhirClient
 
-from .builders import PATIENT, PCP, RULES, chart, entry
+from .builders import BHCM, PATIENT, PCP, RULES, chart, entry
 from .sources import S22_EPISODE, S43_VISIT
 
 BASE = "http://127.0.0.1:8999/fhir"
@@ -114,7 +114,8 @@ def test_report_counts_requests(router, tmp_path):
     result = CliRunner().invoke(
         app,
         ["bill", "--month", "2026-10", "--server", BASE, "--dry-run", "--format", "json",
-         "--billing-practitioner", PCP, "--timezone", "America/New_York"],
+         "--billing-practitioner", PCP, "--timezone", "America/New_York",
+         "--care-manager", BHCM],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

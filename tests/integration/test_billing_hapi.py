@@ -222,6 +222,7 @@ def test_bill_a_month_twice_writes_one_encounter(fhir_base_url, run_tag, case_id
     args = [
         "bill", "--month", MONTH, "--server", fhir_base_url, "--format", "json",
         "--patient", patient, "--billing-practitioner", ids["pcp"], "--timezone", "UTC",
+        "--care-manager", ids["bhcm"],  # CoCM minutes are BHCM time (bhi-domain.md §6)
     ]  # fmt: skip
     runner = CliRunner()
     http = httpx.Client(headers={"Accept": "application/fhir+json", "Cache-Control": "no-cache"})
@@ -271,6 +272,7 @@ def test_late_time_entry_updates_the_bill(fhir_base_url, run_tag, case_id):
     args = [
         "bill", "--month", MONTH, "--server", fhir_base_url, "--format", "json",
         "--patient", patient, "--billing-practitioner", ids["pcp"], "--timezone", "UTC",
+        "--care-manager", ids["bhcm"],  # CoCM minutes are BHCM time (bhi-domain.md §6)
     ]  # fmt: skip
     runner = CliRunner()
     http = httpx.Client(headers={"Accept": "application/fhir+json", "Cache-Control": "no-cache"})
@@ -332,7 +334,9 @@ async def _stale_write(base: str, patient: str, stale: dict[str, Any]) -> str:
     from bhi_fhir.billing.rules import BillingRules
     from bhi_fhir.billing.writeback import plan_write
 
-    rules = BillingRules(billing_practitioner=stale["participant"][0]["individual"]["reference"])
+    people = [p["individual"]["reference"] for p in stale["participant"]]
+    # The bill names the billing practitioner first, then the care managers whose time counted.
+    rules = BillingRules(billing_practitioner=people[0], care_managers=people[1:])
     month = Month.parse(MONTH)
     now = datetime.now(UTC)
     async with FhirClient(base) as fhir:
