@@ -19,6 +19,10 @@ The facts are a plain JSON-shaped dict, so the protocol's FHIRPath conditions ca
                        improvementPercent, remission, response} (§2.1)
     target             the primary target (the instrument the patient screened positive on)
     crises             responses that need a same-day safety assessment (§1.2, §1.4, §1.6, §1.8, §3)
+    crisisAssessments  the open same-day assessment episode to write, or [] ("Crisis episodes")
+    crisisReferrals    one open referral episode per C-SSRS risk to write, or []
+    deceased           {date, latest} when the Patient says deceased (deceasedBoolean true: {})
+    inactive           {replacedBy} when Patient.active is false or Patient.link replaced-by
     existing           resources bhi-fhir generated before: {identifier, rule, reference,
                        resourceType, status, version, active}
     openRules          rule ids with at least one generated resource still active
@@ -27,11 +31,28 @@ Care-manager contacts (§2.3 "contact count and last contact date"): a finished 
 Encounter, or a completed/in-progress Procedure, coded BHI_ACTIVITY ``care-management-contact``
 (the billing ledger's entries), plus a *completed* engage or outreach Task that bhi-fhir
 generated: completing that Task records that the care manager reached the patient.
+
+The patient's own record is the Patient whose id matches ``patient`` (after a merge the
+surviving record's resources and the replaced record's may be read together); ``deceased``
+(FHIR R4 Patient.deceased[x], https://hl7.org/fhir/R4/patient.html) keeps a partial
+deceasedDateTime as its earliest (``date``) and latest (``latest``) possible day.
+
+Crisis episodes: crisis responses (``crises``) not yet covered by a finished (terminal)
+crisis request of the same rule form one open episode, so several unassessed crisis screens
+give one same-day assessment, updated with the newest evidence, not one ServiceRequest each
+(a second request for the same unresolved risk is noise). An episode keeps the identifier key
+of its open request, else of its oldest response (deterministic: rule + source), lists every
+response as evidence (``evidence``) and takes reason and date from the newest. A response
+counts as covered once a terminal request lists it (identifier key, ``supportingInfo`` or
+``reasonReference``). Referrals form one episode per C-SSRS risk: an escalation to a higher
+risk is a new referral.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import calendar
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -51,6 +72,7 @@ __all__ = [
     "Timeline",
     "TimelineSettings",
     "build_timeline",
+    "full_url_for",
     "patient_of",
     "rule_of_identifier",
 ]
@@ -122,8 +144,18 @@ def rule_of_identifier(value: str) -> str:
     return value.split(":", 1)[0].split(".", 1)[0]
 
 
+def full_url_for(identifier: str) -> str:
+    """A stable ``urn:uuid`` for a generated resource not yet on a server (from its business
+    identifier): its ``fullUrl`` in the transaction Bundle, and how a later run refers to it
+    when it reads that Bundle back (the resource has no server id yet)."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{BHI_IDENTIFIER}|{identifier}')}"
+
+
 def _ref(resource: Resource) -> str:
-    return f"{resource.get('resourceType')}/{resource.get('id')}"
+    ident = resource.get("id")
+    if ident is None and (value := _identifier(resource)) is not None:
+        return full_url_for(value)  # a conditional create read back from a Bundle
+    return f"{resource.get('resourceType')}/{ident}"
 
 
 def _version(resource: Resource) -> str | None:
@@ -207,6 +239,142 @@ def _crisis_reasons(score: Score) -> list[str]:
         )
         reasons.append(label)
     return reasons
+
+
+def _unversioned(ref: str) -> str:
+    return ref.split("/_history/", 1)[0]
+
+
+def _death_days(value: Any) -> tuple[date, date] | None:
+    """The earliest and latest day a (possibly partial) deceasedDateTime can mean."""
+    if not isinstance(value, str):
+        return None
+    text = value[:10]
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return day, day
+        if len(text) == 7:
+            year, month = int(text[:4]), int(text[5:7])
+            last = calendar.monthrange(year, month)[1]
+            return date(year, month, 1), date(year, month, last)
+        if len(text) == 4:
+            return date(int(text), 1, 1), date(int(text), 12, 31)
+    except ValueError:
+        return None
+    return None
+
+
+def _own_record(patient: str, resources: Sequence[Resource]) -> Resource | None:
+    """The Patient resource that is ``patient`` (else the only Patient among ``resources``)."""
+    records = [r for r in resources if r.get("resourceType") == "Patient"]
+    for record in records:
+        if f"Patient/{record.get('id')}" == patient:
+            return record
+    return records[0] if len(records) == 1 else None
+
+
+def replaced_by(record: Resource) -> str | None:
+    """The surviving ``Patient/<id>`` a Patient.link of type replaced-by points to, or None."""
+    for link in record.get("link") or []:
+        if isinstance(link, Mapping) and link.get("type") == "replaced-by":
+            other = link.get("other")
+            ref = other.get("reference") if isinstance(other, Mapping) else None
+            if isinstance(ref, str) and ref.startswith("Patient/"):
+                return ref
+    return None
+
+
+def _record_facts(record: Resource | None) -> dict[str, Any]:
+    """``deceased`` and ``inactive`` from the patient's own record; absent fields say nothing."""
+    facts: dict[str, Any] = {}
+    if record is None:
+        return facts
+    days = _death_days(record.get("deceasedDateTime"))
+    if days is not None:
+        facts["deceased"] = {"date": days[0].isoformat(), "latest": days[1].isoformat()}
+    elif record.get("deceasedBoolean") is True:
+        facts["deceased"] = {}
+    successor = replaced_by(record)
+    if record.get("active") is False or successor is not None:
+        facts["inactive"] = _prune({"replacedBy": successor})
+    return facts
+
+
+def _evidence_of(resource: Resource) -> list[str]:
+    refs: list[str] = []
+    value = _identifier(resource)
+    if value is not None and ":" in value:
+        refs.append(_unversioned(value.split(":", 1)[1]))
+    reasons = resource.get("reasonReference")
+    for item in [*(resource.get("supportingInfo") or []), *(
+        reasons if isinstance(reasons, list) else [reasons]
+    )]:
+        ref = item.get("reference") if isinstance(item, Mapping) else None
+        if isinstance(ref, str) and ref.startswith("QuestionnaireResponse/"):
+            refs.append(_unversioned(ref))
+    return list(dict.fromkeys(refs))
+
+
+def _crisis_episodes(
+    crises: Sequence[dict[str, Any]],
+    generated: Sequence[Resource],
+    group_of: Callable[[str], str | None],
+) -> list[dict[str, Any]]:
+    """The open crisis episodes of one rule to write (see "Crisis episodes" above).
+
+    ``generated`` are the patient's resources with that rule's identifier; ``group_of`` maps a
+    response to its episode group (None: in no episode of this rule). The resources sharing a
+    key are one request: once any of them is terminal (the clinician completed the Task) the
+    request is finished and its responses are covered.
+    """
+    requests: dict[str, list[Resource]] = {}
+    for resource in generated:
+        value = _identifier(resource) or ""
+        requests.setdefault(value.split(":", 1)[1] if ":" in value else "", []).append(resource)
+    covered: set[str] = set()
+    open_: dict[str, tuple[str, list[str], str | None]] = {}
+    for key, parts in sorted(
+        requests.items(),
+        key=lambda kv: (min(str(r.get("authoredOn") or "") for r in kv[1]), kv[0]),
+    ):
+        evidence = list(dict.fromkeys(ref for r in parts for ref in _evidence_of(r)))
+        if any(r.get("status") in TERMINAL_STATUSES for r in parts):
+            covered.update(evidence)
+            continue
+        group = group_of(_unversioned(key))
+        if group is not None and group not in open_:
+            since = min((str(r["authoredOn"]) for r in parts if r.get("authoredOn")), default=None)
+            open_[group] = (key, evidence, since)
+    pending: dict[str, list[dict[str, Any]]] = {}
+    for crisis in crises:
+        response = str(crisis.get("response") or "")
+        group = group_of(response)
+        if group is None or response in covered:
+            continue
+        pending.setdefault(group, []).append(crisis)
+    episodes = []
+    for group in sorted(pending):
+        items = pending[group]
+        newest = items[-1]
+        key, evidence, since = open_.get(group) or (
+            str(items[0].get("source")), [], items[0].get("date")
+        )
+        refs = list(dict.fromkeys([*evidence, *(str(c.get("response")) for c in items)]))
+        sources = list(dict.fromkeys([key, *(str(c.get("source")) for c in items)]))
+        episodes.append(
+            _prune(
+                {
+                    **newest,
+                    "key": key,
+                    "since": since,
+                    "evidence": [{"reference": ref} for ref in refs],
+                    "sources": sources,
+                    "count": len(refs),
+                }
+            )
+        )
+    return episodes
 
 
 def _enrollment(resources: Sequence[Resource]) -> Resource | None:
@@ -337,13 +505,12 @@ def build_timeline(
     """
     settings = settings or TimelineSettings()
     versions: dict[str, str | None] = {}
-    sex: str | None = None
     for resource in resources:
         if resource.get("resourceType") == "QuestionnaireResponse":
             versions[_ref(resource)] = _version(resource)
-        elif resource.get("resourceType") == "Patient":
-            gender = resource.get("gender")
-            sex = gender if isinstance(gender, str) else None
+    record = _own_record(patient, resources)
+    gender = record.get("gender") if record is not None else None
+    sex = gender if isinstance(gender, str) else None
 
     ordered = sorted(
         (s for s in scores if s.instrument is not None),
@@ -384,6 +551,7 @@ def build_timeline(
     }
     if sex:
         facts["sex"] = sex
+    facts.update(_record_facts(record))
 
     plan = _enrollment(resources)
     start: date | None = None
@@ -455,30 +623,46 @@ def build_timeline(
         facts["target"] = primary
 
     existing: dict[str, dict[str, Any]] = {}
-    entries = []
     for resource in resources:
         value = _identifier(resource)
         if value is None:
             continue
-        status = resource.get("status")
-        active = status not in TERMINAL_STATUSES
+        if value in existing and existing[value].get("id") and not resource.get("id"):
+            continue  # the server's copy outranks the same create read back from a Bundle
         existing[value] = dict(resource)
-        entries.append(
-            _prune(
-                {
-                    "identifier": value,
-                    "rule": rule_of_identifier(value),
-                    "reference": _ref(resource),
-                    "resourceType": resource.get("resourceType"),
-                    "status": status,
-                    "version": _version(resource),
-                    "active": active,
-                }
-            )
+    entries = [
+        _prune(
+            {
+                "identifier": value,
+                "rule": rule_of_identifier(value),
+                "reference": _ref(resource),
+                "resourceType": resource.get("resourceType"),
+                "status": resource.get("status"),
+                "version": _version(resource),
+                "active": resource.get("status") not in TERMINAL_STATUSES,
+            }
         )
+        for value, resource in existing.items()
+    ]
     entries.sort(key=lambda e: str(e["identifier"]))
     facts["existing"] = entries
     facts["openRules"] = sorted({str(e["rule"]) for e in entries if e["active"]})
+
+    # One open assessment per patient; one open referral per C-SSRS risk (level of care).
+    risks = {
+        str(s.response_ref): str(s.severity)
+        for s in ordered
+        if s.instrument == "cssrs" and s.severity in ("low", "moderate", "high")
+    }
+    by_rule: dict[str, list[Resource]] = {}
+    for value, resource in existing.items():
+        by_rule.setdefault(rule_of_identifier(value), []).append(resource)
+    facts["crisisAssessments"] = _crisis_episodes(
+        crises, by_rule.get("crisis-assessment", []), lambda _: ""
+    )
+    facts["crisisReferrals"] = _crisis_episodes(
+        crises, by_rule.get("crisis-referral", []), risks.get
+    )
     return Timeline(patient=patient, facts=facts, existing=existing)
 
 

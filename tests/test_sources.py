@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bhi_fhir.sources import SourceError, read_resources
+import pytest
+
+from bhi_fhir import sources
+from bhi_fhir.sources import Resource, SourceError, read_resources
 
 
 def _qr(rid: str) -> dict[str, object]:
@@ -64,3 +67,142 @@ def test_a_bad_ndjson_line_does_not_end_the_file(tmp_path: Path) -> None:
     assert isinstance(found[1], SourceError) and (found[1].line, found[1].message) == (
         2, "not UTF-8 text")
     assert [f["id"] for f in found if isinstance(f, dict)] == ["1", "2"]
+
+
+# ----------------------------------------------------------------- bounds on hostile input
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _shape(found: list[Resource | SourceError]) -> list[object]:
+    return [f["id"] if isinstance(f, dict) else (f.line, f.message) for f in found]
+
+
+@pytest.mark.parametrize(("bad", "reason"), [
+    pytest.param(_nested(sources.MAX_DEPTH + 1), "nested deeper than", id="depth-over"),
+    pytest.param(_nested(100_000), "nested deeper than", id="depth-100k"),
+    pytest.param("[" * 100_000, "nested deeper than", id="depth-unclosed"),
+    pytest.param('{"resourceType": "QuestionnaireResponse", "n": ' + "9" * 5000 + "}",
+                 "number longer than", id="int-5000-digits"),
+    pytest.param('{"n": ' + "9" * (sources.MAX_NUMBER_CHARS + 1) + "}", "number longer than",
+                 id="int-over"),
+    pytest.param('{"n": 1e999}', "number out of range", id="float-inf"),
+    pytest.param('{"n": -1e999}', "number out of range", id="float-minus-inf"),
+    pytest.param('{"n": NaN}', "not a JSON number", id="nan"),
+    pytest.param('{"n": Infinity}', "not a JSON number", id="infinity"),
+])
+def test_a_hostile_ndjson_line_is_one_error_and_the_rest_is_read(
+    tmp_path: Path, bad: str, reason: str
+) -> None:
+    lines = [json.dumps(_qr("1")), bad, json.dumps(_qr("2"))]
+    (tmp_path / "x.ndjson").write_text("\n".join(lines) + "\n")
+    found = list(read_resources([tmp_path / "x.ndjson"]))
+    assert [f for f in _shape(found) if isinstance(f, str)] == ["1", "2"]
+    (error,) = [f for f in found if isinstance(f, SourceError)]
+    assert error.line == 2 and reason in error.message, error
+    assert str(error).startswith(f"{tmp_path / 'x.ndjson'}:2: ")
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    pytest.param(_nested(sources.MAX_DEPTH - 1), True, id="depth-at-limit"),
+    pytest.param(_nested(sources.MAX_DEPTH), False, id="depth-one-over"),
+    pytest.param("9" * sources.MAX_NUMBER_CHARS, True, id="int-at-limit"),
+    pytest.param("9" * (sources.MAX_NUMBER_CHARS + 1), False, id="int-one-over"),
+    pytest.param("1e308", True, id="float-finite"),
+    pytest.param("1e309", False, id="float-overflows"),
+])
+def test_bounds_on_both_sides(tmp_path: Path, value: str, ok: bool) -> None:
+    # The resource object itself is one level: a value nested MAX_DEPTH - 1 deep is the limit.
+    line = '{"resourceType": "QuestionnaireResponse", "id": "q", "v": ' + value + "}"
+    (tmp_path / "x.ndjson").write_text(line + "\n")
+    (found,) = list(read_resources([tmp_path / "x.ndjson"]))
+    assert isinstance(found, dict) is ok, found
+
+
+def test_a_line_over_the_size_bound_is_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "MAX_RECORD_BYTES", 200)
+    long = json.dumps({**_qr("big"), "text": "x" * 300})
+    lines = [json.dumps(_qr("1")), long, json.dumps(_qr("2"))]
+    (tmp_path / "x.ndjson").write_text("\n".join(lines))  # no final newline
+    found = list(read_resources([tmp_path / "x.ndjson"]))
+    assert _shape(found) == ["1", (2, "line longer than 200 bytes"), "2"]
+
+
+def test_a_hostile_single_file_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text(_nested(200_000))
+    (tmp_path / "big.json").write_text('{"resourceType": "Patient", "n": ' + "1" * 5000 + "}")
+    (tmp_path / "inf.json").write_text('{"resourceType": "Patient", "n": 1e999}')
+    (tmp_path / "ok.json").write_text(json.dumps(_qr("ok")))
+    found = list(read_resources([tmp_path]))
+    assert [f["id"] for f in found if isinstance(f, dict)] == ["ok"]
+    errors = [str(f) for f in found if isinstance(f, SourceError)]
+    assert len(errors) == 3
+    assert any("big.json:1: " in e and "number longer than" in e for e in errors), errors
+    assert any("deep.json: " in e and "nested deeper than" in e for e in errors), errors
+    assert any("inf.json:1: " in e and "number out of range" in e for e in errors), errors
+
+
+def _bundle(*entries: str) -> str:
+    return '{"resourceType": "Bundle",\n "type": "collection",\n "entry": [\n' + ",\n".join(
+        entries) + "\n]}\n"
+
+
+def test_a_bad_bundle_entry_is_one_error_and_the_other_entries_come_through(
+    tmp_path: Path,
+) -> None:
+    def entry(resource: str) -> str:
+        return '{"resource": ' + resource + "}"
+
+    text = _bundle(entry(json.dumps(_qr("a"))), entry('{"n": ' + "7" * 5000 + "}"),
+                   entry(_nested(1000)), entry(json.dumps(_qr("b"))), '{"fullUrl": "x"}',
+                   entry('{"n": 1e999}'), entry(json.dumps(_qr("c"))))
+    (tmp_path / "b.json").write_text(text)
+    found = list(read_resources([tmp_path / "b.json"]))
+    assert _shape(found) == [
+        "a", (5, "Bundle.entry[1]: number longer than 64 characters"),
+        (6, f"Bundle.entry[2]: nested deeper than {sources.MAX_DEPTH}"), "b",
+        (8, "Bundle.entry[4] has no resource"), (9, "Bundle.entry[5]: number out of range"),
+        "c"]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_a_bundle_streams_the_same_in_any_chunk_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(sources, "_CHUNK", chunk)
+    entries = [{"fullUrl": f"urn:{i}", "resource": {**_qr(str(i)), "n": i / 3, "é": "ü\\\""}}
+               for i in range(20)]
+    bundle = {"id": "b", "resourceType": "Bundle", "meta": {"tag": [1, 2.5, None, True]},
+              "entry": entries, "total": 20}
+    (tmp_path / "b.json").write_text(json.dumps(bundle, indent=1, ensure_ascii=False))
+    found = list(read_resources([tmp_path / "b.json"]))
+    assert found == [e["resource"] for e in entries]
+
+
+def test_entry_before_resource_type_is_still_a_bundle(tmp_path: Path) -> None:
+    late = json.dumps(_qr("late"))
+    text = '{"entry": [{"resource": ' + late + '}], "resourceType": "Bundle"}'
+    (tmp_path / "b.json").write_text(text)
+    assert _shape(list(read_resources([tmp_path / "b.json"]))) == ["late"]
+
+
+def test_a_broken_bundle_keeps_the_entries_before_the_break(tmp_path: Path) -> None:
+    text = _bundle('{"resource": ' + json.dumps(_qr("a")) + "}", '{"resource": {"id": }')
+    (tmp_path / "b.json").write_text(text)
+    found = list(read_resources([tmp_path / "b.json"]))
+    assert found[0] == _qr("a")
+    (error,) = found[1:]
+    assert isinstance(error, SourceError) and error.message.startswith("not JSON (Expecting value")
+    assert "line 5" in error.message, error
+
+
+def test_a_non_resource_document_is_one_error(tmp_path: Path) -> None:
+    for name, text in {"list.json": "[1, 2]", "str.json": '"x"', "empty.json": "",
+                       "trail.json": json.dumps(_qr("t")) + " {}", "obj.json": "{}"}.items():
+        (tmp_path / name).write_text(text)
+        found = list(read_resources([tmp_path / name]))
+        assert len(found) == 1 and isinstance(found[0], SourceError), (name, found)

@@ -11,7 +11,14 @@ resource/version + period). Against the resources bhi-fhir generated before:
 * same identifier, still active → **update** (versioned), or nothing if unchanged; the
   existing ``status`` is kept, so a person's progress on a Task is never reset;
 * same identifier, terminal status (completed, cancelled, ...) → **not reopened**;
+* same identifier without a server id (a conditional create read back from an earlier
+  transaction Bundle, e.g. ``apply``'s own ``--out``) and the same content → nothing; with
+  other content → the create again (the server keeps whichever arrives first; the next run
+  against the server updates it);
 * otherwise → **create** (conditional on the identifier).
+
+A dynamicValue path ending in ``[]`` (``supportingInfo[]``) sets that list element from the
+whole collection its expression yields; any other path takes exactly one value.
 
 Conventions linking the outputs of one rule: Tasks are ``basedOn`` the rule's CarePlan and
 listed in its ``activity``; a Task's ``focus`` is the rule's ServiceRequest (SDOH referral
@@ -240,6 +247,9 @@ def _build(action: Action, variables: dict[str, Any], run: _Run) -> None:
         result = expr.evaluate(variables)
         if not result:
             continue
+        if path.endswith("[]"):  # a list element, set from the whole collection
+            _set_path(resource, path[:-2], [_copy(v) for v in result])
+            continue
         if len(result) > 1:
             raise WorkflowError(f"{action.id}: dynamicValue {path} gave {len(result)} values")
         value = result[0]
@@ -376,6 +386,10 @@ def apply(
             existing = timeline.existing.get(output.identifier)
             if existing is not None and existing.get("id"):
                 _reconcile(output, existing)
+            elif existing is not None and _same(output.resource, existing):
+                # Read back from an earlier transaction Bundle (no server id yet): that
+                # conditional create already carries this write.
+                output.skip = "already planned (conditional create)"
             if output.skip is None and validate:
                 try:
                     validate_resource(output.resource)

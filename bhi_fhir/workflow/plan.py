@@ -7,13 +7,13 @@ identifier (``ifNoneExist: identifier=<system>|<value>``), an update is versione
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.timeline import full_url_for
 
 __all__ = [
     "Plan",
@@ -26,11 +26,6 @@ __all__ = [
 ]
 
 Method = Literal["create", "update"]
-
-
-def full_url_for(identifier: str) -> str:
-    """A stable ``urn:uuid`` for a resource not yet on the server (from its identifier)."""
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{BHI_IDENTIFIER}|{identifier}')}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,31 +59,58 @@ def test_completed_resource_is_not_reopened() -> None:
     for resource in stored:
         resource["status"] = "completed"
     second = apply(protocol(), timeline(scores, [patient(), *stored]), plan())
-    assert second.writes == []
-    assert {s.why for s in second.skipped} == {"completed (not reopened)"}
+    assert second.writes == []  # the finished assessment and referral cover the response
 
 
-def test_crisis_is_never_deduplicated_across_responses() -> None:
-    # §1.2/§3: every response with item 9 > 0 needs its own same-day assessment, even while the
-    # assessment for an earlier response is still open.
+def test_a_newer_crisis_response_updates_the_open_assessment() -> None:
+    # §1.2/§3: one open same-day assessment per patient; a newer crisis response while it is
+    # open is more evidence for it, not a second ServiceRequest for the same unresolved risk.
     earlier = [score("phq9", 8, 3, item9=1, ident="r1")]
     first = apply(protocol(), timeline(earlier, [patient()]), plan())
     stored = persist(first.writes)
     both = [*earlier, score("phq9", 9, 0, item9=2, ident="r2")]
     second = apply(protocol(), timeline(both, [patient(), *stored]), plan())
+    crisis = [w for w in second.writes if w.rule == "crisis-assessment"]
+    assert [w.method for w in crisis] == ["update", "update"]
+    assert {w.identifier.split(":", 1)[1] for w in crisis} == {"QuestionnaireResponse/r1"}
+    request = next(w.resource for w in crisis if w.resource_type == "ServiceRequest")
+    task = next(w.resource for w in crisis if w.resource_type == "Task")
+    assert request["supportingInfo"] == [
+        {"reference": "QuestionnaireResponse/r1"},
+        {"reference": "QuestionnaireResponse/r2"},
+    ]
+    assert task["reasonReference"] == {"reference": "QuestionnaireResponse/r2"}
+    assert task["restriction"]["period"]["end"] == both[1].authored  # due the newest day
+    # Re-run over the updated resources: nothing more.
+    third = apply(protocol(), timeline(both, [patient(), *persist(crisis)]), plan())
+    assert [w for w in third.writes if w.rule == "crisis-assessment"] == []
+
+
+def test_after_the_assessment_is_finished_a_new_crisis_starts_a_new_one() -> None:
+    # §3: repeat the assessment at any clinical change; a finished assessment covers only the
+    # responses it listed.
+    earlier = [score("phq9", 8, 5, item9=1, ident="r1")]
+    stored = persist(apply(protocol(), timeline(earlier, [patient()]), plan()).writes)
+    for resource in stored:
+        resource["status"] = "completed"
+    both = [*earlier, score("phq9", 9, 0, item9=2, ident="r2")]
+    second = apply(protocol(), timeline(both, [patient(), *stored]), plan())
     created = [w for w in second.creates if w.rule == "crisis-assessment"]
-    assert len(created) == 2  # ServiceRequest + Task for the new response
+    assert sorted(w.resource_type for w in created) == ["ServiceRequest", "Task"]
     assert {w.identifier.split(":", 1)[1] for w in created} == {"QuestionnaireResponse/r2"}
 
 
-def test_two_crisis_responses_in_one_run_each_get_their_own_outputs() -> None:
-    scores = [score("phq9", 8, 3, item9=1), score("cssrs", None, 1, risk="low")]
+def test_two_crisis_responses_in_one_run_give_one_assessment() -> None:
+    scores = [score("phq9", 8, 3, item9=1, ident="a"), score("cssrs", None, 1, risk="low")]
     result = apply(protocol(), timeline(scores, [patient()]), plan())
     crisis = [w for w in result.writes if w.rule == "crisis-assessment"]
-    assert len(crisis) == 4
-    tasks = [w for w in crisis if w.resource_type == "Task"]
-    requests = {w.full_url for w in crisis if w.resource_type == "ServiceRequest"}
-    assert {t.resource["focus"]["reference"] for t in tasks} == requests  # each its own
+    assert sorted(w.resource_type for w in crisis) == ["ServiceRequest", "Task"]
+    (task,) = [w for w in crisis if w.resource_type == "Task"]
+    (request,) = [w for w in crisis if w.resource_type == "ServiceRequest"]
+    assert task.resource["focus"]["reference"] == request.full_url
+    assert len(request.resource["supportingInfo"]) == 2
+    assert task.identifier.endswith("QuestionnaireResponse/a")  # the episode's first response
+    assert "2 unassessed crisis screens" in task.reason
 
 
 def test_identifiers_are_deterministic() -> None:
