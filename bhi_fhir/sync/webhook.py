@@ -18,11 +18,16 @@ waiting patients one full run from the watermark instead — a notification is n
 by the next full sync, since only a full run moves the watermark past a response.
 ``GET {endpoint}/status`` shows the queue's counts (no ids, so no authentication).
 
-A notification we cannot read answers ``400`` with an OperationOutcome; with a shared secret
-configured, a missing or wrong ``X-BHI-Notify-Secret`` header answers ``401``.
+A notification we cannot read answers ``400`` with an OperationOutcome, a body over
+:data:`MAX_NOTIFICATION_BYTES` ``413`` (Starlette's body limit, set on the router). The shared
+secret is required: a missing or wrong ``X-BHI-Notify-Secret`` header answers ``401``, and
+without ``BHI_NOTIFY_SECRET`` every notification answers ``503`` — unless
+``BHI_NOTIFY_INSECURE=1`` (local testing only; a warning is logged at start-up) lets
+notifications in without one.
 
 Configuration (environment): ``BHI_NOTIFY_SERVER`` (the FHIR base URL to sync with;
-required), ``BHI_NOTIFY_SECRET``, ``BHI_NOTIFY_PLAN`` (practice plan file),
+required), ``BHI_NOTIFY_SECRET`` (required), ``BHI_NOTIFY_INSECURE``,
+``BHI_NOTIFY_PLAN`` (practice plan file),
 ``BHI_NOTIFY_TAGS`` (``system|code`` meta.tags for everything written, comma-separated),
 ``BHI_STATE_URL`` (the operational store), ``BHI_NOTIFY_CONCURRENCY`` (default 4),
 ``BHI_NOTIFY_QUEUE_MAX`` (default 10000), ``BHI_NOTIFY_SHUTDOWN_GRACE`` (seconds, default
@@ -33,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -41,10 +45,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bhi_fhir.sync.queue import QueueStatus, SyncQueue
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
@@ -56,6 +61,10 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 _FHIR_JSON = "application/fhir+json"
+# A notification is one QuestionnaireResponse (a few kB); anything larger is refused (413)
+# before it is read whole.
+MAX_NOTIFICATION_BYTES = 1024 * 1024
+_TRUE = ("1", "true", "yes")
 _QUEUE_ATTR = "fhir_notify_queue"  # on app.state: one queue per app and event loop
 
 
@@ -83,6 +92,7 @@ class NotifySettings:
     concurrency: int = 4  # sync runs at once
     queue_max: int = 10_000  # waiting patients before collapsing into one full run
     shutdown_grace: float = 10.0  # seconds the runs in flight get on shutdown
+    insecure: bool = False  # accept notifications without a secret (local testing only)
 
     @classmethod
     def from_env(cls) -> NotifySettings:
@@ -101,6 +111,7 @@ class NotifySettings:
             concurrency=int(_env_number("BHI_NOTIFY_CONCURRENCY", 4, 1)),
             queue_max=int(_env_number("BHI_NOTIFY_QUEUE_MAX", 10_000, 1)),
             shutdown_grace=_env_number("BHI_NOTIFY_SHUTDOWN_GRACE", 10.0, 0),
+            insecure=os.environ.get("BHI_NOTIFY_INSECURE", "").strip().lower() in _TRUE,
         )
 
     def config(self, patient: str | None) -> SyncConfig:
@@ -120,14 +131,28 @@ Settings = Annotated[NotifySettings, Depends(get_notify_settings)]
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Merged into the app's lifespan by ``include_router``: close the queue on shutdown."""
+    """Merged into the app's lifespan by ``include_router``: say at start-up how notifications
+    are authenticated; close the queue on shutdown."""
+    settings = app.dependency_overrides.get(get_notify_settings, get_notify_settings)()
+    if settings.server is not None and settings.secret is None:
+        if settings.insecure:
+            logger.warning(
+                "BHI_NOTIFY_INSECURE is set: /fhir-notify accepts notifications WITHOUT a "
+                "shared secret — anyone who can reach it can start syncs. Local testing only."
+            )
+        else:
+            logger.warning(
+                "BHI_NOTIFY_SECRET is not set: /fhir-notify refuses every notification (503)"
+            )
     yield
     queue = getattr(app.state, _QUEUE_ATTR, None)
     if isinstance(queue, SyncQueue):
         await queue.close()
 
 
-router = APIRouter(tags=["fhir-notify"], lifespan=_lifespan)
+router = APIRouter(
+    tags=["fhir-notify"], lifespan=_lifespan, max_body_size=MAX_NOTIFICATION_BYTES
+)
 
 
 class SyncRunFailed(Exception):
@@ -150,17 +175,48 @@ def _refusal(request: Request, settings: NotifySettings) -> JSONResponse | None:
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), settings.secret.encode()):
             return _outcome(401, "security", f"missing or wrong {SECRET_HEADER}")
+    elif not settings.insecure:
+        return _outcome(503, "security", "notifications are refused: BHI_NOTIFY_SECRET is not "
+                        "set (BHI_NOTIFY_INSECURE=1 accepts them without one, for local testing)")
     return None
 
 
-def _patient_of(resource: Any, resource_id: str | None) -> str:
-    """The notified response's ``Patient/<id>``; ValueError says what is wrong."""
-    if not isinstance(resource, dict) or resource.get("resourceType") != "QuestionnaireResponse":
-        raise ValueError("the notification is not a QuestionnaireResponse")
-    if resource_id is not None and resource.get("id") not in (None, resource_id):
+class _Reference(BaseModel):
+    reference: str
+
+
+class _Notified(BaseModel):
+    """What the receiver reads of a notified resource; everything else is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    resourceType: Literal["QuestionnaireResponse"]  # the FHIR element name
+    id: str | None = None
+    subject: _Reference | None = None
+
+
+def _patient_of(body: bytes, resource_id: str | None) -> str:
+    """The notified response's ``Patient/<id>``; ValueError says what is wrong.
+
+    pydantic parses and checks the body in one step: any JSON at all (an array, a string where
+    an object belongs, nesting deeper than its parser's limit) is a ValueError, never a 500.
+    """
+    try:
+        resource = _Notified.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = error["loc"][0] if error["loc"] else None
+        if error["type"].startswith("json"):
+            raise ValueError("the body is not JSON") from None
+        if where is None or where == "resourceType":
+            raise ValueError("the notification is not a QuestionnaireResponse") from None
+        if where == "id":
+            raise ValueError("the resource id is not a string") from None
+        raise ValueError("the QuestionnaireResponse has no Patient subject") from None
+    if resource_id is not None and resource.id not in (None, resource_id):
         raise ValueError("the resource id does not match the URL")
-    subject = (resource.get("subject") or {}).get("reference")
-    if not isinstance(subject, str) or not subject.startswith("Patient/") or subject == "Patient/":
+    subject = resource.subject.reference if resource.subject is not None else ""
+    if not subject.startswith("Patient/") or subject == "Patient/":
         raise ValueError("the QuestionnaireResponse has no Patient subject")
     return subject
 
@@ -195,15 +251,13 @@ async def _accept(request: Request, settings: NotifySettings, resource_id: str |
     refused = _refusal(request, settings)
     if refused is not None:
         return refused
-    body = await request.body()
+    body = await request.body()  # over MAX_NOTIFICATION_BYTES: the router answers 413
     patient: str | None = None
     if body.strip():
         try:
-            resource = json.loads(body)
-            patient = _patient_of(resource, resource_id)
-        except ValueError as exc:  # JSONDecodeError is a ValueError
-            message = "the body is not JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
-            return _outcome(400, "invalid", message)
+            patient = _patient_of(body, resource_id)
+        except ValueError as exc:
+            return _outcome(400, "invalid", str(exc))
     elif resource_id is not None:
         return _outcome(400, "invalid", "a PUT notification needs the resource as its body")
     queue = _queue(request, settings)

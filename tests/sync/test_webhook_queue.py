@@ -76,7 +76,8 @@ def no_ids_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 def _app(**settings: Any) -> FastAPI:
     app = FastAPI()
     app.include_router(webhook.router, prefix="/fhir-notify")
-    config = webhook.NotifySettings(server="http://fhir.test/fhir", **settings)
+    # insecure: these tests are about the queue, not the secret (tests/sync/test_webhook.py)
+    config = webhook.NotifySettings(server="http://fhir.test/fhir", insecure=True, **settings)
     app.dependency_overrides[webhook.get_notify_settings] = lambda: config
     return app
 
