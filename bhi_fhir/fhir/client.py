@@ -348,6 +348,8 @@ class FhirClient:
         result = _json(response)
         if result.get("resourceType") != "Bundle":
             raise InvalidResponse(f"{kind} response is not a Bundle")
+        if kind == "transaction":
+            _check_transaction_response(bundle, result)
         return result
 
     async def _written(self, response: httpx.Response) -> Resource:
@@ -384,6 +386,42 @@ class FhirClient:
         base_path = urllib.parse.urlsplit(self.base_url).path
         rest = url.path[len(base_path) :] if url.path.startswith(base_path) else url.path
         return rest.strip("/").split("/", 1)[0] or "(base)"
+
+
+def _check_transaction_response(request: Resource, response: Resource) -> None:
+    """A transaction's answer must account for every entry, in order (R4 http.html#transaction):
+    one response entry per request entry, each a 2xx, a Location (when given) of the type
+    written. Anything else leaves the outcome of our writes unknown — raised, never trusted.
+    """
+    sent = request.get("entry") or []
+    got = response.get("entry") or []
+    if not isinstance(got, list) or len(got) != len(sent):
+        raise InvalidResponse(
+            f"transaction response has {len(got) if isinstance(got, list) else 0} entries "
+            f"for {len(sent)} sent"
+        )
+    for position, (ours, theirs) in enumerate(zip(sent, got, strict=True)):
+        answer = theirs.get("response") if isinstance(theirs, dict) else None
+        status = str((answer or {}).get("status", "")).strip()
+        if not status.startswith("2"):
+            raise InvalidResponse(
+                f"transaction response entry {position}: status {status or 'missing'}"
+            )
+        location = str((answer or {}).get("location") or "")
+        resource = ours.get("resource") if isinstance(ours, dict) else None
+        kind = str(resource.get("resourceType") or "") if isinstance(resource, dict) else ""
+        if location and kind and not _location_is(location, kind):
+            raise InvalidResponse(
+                f"transaction response entry {position}: a {kind} written, another type located"
+            )
+
+
+def _location_is(location: str, kind: str) -> bool:
+    """``Task/1/_history/1`` or ``http://host/fhir/Task/1/_history/1`` names a ``kind``."""
+    parts = urllib.parse.urlsplit(location).path.strip("/").split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return len(parts) >= 2 and parts[-2] == kind
 
 
 def etag(version: str | int) -> str:

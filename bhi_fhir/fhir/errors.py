@@ -250,6 +250,51 @@ def error_from_transport(exc: httpx.TransportError, request: httpx.Request) -> F
     )
 
 
+# What a failure says about the work, for the sync's decisions and reports:
+CAUSE_AUTHORIZATION = "authorization"  # 401/403, token endpoint: nothing will succeed; stop
+CAUSE_CONFIGURATION = "configuration"  # wrong URL, not FHIR (a login page), 501: stop
+CAUSE_REFUSED = "refused"  # 400/422 with an OperationOutcome: this resource, not the server
+CAUSE_TRANSIENT = "transient"  # overload, network, timeouts, version clashes: try again later
+CAUSES = (CAUSE_AUTHORIZATION, CAUSE_CONFIGURATION, CAUSE_REFUSED, CAUSE_TRANSIENT)
+
+
+def failure_cause(err: FhirError) -> str:
+    """Why a request failed, as one of :data:`CAUSES`.
+
+    Only a 400/422 carrying an OperationOutcome is a refusal of the content sent: a bare 400
+    (a proxy's page, say) proves nothing about the resource and counts as transient, so the
+    work is kept for a later attempt rather than given up.
+    """
+    if isinstance(err, Unauthorized | Forbidden | AuthError):
+        return CAUSE_AUTHORIZATION
+    if isinstance(err, BadRequest):
+        return CAUSE_REFUSED if err.outcome is not None else CAUSE_TRANSIENT
+    if isinstance(err, RetryableError | Conflict | PreconditionFailed):
+        return CAUSE_TRANSIENT
+    return CAUSE_CONFIGURATION  # InvalidResponse, NotFound, Gone, ServerError, others
+
+
+def safe_reason(err: FhirError) -> str:
+    """A reason to keep in the operational store: type, status and the OperationOutcome's
+    issue codes and locations only — never diagnostics or details text, which servers fill
+    with values from the resource (PHI)."""
+    words = [type(err).__name__]
+    if err.status is not None:
+        words.append(str(err.status))
+    issues = (err.outcome or {}).get("issue")
+    parts: list[str] = []
+    for issue in issues if isinstance(issues, list) else []:
+        if not isinstance(issue, dict):
+            continue
+        text = f"{issue.get('severity') or '?'} [{issue.get('code') or '?'}]"
+        where = issue.get("expression") or issue.get("location")
+        if isinstance(where, list) and where:
+            text += " " + ", ".join(str(w) for w in where)
+        parts.append(text)
+    reason = " ".join(words)
+    return f"{reason}: {'; '.join(parts)}" if parts else reason
+
+
 # sysexits.h numbers, so shell scripts and schedulers can tell "try later" from "fix it".
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -4,11 +4,12 @@ SQLite by default, PostgreSQL by URL (``--state-url`` / ``$BHI_STATE_URL``).
 """
 
 from bhi_fhir.store._store import STATE_URL_ENV, AuditRow, Store, default_state_url
-from bhi_fhir.store.models import RunRecord, Watermark, WriteAudit
+from bhi_fhir.store.models import PendingPatient, RunRecord, Watermark, WriteAudit
 
 __all__ = [
     "STATE_URL_ENV",
     "AuditRow",
+    "PendingPatient",
     "RunRecord",
     "Store",
     "Watermark",

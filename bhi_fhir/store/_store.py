@@ -8,6 +8,8 @@ SQLite by default, PostgreSQL (or anything SQLAlchemy speaks) by URL::
 
 Clinical truth lives in the EHR (design.md decision 4): nothing here is PHI.
 Watermarks only move forward, so two workers finishing out of order cannot move one back.
+Patients whose writes the server refused are held in ``pending`` (ids and causes only) until a
+later run succeeds for them or an operator resolves them.
 """
 
 from __future__ import annotations
@@ -16,20 +18,24 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, create_engine, event, insert, select
+from sqlalchemy import CursorResult, Engine, create_engine, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bhi_fhir.store.models import Base, RunRecord, Watermark, WriteAudit
+from bhi_fhir.store.models import Base, PendingPatient, RunRecord, Watermark, WriteAudit
 
 __all__ = ["STATE_URL_ENV", "AuditRow", "Store", "default_state_url"]
 
 STATE_URL_ENV = "BHI_STATE_URL"
+# A held patient is retried after 5 min, 10, 20, ... at most daily: a refusal usually needs a
+# person (a profile, a terminology, a permission), so retrying faster only adds load.
+PENDING_BACKOFF_BASE = timedelta(minutes=5)
+PENDING_BACKOFF_MAX = timedelta(hours=24)
 
 
 def default_state_url() -> str:
@@ -151,6 +157,21 @@ class Store:
             row.request_count = request_count
             row.watermark = watermark
 
+    def mark_stale_runs(self, older_than: timedelta, *, server: str | None = None) -> int:
+        """Close journal rows left ``running`` by a process that died (killed, power lost):
+        status ``abandoned`` for runs started more than ``older_than`` ago. Returns how many."""
+        now = _now()
+        statement = (
+            update(RunRecord)
+            .where(RunRecord.status == "running", RunRecord.started_at < now - older_than)
+            .values(status="abandoned", finished_at=now)
+        )
+        if server is not None:
+            statement = statement.where(RunRecord.server == server)
+        with self._session() as session, session.begin():
+            result = cast("CursorResult[Any]", session.execute(statement))
+            return int(result.rowcount or 0)
+
     def run(self, run_id: str) -> RunRecord | None:
         with self._session() as session:
             return session.get(RunRecord, run_id)
@@ -180,6 +201,67 @@ class Store:
         with self._session() as session:
             return list(session.scalars(select(WriteAudit).where(WriteAudit.run_id == run_id)
                                         .order_by(WriteAudit.id)))
+
+
+    # --- patients held after a refusal -------------------------------------------------------
+
+    def hold_patient(
+        self, server: str, patient: str, *, cause: str, reason: str, run_id: str | None
+    ) -> PendingPatient:
+        """Hold ``patient`` (or count one more failed attempt): retried after a backoff that
+        doubles with each attempt. ``reason`` must carry no PHI (see ``safe_reason``)."""
+        for _ in range(3):  # a concurrent first hold of the same patient: update it instead
+            try:
+                with self._session() as session, session.begin():
+                    now = _now()
+                    row = session.get(PendingPatient, (server, patient), with_for_update=True)
+                    if row is None:
+                        row = PendingPatient(server=server, patient=patient, attempts=0,
+                                             first_failed_at=now)
+                        session.add(row)
+                    row.attempts += 1
+                    row.cause, row.reason, row.run_id = cause, reason, run_id
+                    row.last_failed_at = now
+                    row.next_attempt_at = now + _backoff(row.attempts)
+                    return row
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not hold the patient")  # pragma: no cover
+
+    def release_patients(self, server: str, patients: Iterable[str]) -> int:
+        """Remove patients from the hold (their writes succeeded, or an operator resolved
+        them). Returns how many were held."""
+        wanted = list(patients)
+        if not wanted:
+            return 0
+        with self._session() as session, session.begin():
+            rows = session.scalars(select(PendingPatient).where(
+                PendingPatient.server == server, PendingPatient.patient.in_(wanted)))
+            found = list(rows)
+            for row in found:
+                session.delete(row)
+            return len(found)
+
+    def due_patients(self, server: str) -> list[str]:
+        """Held patients whose backoff has passed: the next run retries them."""
+        query = (select(PendingPatient.patient)
+                 .where(PendingPatient.server == server, PendingPatient.next_attempt_at <= _now())
+                 .order_by(PendingPatient.next_attempt_at))
+        with self._session() as session:
+            return list(session.scalars(query))
+
+    def pending(self, server: str | None = None) -> list[PendingPatient]:
+        """Every held patient (of ``server``), oldest failure first."""
+        query = select(PendingPatient).order_by(PendingPatient.first_failed_at)
+        if server is not None:
+            query = query.where(PendingPatient.server == server)
+        with self._session() as session:
+            return list(session.scalars(query))
+
+
+def _backoff(attempts: int) -> timedelta:
+    step = PENDING_BACKOFF_BASE * (1 << min(max(attempts - 1, 0), 20))
+    return min(step, PENDING_BACKOFF_MAX)
 
 
 def _claim_watermark(

@@ -2,7 +2,9 @@
 
 * ``watermarks``  — per server and stream, the ``_lastUpdated`` instant the next sync starts at;
 * ``runs``        — the run journal: one row per sync run, its counts, errors, request count;
-* ``writes``      — the audit of our own writes: what we wrote where, for which rule, when.
+* ``writes``      — the audit of our own writes: what we wrote where, for which rule, when;
+* ``pending``     — patients whose writes the server refused: held for an operator, retried
+  with backoff by later runs until one succeeds or an operator resolves them.
 
 Errors in the journal name resources by type/id and say what went wrong; they never carry
 resource content.
@@ -60,3 +62,19 @@ class WriteAudit(Base):
     method: Mapped[str] = mapped_column(String(10))  # create | update
     outcome: Mapped[str] = mapped_column(String(20))  # created | updated | existed | ...
     location: Mapped[str | None] = mapped_column(String(300))  # Type/id/_history/v
+
+
+class PendingPatient(Base):
+    """A patient held after a refusal: the patient id, why (cause + codes), and when next."""
+
+    __tablename__ = "pending"
+
+    server: Mapped[str] = mapped_column(String(500), primary_key=True)
+    patient: Mapped[str] = mapped_column(String(200), primary_key=True)  # "Patient/<id>"
+    cause: Mapped[str] = mapped_column(String(20))  # refused | transient | ...
+    reason: Mapped[str] = mapped_column(Text)  # error type, status, issue codes: no PHI
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    first_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(36))  # the run that last failed it

@@ -1,16 +1,22 @@
 """``bhi-fhir sync``: run the BHI workflow against a FHIR server, exactly once.
 
 Exit codes: 0 everything done; 1 some patients or resources skipped or failed (see the
-report; retryable ones are picked up by the next run); 75 the run failed and should be
-retried; others per :func:`bhi_fhir.fhir.errors.exit_code_for`'s table (e.g. 78: the server
-cannot support the workflow).
+report; transient ones are picked up by the next run, refused ones are held: ``--failed``);
+75 the run failed and should be retried; 77 the run stopped on an authorization failure
+(401/403, token refused); 78 it stopped on a configuration failure (the server cannot support
+the workflow, answers something that is not FHIR — a login page —, or a transaction answer
+that does not match the request). The watermark never moves on a stopped run.
+
+``--failed`` lists the patients held after a refusal (patient id, cause, reason codes,
+attempts, next retry); ``--resolve Patient/<id>`` releases one an operator has dealt with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +27,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 
 from bhi_fhir.cli import app
 from bhi_fhir.fhir.auth import BearerAuth
-from bhi_fhir.fhir.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_TEMPFAIL, FhirError, exit_code_for
+from bhi_fhir.fhir.errors import (
+    CAUSE_AUTHORIZATION,
+    CAUSE_CONFIGURATION,
+    CAUSE_TRANSIENT,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_NOPERM,
+    EXIT_TEMPFAIL,
+    FhirError,
+    exit_code_for,
+)
+from bhi_fhir.store import Store
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
 
 _PROGRESS_FROM = 50  # patients: below this a bar is noise
@@ -88,8 +105,19 @@ def sync(
     workers: Annotated[int, typer.Option(help="groups in flight at once")] = 4,
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 30.0,
     max_retries: Annotated[int, typer.Option(help="retries per request")] = 5,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="list the patients held after a refusal; no sync")
+    ] = False,
+    resolve: Annotated[
+        list[str] | None,
+        typer.Option("--resolve", help="release a held patient (Patient/<id>, repeatable) an "
+                     "operator has dealt with; no sync"),
+    ] = None,
 ) -> None:
     """Find changed screenings, run the BHI workflow and write the plan back, exactly once."""
+    if failed or resolve:
+        _held(server.rstrip("/"), state_url, resolve or [], output)
+        return
     try:
         today_date = date.fromisoformat(today) if today else None
     except ValueError:
@@ -145,13 +173,49 @@ def sync(
         sys.stdout.write(report.to_text() + "\n")
     if report.status == "failed":
         run_problem = next((p for p in report.problems if p.stage == "run"), None)
-        cannot = run_problem is not None and "cannot run" in run_problem.message
-        raise typer.Exit(
-            EXIT_CONFIG if cannot else EXIT_TEMPFAIL if run_problem and run_problem.retry
-            else EXIT_FAILURE
-        )
+        cause = run_problem.cause if run_problem else None
+        raise typer.Exit(_RUN_EXIT.get(cause or "", EXIT_FAILURE))
     if report.errors:
         raise typer.Exit(EXIT_FAILURE)
+
+
+_RUN_EXIT = {
+    CAUSE_AUTHORIZATION: EXIT_NOPERM,
+    CAUSE_CONFIGURATION: EXIT_CONFIG,
+    CAUSE_TRANSIENT: EXIT_TEMPFAIL,
+}
+
+
+def _held(server: str, state_url: str | None, resolve: list[str], output: OutputFormat) -> None:
+    """``--failed`` / ``--resolve``: the pending table, by patient id only (no PHI)."""
+    store = Store.open(state_url)
+    try:
+        for patient in resolve:
+            if not store.release_patients(server, [patient]):
+                typer.echo(f"{patient} is not held", err=True)
+                raise typer.Exit(EXIT_FAILURE)
+            typer.echo(f"{patient} released", err=True)
+        rows = store.pending(server)
+    finally:
+        store.close()
+    if output is OutputFormat.json:
+        sys.stdout.write(json.dumps([
+            {"patient": r.patient, "cause": r.cause, "reason": r.reason, "attempts": r.attempts,
+             "firstFailed": _iso(r.first_failed_at), "lastFailed": _iso(r.last_failed_at),
+             "nextAttempt": _iso(r.next_attempt_at)}
+            for r in rows
+        ], indent=2) + "\n")
+        return
+    if not resolve or rows:
+        sys.stdout.write(f"{len(rows)} patients held for {server}\n")
+    for r in rows:
+        sys.stdout.write(f"  {r.patient}  {r.cause}  attempts {r.attempts}  next "
+                         f"{_iso(r.next_attempt_at)}  {r.reason}\n")
+
+
+def _iso(value: datetime) -> str:
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite drops the zone
+    return aware.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 SUBSCRIPTION_CRITERIA = "QuestionnaireResponse?"

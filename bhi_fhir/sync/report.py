@@ -17,12 +17,17 @@ __all__ = ["PatientDiff", "Problem", "RunReport"]
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """A skipped input, a refused or failed write; ``retry`` = a later run may succeed."""
+    """A skipped input, a refused or failed write; ``retry`` = a later run may succeed.
+
+    ``cause`` (failures talking to the server) is one of ``bhi_fhir.fhir.errors.CAUSES``:
+    authorization, configuration, refused (held for an operator), transient.
+    """
 
     subject: str  # "Patient/<id>", "QuestionnaireResponse/<id>", "Task" (a type), "run"
     stage: str  # read | score | plan | write | refused | run
     message: str
     retry: bool = False
+    cause: str | None = None
 
 
 @dataclass(slots=True)
@@ -49,6 +54,13 @@ class RunReport:
     provenance: Counter[str] = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
     diffs: list[PatientDiff] = field(default_factory=list)  # filled on dry runs
+    # Patients held in the store after this run (refused writes, awaiting retry or an
+    # operator: ``bhi-fhir sync --failed``), by cause of their last failure.
+    pending: Counter[str] = field(default_factory=Counter)
+
+    def causes(self) -> Counter[str]:
+        """Failures by cause (authorization, configuration, refused, transient)."""
+        return Counter(p.cause for p in self.problems if p.cause)
 
     def count_changes(self, changes: list[Change]) -> None:
         for change in changes:
@@ -76,6 +88,9 @@ class RunReport:
             "provenance": dict(sorted(self.provenance.items())),
             "refused": [asdict(p) for p in self.problems if p.stage == "refused"],
             "errors": [asdict(p) for p in self.errors],
+            "failuresByCause": dict(sorted(self.causes().items())),
+            "pending": {"patients": sum(self.pending.values()),
+                        "byCause": dict(sorted(self.pending.items()))},
         }
         if self.dry_run:
             data["diff"] = [
@@ -133,7 +148,22 @@ class RunReport:
                 "  provenance: "
                 + ", ".join(f"{k} {v}" for k, v in sorted(self.provenance.items()))
             )
+        causes = self.causes()
+        if causes:
+            lines.append(
+                "  failures by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(causes.items()))
+            )
+        if self.pending:
+            lines.append(
+                f"  pending: {sum(self.pending.values())} patients held for retry or an operator"
+                " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.pending.items()))
+                + "; bhi-fhir sync --failed lists them)"
+            )
         for problem in self.problems:
-            again = " (will be retried next run)" if problem.retry else ""
-            lines.append(f"  {problem.stage}: {problem.subject}: {problem.message}{again}")
+            if problem.cause == "refused":
+                again = " (held: retried with backoff until it succeeds or is resolved)"
+            else:
+                again = " (will be retried next run)" if problem.retry else ""
+            cause = f" [{problem.cause}]" if problem.cause else ""
+            lines.append(f"  {problem.stage}{cause}: {problem.subject}: {problem.message}{again}")
         return "\n".join(lines)

@@ -14,6 +14,20 @@ flushes and dirty-checks every entity of the transaction before each of its sear
 A transaction that fails for one bad patient is split, so the others are still written; a
 version clash (412/409: someone wrote in between) re-reads and re-plans.
 
+Fail closed — a crisis write is never lost. Every failure is classified by cause
+(``bhi_fhir.fhir.errors.failure_cause``):
+
+* **authorization** (401/403, token refused) and **configuration** (not FHIR — a login page
+  answering 200 text/html —, a transaction answer that does not account for every entry, a
+  wrong URL, 501): nothing else can succeed either, so the run stops, the watermark stays;
+* **transient** (5xx, network, timeouts whose outcome is unknown, clashes that keep clashing,
+  a bare 400 without an OperationOutcome): the watermark is held below the patient's responses,
+  so the next run reads them again;
+* **refused** (400/422 with an OperationOutcome, isolated to one patient): the patient is
+  held in the store's ``pending`` table — retried by later runs (incremental or notified) with
+  a growing backoff until a run succeeds or an operator resolves it — and only then may the
+  watermark pass their responses: the hold, committed first, is the record of the work.
+
 Provenance rides in the same transaction as its targets (atomic: a Provenance exists iff
 its write happened), conditional on its deterministic key (``_tag``), so a repeated or
 concurrent transaction finds it instead of adding another.
@@ -24,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -39,7 +54,14 @@ from bhi_fhir.fhir import (
     FhirClient,
     FhirError,
     PreconditionFailed,
-    RetryableError,
+)
+from bhi_fhir.fhir.errors import (
+    CAUSE_AUTHORIZATION,
+    CAUSE_CONFIGURATION,
+    CAUSE_REFUSED,
+    CAUSE_TRANSIENT,
+    failure_cause,
+    safe_reason,
 )
 from bhi_fhir.paths import examples_dir, profiles_dir
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
@@ -68,6 +90,7 @@ DEFAULT_AGENT: Resource = {
 }
 _CLASH_RETRIES = 3
 _WATERMARK_SAFETY = timedelta(seconds=30)  # writes still committing when the search ran
+_STOP = (CAUSE_AUTHORIZATION, CAUSE_CONFIGURATION)  # causes that end the whole run
 
 
 def default_plan_path() -> Path:
@@ -115,6 +138,8 @@ class SyncConfig:
     timeout: float = 30
     auth: httpx.Auth | None = None
     transport: httpx.AsyncBaseTransport | None = None
+    # A journal row still 'running' after this long belongs to a process that died.
+    stale_run_after: timedelta = timedelta(hours=6)
 
 
 def _instant(value: str) -> datetime:
@@ -142,7 +167,10 @@ class _Run:
         self.today = config.today or date.today()
         self.recorded = datetime.now(UTC).isoformat(timespec="seconds")
         self.questionnaires = {**_load_questionnaires(), **changed.questionnaires}
-        self.failed_patients: set[str] = set()  # retryable: hold the watermark below them
+        self.failed_patients: set[str] = set()  # transient: hold the watermark below them
+        self.pending: set[str] = set()  # held in the store when the run started
+        self.succeeded: set[str] = set()  # every write done (or none needed)
+        self.stop: FhirError | None = None  # authorization/configuration: end the run
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -162,6 +190,9 @@ class _Run:
     async def process(
         self, patients: Sequence[str], attempt: int = 0, plans: list[PatientPlan] | None = None
     ) -> None:
+        if self.stop is not None:  # another group hit an authorization/configuration failure
+            self._tick(len(patients))
+            return
         if plans is None:
             try:
                 plans = await self.plan_group(patients)
@@ -185,6 +216,7 @@ class _Run:
         if not entries:
             for plan in plans:
                 self._account(plan)
+            self.succeeded.update(patients)
             self._tick(len(patients))
             return
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
@@ -199,33 +231,40 @@ class _Run:
             for part in _split(patients):
                 await self.process(part, attempt + 1)
             return
-        except FatalError as err:
-            if len(patients) > 1:  # isolate the patient the server refuses (same plans)
+        except FhirError as err:
+            isolate = isinstance(err, FatalError) and failure_cause(err) not in _STOP
+            if isolate and len(patients) > 1:  # find the patient the server refuses
                 half = len(patients) // 2
                 await self.process(patients[:half], attempt, plans[:half])
                 await self.process(patients[half:], attempt, plans[half:])
                 return
-            self._fail(patients, "write", err, retry=False)
-            return
-        except RetryableError as err:
             self._fail(patients, "write", err)
             return
         for plan in plans:
             self._account(plan)
         self._record(writes, response)
+        self.succeeded.update(patients)
         self._tick(len(patients))
 
-    def _fail(
-        self, patients: Sequence[str], stage: str, err: FhirError, retry: bool | None = None
-    ) -> None:
-        again = isinstance(err, RetryableError | PreconditionFailed | Conflict)
-        again = again if retry is None else retry
+    def _fail(self, patients: Sequence[str], stage: str, err: FhirError) -> None:
+        """Record a failure by cause: stop the run, hold the watermark, or hold the patient."""
+        cause = failure_cause(err)
+        if cause in _STOP:
+            if self.stop is None:
+                self.stop = err
+            self._tick(len(patients))
+            return
+        message = f"{type(err).__name__}: {err.message}"
         for patient in patients:
             self.report.problems.append(
-                Problem(patient, stage, f"{type(err).__name__}: {err.message}", again)
+                Problem(patient, stage, message, cause == CAUSE_TRANSIENT, cause)
             )
-            if again:
+            if cause == CAUSE_TRANSIENT:
                 self.failed_patients.add(patient)
+            if cause == CAUSE_REFUSED or patient in self.pending:
+                # Committed before the watermark can move past the patient's responses.
+                self.store.hold_patient(self.config.server.rstrip("/"), patient, cause=cause,
+                                        reason=safe_reason(err), run_id=self.report.run_id)
         self._tick(len(patients))
 
     def _tick(self, n: int) -> None:
@@ -387,6 +426,7 @@ async def run_sync(
     store = store or Store.open(config.state_url)
     server = config.server.rstrip("/")
     since = config.since or (None if config.patient else store.watermark(server))
+    store.mark_stale_runs(config.stale_run_after, server=server)
     run_id = store.start_run(server, dry_run=config.dry_run, since=since)
     report = RunReport(run_id, server, config.dry_run, since)
     config.since = since
@@ -408,11 +448,14 @@ async def run_sync(
         for message in changed.invalid:
             report.problems.append(Problem(message.split(":", 1)[0], "read", message))
         patients = list(dict.fromkeys(qr["subject"]["reference"] for qr in changed.responses))
+        due = [] if config.dry_run else store.due_patients(server)
+        patients = list(dict.fromkeys([*patients, *due]))  # held patients due for a retry
         report.patients = len(patients)
         if on_start is not None:
             on_start(len(patients))
         run = _Run(config, client, info, changed, report, store, practice_plan, protocol,
                    progress)
+        run.pending = set(due)
         gate = asyncio.Semaphore(max(1, config.workers))
 
         async def one(group: Sequence[str]) -> None:
@@ -420,6 +463,10 @@ async def run_sync(
                 await run.process(group)
 
         await asyncio.gather(*(one(g) for g in _groups(patients, config.group_size)))
+        if run.stop is not None:
+            raise run.stop
+        if not config.dry_run:
+            store.release_patients(server, run.succeeded & run.pending)
         if not config.dry_run and not config.patient:
             moved = run.next_watermark()
             report.watermark = (
@@ -430,25 +477,33 @@ async def run_sync(
         report.status = "partial" if report.errors else "ok"
     except FhirError as err:
         report.status = "failed"
+        cause = failure_cause(err)
         report.problems.append(Problem("run", "run", f"{type(err).__name__}: {err.message}",
-                                       isinstance(err, RetryableError)))
+                                       cause == CAUSE_TRANSIENT, cause))
         report.watermark = since
     except (OSError, ValueError) as err:  # plan file, protocol
         report.status = "failed"
         report.problems.append(Problem("run", "run", f"{type(err).__name__}: {err}"))
         report.watermark = since
     finally:
+        if report.status == "running":  # an unexpected exception (or cancellation) ends it
+            report.status = "failed"
+            report.problems.append(Problem("run", "run", "the run ended unexpectedly"))
+            report.watermark = since
         report.requests = client.request_count
         await client.aclose()
         report.duration_s = time.monotonic() - started
+        report.pending = Counter(p.cause for p in store.pending(server))
         store.finish_run(
             run_id,
             status=report.status,
             counts={"actions": {r: dict(c) for r, c in report.planned.items()},
                     "written": dict(report.written), "provenance": dict(report.provenance),
-                    "responses": report.responses, "patients": report.patients},
-            errors=[{"subject": p.subject, "stage": p.stage, "message": p.message}
-                    for p in report.problems],
+                    "responses": report.responses, "patients": report.patients,
+                    "failuresByCause": dict(report.causes()),
+                    "pending": dict(report.pending)},
+            errors=[{"subject": p.subject, "stage": p.stage, "message": p.message,
+                     "cause": p.cause} for p in report.problems],
             request_count=report.requests,
             watermark=report.watermark,
         )

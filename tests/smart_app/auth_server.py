@@ -426,8 +426,9 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
                         "resourceType": "Bundle",
                         "type": "transaction-response",
                         "entry": [
-                            {"response": {"status": "201 Created", "location": f"X/{i}"}}
-                            for i, _ in enumerate(bundle.get("entry") or [])
+                            {"response": {"status": "201 Created", "location":
+                                          f"{e['resource']['resourceType']}/{i}"}}
+                            for i, e in enumerate(bundle.get("entry") or [])
                         ],
                     }
                 )

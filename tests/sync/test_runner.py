@@ -75,8 +75,9 @@ class FakeServer:
                                                                "diagnostics": "scripted"}]})
             self.transactions.append(bundle)
             return httpx.Response(200, json={"resourceType": "Bundle", "entry": [
-                {"response": {"status": "201 Created", "location": f"X/{i}/_history/1"}}
-                for i, _ in enumerate(bundle["entry"])
+                {"response": {"status": "201 Created",
+                              "location": f"{e['resource']['resourceType']}/{i}/_history/1"}}
+                for i, e in enumerate(bundle["entry"])
             ]})
         return httpx.Response(404)
 
