@@ -461,3 +461,50 @@ async def test_logs_carry_no_bodies_or_query_values(
     assert "retry 1/3" in logged
     for secret in ("Jane", "Doe", "1970"):
         assert secret not in logged
+
+
+_SENT = {"resourceType": "Bundle", "type": "transaction", "entry": [
+    {"resource": {"resourceType": "Task"}, "request": {"method": "POST", "url": "Task"}},
+    {"resource": {"resourceType": "Provenance"},
+     "request": {"method": "POST", "url": "Provenance"}},
+]}
+
+
+def _answer(*entries: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response",
+                                     "entry": [{"response": e} for e in entries]})
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(_answer({"status": "201 Created", "location": "Task/1/_history/1"}),
+                     id="fewer-entries"),
+        pytest.param(_answer({"status": "201"}, {"status": "201"}, {"status": "201"}),
+                     id="more-entries"),
+        pytest.param(_answer({"status": "201 Created"}, {"status": "412 Precondition Failed"}),
+                     id="an-entry-not-2xx"),
+        pytest.param(_answer({"status": "201 Created"}, {}), id="an-entry-without-status"),
+        pytest.param(_answer({"status": "201 Created", "location": "Task/1/_history/1"},
+                             {"status": "201 Created", "location": "Task/2/_history/1"}),
+                     id="entries-out-of-order-type"),
+        pytest.param(httpx.Response(200, headers={"Content-Type": "text/html"},
+                                    content=b"<html>Sign in</html>"), id="login-page"),
+    ],
+)
+async def test_a_transaction_answer_that_does_not_match_the_request_is_invalid(
+    client: FhirClient, router: respx.MockRouter, answer: httpx.Response
+) -> None:
+    router.post(BASE).mock(return_value=answer)
+    with pytest.raises(InvalidResponse):
+        await client.transaction(_SENT)
+
+
+async def test_a_matching_transaction_answer_is_returned(
+    client: FhirClient, router: respx.MockRouter
+) -> None:
+    answer = _answer({"status": "201 Created", "location": f"{BASE}/Task/1/_history/1"},
+                     {"status": "200 OK", "location": "Provenance/7/_history/2"})
+    router.post(BASE).mock(return_value=answer)
+    result = await client.transaction(_SENT)
+    assert len(result["entry"]) == 2

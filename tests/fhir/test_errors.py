@@ -113,3 +113,37 @@ def test_non_json_error_body_falls_back_to_reason() -> None:
 )
 def test_exit_codes(err: BaseException, code: int) -> None:
     assert exit_code_for(err) == code
+
+
+_OO = {"resourceType": "OperationOutcome", "issue": [
+    {"severity": "error", "code": "invariant", "expression": ["Task.for"],
+     "diagnostics": "Patient Jane Roe (DOB 1980-02-03) is not valid"}]}
+
+
+@pytest.mark.parametrize(
+    ("err", "cause"),
+    [
+        pytest.param(errors.Unauthorized("x", status=401), "authorization", id="401"),
+        pytest.param(errors.Forbidden("x", status=403), "authorization", id="403"),
+        pytest.param(errors.AuthError("x"), "authorization", id="token-endpoint"),
+        pytest.param(errors.InvalidResponse("x", status=200), "configuration", id="not-fhir"),
+        pytest.param(NotFound("x", status=404), "configuration", id="404-wrong-url"),
+        pytest.param(errors.ServerError("x", status=501), "configuration", id="501"),
+        pytest.param(BadRequest("x", status=400, outcome=_OO), "refused", id="400-with-outcome"),
+        pytest.param(Unprocessable("x", status=422, outcome=_OO), "refused",
+                     id="422-with-outcome"),
+        pytest.param(BadRequest("x", status=400), "transient", id="400-bare-proxy-page"),
+        pytest.param(RetryableError("x", status=503), "transient", id="503"),
+        pytest.param(errors.RequestTimeout("x"), "transient", id="timeout"),
+        pytest.param(PreconditionFailed("x", status=412), "transient", id="412-clash"),
+        pytest.param(errors.Conflict("x", status=409), "transient", id="409-clash"),
+    ],
+)
+def test_failure_cause(err: errors.FhirError, cause: str) -> None:
+    assert errors.failure_cause(err) == cause
+
+
+def test_safe_reason_keeps_codes_and_locations_never_diagnostics() -> None:
+    err = Unprocessable("POST /fhir → 422 Jane Roe", status=422, outcome=_OO)
+    assert errors.safe_reason(err) == "Unprocessable 422: error [invariant] Task.for"
+    assert errors.safe_reason(errors.RequestTimeout("POST /fhir: timed out")) == "RequestTimeout"

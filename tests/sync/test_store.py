@@ -7,6 +7,7 @@ Concurrency: test_store_concurrency.py; PostgreSQL specifics: test_store_postgre
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,32 @@ def test_default_url_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.delenv("BHI_STATE_URL")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert default_state_url() == f"sqlite:///{tmp_path}/bhi-fhir/state.db"
+
+
+def test_held_patients_back_off_and_are_released(store: Store) -> None:
+    assert store.due_patients(SERVER) == [] and store.pending() == []
+    first = store.hold_patient(SERVER, "Patient/1", cause="refused",
+                               reason="Unprocessable 422: error [invariant] Task.for", run_id="r1")
+    assert first.attempts == 1
+    assert first.next_attempt_at - first.last_failed_at == timedelta(minutes=5)
+    assert store.due_patients(SERVER) == []  # not before the backoff
+    again = store.hold_patient(SERVER, "Patient/1", cause="transient", reason="RetryableError 503",
+                               run_id="r2")
+    assert (again.attempts, again.cause, again.run_id) == (2, "transient", "r2")
+    assert again.next_attempt_at - again.last_failed_at == timedelta(minutes=10)
+    for _ in range(12):  # the backoff stops growing at a day
+        last = store.hold_patient(SERVER, "Patient/1", cause="refused", reason="x", run_id=None)
+    assert last.next_attempt_at - last.last_failed_at == timedelta(hours=24)
+    store.hold_patient("http://other/fhir", "Patient/1", cause="refused", reason="x", run_id=None)
+    assert [p.patient for p in store.pending(SERVER)] == ["Patient/1"]
+    assert store.release_patients(SERVER, ["Patient/1", "Patient/2"]) == 1
+    assert store.pending(SERVER) == [] and len(store.pending()) == 1
+
+
+def test_stale_running_rows_are_marked_abandoned(store: Store) -> None:
+    old = store.start_run(SERVER)
+    assert store.mark_stale_runs(timedelta(hours=1)) == 0  # just started: still running
+    assert store.mark_stale_runs(timedelta(0), server="http://other/fhir") == 0
+    assert store.mark_stale_runs(timedelta(0), server=SERVER) == 1
+    record = store.run(old)
+    assert record is not None and record.status == "abandoned" and record.finished_at
