@@ -2,6 +2,8 @@
 
 Positive at >= 4 for men and >= 3 for women (US Core Questionnaire-AUDIT-C); when the
 patient's sex is not known the lower cut point (3) is used, so a positive screen is not missed.
+Skip logic: "Never" (0) on Q1 skips Q2 and Q3 (WHO AUDIT guidelines, Babor et al. 2001,
+bhi-domain.md §6); they are then not missing and count 0, so the screen is complete, total 0.
 When every point comes from Q1 (Q2 = Q3 = 0) drinking is probably within limits: flagged
 ``points-from-q1-only`` for the clinician. 68517-2 (days with X+ drinks) is a different single
 question screen: accepted in a response, never added into the AUDIT-C total (§1.7 pitfall).
@@ -35,15 +37,20 @@ def cut_point(sex: str | None) -> int:
     return CUT_POINT_MALE if sex == "male" else CUT_POINT_FEMALE
 
 
+def skipped(points: Mapping[str, int]) -> frozenset[str]:
+    """Q2 and Q3 are not asked after "Never" on Q1 (Babor 2001)."""
+    return frozenset((Q2, Q3)) if points.get(Q1) == 0 else frozenset()
+
+
 def judge(
     spec: InstrumentSpec, points: Mapping[str, int], complete: bool, total: int | None,
-    sex: str | None,
+    sex: str | None, positive: bool | None = None,
 ) -> Judgement:
-    if total is None:
-        return Judgement()
-    positive = total >= cut_point(sex)
-    q1_only = positive and points.get(Q2) == 0 and points.get(Q3) == 0
-    return Judgement(positive=positive, flags=(Q1_ONLY,) if q1_only else ())
+    verdict = None
+    if positive is None and total is not None:  # a caller that left the cut point to us
+        verdict = positive = total >= cut_point(sex)
+    q1_only = bool(positive) and points.get(Q2) == 0 and points.get(Q3) == 0
+    return Judgement(positive=verdict, flags=(Q1_ONLY,) if q1_only else ())
 
 
 SPEC = InstrumentSpec(
@@ -52,8 +59,10 @@ SPEC = InstrumentSpec(
     panel_code="72109-2",
     total_code="75626-2",
     items=ITEMS,
+    cut_point_by_sex=cut_point,
     canonical_tokens=("72109-2", "audit-c", "auditc"),
     total_aliases=("auditc-total", "audit-c-total"),
     judge=judge,
-    source="bhi-domain.md §1.7; US Core Questionnaire-AUDIT-C",
+    skipped=skipped,
+    source="bhi-domain.md §1.7, §6; US Core Questionnaire-AUDIT-C; Babor 2001",
 )

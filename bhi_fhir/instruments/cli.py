@@ -22,8 +22,8 @@ from bhi_fhir.instruments.scoring import score_response, sex_of
 from bhi_fhir.paths import profiles_dir
 from bhi_fhir.sources import SourceError, read_resources
 
-JSON_KEYS: Final = ("questionnaireResponse", "instrument", "total", "severity", "positive",
-                    "complete", "flags")
+JSON_KEYS: Final = ("questionnaireResponse", "instrument", "status", "total", "severity",
+                    "positive", "complete", "totalAtLeast", "totalAtMost", "flags")
 EXIT_BAD_INPUT: Final = 2
 
 
@@ -91,10 +91,14 @@ def as_json(score: Score) -> dict[str, Any]:
     return {
         "questionnaireResponse": score.response_ref,
         "instrument": score.instrument,
+        "status": score.status,
         "total": score.total,
         "severity": score.severity,
         "positive": score.positive,
         "complete": score.complete,
+        # the lowest / highest total the answers allow: what a positive-by-bound rests on
+        "totalAtLeast": score.bounds[0] if score.bounds else None,
+        "totalAtMost": score.bounds[1] if score.bounds else None,
         "flags": list(score.flags),
     }
 

@@ -41,7 +41,7 @@ ITEMS = (
     _yn(Q6, "6", "Ever done, started to do, or prepared to do anything to end your life"),
     _yn(Q6B, "6b", "Was this within the past 3 months", required=False),
     Item(RISK_LEVEL, "risk", "Suicide risk level", ("cssrs-risk",), scored=False,
-         required=False),
+         required=False, derived=True),
 )
 
 
@@ -58,7 +58,7 @@ def risk_level(yes: Mapping[str, bool]) -> str | None:
 
 def judge(
     spec: InstrumentSpec, points: Mapping[str, int], complete: bool, total: int | None,
-    sex: str | None,
+    sex: str | None, positive: bool | None = None,
 ) -> Judgement:
     yes = {key: points[key] > 0 for key in (Q1, Q2, Q3, Q4, Q5, Q6, Q6B) if key in points}
     needed = [Q1, Q2, Q6]

@@ -39,7 +39,7 @@ ITEMS = tuple(
 
 def judge(
     spec: InstrumentSpec, points: Mapping[str, int], complete: bool, total: int | None,
-    sex: str | None,
+    sex: str | None, positive: bool | None = None,
 ) -> Judgement:
     return Judgement(flags=(SUICIDE_RISK,) if points.get(ITEM_10, 0) > 0 else ())
 

@@ -5,6 +5,8 @@ Observation per answered item (its answer Coding — the LA code — as valueCod
 in the US Core PHQ-9 examples; valueInteger when the answer was a number) and, when the
 response is complete, the total with its interpretation (positive/negative and the
 severity band); every one ``derivedFrom`` the QuestionnaireResponse and category ``survey``.
+An incomplete response whose answers already decide the screen carries positive/negative on
+the panel instead. An entered-in-error response has none.
 
 Identifiers are deterministic — ``<response>#<instrument>/<part>`` in ``BHI_IDENTIFIER`` — so a
 re-run produces the same resources, and a writer can send them with ``ifNoneExist`` on that
@@ -22,7 +24,7 @@ from typing import Any, Final
 
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, LOINC, OBSERVATION_CATEGORY
 from bhi_fhir.instruments.registry import BY_ID
-from bhi_fhir.instruments.result import Score
+from bhi_fhir.instruments.result import ENTERED_IN_ERROR, Score
 from bhi_fhir.instruments.spec import InstrumentSpec
 
 INTERPRETATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
@@ -51,7 +53,7 @@ def screening_observations(score: Score, qr: Mapping[str, Any]) -> list[Resource
 
     Order: items, total, panel — members before the panel that points at them.
     """
-    if score.instrument is None or score.subject_ref is None:
+    if score.instrument is None or score.subject_ref is None or ENTERED_IN_ERROR in score.flags:
         return []
     spec = BY_ID[score.instrument]
     key = f"{response_key(qr)}#{spec.id}"
@@ -93,6 +95,10 @@ def screening_observations(score: Score, qr: Mapping[str, Any]) -> list[Resource
                          {"valueCodeableConcept": _severity(score.severity)})
         )
     panel = _observation(base, f"{key}/panel", _panel_code(spec), {})
+    if score.total is None and score.positive is not None and spec.sums:
+        # Decided by the answered items' bounds (positive-/negative-by-bound): no total to
+        # carry it, so the panel does.
+        panel["interpretation"] = _interpretation(score)
     panel["hasMember"] = [{"reference": full_url(_identifier_value(m))} for m in members]
     if score.flags:
         panel["note"] = [{"text": "flags: " + ", ".join(score.flags)}]

@@ -47,7 +47,7 @@ ITEMS = (
 
 def judge(
     spec: InstrumentSpec, points: Mapping[str, int], complete: bool, total: int | None,
-    sex: str | None,
+    sex: str | None, positive: bool | None = None,
 ) -> Judgement:
     risk = (
         points.get(ITEM_9, 0) > 0

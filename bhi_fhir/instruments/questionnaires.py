@@ -98,6 +98,10 @@ def _item(spec: InstrumentSpec, item: Item) -> dict[str, Any] | None:
 
 
 def _enable_when(spec: InstrumentSpec, item: Item) -> list[dict[str, Any]]:
+    if spec.id == "auditc" and item.key in (auditc.Q2, auditc.Q3):
+        # "Never" on Q1 skips Q2 and Q3 (WHO AUDIT guidelines, Babor 2001; auditc.skipped)
+        never = {"system": LOINC_SYSTEM, "code": "LA6270-8", "display": "Never"}
+        return [{"question": auditc.Q1, "operator": "!=", "answerCoding": never}]
     if spec.id != "cssrs":
         return []
     parent = {cssrs.Q3: cssrs.Q2, cssrs.Q4: cssrs.Q2, cssrs.Q5: cssrs.Q2,

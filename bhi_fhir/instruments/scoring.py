@@ -3,7 +3,11 @@ the patient's sex) in, a ``Score`` out.
 
 A partial response is never summed: if a required item is missing or its answer has no
 knowable points, the result has no total, no band and ``complete`` is false — while a crisis
-item that *is* answered still raises ``suicide-risk`` (bhi-domain.md §1.9).
+item that *is* answered still raises ``suicide-risk`` (bhi-domain.md §1.9). A sum scale's
+partial answers can still decide the screen: positive when they already reach the cut point,
+negative when they cannot reach it with every missing item at its maximum (§1.9).
+
+Only a final response (status ``completed`` or ``amended``) is a screen; see ``Score``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,12 @@ from bhi_fhir.instruments.registry import (
 )
 from bhi_fhir.instruments.registry import candidates as item_candidates
 from bhi_fhir.instruments.result import (
+    ENTERED_IN_ERROR,
+    FINAL_STATUSES,
     INCOMPLETE,
+    NEGATIVE_BY_BOUND,
+    NOT_FINAL,
+    POSITIVE_BY_BOUND,
     TOTAL_MISMATCH,
     UNRECOGNISED,
     InstrumentId,
@@ -37,7 +46,6 @@ from bhi_fhir.instruments.weights import (
 )
 
 INVALID_ANSWER = "invalid-answer"
-ENTERED_IN_ERROR = "entered-in-error"
 
 Json = Mapping[str, Any]
 
@@ -63,6 +71,7 @@ def score_response(
         response_ref=f"QuestionnaireResponse/{qr['id']}" if _str(qr.get("id")) else None,
         subject_ref=_str((qr.get("subject") or {}).get("reference")),
         authored=_str(qr.get("authored")),
+        status=_str(qr.get("status")),
     )
     if spec is None:
         return replace(base, flags=(UNRECOGNISED,))
@@ -81,6 +90,9 @@ def score_response(
             continue
         if key in points:
             continue  # the first answer to an item stands; a repeat does not add to it
+        limit = spec.item(key)
+        if limit is not None and limit.derived:
+            continue  # the scorer derives it from the items (the C-SSRS risk level)
         answer = next(iter(item.get("answer") or ()), None)
         if not _is_map(answer):
             continue
@@ -89,7 +101,6 @@ def score_response(
         except AnswerError:
             flags.append(INVALID_ANSWER)
             continue
-        limit = spec.item(key)
         if limit is None or not 0 <= value <= limit.max_points:
             flags.append(INVALID_ANSWER)
             continue
@@ -99,7 +110,7 @@ def score_response(
             codings[key] = {k: v for k in ("system", "code", "display")
                             if isinstance(v := coding.get(k), str)}
 
-    if qr.get("status") == ENTERED_IN_ERROR:
+    if base.status == ENTERED_IN_ERROR:
         return replace(base, instrument=spec.id, flags=(ENTERED_IN_ERROR,), items=points)
     return _judge(spec, points, flags, reported, patient_sex, cut_points, base, codings)
 
@@ -114,19 +125,45 @@ def _judge(
     base: Score,
     codings: dict[str, dict[str, str]],
 ) -> Score:
-    complete = all(item.key in points for item in spec.items if item.required)
-    total = sum(points[i.key] for i in spec.scored_items) if complete and spec.sums else None
+    status = base.status
+    skipped = spec.skipped(points) if spec.skipped else frozenset()
+    complete = all(
+        item.key in points or item.key in skipped for item in spec.items if item.required
+    )
+    bounds: tuple[int, int] | None = None
+    total: int | None = None
+    if spec.sums:
+        low = sum(points.get(i.key, 0) for i in spec.scored_items)
+        high = low + sum(i.max_points for i in spec.scored_items
+                         if i.key not in points and i.key not in skipped)
+        bounds = (low, high)
+        total = low if complete else None
     severity = spec.band(total) if total is not None else None
-    cut = (cut_points or {}).get(spec.id, spec.cut_point)
-    positive = (total >= cut) if total is not None and cut is not None else None
+    final = status in FINAL_STATUSES
+    cut = spec.cut(sex, (cut_points or {}).get(spec.id))
+    positive: bool | None = None
+    if final and bounds is not None and cut is not None:
+        if bounds[0] >= cut:
+            positive = True  # reached whatever the missing items hold
+        elif bounds[1] < cut:
+            positive = False  # cannot reach it even with every missing item at its maximum
+        if positive is not None and total is None:
+            flags.append(POSITIVE_BY_BOUND if positive else NEGATIVE_BY_BOUND)
     if spec.judge is not None:
-        verdict = spec.judge(spec, points, complete, total, sex)
+        verdict = spec.judge(spec, points, complete, total, sex, positive)
         complete = complete if verdict.complete is None else verdict.complete
         severity = verdict.severity if verdict.severity is not None else severity
         positive = verdict.positive if verdict.positive is not None else positive
         flags.extend(verdict.flags)
     if not complete:
         flags.append(INCOMPLETE)
+    if not final:
+        # Answers may still change (in-progress) or were abandoned (stopped): not a screen.
+        # Only what flags a crisis survives: suicide-risk and a C-SSRS "high" level, which no
+        # further answer can lower.
+        complete, total, bounds, positive = False, None, None, None
+        severity = severity if spec.id == "cssrs" and severity == "high" else None
+        flags.append(NOT_FINAL)
     if reported is not None and total is not None and reported != total:
         flags.append(TOTAL_MISMATCH)
     unique = tuple(dict.fromkeys(flags))
@@ -134,7 +171,7 @@ def _judge(
         instrument=spec.id, total=total, severity=severity, positive=positive,
         complete=complete, flags=unique, items=points, response_ref=base.response_ref,
         subject_ref=base.subject_ref, authored=base.authored, reported_total=reported,
-        codings=codings,
+        codings=codings, bounds=bounds, status=status,
     )
 
 
@@ -213,4 +250,4 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-__all__ = ["BY_ID", "score_response", "sex_of"]
+__all__ = ["BY_ID", "ENTERED_IN_ERROR", "INVALID_ANSWER", "score_response", "sex_of"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bhi_fhir.instruments.result import InstrumentId
 
@@ -25,6 +26,9 @@ class Item:
     scored: bool = True  # counts towards the total
     max_points: int = 3
     required: bool = True  # needed for the instrument to be complete (when asked at all)
+    # A level the form may carry that the scorer derives itself (the C-SSRS risk level): its
+    # answer is neither checked nor recorded, as a carried total is not.
+    derived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +48,18 @@ class Judgement:
     complete: bool | None = None  # overrides "every required item answered" when set
 
 
-# (spec, points by item key, complete, total, patient sex) -> Judgement
-Judge = Callable[["InstrumentSpec", Mapping[str, int], bool, "int | None", "str | None"], Judgement]
+class Judge(Protocol):
+    """An instrument's own rules: (spec, points by item key, complete, total, patient sex,
+    positive as the cut point decided it — None when undecided or not given) -> Judgement."""
+
+    def __call__(
+        self, spec: InstrumentSpec, points: Mapping[str, int], complete: bool,
+        total: int | None, sex: str | None, positive: bool | None = None, /,
+    ) -> Judgement: ...
+
+
+# points by item key -> keys of the items the instrument's skip logic did not ask
+Skip = Callable[[Mapping[str, int]], frozenset[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +71,12 @@ class InstrumentSpec:
     items: tuple[Item, ...]
     bands: tuple[Band, ...] = ()
     cut_point: int | None = None  # positive at total >= cut_point
+    cut_point_by_sex: Callable[[str | None], int] | None = None  # replaces cut_point when set
     canonical_tokens: tuple[str, ...] = ()  # lower-case tokens that name it in a canonical URL
     total_aliases: tuple[str, ...] = ()  # linkIds of a total item carried in the response
     sums: bool = True  # has a total score (the C-SSRS screener has a risk level instead)
     judge: Judge | None = None
+    skipped: Skip | None = None  # skipped items count 0 and are not missing
     source: str = ""
     _by_key: dict[str, Item] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -78,6 +94,12 @@ class InstrumentSpec:
     @property
     def max_total(self) -> int:
         return sum(i.max_points for i in self.scored_items)
+
+    def cut(self, sex: str | None, override: int | None = None) -> int | None:
+        """The cut point: the practice plan's ``override``, else by sex, else the default."""
+        if override is not None:
+            return override
+        return self.cut_point_by_sex(sex) if self.cut_point_by_sex else self.cut_point
 
     def band(self, total: int) -> str | None:
         for band in self.bands:

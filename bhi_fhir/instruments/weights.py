@@ -51,6 +51,12 @@ LA_POINTS: Final[Mapping[str, int]] = {
     "LA18876-5": 2,  # Monthly
     "LA18891-4": 3,  # Weekly
     "LA18934-2": 4,  # Daily or almost daily
+    # PHQ-9 functional difficulty 69722-7 (and the PHQ-A's difficulty item), §1.2 and §6: the
+    # rank in its published answer list. The item is not part of any total.
+    "LA6572-7": 0,  # Not difficult at all
+    "LA6573-5": 1,  # Somewhat difficult
+    "LA6575-0": 2,  # Very difficult
+    "LA6574-3": 3,  # Extremely difficult
 }
 
 CSPHQ9_POINTS: Final[Mapping[str, int]] = {

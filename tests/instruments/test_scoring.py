@@ -12,6 +12,7 @@ from tests.instruments.build import (
     GAD7,
     PHQ9,
     PHQA,
+    audit,
     coding,
     frequency,
     integers,
@@ -57,8 +58,8 @@ def test_phq9_item9_flags_whatever_the_total(item9: int, flagged: bool) -> None:
 
 
 def test_incomplete_phq9_is_unscorable_but_item9_still_flags() -> None:
-    # §1.9 "Missing items": incomplete, no band, but the item-9 flag is raised.
-    items = [i for i in frequency(PHQ9, [3] * 8 + [1]) if i["linkId"] != "/44251-7"]
+    # §1.9 "Missing items": incomplete, no total, no band, but the item-9 flag is raised.
+    items = [i for i in frequency(PHQ9, [1] * 8 + [1]) if i["linkId"] != "/44251-7"]
     score = score_response(response(items, canonical=PHQ9_Q))
     assert score.instrument == "phq9"
     assert (score.total, score.severity, score.positive, score.complete) == (None, None, None,
@@ -167,17 +168,6 @@ def test_cssrs_triage(answers: dict[str, bool], level: str | None, complete: boo
 
 
 # --- AUDIT-C (§1.7: >= 4 men, >= 3 women, lower cut point when sex unknown)
-AUDIT = {"Q1": {0: "LA6270-8", 1: "LA18926-8", 2: "LA18927-6", 3: "LA18928-4", 4: "LA18929-2"},
-         "Q2": {0: "LA15694-5", 1: "LA15695-2", 2: "LA18930-0", 3: "LA18931-8", 4: "LA18932-6"},
-         "Q3": {0: "LA6270-8", 1: "LA18933-4", 2: "LA18876-5", 3: "LA18891-4", 4: "LA18934-2"}}
-
-
-def audit(q1: int, q2: int, q3: int) -> list[dict[str, object]]:
-    return [{"linkId": "/68518-0", "answer": [coding(AUDIT["Q1"][q1])]},
-            {"linkId": "/68519-8", "answer": [coding(AUDIT["Q2"][q2])]},
-            {"linkId": "/68520-6", "answer": [coding(AUDIT["Q3"][q3])]}]
-
-
 @pytest.mark.parametrize(
     ("points", "sex", "positive"),
     [((2, 1, 0), "female", True), ((2, 0, 0), "female", False), ((2, 1, 0), "male", False),
