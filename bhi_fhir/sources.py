@@ -68,18 +68,27 @@ def expand_paths(
 
 
 def read_resources(
-    paths: Iterable[Path], *, accept: Collection[str] | None = None
+    paths: Iterable[Path], *, accept: Collection[str] | None = None,
+    only: Collection[str] | None = None,
 ) -> Iterator[Resource | SourceError]:
     """Every resource in ``paths`` (Bundle entries unwrapped), or an error in its place.
 
     ``accept`` limits the resource types allowed at the top of a file or NDJSON line
     (Bundle entries are not limited); anything else becomes a ``SourceError``.
+    ``only`` keeps the resources of these types and drops the rest quietly; an NDJSON line
+    whose text cannot hold one (no ``"Type"`` in it) is not even decoded.
     """
     errors: list[SourceError] = []
     for path in expand_paths(paths, errors.append):
         yield from errors
         errors.clear()
-        yield from _read_file(path, accept)
+        if only is None:
+            yield from _read_file(path, accept, None)
+            continue
+        needles = tuple(json.dumps(kind).encode() for kind in only)
+        for found in _read_file(path, accept, needles):
+            if isinstance(found, SourceError) or found["resourceType"] in only:
+                yield found
     yield from errors
 
 
@@ -145,7 +154,9 @@ def _decode(text: str) -> Any:
         raise _Rejected(f"nested deeper than {MAX_DEPTH}") from None
 
 
-def _read_file(path: Path, accept: Collection[str] | None) -> Iterator[Resource | SourceError]:
+def _read_file(
+    path: Path, accept: Collection[str] | None, needles: tuple[bytes, ...] | None
+) -> Iterator[Resource | SourceError]:
     name = str(path)
     try:
         handle = path.open("rb")
@@ -154,13 +165,13 @@ def _read_file(path: Path, accept: Collection[str] | None) -> Iterator[Resource 
         return
     with handle:
         if path.suffix in (".ndjson", ".jsonl"):
-            yield from _read_lines(handle, name, accept)
+            yield from _read_lines(handle, name, accept, needles)
         else:
             yield from _read_document(handle, name, accept)
 
 
 def _read_lines(
-    handle: BinaryIO, name: str, accept: Collection[str] | None
+    handle: BinaryIO, name: str, accept: Collection[str] | None, needles: tuple[bytes, ...] | None
 ) -> Iterator[Resource | SourceError]:
     # Bytes, decoded line by line: one bad line must not end the read of the rest.
     number = 0
@@ -170,6 +181,8 @@ def _read_lines(
             while raw and not raw.endswith(b"\n"):  # skip the rest of the line
                 raw = handle.readline(_CHUNK)
             yield SourceError(name, number, f"line longer than {MAX_RECORD_BYTES} bytes")
+            continue
+        if needles is not None and not any(needle in raw for needle in needles):
             continue
         try:
             line = raw.decode("utf-8")

@@ -1,7 +1,14 @@
 """``bhi-fhir score`` — score QuestionnaireResponses from files. A contract other tools use:
 with ``--format json`` stdout is one JSON array, one object per response, with exactly the
-keys in ``JSON_KEYS``. A bad input file gives one line on stderr and exit code 2; every other
-file in the same call is still scored.
+keys in ``JSON_KEYS``. A bad input file, line or Bundle entry gives one line on stderr and exit
+code 2; everything else in the same call is still scored. Resources that are not
+QuestionnaireResponses (a bulk-export folder's Patient.ndjson, Observation.ndjson, …) are
+skipped, one count line per file on stderr, not errors; Patients and Questionnaires among them
+still give sex and answer weights.
+
+Streams: responses are scored and written as they are read, so memory stays flat however many
+there are. The inputs are read twice: first for their Questionnaires and Patients (NDJSON lines
+that cannot hold one are not decoded), then for the responses.
 """
 
 from __future__ import annotations
@@ -9,6 +16,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import textwrap
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -20,19 +30,23 @@ from bhi_fhir.cli import app
 from bhi_fhir.instruments.result import Score
 from bhi_fhir.instruments.scoring import score_response, sex_of
 from bhi_fhir.paths import profiles_dir
-from bhi_fhir.sources import SourceError, read_resources
+from bhi_fhir.sources import SourceError, expand_paths, read_resources
 
 JSON_KEYS: Final = ("questionnaireResponse", "instrument", "status", "total", "severity",
                     "positive", "complete", "totalAtLeast", "totalAtMost", "flags")
 EXIT_BAD_INPUT: Final = 2
 
 
+SCORED: Final = "QuestionnaireResponse"
+_CONTEXT_KINDS: Final = ("Questionnaire", "Patient")
+
+
 class Context:
-    """Questionnaires (by canonical url and by reference) and Patients (by reference)."""
+    """Questionnaires (by canonical url and by reference) and Patients' sex (by reference)."""
 
     def __init__(self) -> None:
         self.questionnaires: dict[str, dict[str, Any]] = {}
-        self.patients: dict[str, dict[str, Any]] = {}
+        self.sexes: dict[str, str | None] = {}  # the sex only: a Patient is not kept whole
 
     def add(self, resource: dict[str, Any]) -> None:
         kind, rid = resource.get("resourceType"), resource.get("id")
@@ -42,7 +56,7 @@ class Context:
             if rid:
                 self.questionnaires[f"Questionnaire/{rid}"] = resource
         elif kind == "Patient" and rid:
-            self.patients[f"Patient/{rid}"] = resource
+            self.sexes[f"Patient/{rid}"] = sex_of(resource)
 
     def questionnaire_for(self, qr: dict[str, Any]) -> dict[str, Any] | None:
         canonical = qr.get("questionnaire")
@@ -53,37 +67,60 @@ class Context:
         )
 
     def sex_for(self, qr: dict[str, Any]) -> str | None:
-        ref = (qr.get("subject") or {}).get("reference")
-        return sex_of(self.patients.get(ref)) if isinstance(ref, str) else None
+        subject = qr.get("subject")
+        ref = subject.get("reference") if isinstance(subject, dict) else None
+        return self.sexes.get(ref) if isinstance(ref, str) else None
 
 
-def score_files(
-    paths: list[Path], questionnaires: list[Path], patients: list[Path]
-) -> tuple[list[Score], list[SourceError]]:
+def load_context(
+    paths: list[Path], questionnaires: list[Path], patients: list[Path],
+    on_error: Callable[[SourceError], None],
+) -> Context:
+    """The shipped Questionnaires, the --questionnaire/--patient files, then the Questionnaires
+    and Patients among ``paths`` (their errors are reported by :func:`score_paths`)."""
     context = Context()
-    errors: list[SourceError] = []
     for found in read_resources(sorted((profiles_dir() / "questionnaires").glob("*.json"))):
         if not isinstance(found, SourceError):
             context.add(found)
     for extra, kind in ((questionnaires, "Questionnaire"), (patients, "Patient")):
         for found in read_resources(extra, accept=(kind, "Bundle")):
             if isinstance(found, SourceError):
-                errors.append(found)
+                on_error(found)
             else:
                 context.add(found)
-    responses: list[dict[str, Any]] = []
-    for found in read_resources(paths, accept=("QuestionnaireResponse", "Bundle")):
-        if isinstance(found, SourceError):
-            errors.append(found)
-        elif found["resourceType"] == "QuestionnaireResponse":
-            responses.append(found)
-        else:
+    for found in read_resources(paths, only=_CONTEXT_KINDS):
+        if not isinstance(found, SourceError):
             context.add(found)
-    scores = [
-        score_response(qr, questionnaire=context.questionnaire_for(qr),
-                       patient_sex=context.sex_for(qr))
-        for qr in responses
-    ]
+    return context
+
+
+def score_paths(
+    paths: list[Path], context: Context, on_error: Callable[[SourceError], None],
+    on_skipped: Callable[[str, Counter[str]], None],
+) -> Iterator[Score]:
+    """Each QuestionnaireResponse in ``paths`` scored as it is read; per file, the count of
+    other resources goes to ``on_skipped``."""
+    for path in expand_paths(paths, on_error):
+        skipped: Counter[str] = Counter()
+        for found in read_resources([path]):
+            if isinstance(found, SourceError):
+                on_error(found)
+            elif found["resourceType"] != SCORED:
+                skipped[found["resourceType"]] += 1
+            else:
+                yield score_response(found, questionnaire=context.questionnaire_for(found),
+                                     patient_sex=context.sex_for(found))
+        if skipped:
+            on_skipped(str(path), skipped)
+
+
+def score_files(
+    paths: list[Path], questionnaires: list[Path], patients: list[Path]
+) -> tuple[list[Score], list[SourceError]]:
+    """Every score and every error, in lists (the command streams instead)."""
+    errors: list[SourceError] = []
+    context = load_context(paths, questionnaires, patients, errors.append)
+    scores = list(score_paths(paths, context, errors.append, lambda _path, _counts: None))
     return scores, errors
 
 
@@ -117,16 +154,39 @@ def score_command(
     """Score PHQ-9, PHQ-2, PHQ-A, GAD-7, GAD-2, C-SSRS, AUDIT-C and EPDS responses."""
     if output_format not in ("table", "json"):
         raise typer.BadParameter("must be 'table' or 'json'", param_hint="--format")
-    scores, errors = score_files(paths, questionnaire or [], patient or [])
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    for error in errors:
-        err.print(f"error: {error}", markup=False)
+    # File names and record text are the user's: never read as markup or emoji codes
+    # (``Export.ndjson:100:`` must not print as an emoji).
+    err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+    errors = 0
+
+    def on_error(error: SourceError) -> None:
+        nonlocal errors
+        errors += 1
+        err.print(f"error: {error}")
+
+    def on_skipped(path: str, counts: Counter[str]) -> None:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+        err.print(f"skipped: {path}: {kinds} (not {SCORED})")
+
+    context = load_context(paths, questionnaire or [], patient or [], on_error)
+    scores = score_paths(paths, context, on_error, on_skipped)
     if output_format == "json":
-        sys.stdout.write(json.dumps([as_json(s) for s in scores], indent=2) + "\n")
+        _write_json(scores)
     else:
-        _print_table(scores)
+        _print_table(list(scores))
     if errors:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _write_json(scores: Iterator[Score]) -> None:
+    """One JSON array, written an object at a time (the same text as json.dumps(indent=2))."""
+    out = sys.stdout
+    opened = False
+    for score in scores:
+        out.write(",\n" if opened else "[\n")
+        out.write(textwrap.indent(json.dumps(as_json(score), indent=2), "  "))
+        opened = True
+    out.write("\n]\n" if opened else "[]\n")
 
 
 def _print_table(scores: list[Score]) -> None:
@@ -143,4 +203,4 @@ def _print_table(scores: list[Score]) -> None:
             ", ".join(s.flags) or "-", style=crisis,
         )
     width = shutil.get_terminal_size((140, 24)).columns  # piped: wide enough for a row per line
-    Console(highlight=False, width=width).print(table)
+    Console(highlight=False, markup=False, emoji=False, width=width).print(table)

@@ -1,5 +1,5 @@
-"""The ``bhi-fhir score`` contract (issue 2): exact JSON keys, errors on stderr with exit 2,
-every good file still scored."""
+"""The ``bhi-fhir score`` contract: exact JSON keys, errors on stderr with exit 2, every good
+file still scored; hostile input and bulk-export folders."""
 
 from __future__ import annotations
 
@@ -46,12 +46,16 @@ def test_bad_files_reported_and_the_rest_scored(tmp_path: Path) -> None:
                  str(tmp_path / "notfhir.json"), str(tmp_path / "mixed.ndjson"),
                  str(tmp_path / "missing.json"), "--format", "json")
     assert result.returncode == 2
-    errors = result.stderr.strip().splitlines()
-    assert len(errors) == 5, errors
+    lines = result.stderr.strip().splitlines()
+    errors = [e for e in lines if e.startswith("error: ")]
+    assert len(errors) == 4, lines
     assert any("notjson.json" in e and "not JSON" in e for e in errors)
-    assert any("patient.json" in e and "Patient" in e for e in errors)
+    assert any("notfhir.json" in e and "no resourceType" in e for e in errors)
     assert any("mixed.ndjson:2" in e for e in errors)
     assert any("missing.json" in e for e in errors)
+    # A Patient is not a response: skipped and counted, not an error.
+    assert [e for e in lines if e not in errors] == [
+        f"skipped: {tmp_path / 'patient.json'}: 1 Patient (not QuestionnaireResponse)"]
     assert [r["questionnaireResponse"] for r in json.loads(result.stdout)] == [
         "QuestionnaireResponse/qr-1", "QuestionnaireResponse/qr-2"]
 
@@ -82,3 +86,80 @@ def test_committed_questionnaires_match_the_specs() -> None:
     for spec in INSTRUMENTS:
         committed = json.loads((profiles_dir() / "questionnaires" / f"{spec.id}.json").read_text())
         assert committed == build(spec), f"regenerate profiles/questionnaires ({spec.id})"
+
+
+def _auditc_example() -> tuple[dict[str, object], dict[str, object]]:
+    bundle = json.loads((examples_dir() / "screening" / "auditc-bundle.json").read_text())
+    patient, qr = (entry["resource"] for entry in bundle["entry"])
+    return patient, qr
+
+
+def test_hostile_files_are_one_line_each_and_the_rest_is_scored(tmp_path: Path) -> None:
+    good = response(frequency(PHQ9, [1] * 9))
+    (tmp_path / "a-deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "b-bigint.json").write_text('{"resourceType": "Patient", "n": ' + "9" * 5000 + "}")
+    (tmp_path / "c-inf.json").write_text(json.dumps({**good, "id": "inf"}).replace(
+        '"status"', '"n": 1e999, "status"'))
+    lines = [json.dumps({**good, "id": f"qr-{n}"}) for n in range(1, 101)]
+    lines[99] = '{"n": ' + "[" * 5000 + "]" * 5000 + "}"  # line 100
+    (tmp_path / "File.ndjson").write_text("\n".join(lines) + "\n")
+    result = run(str(tmp_path), "--format", "json")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / 'File.ndjson'}:100: nested deeper than 128",
+        f"error: {tmp_path / 'a-deep.json'}: nested deeper than 128",
+        f"error: {tmp_path / 'b-bigint.json'}:1: number longer than 64 characters",
+        f"error: {tmp_path / 'c-inf.json'}:1: number out of range",
+    ]
+    assert [r["questionnaireResponse"] for r in json.loads(result.stdout)] == [
+        f"QuestionnaireResponse/qr-{n}" for n in range(1, 100)]
+
+
+def test_an_export_folder_skips_and_counts_what_it_does_not_score(tmp_path: Path) -> None:
+    patient, qr = _auditc_example()
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Patient.ndjson").write_text(json.dumps(patient) + "\n")
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    (export / "Observation.ndjson").write_text(
+        "".join(json.dumps({**observation, "id": str(n)}) + "\n" for n in range(5000)))
+    (export / "Medication.ndjson").write_text('{"resourceType": "Medication", "id": "m"}\n')
+    (export / "parameters.json").write_text('{"resourceType": "Parameters", "parameter": []}')
+    (export / "QuestionnaireResponse.ndjson").write_text(json.dumps(qr) + "\n")
+    result = run(str(export), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"skipped: {export / name}: {counts} (not QuestionnaireResponse)" for name, counts in [
+            ("Medication.ndjson", "1 Medication"), ("Observation.ndjson", "5000 Observation"),
+            ("Patient.ndjson", "1 Patient"), ("parameters.json", "1 Parameters")]]
+    (row,) = json.loads(result.stdout)
+    # The export's own Patient gives the sex: AUDIT-C 3 is positive for a woman (§1.7).
+    assert (row["instrument"], row["total"], row["positive"]) == ("auditc", 3, True)
+
+
+def test_user_text_is_never_markup_or_emoji(tmp_path: Path) -> None:
+    good = response(frequency(PHQ9, [1] * 9), rid="[b]:100:")
+    (tmp_path / "Export.ndjson").write_text(json.dumps(good) + "\n" + "{oops\n")
+    result = run(str(tmp_path / "Export.ndjson"))
+    assert result.returncode == 2
+    assert f"{tmp_path / 'Export.ndjson'}:2: not JSON" in result.stderr, result.stderr
+    assert "[b]:100:" in result.stdout, result.stdout
+
+
+def test_json_output_is_the_same_text_as_one_dump(tmp_path: Path) -> None:
+    for args in ([str(examples_dir() / "screening")], [str(tmp_path)]):
+        result = run(*args, "--format", "json")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == json.dumps(json.loads(result.stdout), indent=2) + "\n"
+
+
+def test_a_large_bundle_is_scored_entry_by_entry(tmp_path: Path) -> None:
+    patient, qr = _auditc_example()
+    entries = [{"resource": patient}] + [
+        {"resource": {**qr, "id": f"a-{n}"}} for n in range(2000)]
+    (tmp_path / "b.json").write_text(json.dumps({"resourceType": "Bundle", "entry": entries}))
+    result = run(str(tmp_path / "b.json"), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 2000 and all(row["positive"] is True for row in rows)
