@@ -16,11 +16,16 @@ Encounters for the month are looked up by identifier; a new bill is a conditiona
 changed one (late or corrected time) a versioned update with a new Provenance, an unchanged one
 no write. A version clash (someone else changed the bill) is re-read and retried once, then
 reported as ``conflict``. ``--dry-run`` decides and reports (``would-create`` /
-``would-update``) without writing; ``--out`` saves the planned transaction Bundle.
+``would-update``) without writing; ``--out`` saves the planned transaction Bundle. A bill of the
+month whose time entries were all deleted or entered in error is looked up too (identifier
+system, dated in the month) and proposed for cancellation (``would-cancel``, in ``--out``);
+``--cancel-orphaned-bills`` writes it (``cancelled``,
+:func:`bhi_fhir.billing.writeback.plan_cancel`).
 
 The report (table, json or csv on stdout) lists patient, MRN, month, program, diagnosis,
 billing practitioner, payer, minutes, codes and units, requirement status and the result
-(created / updated / unchanged / exists / conflict / billed-not-billable / not-billable); the
+(created / updated / unchanged / exists / conflict / billed-not-billable / not-billable /
+would-cancel / cancelled); the
 json and table forms add a summary per result, the not-billable reasons and, from a server, the
 number of HTTP requests; ``not_counted`` lists, per time entry, why its time (or how many of
 its minutes) was not counted. Exit 0 when the run completed (not-billable months are results,
@@ -66,9 +71,17 @@ from bhi_fhir.billing.ledger import (
     group_by_patient,
     history_start,
     ledger_entries,
+    patient_of,
 )
 from bhi_fhir.billing.rules import BillingRules, rules_from_plan
-from bhi_fhir.billing.writeback import Write, plan_write, write_bundle
+from bhi_fhir.billing.writeback import (
+    Write,
+    bill_identifier,
+    orphaned_bills,
+    plan_cancel,
+    plan_write,
+    write_bundle,
+)
 from bhi_fhir.cli import app
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, CARE_MANAGEMENT_CONTACT
 from bhi_fhir.fhir.auth import BearerAuth
@@ -143,7 +156,9 @@ def load_plan_rules(
 
 def records_from_files(
     paths: Iterable[Path], month: Month, rules: BillingRules, only: set[str] | None = None
-) -> tuple[list[PatientRecord], list[SourceError]]:
+) -> tuple[list[PatientRecord], list[SourceError], list[Resource]]:
+    """The month's patient records, the read errors, and the billing Encounters in the files
+    (to find bills whose time entries are all gone)."""
     resources: list[Resource] = []
     errors: list[SourceError] = []
     for item in read_resources(paths):
@@ -155,7 +170,14 @@ def records_from_files(
     wanted = _patients_with_time(resources, month, rules)
     if only:
         wanted &= only
-    return [records[p] for p in sorted(wanted) if p in records], errors
+    bills = [
+        r
+        for r in resources
+        if r.get("resourceType") == "Encounter"
+        and bill_identifier(r) is not None
+        and (not only or patient_of(r) in only)
+    ]
+    return [records[p] for p in sorted(wanted) if p in records], errors, bills
 
 
 def _patients_with_time(
@@ -266,6 +288,19 @@ def _add_once(record: PatientRecord, resource: Resource, seen: set[str]) -> None
 _LOOKUP_CHUNK = 50
 
 
+async def month_bills(fhir: FhirClient, month: Month, only: set[str] | None) -> list[Resource]:
+    """Every billing Encounter the server holds for ``month`` (any identifier of ours, dated in
+    the month), to find bills whose time entries were all deleted or entered in error."""
+    params: dict[str, Any] = {
+        "identifier": f"{BHI_IDENTIFIER}|",
+        "date": [f"ge{month.first_day()}", f"le{month.last_day()}"],
+        "_count": "200",
+    }
+    if only:
+        params["patient"] = ",".join(sorted(only))
+    return [r async for r in fhir.search("Encounter", params)]
+
+
 async def existing_bills(fhir: FhirClient, months: Iterable[PatientMonth]) -> dict[str, Resource]:
     """identifier value → the billing Encounter the server holds, searched by identifier
     (``_count`` covers a chunk; ``Cache-Control: no-cache`` so a search cache cannot hide a
@@ -335,6 +370,25 @@ async def write_months(fhir: FhirClient, writes: list[Write], recorded: datetime
             continue
         results[write.month.identifier_value] = await _update(fhir, write, recorded)
     return results
+
+
+async def _cancel(fhir: FhirClient, write: Write, recorded: datetime) -> str:
+    """Withdraw a bill with no time entry left; a version clash re-reads it and tries once
+    more, then reports ``conflict``."""
+    for attempt in range(2):
+        try:
+            await fhir.transaction(write_bundle([write]))
+            return "cancelled"
+        except (PreconditionFailed, Conflict):
+            if attempt == 1:
+                break
+            current = (await existing_bills(fhir, [write.month])).get(write.month.identifier_value)
+            if current is None:
+                return "gone"
+            write = plan_cancel(current, write.month.month, recorded)
+            if write.action != "cancel":
+                return "unchanged"
+    return "conflict"
 
 
 async def _update(fhir: FhirClient, write: Write, recorded: datetime) -> str:
@@ -494,6 +548,14 @@ def bill(
     timezone: Annotated[
         str | None, typer.Option("--timezone", help="IANA zone of the practice's months")
     ] = None,
+    cancel_orphaned: Annotated[
+        bool,
+        typer.Option(
+            "--cancel-orphaned-bills",
+            help="write the proposed cancellation of bills whose time entries were all deleted "
+            "or entered in error (without it they are reported as would-cancel)",
+        ),
+    ] = False,
     care_managers: Annotated[
         list[str] | None,
         typer.Option(
@@ -547,6 +609,7 @@ def bill(
                 token,
                 now,
                 set(patients or ()),
+                cancel_orphaned,
             )
         )
     except FhirError as exc:
@@ -621,6 +684,7 @@ async def _run(
     token: str | None,
     now: datetime,
     only: set[str],
+    cancel_orphaned: bool = False,
 ) -> RunReport:
     errors: list[SourceError] = []
     client: FhirClient | None = None
@@ -628,9 +692,10 @@ async def _run(
         client = FhirClient(server, auth=BearerAuth(token) if token else None)
     try:
         if inputs or client is None:
-            records, errors = records_from_files(inputs, month, rules, only)
+            records, errors, bills = records_from_files(inputs, month, rules, only)
         else:
             records = await records_from_server(client, month, rules, only)
+            bills = await month_bills(client, month, only)
         months: list[PatientMonth] = []
         rejected: list[Rejected] = []
         for record in records:
@@ -639,11 +704,17 @@ async def _run(
             rejected += not_counted
         existing = await existing_bills(client, months) if client is not None and months else {}
         writes = [plan_write(m, existing.get(m.identifier_value), now) for m in months]
+        writes += [plan_cancel(b, month, now) for b in orphaned_bills(bills, months, month)]
         if out is not None:
             out.write_text(json.dumps(write_bundle(writes), indent=2), encoding="utf-8")
         results: dict[str, str] = {}
         if client is not None and not dry_run:
-            results = await write_months(client, writes, now)
+            results = await write_months(client, [w for w in writes if w.action != "cancel"], now)
+            if cancel_orphaned:
+                for write in writes:
+                    if write.action == "cancel":
+                        value = write.month.identifier_value
+                        results[value] = await _cancel(client, write, now)
         rows = [
             report_row(w.month, _result(w, results, client is not None), w.changes) for w in writes
         ]
@@ -653,7 +724,12 @@ async def _run(
             await client.aclose()
 
 
-_PLANNED = {"create": "would-create", "update": "would-update", "stale": "billed-not-billable"}
+_PLANNED = {
+    "create": "would-create",
+    "update": "would-update",
+    "stale": "billed-not-billable",
+    "cancel": "would-cancel",
+}
 
 
 def _result(write: Write, results: dict[str, str], server: bool) -> str:
@@ -665,6 +741,6 @@ def _result(write: Write, results: dict[str, str], server: bool) -> str:
         return "not-billable"
     if write.action == "unchanged":
         return "unchanged"
-    if not server:
+    if not server and write.action != "cancel":
         return "dry-run"
     return _PLANNED[write.action]

@@ -96,6 +96,8 @@ __all__ = [
     "group_by_patient",
     "history_start",
     "ledger_entries",
+    "patient_of",
+    "role_of",
 ]
 
 Resource = dict[str, Any]

@@ -15,6 +15,7 @@ nothing         billable                                                        
 a bill          billable, same codes/units, minutes, participants, class, diagnoses   ``unchanged``
 a bill          billable, any of those differ                                         ``update``
 a bill          not billable any more (e.g. corrected time below every threshold)     ``stale``
+a bill          no time entry left (each one deleted or entered in error)             ``cancel``
 nothing         not billable                                                          ``none``
 ==============  ====================================================================  ==========
 
@@ -27,29 +28,57 @@ change is refused (HAPI: 412 on a plain PUT, 409 inside a transaction) instead o
 the ledger entries counted now. Elements of the stored Encounter that billing does not write
 (an ``account`` the EHR added, its tags) are kept; every element billing writes is replaced.
 ``stale`` writes nothing: withdrawing a bill is a billing office decision, so it is reported.
+
+``cancel`` (:func:`orphaned_bills`, :func:`plan_cancel`): a bill whose month no longer has a
+single time entry — each was deleted or marked entered-in-error after billing — records
+nothing that happened, so it is proposed for cancellation: the same versioned update
+(``ifMatch``), with ``status`` ``entered-in-error`` (R4 Encounter: "this instance should not
+have been recorded"; ``cancelled`` means an encounter that ended before it began) and a
+Provenance (activity ``UPDATE``, key ``<identifier>-v<n>``). A bill already
+``entered-in-error`` or ``cancelled`` plans nothing, so repeating the run writes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from bhi_fhir.billing._time import codings, get_dict, get_list, reference_of
+from bhi_fhir.billing.codes import Program
 from bhi_fhir.billing.encounter import (
     billing_encounter,
     encounter_create_entry,
     provenance_create_entry,
     provenance_key,
 )
-from bhi_fhir.billing.ledger import PatientMonth
+from bhi_fhir.billing.ledger import Month, PatientMonth, Reason
 from bhi_fhir.billing.representation import BILLED_UNITS_EXT, PARTICIPATION_TYPE
-from bhi_fhir.codes import CPT, HCPCS
+from bhi_fhir.codes import BHI_IDENTIFIER, CPT, HCPCS
 
-__all__ = ["Action", "BillContent", "Write", "bill_content", "plan_write", "write_bundle"]
+__all__ = [
+    "NO_TIME_ENTRIES",
+    "Action",
+    "BillContent",
+    "Write",
+    "bill_content",
+    "bill_identifier",
+    "orphaned_bills",
+    "plan_cancel",
+    "plan_write",
+    "write_bundle",
+]
 
 Resource = dict[str, Any]
-Action = Literal["create", "update", "unchanged", "stale", "none"]
+Action = Literal["create", "update", "unchanged", "stale", "cancel", "none"]
+
+NO_TIME_ENTRIES: Final = Reason(
+    "no-time-entries",
+    "every time entry behind this bill was deleted or entered in error: the bill is proposed "
+    "for cancellation (status entered-in-error)",
+)
+_WITHDRAWN: Final = frozenset({"entered-in-error", "cancelled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,3 +220,90 @@ def write_bundle(writes: list[Write]) -> Resource:
         "type": "transaction",
         "entry": [entry for write in writes for entry in write.entries],
     }
+
+
+def bill_identifier(encounter: Resource) -> str | None:
+    """The billing Encounter's business identifier value (``billing-<program>-<id>-<month>``)."""
+    for ident in get_list(encounter, "identifier"):
+        if isinstance(ident, dict) and ident.get("system") == BHI_IDENTIFIER:
+            value = ident.get("value")
+            if isinstance(value, str) and value.startswith("billing-"):
+                return value
+    return None
+
+
+def orphaned_bills(
+    bills: Iterable[Resource], months: Iterable[PatientMonth], month: Month
+) -> list[Resource]:
+    """The month's standing billing Encounters with no patient-month behind them any more:
+    every time entry of that patient, program and month was deleted or entered in error."""
+    closed = {m.identifier_value for m in months}
+    out: dict[str, Resource] = {}
+    for bill in bills:
+        value = bill_identifier(bill)
+        if value is None or not value.endswith(f"-{month}") or value in closed:
+            continue
+        if bill.get("status") in _WITHDRAWN:
+            continue
+        out.setdefault(value, bill)
+    return [out[k] for k in sorted(out)]
+
+
+def _month_of_bill(bill: Resource, month: Month) -> PatientMonth:
+    """A not-billable patient-month standing for ``bill`` (for the report and Provenance)."""
+    value = bill_identifier(bill) or ""
+    program: Program = "bhi" if value.startswith("billing-bhi-") else "cocm"
+    performers = {kind: ref for kind, ref in bill_content(bill).participants}
+    klass = get_dict(bill, "class").get("code")
+    return PatientMonth(
+        patient=reference_of(bill.get("subject")) or "Patient/unknown",
+        month=month,
+        program=program,
+        month_kind=None,
+        minutes=0,
+        recorded_minutes=0,
+        codes=(),
+        reasons=(NO_TIME_ENTRIES,),
+        requirements={},
+        entries=(),
+        billing_practitioner=performers.get("PPRF"),
+        care_managers=(),
+        diagnoses=(),
+        payer=None,
+        mrn=None,
+        encounter_class="VR" if klass == "VR" else "AMB",
+        episode_start=None,
+    )
+
+
+def plan_cancel(bill: Resource, month: Month, recorded: datetime) -> Write:
+    """Withdraw a bill with no time entry left (module docstring): a versioned update to
+    ``entered-in-error`` and its Provenance; nothing when it is already withdrawn."""
+    standing = _month_of_bill(bill, month)
+    if bill.get("status") in _WITHDRAWN:
+        return Write(standing, "unchanged", bill)
+    resource_id = str(bill.get("id", ""))
+    if not resource_id:
+        raise ValueError("the stored billing Encounter has no id")
+    write = Write(standing, "cancel", bill, changes=("status",))
+    version = write.version
+    next_version = _next_version(version)
+    request: Resource = {"method": "PUT", "url": f"Encounter/{resource_id}"}
+    if version is not None:
+        request["ifMatch"] = f'W/"{version}"'
+    target = f"Encounter/{resource_id}"
+    if next_version is not None:
+        target += f"/_history/{next_version}"
+    key = (
+        provenance_key(standing, next_version)
+        if next_version is not None
+        else f"{standing.identifier_value}-withdrawn-after-{version or 'unversioned'}"
+    )
+    withdrawn = {**bill, "status": "entered-in-error"}
+    write.entries.extend(
+        [
+            {"resource": withdrawn, "request": request},
+            provenance_create_entry(standing, target, recorded, key, "UPDATE"),
+        ]
+    )
+    return write

@@ -169,3 +169,50 @@ def test_unreadable_sub_directory_is_an_error_not_skipped(clinic, tmp_path, monk
     )
     (row,) = json.loads(result.stdout)["patients"]
     assert row["minutes"] == 85
+
+
+def _bill_of_october() -> dict:
+    """The bill an earlier run wrote for October (40 minutes then), as the files hold it."""
+    from bhi_fhir.billing.encounter import billing_encounter
+    from bhi_fhir.billing.ledger import Month, close_month, group_by_patient
+
+    from .builders import PATIENT, RULES
+
+    record = group_by_patient([*chart(), entry("2026-10-05 10:00", 40)])[PATIENT]
+    (month,), _ = close_month(record, Month(2026, 10), RULES)
+    bill = billing_encounter(month)
+    bill["id"] = "bill1"
+    bill["meta"] = {**bill["meta"], "versionId": "2"}
+    return bill
+
+
+def test_bill_whose_entries_are_all_in_error_is_proposed_for_cancellation(tmp_path):
+    """Every October entry was later marked entered-in-error: the standing bill is flagged and
+    its cancellation planned (versioned update + Provenance), not written from files."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        f'[billing]\ntimezone = "America/New_York"\nbilling_practitioner = "{PCP}"\n'
+        f'care_managers = ["{BHCM}"]\n'
+    )
+    data = tmp_path / "clinic.ndjson"
+    resources = [*chart(), entry("2026-10-05 10:00", 40, status="entered-in-error"),
+                 _bill_of_october()]  # fmt: skip
+    data.write_text("\n".join(json.dumps(r) for r in resources) + "\n")
+    out = tmp_path / "bundle.json"
+    result = invoke("--month", "2026-10", "--input", str(data), "--rules", str(rules),
+                    "--format", "json", "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (row,) = report["patients"]
+    assert row["result"] == "would-cancel" and row["changed"] == ["status"]
+    assert [r["code"] for r in row["reasons"]] == ["no-time-entries"]
+    put, provenance = json.loads(out.read_text())["entry"]
+    assert put["request"] == {"method": "PUT", "url": "Encounter/bill1", "ifMatch": 'W/"2"'}
+    assert put["resource"]["status"] == "entered-in-error"
+    assert provenance["resource"]["resourceType"] == "Provenance"
+    # The month has no bill to cancel once it is withdrawn: nothing planned again.
+    resources[-1]["status"] = "entered-in-error"
+    data.write_text("\n".join(json.dumps(r) for r in resources) + "\n")
+    again = invoke("--month", "2026-10", "--input", str(data), "--rules", str(rules),
+                   "--format", "json")  # fmt: skip
+    assert json.loads(again.stdout)["patients"] == []

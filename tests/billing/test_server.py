@@ -121,8 +121,9 @@ def test_report_counts_requests(router, tmp_path):
     report = json.loads(result.stdout)
     assert report["requests"] == len(server.requests)
     # month entries, Patient, Encounter window, Consent/CarePlan/CareTeam/Condition/Coverage,
-    # the bill lookup: 9 requests for one patient; nothing written on a dry run
-    assert report["requests"] == 9
+    # the month's bills (to find those whose time entries are all gone), the bill lookup:
+    # 10 requests for one patient; nothing written on a dry run
+    assert report["requests"] == 10
     assert all(r.method == "GET" for r in server.requests)
     assert report["summary"] == {"would-create": 1}
 
@@ -139,6 +140,15 @@ def _stored(month, version: str) -> dict[str, Any]:
     return resource
 
 
+def _answer(*locations: str) -> dict[str, Any]:
+    """A transaction-response: one entry per request entry, in order (R4 http.html)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [{"response": {"status": "200 OK", "location": loc}} for loc in locations],
+    }
+
+
 def _found(resource: dict[str, Any]) -> httpx.Response:
     return httpx.Response(200, json=bundle([resource]))
 
@@ -146,7 +156,9 @@ def _found(resource: dict[str, Any]) -> httpx.Response:
 async def test_stale_version_is_reread_and_retried_once(router):
     old, new = _month(40), _month(90)
     clash = httpx.Response(412, json={"resourceType": "OperationOutcome", "issue": []})
-    ok = httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response"})
+    ok = httpx.Response(
+        200, json=_answer("Encounter/bill1/_history/3", "Provenance/pv3/_history/1")
+    )
     posts = router.route(method="POST").mock(side_effect=[clash, ok])
     # someone else wrote version 2 (still the old content) meanwhile
     router.get("/Encounter").mock(return_value=_found(_stored(old, "2")))
@@ -196,7 +208,7 @@ async def test_bill_created_by_another_run_meanwhile_is_brought_up_to_date(route
         {"response": {"status": "200 OK", "location": "Encounter/bill1/_history/1"}},
         {"response": {"status": "200 OK", "location": "Provenance/pv1/_history/1"}},
     ]}  # fmt: skip
-    updated = {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
+    updated = _answer("Encounter/bill1/_history/2", "Provenance/pv2/_history/1")
     posts = router.route(method="POST").mock(
         side_effect=[httpx.Response(200, json=exists), httpx.Response(200, json=updated)]
     )
@@ -206,3 +218,41 @@ async def test_bill_created_by_another_run_meanwhile_is_brought_up_to_date(route
     assert results == {new.identifier_value: "updated"}
     second = json.loads(posts.calls[1].request.content)
     assert second["entry"][0]["request"]["method"] == "PUT"
+
+
+@pytest.mark.parametrize("flag", [False, True], ids=["proposed", "written"])
+def test_bill_whose_entries_are_all_gone_is_cancelled_only_when_asked(router, flag):
+    """The month's only time entry was marked entered-in-error after billing: the bill is
+    found by the month's bill search and its cancellation is proposed (would-cancel), or with
+    --cancel-orphaned-bills written as a versioned update (ifMatch) with its Provenance."""
+    bill = _stored(_month(40), "1")
+
+    class Server(FakeServer):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            params = request.url.params
+            if request.method == "POST":
+                self.requests.append(request)
+                return httpx.Response(
+                    200, json=_answer("Encounter/bill1/_history/2", "Provenance/pv2/_history/1")
+                )
+            if request.url.path.endswith("/Encounter") and "identifier" in params:
+                self.requests.append(request)
+                return httpx.Response(200, json=bundle([bill]))
+            return super().__call__(request)
+
+    server = Server([*chart(), entry("2026-10-05 10:00", 40, status="entered-in-error")])
+    router.route().mock(side_effect=server)
+    args = ["bill", "--month", "2026-10", "--server", BASE, "--format", "json",
+            "--billing-practitioner", PCP, "--timezone", "America/New_York",
+            "--care-manager", BHCM]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, *(["--cancel-orphaned-bills"] if flag else [])])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["patients"]
+    assert row["result"] == ("cancelled" if flag else "would-cancel")
+    posts = [r for r in server.requests if r.method == "POST"]
+    assert len(posts) == (1 if flag else 0)
+    if flag:
+        sent = json.loads(posts[0].content)
+        assert sent["entry"][0]["request"]["ifMatch"] == 'W/"1"'
+        assert sent["entry"][0]["resource"]["status"] == "entered-in-error"
+        assert sent["entry"][1]["resource"]["resourceType"] == "Provenance"

@@ -136,3 +136,81 @@ def test_update_bundle_is_strict_r4():
     created = plan_write(old, None, RECORDED)
     updated = plan_write(new, stored(old), RECORDED)
     StrictBundle(write_bundle([created, updated]))  # raises on any R4 violation
+
+
+# ------------------------------------------------------------------ bills whose time is all gone
+
+R4_ENCOUNTER_STATUS = (
+    "FHIR R4 Encounter.status: entered-in-error 'this instance should not have been recorded' "
+    "(https://hl7.org/fhir/R4/valueset-encounter-status.html)"
+)
+
+
+def _orphan_case(version="1", status="finished"):
+    month = month_of(entry("2026-10-05 10:00", 40))
+    bill = stored(month, version)
+    bill["status"] = status
+    return month, bill
+
+
+@pytest.mark.parametrize(
+    ("entries_now", "orphaned"),
+    [
+        ([], True),  # every entry deleted
+        (["entered-in-error"], True),
+        (["entered-in-error", "entered-in-error"], True),
+        (["entered-in-error", "finished"], False),  # one entry left: a normal re-close
+        (["finished"], False),
+    ],
+    ids=["all-deleted", "one-in-error", "all-in-error", "one-left", "unchanged"],
+)
+def test_bill_without_any_time_entry_left_is_proposed_for_cancellation(entries_now, orphaned):
+    from bhi_fhir.billing.writeback import orphaned_bills
+
+    _, bill = _orphan_case()
+    resources = [*chart()]
+    for n, status in enumerate(entries_now):
+        resources.append(entry(f"2026-10-0{5 + n} 10:00", 40, status=status))
+    record = group_by_patient(resources)[PATIENT]
+    months, _ = close_month(record, Month(2026, 10), RULES)
+    found = orphaned_bills([bill], months, Month(2026, 10))
+    assert (found == [bill]) is orphaned, R4_ENCOUNTER_STATUS
+
+
+def test_cancellation_is_a_versioned_update_with_provenance():
+    from bhi_fhir.billing.writeback import plan_cancel
+
+    _, bill = _orphan_case(version="3")
+    write = plan_cancel(bill, Month(2026, 10), RECORDED)
+    assert write.action == "cancel" and write.changes == ("status",)
+    (put, provenance) = write.entries
+    assert put["request"] == {"method": "PUT", "url": "Encounter/bill1", "ifMatch": 'W/"3"'}
+    assert put["resource"]["status"] == "entered-in-error", R4_ENCOUNTER_STATUS
+    assert put["resource"]["account"] == [{"reference": "Account/a1"}]  # others' data kept
+    assert put["resource"]["type"] == bill["type"]  # what was billed stays readable
+    prov = provenance["resource"]
+    assert prov["target"] == [{"reference": "Encounter/bill1/_history/4"}]
+    assert prov["activity"]["coding"][0]["code"] == "UPDATE"
+    assert prov["meta"]["tag"][0]["code"] == "billing-cocm-p1-2026-10-v4"
+    assert provenance["request"]["ifNoneExist"].endswith("billing-cocm-p1-2026-10-v4")
+    assert write.month.reasons[0].code == "no-time-entries"
+    StrictBundle(write_bundle([write]))
+
+
+@pytest.mark.parametrize("status", ["entered-in-error", "cancelled"])
+def test_cancelled_bill_is_not_cancelled_again(status):
+    """Idempotent: once withdrawn, the bill is neither found again nor re-written."""
+    from bhi_fhir.billing.writeback import orphaned_bills, plan_cancel
+
+    _, bill = _orphan_case(version="4", status=status)
+    assert orphaned_bills([bill], [], Month(2026, 10)) == []
+    write = plan_cancel(bill, Month(2026, 10), RECORDED)
+    assert write.action == "unchanged" and write.entries == []
+
+
+def test_bills_of_other_months_are_not_touched():
+    from bhi_fhir.billing.writeback import orphaned_bills
+
+    _, bill = _orphan_case()
+    assert orphaned_bills([bill], [], Month(2026, 11)) == []
+    assert orphaned_bills([bill], [], Month(2026, 10)) == [bill]
