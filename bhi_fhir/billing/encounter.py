@@ -204,7 +204,7 @@ def billing_provenance(
     }
     if month.billing_practitioner is not None:
         agent["onBehalfOf"] = {"reference": month.billing_practitioner}
-    verb = "billed" if activity == "CREATE" else "re-billed"
+    verb = "billed" if activity == "CREATE" else "re-billed" if month.billable else "withdrew"
     summary = (
         f"bhi-fhir {verb} {month.program} {month.month} from {len(month.entries)} time entries"
     )

@@ -191,6 +191,7 @@ def test_cancellation_is_a_versioned_update_with_provenance():
     prov = provenance["resource"]
     assert prov["target"] == [{"reference": "Encounter/bill1/_history/4"}]
     assert prov["activity"]["coding"][0]["code"] == "UPDATE"
+    assert "withdrew" in prov["text"]["div"]
     assert prov["meta"]["tag"][0]["code"] == "billing-cocm-p1-2026-10-v4"
     assert provenance["request"]["ifNoneExist"].endswith("billing-cocm-p1-2026-10-v4")
     assert write.month.reasons[0].code == "no-time-entries"
