@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bhi_fhir.cli import app
 from bhi_fhir.fhir.auth import BearerAuth
@@ -43,12 +44,12 @@ async def _fetch_profile(server: str, token: str | None, timeout: float) -> Serv
 
 def _render_table(profile: ServerProfile, console: Console) -> None:
     readiness = profile.readiness()
-    table = Table(title=f"FHIR server {profile.base_url}")
+    table = Table(title=Text(f"FHIR server {profile.base_url}"))  # Text: no markup, no emoji
     table.add_column("check")
     table.add_column("status")
     table.add_column("detail")
     for check in readiness.checks:
-        table.add_row(check.name, f"[{_STYLE[check.status]}]{check.status}[/]", check.detail)
+        table.add_row(check.name, f"[{_STYLE[check.status]}]{check.status}[/]", Text(check.detail))
     console.print(table)
     style = "green" if readiness.can_run else "bold red"
     console.print(f"[{style}]{readiness.summary}[/]")

@@ -98,3 +98,15 @@ def test_unreachable_server_in_a_real_process_prints_one_line() -> None:
         "error: cannot check http://127.0.0.1:9/fhir: GET /fhir/metadata: "
         "no response from http://127.0.0.1:9 (ConnectError)"
     ]
+
+
+def test_server_text_is_shown_verbatim_not_as_markup_or_emoji() -> None:
+    from rich.console import Console
+
+    from bhi_fhir.fhir.doctor import _render_table
+    from bhi_fhir.fhir.profile import ServerProfile
+
+    profile = ServerProfile(base_url=BASE, fhir_version="4.0.1", software="[b]Evil[/b] :100:")
+    console = Console(record=True, width=300)
+    _render_table(profile, console)
+    assert "[b]Evil[/b] :100:" in console.export_text()
