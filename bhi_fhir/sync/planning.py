@@ -6,7 +6,7 @@ screening Observations already written); the outputs are :class:`SyncWrite` item
 go into a transaction Bundle, and the per-patient diff a dry run prints.
 
 * Workflow writes come from :func:`bhi_fhir.workflow.apply` (conditional create by business
-  identifier, versioned update with ``ifMatch``).
+  identifier and patient, versioned update with ``ifMatch``).
 * Screening Observations come from :func:`bhi_fhir.instruments.screening_observations`; a
   response's set is written whole (conditional creates) when any of it is missing, so the
   panel's ``urn:uuid`` ``hasMember`` references always resolve.
@@ -227,7 +227,7 @@ def plan_patient(
                     resource=write.resource,
                     full_url=write.full_url,
                     reason=write.reason,
-                    if_none_exist=identifier_condition(write.identifier)
+                    if_none_exist=identifier_condition(write.identifier, context.patient)
                     if write.method == "create" else None,
                     if_match=write.if_match,
                 )
@@ -262,7 +262,7 @@ def plan_patient(
                 SyncWrite(
                     rule=SCREENING_RULE, identifier=ident, method="create", resource=obs,
                     full_url=observation_full_url(ident), reason="screening result",
-                    if_none_exist=identifier_condition(ident),
+                    if_none_exist=identifier_condition(ident, context.patient),
                 )
             )
         source = f"QuestionnaireResponse/{qr.get('id')}"

@@ -14,7 +14,13 @@ stdout is exactly one JSON object::
      "errors": [{"file", "line", "message"}]}
 
 A bad line or resource goes to ``errors``; everything else is still processed, and the
-exit code is 2 so a scheduled run notices (0 when there were no errors).
+exit code is 2 so a scheduled run notices (0 when there were no errors). A QuestionnaireResponse
+without an id is not an error: it is named ``QuestionnaireResponse/sha256-<digest of its
+content>`` (``instruments.observations.response_key``, the name its screening Observations
+already use), so its crisis assessment is planned like any other and a re-run of the same file
+finds it again; a changed copy of it counts as another response (a duplicate Task at worst,
+never a lost crisis). Conditional creates are keyed by identifier and patient, so two merged
+exports that reuse a response id do not share a crisis write.
 
 Caseloads: new enrollments go to the care manager with the lowest active caseload (issue 4).
 The caseload of each manager is counted from the input while it is read — active BHI CarePlans
@@ -39,7 +45,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,11 +56,12 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from bhi_fhir.cli import app
 from bhi_fhir.instruments import Score, score_response, sex_of
+from bhi_fhir.instruments.observations import response_key
 from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
 from bhi_fhir.sources import SourceError, expand_paths, read_resources
 from bhi_fhir.timeline import build_timeline, patient_of
 from bhi_fhir.workflow.engine import WorkflowError, apply, caseload_manager, timeline_settings
-from bhi_fhir.workflow.plan import Plan
+from bhi_fhir.workflow.plan import BundleEntries, Plan
 from bhi_fhir.workflow.protocol import Protocol, ProtocolError, load_protocol
 
 __all__ = ["ApplyReport", "default_protocol", "find_profiles", "run_apply"]
@@ -147,11 +154,12 @@ class BundleWriter:
         self._handle = self._tmp.open("w", encoding="utf-8")
         self._handle.write('{"resourceType": "Bundle", "type": "transaction", "entry": [')
         self._first = True
+        self._entries = BundleEntries()  # no fullUrl twice, also across merged exports
 
     def __call__(self, plan: Plan) -> None:
-        for write in plan.writes:
+        for entry in self._entries(plan):
             self._handle.write("\n " if self._first else ",\n ")
-            self._handle.write(json.dumps(write.bundle_entry(), ensure_ascii=False))
+            self._handle.write(json.dumps(entry, ensure_ascii=False))
             self._first = False
 
     def close(self, *, commit: bool) -> None:
@@ -294,16 +302,21 @@ def _one_patient(
             continue
         canonical = str(resource.get("questionnaire") or "").split("|")[0]
         try:
-            scores.append(
-                score_response(
-                    resource,
-                    questionnaire=questionnaires.get(canonical),
-                    patient_sex=sex,
-                    cut_points=cut_points,
-                )
+            score = score_response(
+                resource,
+                questionnaire=questionnaires.get(canonical),
+                patient_sex=sex,
+                cut_points=cut_points,
             )
         except Exception as exc:  # one odd response must not stop the run (design.md 1)
             report.error(origin[0], origin[1], f"cannot score {_ref(resource)}: {exc}")
+            continue
+        if score.response_ref is None:
+            # No id: the response is named by a digest of its content (the name its screening
+            # Observations derive from), so the rules it fires still have an identifier key —
+            # otherwise an empty key fails the whole patient and loses a crisis beside it.
+            score = replace(score, response_ref=response_key(resource))
+        scores.append(score)
     timeline = build_timeline(patient, resources, scores, today, settings)
     try:
         result = apply(protocol, timeline, plan, caseloads=caseloads)

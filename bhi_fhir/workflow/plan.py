@@ -1,21 +1,32 @@
 """A Plan of intended writes, and its FHIR R4 transaction Bundle. Pure.
 
 Each write is idempotent (design.md decision 3): a create is conditional on the business
-identifier (``ifNoneExist: identifier=<system>|<value>``), an update is versioned
-(``ifMatch: W/"<versionId>"``). Re-running, retrying or crashing mid-run never duplicates.
+identifier and the patient (``ifNoneExist: identifier=<system>|<value>&patient=Patient/<id>``),
+an update is versioned (``ifMatch: W/"<versionId>"``). Re-running, retrying or crashing mid-run
+never duplicates.
+
+The patient is part of the condition because response-derived identifiers name the response
+by id (``crisis-assessment:QuestionnaireResponse/7/_history/1``), and two exports merged can
+hold two patients' responses with the same id: on the identifier alone the second patient's
+crisis create would find the first patient's resource and never be written. Identifier
+values stay as they were, so resources already written are still found (same identifier,
+same patient); and in one Bundle the second patient's colliding ``fullUrl`` is made its own
+(:func:`to_transaction_bundle`), since a transaction must not repeat one.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_IDENTIFIER
-from bhi_fhir.timeline import full_url_for
+from bhi_fhir.timeline import full_url_for, patient_of
 
 __all__ = [
+    "BundleEntries",
     "Plan",
     "PlannedWrite",
     "Skipped",
@@ -54,15 +65,19 @@ class PlannedWrite:
     def bundle_entry(self) -> dict[str, Any]:
         return transaction_entry(
             self.resource, self.full_url, self.method,
-            if_none_exist=identifier_condition(self.identifier) if self.method == "create"
-            else None,
+            if_none_exist=identifier_condition(self.identifier, patient_of(self.resource))
+            if self.method == "create" else None,
             if_match=self.if_match,
         )
 
 
-def identifier_condition(identifier: str) -> str:
-    """The ``ifNoneExist`` search for a business identifier value under BHI_IDENTIFIER."""
-    return "identifier=" + quote(f"{BHI_IDENTIFIER}|{identifier}", safe="/:")
+def identifier_condition(identifier: str, patient: str | None = None) -> str:
+    """The ``ifNoneExist`` search for a business identifier value under BHI_IDENTIFIER, and
+    for the patient (``Patient/<id>``) the resource belongs to, when it belongs to one."""
+    condition = "identifier=" + quote(f"{BHI_IDENTIFIER}|{identifier}", safe="/:")
+    if patient:
+        condition += "&patient=" + quote(patient, safe="/")
+    return condition
 
 
 def transaction_entry(
@@ -118,5 +133,40 @@ class Plan:
 def to_transaction_bundle(plans: Plan | Iterable[Plan]) -> dict[str, Any]:
     """One FHIR R4 transaction Bundle with every write of ``plans``."""
     items = [plans] if isinstance(plans, Plan) else list(plans)
-    entries = [write.bundle_entry() for plan in items for write in plan.writes]
+    entries_of = BundleEntries()
+    entries = [entry for plan in items for entry in entries_of(plan)]
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+class BundleEntries:
+    """The transaction entries of one plan after another, for one Bundle: a ``fullUrl`` that
+    another patient's write in the Bundle already uses (the same identifier: response ids
+    reused across merged exports) is renamed for this patient, with the references to it
+    among this patient's writes. Keeps one ``fullUrl`` → patient pair per write seen."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+
+    def __call__(self, plan: Plan) -> list[dict[str, Any]]:
+        entries = [write.bundle_entry() for write in plan.writes]
+        taken = {e["fullUrl"] for e in entries
+                 if self._owners.get(e["fullUrl"], plan.patient) != plan.patient}
+        if taken:
+            names = {url: _patient_url(url, plan.patient) for url in taken}
+            entries = [_renamed(entry, names) for entry in entries]
+        for entry in entries:
+            self._owners.setdefault(entry["fullUrl"], plan.patient)
+        return entries
+
+
+def _patient_url(full_url: str, patient: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{full_url}|{patient}')}"
+
+
+def _renamed(value: Any, names: dict[str, str]) -> Any:
+    """``value`` with every string in ``names`` (a fullUrl, a reference to it) replaced."""
+    if isinstance(value, dict):
+        return {k: _renamed(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, names) for v in value]
+    return names.get(value, value) if isinstance(value, str) else value
