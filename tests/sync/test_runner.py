@@ -177,3 +177,16 @@ def test_write_chunks_keep_patients_whole_and_under_the_limit() -> None:
     chunks = _write_chunks(plans, 100)
     assert [[p.patient for p in c] for c in chunks] == [["a", "b"], ["c"], ["d"], ["e"]]
     assert _write_chunks([], 100) == []
+
+
+async def test_conditional_creates_are_keyed_by_identifier_and_patient(tmp_path: Path) -> None:
+    server = FakeServer(2)
+    await run_sync(_config(server, tmp_path))
+    creates = [e for t in server.transactions for e in t["entry"]
+               if e["request"]["method"] == "POST"
+               and e["resource"]["resourceType"] != "Provenance"]
+    assert creates
+    for entry in creates:
+        resource = entry["resource"]
+        patient = (resource.get("subject") or resource.get("for"))["reference"]
+        assert entry["request"]["ifNoneExist"].endswith(f"&patient={patient}")
