@@ -43,6 +43,15 @@ def content_security_policy(request: Request) -> str:
     return f"{_CSP}; frame-ancestors {' '.join(ancestors)}"
 
 
+def add_security_headers(request: Request, response: Response) -> None:
+    """The headers every response carries (pages, refusals, 404s, the 500 page)."""
+    response.headers.setdefault("Content-Security-Policy", content_security_policy(request))
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if not request.url.path.startswith("/static"):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
 def quiet_http_logs() -> None:
     """httpx logs every URL at INFO and httpcore every header event at DEBUG: URLs carry patient
     ids in search queries and the OAuth ``code`` and ``state`` on /callback. The app logs its own
@@ -83,14 +92,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=exc.status,
         )
 
+    @app.exception_handler(Exception)
+    async def server_error_page(request: Request, exc: Exception) -> Response:
+        """Any unhandled error: the app's own page (no exception text: it may quote a record).
+
+        Starlette runs this handler outermost (ServerErrorMiddleware), outside the headers
+        middleware below, so the page gets the security headers here.
+        """
+        route = getattr(request.scope.get("route"), "path", "?")  # the template: no ids
+        logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, route)
+        response = render(
+            request,
+            request.app.state.templates,
+            "refusal.html",
+            {
+                "title": "Something went wrong",
+                "message": "The app could not show this page. Try again, or ask your "
+                "administrator if it keeps happening.",
+            },
+            status_code=500,
+        )
+        add_security_headers(request, response)
+        return response
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response: Response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", content_security_policy(request))
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if not request.url.path.startswith("/static"):
-            response.headers.setdefault("Cache-Control", "no-store")
+        add_security_headers(request, response)
         return response
 
     if settings.demo:

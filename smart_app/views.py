@@ -48,6 +48,30 @@ router = APIRouter()
 
 _REFRESH_MARGIN = 60  # seconds before expiry at which the access token is refreshed
 
+# The status notices an action's redirect may show: ``?notice=<key>`` (and ``count``, a whole
+# number, where the message has one). Text from the URL is never shown as the app's message.
+NOTICES = {
+    "plan-applied": "plan applied: {count} writes",
+    "time-logged": "{count} minutes logged",
+    "time-already-logged": "{count} minutes were already logged from this form",
+    "task-completed": "task completed",
+    "task-reassigned": "task reassigned",
+    "consent-recorded": "consent recorded",
+    "consent-already-recorded": "consent was already recorded",
+}
+
+
+def notice_text(key: str | None, count: str | None) -> str | None:
+    """The catalogue message for ``key``; None for an unknown key or a missing/odd count."""
+    message = NOTICES.get(key or "")
+    if message is None:
+        return None
+    if "{count}" not in message:
+        return message
+    if count is None or not count.isdigit() or len(count) > 6:
+        return None
+    return message.format(count=int(count))
+
 
 def today_of(request: Request) -> date:
     fixed = request.app.state.settings.today
@@ -175,6 +199,7 @@ async def patient_page(
     source: SourceDep,
     templates: TemplatesDep,
     notice: str | None = None,
+    count: str | None = None,
 ) -> Response:
     check_patient_access(session, patient_id)
     started = time.perf_counter()
@@ -191,7 +216,7 @@ async def patient_page(
             "session": session,
             "view": view,
             "team": team,
-            "notice": notice,
+            "notice": notice_text(notice, count),
             "chart": {"series": view.series, "bands": view.bands},
             "elapsed_ms": elapsed_ms,
             "fhir_requests": source.request_count,
@@ -369,13 +394,15 @@ async def plan_apply(
         except FhirError as exc:
             raise Refusal("The plan was not written", str(exc), 502) from None
     logger.info("workflow plan applied: %d writes", len(bundle["entry"]))
-    return _back(patient_id, f"plan applied: {len(bundle['entry'])} writes")
+    return _back(patient_id, "plan-applied", len(bundle["entry"]))
 
 
-def _back(patient_id: str, notice: str) -> Response:
-    from urllib.parse import quote
+def _back(patient_id: str, notice: str, count: int | None = None) -> Response:
+    """Back to the patient page with a notice of the catalogue (``NOTICES``)."""
+    from urllib.parse import quote, urlencode
 
-    return RedirectResponse(f"/patient/{patient_id}?notice={quote(notice)}", status_code=303)
+    query = urlencode({"notice": notice} | ({"count": count} if count is not None else {}))
+    return RedirectResponse(f"/patient/{quote(patient_id)}?{query}", status_code=303)
 
 
 # --------------------------------------------------------------------------- other actions
@@ -439,9 +466,9 @@ async def log_time(
         raise Refusal("Time not logged", str(exc), 502) from None
     if not writes.created(response):
         logger.info("care-management time already logged (form sent again)")
-        return _back(patient_id, f"{minutes} minutes were already logged from this form")
+        return _back(patient_id, "time-already-logged", minutes)
     logger.info("care-management time logged")
-    return _back(patient_id, f"{minutes} minutes logged")
+    return _back(patient_id, "time-logged", minutes)
 
 
 @router.post("/patient/{patient_id}/task/{task_id}")
@@ -467,14 +494,14 @@ async def change_task(
         task.setdefault("executionPeriod", {})["end"] = datetime.now(UTC).isoformat(
             timespec="seconds"
         )
-        notice = "task completed"
+        reason, notice = "task completed", "task-completed"
     elif action == "reassign":
         team = {m["reference"]: m for m in _team(practice_plan(request))}
         member = team.get(form.get("owner", ""))
         if member is None:
             raise Refusal("Task not changed", "Choose a member of the care team.")
         task["owner"] = {"reference": member["reference"], "display": member["display"]}
-        notice = f"task reassigned to {member['display']}"
+        reason, notice = f"task reassigned to {member['display']}", "task-reassigned"
     else:
         raise Refusal("Task not changed", "Unknown action.")
     version = (task.get("meta") or {}).get("versionId")
@@ -484,7 +511,7 @@ async def change_task(
             writes.provenance_entry(
                 [f"Task/{task_id}"],
                 key=f"provenance:task:{task_id}:update:{version or 'unversioned'}",
-                reason=notice,
+                reason=reason,
                 operation="UPDATE",
                 user=writes.user_reference(session.context.fhir_user, session.iss),
                 recorded=datetime.now(UTC),
@@ -551,9 +578,9 @@ async def record_consent(
     except FhirError as exc:
         raise Refusal("Consent not recorded", str(exc), 502) from None
     if not writes.created(response):
-        return _back(patient_id, "consent was already recorded")
+        return _back(patient_id, "consent-already-recorded")
     logger.info("consent recorded")
-    return _back(patient_id, "consent recorded")
+    return _back(patient_id, "consent-recorded")
 
 
 @router.post("/logout")

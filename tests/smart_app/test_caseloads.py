@@ -98,7 +98,7 @@ def test_new_enrollment_goes_to_the_lowest_caseload(case: tuple[TestClient, str,
         follow_redirects=False,
     )
     # The apply recounts the same caseloads, so the preview's digest still matches.
-    assert applied.status_code == 303 and "plan%20applied" in applied.headers["location"]
+    assert applied.status_code == 303 and "notice=plan-applied" in applied.headers["location"]
     created = [
         r
         for (kind, _), r in _source(client)._by_key.items()
