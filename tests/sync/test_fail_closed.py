@@ -28,7 +28,11 @@ from tests.sync.test_runner import BASE, TODAY, FakeServer, _no_backoff  # noqa:
 
 START = "2026-11-25T00:00:00Z"  # the stored watermark before each run
 _register()
-RESPONSE_TIME = "2026-11-26T10:00:00Z"  # meta.lastUpdated of every fake response
+# meta.lastUpdated of Patient/p<i>'s response: 10:00, 11:00, ... (the search ran at 12:00)
+def _response_time(i: int) -> str:
+    return f"2026-11-26T{10 + i}:00:00Z"
+
+
 Answer = Callable[[dict[str, Any]], httpx.Response | Exception]
 
 HTML = httpx.Response(200, headers={"Content-Type": "text/html"},
@@ -55,6 +59,8 @@ class Misbehaving(FakeServer):
 
     def __init__(self, patients: int = 2, answer: Answer | None = None) -> None:
         super().__init__(patients)
+        for i, qr in enumerate(self.responses):
+            qr["meta"]["lastUpdated"] = _response_time(i)
         self.stored = list(self.responses)  # every response; ``responses`` = the changed ones
         self.answer = answer
         self.transaction_count = 0
@@ -164,22 +170,25 @@ async def test_a_login_page_on_the_context_read_stops_the_run(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    "answer",
+    "failure",
     [
-        pytest.param(lambda b: httpx.ReadTimeout("no answer"), id="timeout-outcome-unknown"),
-        pytest.param(lambda b: httpx.Response(500), id="500"),
-        pytest.param(lambda b: httpx.Response(400, text="Bad Request"), id="400-no-outcome"),
+        pytest.param(httpx.ReadTimeout("no answer"), id="timeout-outcome-unknown"),
+        pytest.param(httpx.Response(500), id="500"),
+        pytest.param(httpx.Response(400, text="Bad Request"), id="400-no-outcome"),
     ],
 )
 async def test_a_transient_failure_holds_the_watermark_at_the_response(
-    tmp_path: Path, answer: Answer
+    tmp_path: Path, failure: httpx.Response | Exception
 ) -> None:
     store = _store(tmp_path)
-    server = Misbehaving(1, answer)
-    report = await run_sync(server.config(tmp_path), store=store)
+    server = Misbehaving(2, lambda b: failure if "Patient/p0" in json.dumps(b) else _created(b))
+    report = await run_sync(server.config(tmp_path, group_size=1), store=store)
     assert report.status == "partial", report.to_text()
-    assert [(p.cause, p.retry) for p in report.errors] == [("transient", True)]
-    assert store.watermark(BASE) == RESPONSE_TIME  # next run's _lastUpdated=ge… sees it again
+    assert [(p.subject, p.cause, p.retry) for p in report.errors] == [
+        ("Patient/p0", "transient", True)]
+    # Held at p0's response although p1's (11:00) was written: the next run's
+    # _lastUpdated=ge… search reads p0's again.
+    assert store.watermark(BASE) == _response_time(0)
 
 
 # --- refused: the patient is held for an operator, retried with backoff -------------------------
