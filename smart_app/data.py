@@ -253,13 +253,25 @@ class MemorySource:
         return out
 
     def _active_bhi(self) -> list[Resource]:
+        """What a server's ``category=…718347000&status=active`` search matches; a CarePlan
+        whose category is not a list of CodeableConcepts matches nothing (as on a server)."""
+
+        def codes(plan: Resource) -> set[Any]:
+            categories = plan.get("category")
+            return {
+                coding.get("code")
+                for category in (categories if isinstance(categories, list) else [])
+                if isinstance(category, dict) and isinstance(category.get("coding"), list)
+                for coding in category["coding"]
+                if isinstance(coding, dict)
+            }
+
         return [
             r
             for r in self._by_key.values()
             if r["resourceType"] == "CarePlan"
             and r.get("status") == "active"
-            and "718347000"
-            in {c.get("code") for cat in r.get("category") or [] for c in cat.get("coding") or []}
+            and "718347000" in codes(r)
         ]
 
     async def enrolled_patients(self) -> list[str]:

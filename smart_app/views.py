@@ -13,12 +13,13 @@ import json
 import logging
 import re
 import time
+import traceback
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -43,6 +44,8 @@ from smart_app.sessions import Session, TokenSet
 from smart_app.views_model import patient_view, registry_row
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 router = APIRouter()
 
@@ -178,6 +181,68 @@ def check_patient_access(session: Session, patient_id: str) -> None:
         )
 
 
+MALFORMED_FLAG = "malformed record"  # the registry row of a patient whose record cannot be read
+
+
+def malformed_resource(resources: list[dict[str, Any]]) -> str:
+    """Which of a patient's resources does not validate as FHIR (R4B models), and why; or ''.
+
+    Asked only once computing the patient's view failed, to name the culprit on the page.
+    """
+    from bhi_fhir.workflow.validate import validate_resource
+
+    for resource in resources:
+        if not isinstance(resource, dict):
+            return "a resource that is not a JSON object"
+        try:
+            validate_resource(resource)
+        except Exception as exc:  # ResourceInvalid, or a resource type the models lack
+            return f"{resource.get('resourceType')}/{resource.get('id')} ({exc})"
+    return ""
+
+
+def _unreadable(what: str, exc: Exception) -> None:
+    """Log a record the views could not compute: the error type and where, never its data."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
+    logger.warning("%s: a patient's record could not be read (%s at %s)",
+                   what, type(exc).__name__, where)
+
+
+def readable_view(compute: Callable[[], T], resources: list[dict[str, Any]], what: str) -> T:
+    """``compute()``, or a 502 refusal naming the malformed resource: one bad record from the
+    FHIR server costs that patient's page, never a 500."""
+    try:
+        return compute()
+    except Exception as exc:
+        _unreadable(what, exc)
+        culprit = malformed_resource(resources)
+        detail = f"{culprit} is malformed" if culprit else "it has data the app cannot read"
+        raise Refusal(
+            "This patient's record could not be read",
+            f"The FHIR server returned this patient's record, but {detail}. Nothing is shown "
+            "for this patient rather than a partial view; other patients are not affected. "
+            "Ask your administrator to correct the record in the EHR.",
+            502,
+        ) from None
+
+
+def malformed_row(patient_id: str) -> dict[str, Any]:
+    """The registry row of a patient whose record could not be read: listed, flagged, no data."""
+    return {
+        "id": patient_id,
+        "name": f"Patient/{patient_id}",
+        "phq9": None,
+        "gad7": None,
+        "change": None,
+        "weeks": None,
+        "last_contact": "",
+        "flags": [MALFORMED_FLAG],
+        "review": False,
+        "minutes": None,
+    }
+
+
 async def _load(source: ClinicSource, patient_id: str) -> list[dict[str, Any]]:
     try:
         return await source.patient_resources(patient_id)
@@ -204,8 +269,10 @@ async def patient_page(
     check_patient_access(session, patient_id)
     started = time.perf_counter()
     resources = await _load(source, patient_id)
-    view = patient_view(resources, today_of(request), practice_plan(request))
     plan = practice_plan(request)
+    view = readable_view(
+        lambda: patient_view(resources, today_of(request), plan), resources, "patient page"
+    )
     team = _team(plan)
     elapsed_ms = round((time.perf_counter() - started) * 1000)
     return render(
@@ -264,7 +331,13 @@ async def registry_page(
         gathered = await source.patients_resources(await source.enrolled_patients())
     except FhirError as exc:
         raise Refusal("Could not load the registry", str(exc), 502) from None
-    rows = [registry_row(resources, today, plan) for resources in gathered.values()]
+    rows = []
+    for patient_id, resources in gathered.items():
+        try:
+            rows.append(registry_row(resources, today, plan))
+        except Exception as exc:  # this patient's record only: the registry is everyone's
+            _unreadable("registry", exc)
+            rows.append(malformed_row(patient_id))
     if flag:
         rows = [r for r in rows if flag in r["flags"]]
     keys = {
@@ -273,7 +346,7 @@ async def registry_page(
         "phq9": lambda r: (-(r["phq9"] if r["phq9"] is not None else -1),),
         "change": lambda r: (r["change"] if r["change"] is not None else 1e9,),
         "weeks": lambda r: (-(r["weeks"] or 0),),
-        "contact": lambda r: (r["last_contact"] or "",),
+        "contact": lambda r: (str(r["last_contact"] or ""),),
     }
     rows.sort(key=keys.get(sort, keys["flags"]))
     return render(
@@ -317,7 +390,10 @@ async def _workflow_plan(source: ClinicSource, patient_id: str, request: Request
         ) from None
     from smart_app.views_model import timeline_of
 
-    timeline = timeline_of(await _load(source, patient_id), today_of(request), plan)
+    resources = await _load(source, patient_id)
+    timeline = readable_view(
+        lambda: timeline_of(resources, today_of(request), plan), resources, "workflow plan"
+    )
     caseloads: dict[str, int] | None = None
     managers = {m.reference for m in plan.team.care_managers}
     current = timeline.facts.get("enrollment", {}).get("contributors") or []
