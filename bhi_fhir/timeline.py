@@ -64,7 +64,7 @@ from bhi_fhir.codes import (
     MENTAL_HEALTH_CARE_PLAN,
     SNOMED,
 )
-from bhi_fhir.instruments.result import SUICIDE_RISK, Score
+from bhi_fhir.instruments.result import ENTERED_IN_ERROR, SUICIDE_RISK, Score
 
 __all__ = [
     "LABELS",
@@ -206,11 +206,21 @@ def _prune(value: dict[str, Any]) -> dict[str, Any]:
 def _score_fact(score: Score, versions: Mapping[str, str | None], today: date) -> dict[str, Any]:
     ref = score.response_ref or ""
     day = _day(score.authored)
+    low, high = score.bounds or (None, None)
+    # What a rule's reason shows: the total, or what an incomplete response's answers reach.
+    text = (str(score.total) if score.total is not None
+            else f"at least {low} (incomplete)" if low is not None else None)
     return _prune(
         {
             "instrument": score.instrument,
             "label": LABELS.get(score.instrument or "", score.instrument),
+            "status": score.status,
             "total": score.total,
+            # Lowest/highest total the answers allow (= total when complete): a rule tests
+            # ``totalAtLeast >= cut point`` so a certainly-positive incomplete screen counts.
+            "totalAtLeast": low,
+            "totalAtMost": high,
+            "totalText": text,
             "severity": score.severity,
             "positive": score.positive,
             "complete": score.complete,
@@ -238,6 +248,8 @@ def _crisis_reasons(score: Score) -> list[str]:
             score.instrument or "", f"{score.instrument} {SUICIDE_RISK} flag"
         )
         reasons.append(label)
+    if reasons and not score.final:  # a crisis answer is never lost, final or not
+        reasons.append(f"response {score.status or 'without status'}, not final")
     return reasons
 
 
@@ -512,14 +524,14 @@ def build_timeline(
     gender = record.get("gender") if record is not None else None
     sex = gender if isinstance(gender, str) else None
 
-    ordered = sorted(
-        (s for s in scores if s.instrument is not None),
+    ordered = sorted(  # an entered-in-error response is no fact at all
+        (s for s in scores if s.instrument is not None and s.status != ENTERED_IN_ERROR),
         key=lambda s: (s.authored or "", s.response_ref or ""),
     )
     pairs = [(s, _score_fact(s, versions, today)) for s in ordered]
     latest: dict[str, dict[str, Any]] = {}
     for score, fact in pairs:
-        if score.instrument is not None:
+        if score.instrument is not None and score.final:  # in-progress/stopped: not a screen
             latest[score.instrument] = fact
 
     crises = []

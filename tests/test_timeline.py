@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER
+from bhi_fhir.instruments import Score, score_response
 from bhi_fhir.timeline import build_timeline, patient_of, rule_of_identifier
+from tests.instruments.build import GAD7, PHQ9, audit, frequency, response
 from tests.workflow.helpers import (
     PATIENT,
     TODAY,
@@ -15,7 +18,9 @@ from tests.workflow.helpers import (
     consent,
     contact,
     day,
+    fired,
     patient,
+    plan,
     score,
     timeline,
 )
@@ -149,3 +154,101 @@ def test_patient_of() -> None:
 def test_today_is_an_argument() -> None:
     tl = build_timeline(PATIENT, [careplan(0)], [], TODAY.replace(day=27))
     assert tl.facts["today"] == "2026-11-27"
+
+
+# --- Scores as facts: status, bounds (bhi-domain.md §1.9) and what is a screen
+def _scored(items: list[dict[str, Any]], *, rid: str, days_ago: int = 5,
+            status: str = "completed", canonical: str | None = None, sex: str = "female"
+            ) -> Score:
+    qr = response(items, canonical=canonical, rid=rid, patient="p1", status=status)
+    qr["authored"] = day(days_ago)
+    return score_response(qr, patient_sex=sex, cut_points=plan().screening.cut_points)
+
+
+PHQ9_Q = "http://loinc.org/q/44249-1"
+PHQ9_8_ITEMS_10 = frequency(PHQ9[:8], [3, 3, 2, 1, 1, 0, 0, 0])  # item 9 missing: 10 to 13
+
+
+def test_score_fact_exposes_status_and_bounds() -> None:
+    facts = timeline([_scored(PHQ9_8_ITEMS_10, rid="part", canonical=PHQ9_Q)]).facts
+    fact = facts["latest"]["phq9"]
+    assert (fact["status"], fact["complete"], fact["positive"]) == ("completed", False, True)
+    assert (fact["totalAtLeast"], fact["totalAtMost"]) == (10, 13)
+    assert fact["totalText"] == "at least 10 (incomplete)" and "total" not in fact
+    assert "positive-by-bound" in fact["flags"]
+    whole = _scored(frequency(PHQ9, [2] * 6 + [0] * 3), rid="whole", canonical=PHQ9_Q)
+    fact = timeline([whole]).facts["latest"]["phq9"]
+    assert (fact["total"], fact["totalAtLeast"], fact["totalAtMost"], fact["totalText"]) == (
+        12, 12, 12, "12")
+
+
+def test_non_final_response_is_no_screen_but_its_crisis_is_kept() -> None:
+    # FHIR R4 QuestionnaireResponse.status: only completed/amended are final; §1.2 item 9.
+    done = _scored(frequency(PHQ9, [2] * 6 + [0] * 3), rid="done", days_ago=10, canonical=PHQ9_Q)
+    draft = _scored(frequency(PHQ9, [3] * 8 + [1]), rid="draft", days_ago=1, canonical=PHQ9_Q,
+                    status="in-progress")
+    facts = timeline([done, draft], [careplan(20)]).facts
+    assert facts["latest"]["phq9"]["response"] == "QuestionnaireResponse/done"
+    assert [s["status"] for s in facts["scores"]] == ["completed", "in-progress"]
+    assert [c["response"] for c in facts["crises"]] == ["QuestionnaireResponse/draft"]
+    assert "not final" in facts["crises"][0]["reason"]
+    assert facts["measurement"]["last"] == day(10)  # the draft is no measurement
+    assert facts["targets"]["phq9"]["followUps"] == 0
+
+
+def test_entered_in_error_is_no_fact() -> None:
+    wrong = _scored(frequency(PHQ9, [3] * 8 + [1]), rid="wrong", canonical=PHQ9_Q,
+                    status="entered-in-error")
+    facts = timeline([wrong]).facts
+    assert (facts["scores"], facts["latest"], facts["crises"]) == ([], {}, [])
+
+
+AUDIT_MISSING_Q2 = audit(3, None, 0)  # Q2 missing: 3 to 7
+PHQ2_Q = "http://loinc.org/q/55757-9"
+
+
+@pytest.mark.parametrize(
+    ("items", "canonical", "status", "gender", "rule", "reason"),
+    [
+        # §1.9: 8 PHQ-9 items at 10 reach the cut point 10 (Kroenke 2001) whatever item 9 holds
+        (PHQ9_8_ITEMS_10, PHQ9_Q, "completed", "female", "engage",
+         "PHQ-9 at least 10 (incomplete) on"),
+        (frequency(PHQ9[:8], [3, 3, 2, 1, 0, 0, 0, 0]), PHQ9_Q, "completed", "female", "engage",
+         None),
+        (frequency(PHQ9, [2] * 5 + [0] * 4), PHQ9_Q, "completed", "female", "engage",
+         "PHQ-9 10 on"),
+        # not final: no screen (FHIR R4 QuestionnaireResponse.status)
+        (frequency(PHQ9, [2] * 6 + [0] * 3), PHQ9_Q, "in-progress", "female", "engage", None),
+        (PHQ9_8_ITEMS_10, PHQ9_Q, "stopped", "female", "engage", None),
+        # GAD-7 6 items at 10 / at 9 (Spitzer 2006)
+        (frequency(GAD7[:6], [3, 3, 3, 1, 0, 0]), None, "completed", "female", "engage",
+         "GAD-7 at least 10 (incomplete) on"),
+        (frequency(GAD7[:6], [3, 3, 3, 0, 0, 0]), None, "completed", "female", "engage", None),
+        # PHQ-2 item 1 = 3 reaches 3 (Arroll 2010) -> a PHQ-9 (§1.3); item 1 = 2 undecided
+        (frequency(PHQ9[:1], [3]), PHQ2_Q, "completed", "female", "phq9-followup",
+         "PHQ-2 at least 3 (incomplete) on"),
+        (frequency(PHQ9[:1], [2]), PHQ2_Q, "completed", "female", "phq9-followup", None),
+        # AUDIT-C Q1 = 3, Q2 missing: positive for a woman (>= 3), undecided for a man (>= 4)
+        # (US Core Questionnaire-AUDIT-C); the rule reads the practice plan's cut points
+        (AUDIT_MISSING_Q2, None, "completed", "female", "brief-intervention",
+         "AUDIT-C at least 3 (incomplete) on"),
+        (AUDIT_MISSING_Q2, None, "completed", "male", "brief-intervention", None),
+        (audit(4, None, 0), None, "completed", "male", "brief-intervention",
+         "AUDIT-C at least 4 (incomplete) on"),
+        # AUDIT-C "Never" on Q1 skips Q2-Q3: complete, total 0, nothing to do (Babor 2001)
+        (audit(0, None, None), None, "completed", "female", "brief-intervention", None),
+    ],
+    ids=["phq9-bound-10-engages", "phq9-bound-9-undecided", "phq9-total-10-engages",
+         "phq9-in-progress", "phq9-stopped-bound", "gad7-bound-10-engages",
+         "gad7-bound-9-undecided", "phq2-bound-3-phq9", "phq2-bound-2-undecided",
+         "auditc-bound-3-female", "auditc-bound-3-male-undecided", "auditc-bound-4-male",
+         "auditc-never-skips"],
+)
+def test_rules_act_on_certain_screens(items: list[dict[str, Any]], canonical: str | None,
+                                      status: str, gender: str, rule: str,
+                                      reason: str | None) -> None:
+    score = _scored(items, rid="q", canonical=canonical, status=status, sex=gender)
+    writes = fired([score], [patient(gender)]).get(rule, [])
+    assert bool(writes) is (reason is not None)
+    if reason is not None:
+        assert all(reason in str(w.reason) for w in writes)

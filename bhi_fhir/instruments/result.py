@@ -59,6 +59,12 @@ class Score:
     # The scorer always sets it from the response; the default serves Scores built by hand.
     status: str | None = "completed"
 
+    def __post_init__(self) -> None:
+        # A known total is its own bound: a Score built with a total only (from an Observation,
+        # in a test) still tells the rules what it reaches.
+        if self.bounds is None and self.total is not None:
+            object.__setattr__(self, "bounds", (self.total, self.total))
+
     @property
     def suicide_risk(self) -> bool:
         return SUICIDE_RISK in self.flags

@@ -298,8 +298,8 @@ def _one_patient(
     for resource, origin in items:
         if resource["resourceType"] != "QuestionnaireResponse":
             continue
-        if resource.get("status") not in ("completed", "amended"):
-            continue
+        # Every status is scored: the scorer and the timeline decide what a non-final or
+        # entered-in-error response counts for (a crisis answer is never lost).
         canonical = str(resource.get("questionnaire") or "").split("|")[0]
         try:
             score = score_response(
