@@ -1,0 +1,528 @@
+"""Screening Observations (and DiagnosticReports) → one ``Score`` per screening event. Pure.
+
+EHRs and test servers hold many screens as Observations, not QuestionnaireResponses
+(bhi-domain.md §1.10, §6). The shapes read here:
+
+- **US Core Observation Screening Assessment**: a panel Observation (the instrument's LOINC
+  panel code, e.g. 44249-1) whose ``hasMember`` lists item Observations (``valueCodeableConcept``
+  LA answer codes, or a number) and the total Observation (44261-6 …); items may also come as
+  ``component``s of the panel or total.
+- **Synthea 3.3**: a DiagnosticReport with the panel code whose ``result`` points at one total
+  Observation (``valueQuantity`` ``{score}``); no items.
+- A lone total Observation (a flowsheet row): value in ``valueQuantity``, ``valueInteger`` or
+  ``valueString`` ("12", as in US Core's 44261-6 example).
+- Loose item Observations with no panel: grouped with a total (or with each other) of the same
+  patient and the same ``effective`` time.
+
+Instruments are recognised by LOINC code through the instrument registry (panel, total and
+item codes of each ``InstrumentSpec``); the category (``survey``) is not required, so a row
+that omits it is still read. Item points come from ``weights.answer_points`` via the ordinary
+response scorer: the items are put into a QuestionnaireResponse-shaped dict and scored by
+``score_response``, so the rules are the same however the screen was stored.
+
+What is unknown stays unknown (design.md decision 10):
+
+- a total without items gives total, band and positive (``complete`` is true: the band is
+  known) but adds ``items-unknown``; for an instrument with a suicide item (PHQ-9 and PHQ-A
+  item 9, EPDS item 10) it also adds ``suicide-item-unknown``. Such a score must never be read
+  as "no suicide risk": the workflow asks for a check. When the suicide item's Observation is
+  present it decides (above 0 → ``suicide-risk``);
+- Observations and reports with status ``entered-in-error`` or ``cancelled`` are not scored;
+  an event with any other status but ``final``/``amended``/``corrected`` (``registered``,
+  ``preliminary``, ``unknown``) is not final, exactly as a response that is not final: no
+  total, band or positive, flag ``not-final``, ``suicide-risk`` kept. ``Score.status`` is
+  ``completed`` (final), ``amended`` (amended or corrected) or the Observation's own status;
+- a total Observation without a value that is a whole number within the instrument's range
+  adds ``invalid-total`` and gets no total and no band (``complete`` false).
+
+``Score.response_ref`` names the resource that stands for the event: the DiagnosticReport,
+else the panel Observation, else the total, else the first item (``"Observation/<id>"``).
+
+Observations that bhi-fhir itself wrote for a response (``observations.py``) carry
+``derivedFrom`` that QuestionnaireResponse; ``merge_screening_scores`` drops them when the
+response's own score is given, and otherwise matches an Observation screen to a response of
+the same patient, instrument, calendar day (the first 10 characters of the two timestamps, as
+written) and total — each response absorbing at most one such unlinked screen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from bhi_fhir.instruments.registry import INSTRUMENTS, by_items, candidates
+from bhi_fhir.instruments.result import NOT_FINAL, TOTAL_MISMATCH, InstrumentId, Score
+from bhi_fhir.instruments.scoring import INVALID_ANSWER, score_response
+from bhi_fhir.instruments.spec import InstrumentSpec
+from bhi_fhir.instruments.weights import LOINC_SYSTEM, AnswerError, answer_points, parse_total
+from bhi_fhir.timeline import patient_of
+
+__all__ = [
+    "INVALID_TOTAL",
+    "ITEMS_UNKNOWN",
+    "NOT_SCORED_STATUSES",
+    "SUICIDE_ITEM_UNKNOWN",
+    "bundle_references",
+    "merge_screening_scores",
+    "scores_from_observations",
+]
+
+Json = Mapping[str, Any]
+
+ITEMS_UNKNOWN: Final = "items-unknown"
+SUICIDE_ITEM_UNKNOWN: Final = "suicide-item-unknown"
+INVALID_TOTAL: Final = "invalid-total"
+
+NOT_SCORED_STATUSES: Final = frozenset({"entered-in-error", "cancelled"})
+# Observation.status (FHIR R4) → Score.status, which speaks QuestionnaireResponse.status:
+# only "completed" and "amended" are final there (result.py).
+_SCORE_STATUS: Final[Mapping[str, str]] = {
+    "final": "completed",
+    "amended": "amended",
+    "corrected": "amended",
+}
+
+# The item that alone decides "suicide risk" for instruments that have one (phq9.ITEM_9,
+# phqa.ITEM_9, epds.ITEM_10): while it is unknown, so is the risk.
+_SUICIDE_ITEM: Final[Mapping[InstrumentId, str]] = {
+    "phq9": "44260-8",
+    "phqa": "phqa-9",
+    "epds": "epds-10",
+}
+
+_BY_PANEL: Final[Mapping[str, InstrumentSpec]] = {
+    s.panel_code: s for s in INSTRUMENTS if s.panel_code
+}
+_BY_TOTAL: Final[Mapping[str, InstrumentSpec]] = {
+    s.total_code: s for s in INSTRUMENTS if s.total_code
+}
+_MAX_DEPTH: Final = 3  # DiagnosticReport → panel → panel: deeper nesting is not a screen
+
+
+def bundle_references(bundle: Json) -> dict[str, str]:
+    """``fullUrl`` → ``"Type/id"`` for the entries of a Bundle, to resolve ``urn:uuid:``
+    references (Synthea's transaction Bundles reference the patient and results that way)."""
+    found: dict[str, str] = {}
+    for entry in bundle.get("entry") or ():
+        if not isinstance(entry, Mapping):
+            continue
+        url, resource = entry.get("fullUrl"), entry.get("resource")
+        if isinstance(url, str) and isinstance(resource, Mapping):
+            kind, rid = resource.get("resourceType"), resource.get("id")
+            if isinstance(kind, str) and isinstance(rid, str) and rid:
+                found[url] = f"{kind}/{rid}"
+    return found
+
+
+def scores_from_observations(
+    resources: Iterable[Json],
+    *,
+    references: Mapping[str, str] | None = None,
+    patient_sex: str | None = None,
+    cut_points: Mapping[InstrumentId, int] | None = None,
+) -> list[Score]:
+    """One Score per screening event found among ``resources`` (Observations and
+    DiagnosticReports; anything else is ignored), oldest first.
+
+    ``references`` maps Bundle ``fullUrl``s (``urn:uuid:…``) to ``"Type/id"``
+    (``bundle_references``); ``patient_sex`` and ``cut_points`` are as for ``score_response``.
+    """
+    urls = references or {}
+    scores = [
+        score
+        for event in _events(resources, urls)
+        if (score := _score(event, urls, patient_sex, cut_points)) is not None
+    ]
+    scores.sort(key=lambda s: (s.authored or "", s.response_ref or ""))
+    return scores
+
+
+def merge_screening_scores(
+    response_scores: Sequence[Score],
+    resources: Iterable[Json],
+    *,
+    references: Mapping[str, str] | None = None,
+    patient_sex: str | None = None,
+    cut_points: Mapping[InstrumentId, int] | None = None,
+) -> list[Score]:
+    """The scored QuestionnaireResponses plus the Observation screens that are not the same
+    screen again, oldest first: one Score per screening event.
+
+    An Observation screen is the same screen as a response when it (its report, panel or any
+    member) is ``derivedFrom`` that response (how bhi-fhir writes its own,
+    ``observations.py``), or — with no such link — when patient, instrument, calendar day and
+    total are equal (module docstring).
+    """
+    urls = references or {}
+    known = {s.response_ref for s in response_scores if s.response_ref}
+    unmatched = [s for s in response_scores if s.total is not None]
+    merged = list(response_scores)
+    observed: list[Score] = []
+    for event in _events(resources, urls):
+        score = _score(event, urls, patient_sex, cut_points)
+        if score is None or _derived_links(event, urls) & known:
+            continue
+        observed.append(score)
+    observed.sort(key=lambda s: (s.authored or "", s.response_ref or ""))
+    for score in observed:
+        twin = next((r for r in unmatched if _same_screen(r, score)), None)
+        if twin is not None:
+            unmatched.remove(twin)
+            continue
+        merged.append(score)
+    merged.sort(key=lambda s: (s.authored or "", s.response_ref or ""))
+    return merged
+
+
+# --------------------------------------------------------------------------- grouping
+
+
+@dataclass(slots=True)
+class _Event:
+    spec: InstrumentSpec
+    container: Json | None  # the DiagnosticReport or panel Observation
+    members: list[Json] = field(default_factory=list)
+
+
+def _events(resources: Iterable[Json], urls: Mapping[str, str]) -> list[_Event]:
+    """Group Observations into screening events: reports first (their results, nested panels
+    flattened), then panels not inside a report, then loose totals and items by
+    (patient, effective time)."""
+    observations: dict[str, Json] = {}
+    order: list[str] = []
+    reports: list[Json] = []
+    for index, resource in enumerate(resources):
+        kind = resource.get("resourceType")
+        if kind == "Observation":
+            key = _own_ref(resource) or f"#observation-{index}"
+            if key not in observations:
+                observations[key] = resource
+                order.append(key)
+        elif kind == "DiagnosticReport":
+            reports.append(resource)
+
+    used: set[str] = set()
+    events: list[_Event] = []
+    for report in reports:
+        taken: set[str] = set(used)
+        members = _members(report, "result", observations, urls, taken, 0)
+        spec = _spec_of(report, members)
+        if spec is not None:
+            used = taken
+            events.append(_Event(spec, report, members))
+    for key in order:
+        obs = observations[key]
+        if key in used or _code(obs) not in _BY_PANEL:
+            continue
+        used.add(key)
+        members = _members(obs, "hasMember", observations, urls, used, 0)
+        events.append(_Event(_BY_PANEL[_code(obs) or ""], obs, members))
+
+    loose: dict[tuple[str | None, str | None], list[Json]] = {}
+    for key in order:
+        obs = observations[key]
+        if key not in used and _candidates(obs):
+            loose.setdefault((_subject(obs, urls), _effective(obs)), []).append(obs)
+    for group in loose.values():
+        # The longest instrument first: a PHQ-9 total claims its items before a PHQ-2 total.
+        totals = sorted(
+            (o for o in group if _code(o) in _BY_TOTAL),
+            key=lambda o: -len(_BY_TOTAL[_code(o) or ""].items),
+        )
+        rest = [o for o in group if _code(o) not in _BY_TOTAL]
+        for total in totals:
+            spec = _BY_TOTAL[_code(total) or ""]
+            mine = [o for o in rest if spec.item(_code(o) or "")]
+            rest = [o for o in rest if not spec.item(_code(o) or "")]
+            events.append(_Event(spec, None, [total, *mine]))
+        found = by_items(_candidates(o) for o in rest) if rest else None
+        if found is not None:
+            events.append(_Event(found, None, rest))
+    return events
+
+
+def _members(
+    container: Json,
+    key: str,
+    observations: Mapping[str, Json],
+    urls: Mapping[str, str],
+    used: set[str],
+    depth: int,
+) -> list[Json]:
+    """The Observations ``container.<key>`` points at, nested panels flattened."""
+    found: list[Json] = []
+    for reference in container.get(key) or ():
+        ref = _resolve(reference, urls)
+        if ref is None or ref in used or ref not in observations:
+            continue
+        used.add(ref)
+        member = observations[ref]
+        if member.get("hasMember") and depth < _MAX_DEPTH:
+            found.append(member)
+            found.extend(_members(member, "hasMember", observations, urls, used, depth + 1))
+        else:
+            found.append(member)
+    return found
+
+
+def _spec_of(report: Json, members: Sequence[Json]) -> InstrumentSpec | None:
+    code = _code(report)
+    if code in _BY_PANEL:
+        return _BY_PANEL[code or ""]
+    for member in members:
+        member_code = _code(member)
+        if member_code in _BY_PANEL:
+            return _BY_PANEL[member_code or ""]
+        if member_code in _BY_TOTAL:
+            return _BY_TOTAL[member_code or ""]
+    return None
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _score(
+    event: _Event,
+    urls: Mapping[str, str],
+    sex: str | None,
+    cut_points: Mapping[InstrumentId, int] | None,
+) -> Score | None:
+    spec = event.spec
+    parts = [event.container] if event.container is not None else []
+    if any(p.get("status") in NOT_SCORED_STATUSES for p in parts):
+        return None
+    members = [m for m in event.members if m.get("status") not in NOT_SCORED_STATUSES]
+    total_obs = next((m for m in members if spec.total_code and _code(m) == spec.total_code), None)
+    items = [m for m in members if spec.item(_code(m) or "")]
+    components = [c for o in (*parts, *members) for c in _list(o.get("component"))]
+    answered = [*items, *(c for c in components if spec.item(_code(c) or ""))]
+    if total_obs is None and not answered:
+        return None
+
+    lead = event.container or total_obs or (items or members)[0]
+    subject = next(
+        (s for o in (lead, *members) if (s := _subject(o, urls)) is not None), None
+    )
+    when = next((d for o in (total_obs, lead, *members) if o and (d := _effective(o))), None)
+    # The event is as final as its least final part.
+    statuses = [str(o["status"]) for o in (*parts, *members) if isinstance(o.get("status"), str)]
+    not_final = next((s for s in statuses if s not in _SCORE_STATUS), None)
+    status = not_final or ("amended" if "amended" in map(_SCORE_STATUS.get, statuses)
+                           else "completed")
+
+    reported = parse_total({"answer": [total_obs]}) if total_obs is not None else None
+    itemised = _score_items(spec, answered, reported, sex, cut_points) if answered else None
+    if itemised is not None and itemised.complete:
+        result = itemised
+    elif total_obs is not None:
+        result = _score_total(spec, reported, itemised, sex, cut_points)
+    elif itemised is not None:
+        result = itemised  # incomplete items, no total: the scorer's "incomplete" stands
+    else:
+        return None
+    if not_final is not None:
+        # Not a screen yet (as for a response that is not final): only what flags a crisis
+        # survives — suicide-risk, and a C-SSRS "high" level that no further answer can lower.
+        keep = result.severity if spec.id == "cssrs" and result.severity == "high" else None
+        result = replace(result, total=None, severity=keep, positive=None, complete=False,
+                         bounds=None, flags=(*result.flags, NOT_FINAL))
+    return replace(
+        result,
+        flags=tuple(dict.fromkeys(result.flags)),
+        response_ref=_own_ref(lead),
+        subject_ref=subject,
+        authored=when,
+        reported_total=reported,
+        status=status,
+    )
+
+
+def _score_items(
+    spec: InstrumentSpec,
+    answered: Sequence[Json],
+    reported: float | None,
+    sex: str | None,
+    cut_points: Mapping[InstrumentId, int] | None,
+) -> Score | None:
+    """The items, scored by ``score_response`` as a QuestionnaireResponse keyed by LOINC code
+    (``questionnaire`` names the panel, so the registry picks ``spec``)."""
+    qr_items: list[dict[str, Any]] = []
+    for obs in answered:
+        key = _code(obs) or ""
+        answer = _answer(obs)
+        if answer is None:
+            continue
+        item = spec.item(key)
+        if item is not None and not item.scored:
+            try:
+                answer_points(answer, None)
+            except AnswerError:
+                continue  # e.g. PHQ-9 difficulty (LA6572-7 …): own answer list, not scored
+        qr_items.append({"linkId": key, "answer": [answer]})
+    if not qr_items:
+        return None
+    if reported is not None and spec.total_code:
+        qr_items.append({"linkId": spec.total_code, "answer": [{"valueDecimal": reported}]})
+    qr = {
+        "resourceType": "QuestionnaireResponse",
+        "status": "completed",
+        "questionnaire": f"http://loinc.org/q/{spec.panel_code or spec.id}",
+        "item": qr_items,
+    }
+    return score_response(qr, patient_sex=sex, cut_points=cut_points)
+
+
+def _score_total(
+    spec: InstrumentSpec,
+    reported: float | None,
+    partial: Score | None,
+    sex: str | None,
+    cut_points: Mapping[InstrumentId, int] | None,
+) -> Score:
+    """Band and positive from a total the record carries; what the items say, if any, kept."""
+    items = dict(partial.items) if partial is not None else {}
+    flags: list[str] = [ITEMS_UNKNOWN]
+    if partial is not None:  # the judge below re-reads the items (suicide-risk …)
+        flags.extend(f for f in partial.flags if f == INVALID_ANSWER)
+    suicide_item = _SUICIDE_ITEM.get(spec.id)
+    if suicide_item is not None and suicide_item not in items:
+        flags.append(SUICIDE_ITEM_UNKNOWN)
+    whole = reported is not None and math.isfinite(reported) and reported == int(reported)
+    total = int(reported) if whole and reported is not None else None
+    if total is None or not 0 <= total <= spec.max_total:
+        flags.append(INVALID_TOTAL)  # no value, not a whole number, or out of range
+        return Score(instrument=spec.id, total=None, severity=None, positive=None,
+                     complete=False, flags=tuple(dict.fromkeys(flags)), items=items)
+    low = sum(items.get(i.key, 0) for i in spec.scored_items)
+    high = low + sum(i.max_points for i in spec.scored_items if i.key not in items)
+    if not low <= total <= high:
+        flags.append(TOTAL_MISMATCH)  # the answered items alone rule this total out
+    severity = spec.band(total)
+    cut = (cut_points or {}).get(spec.id, spec.cut_point)
+    positive = total >= cut if cut is not None else None
+    if spec.judge is not None:
+        verdict = spec.judge(spec, items, True, total, sex)
+        severity = verdict.severity if verdict.severity is not None else severity
+        positive = verdict.positive if verdict.positive is not None else positive
+        flags.extend(verdict.flags)
+    return Score(
+        instrument=spec.id, total=total, severity=severity, positive=positive, complete=True,
+        flags=tuple(dict.fromkeys(flags)), items=items,
+        codings=dict(partial.codings) if partial is not None else {},
+    )
+
+
+def _answer(obs: Json) -> dict[str, Any] | None:
+    """An Observation's (or component's) value as a QuestionnaireResponse answer."""
+    concept = obs.get("valueCodeableConcept")
+    if isinstance(concept, Mapping):
+        answers = [
+            {"valueCoding": dict(c)} for c in _list(concept.get("coding")) if isinstance(c, Mapping)
+        ]
+        for answer in answers:  # the first Coding whose points are known (LA code, weight …)
+            try:
+                answer_points(answer, None)
+            except AnswerError:
+                continue
+            return answer
+        return answers[0] if answers else None
+    for key in ("valueInteger", "valueBoolean"):
+        if key in obs:
+            return {key: obs[key]}
+    quantity = obs.get("valueQuantity")
+    if isinstance(quantity, Mapping) and "value" in quantity:
+        return {"valueDecimal": quantity["value"]}
+    return None
+
+
+# --------------------------------------------------------------------------- dedup
+
+
+def _derived_links(event: _Event, urls: Mapping[str, str]) -> set[str]:
+    """The QuestionnaireResponses the event's report, panel or members are derived from."""
+    parts = [event.container] if event.container is not None else []
+    return {
+        ref
+        for resource in (*parts, *event.members)
+        for link in _list(resource.get("derivedFrom"))
+        if (ref := _resolve(link, urls)) is not None and ref.startswith("QuestionnaireResponse/")
+    }
+
+
+def _same_screen(response: Score, observed: Score) -> bool:
+    return (
+        response.instrument == observed.instrument
+        and response.total is not None
+        and response.total == observed.total
+        and (response.subject_ref is None or observed.subject_ref is None
+             or response.subject_ref == observed.subject_ref)
+        and (response.authored or "")[:10] == (observed.authored or "")[:10] != ""
+    )
+
+
+# --------------------------------------------------------------------------- FHIR JSON
+
+
+def _code(resource: Json) -> str | None:
+    """The first LOINC code of ``resource.code`` (or of a component's ``code``)."""
+    concept = resource.get("code")
+    if not isinstance(concept, Mapping):
+        return None
+    for coding in _list(concept.get("coding")):
+        if isinstance(coding, Mapping) and coding.get("system") in (None, LOINC_SYSTEM):
+            code = coding.get("code")
+            if isinstance(code, str):
+                return code
+    return None
+
+
+def _candidates(obs: Json) -> list[tuple[InstrumentId, str]]:
+    code = _code(obs)
+    return candidates(code, code) if code else []
+
+
+def _own_ref(resource: Json) -> str | None:
+    kind, rid = resource.get("resourceType"), resource.get("id")
+    return f"{kind}/{rid}" if isinstance(kind, str) and isinstance(rid, str) and rid else None
+
+
+def _resolve(reference: object, urls: Mapping[str, str]) -> str | None:
+    """``Type/id`` of a Reference: a Bundle ``fullUrl`` through ``urls``; a relative,
+    absolute or versioned URL by its last two segments before ``_history``."""
+    if not isinstance(reference, Mapping):
+        return None
+    ref = reference.get("reference")
+    if not isinstance(ref, str) or not ref:
+        return None
+    if ref in urls:
+        return urls[ref]
+    parts = ref.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return "/".join(parts[-2:]) if len(parts) >= 2 else None
+
+
+def _subject(resource: Json, urls: Mapping[str, str]) -> str | None:
+    found = patient_of(resource)
+    if found is not None:
+        return found
+    resolved = _resolve(resource.get("subject"), urls)
+    return resolved if resolved is not None and resolved.startswith("Patient/") else None
+
+
+def _effective(resource: Json) -> str | None:
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        value = resource.get(key)
+        if isinstance(value, str) and value:
+            return value
+    period = resource.get("effectivePeriod")
+    if isinstance(period, Mapping) and isinstance(period.get("start"), str):
+        return str(period["start"])
+    issued = resource.get("issued")
+    return issued if isinstance(issued, str) and issued else None
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
