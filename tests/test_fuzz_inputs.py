@@ -45,13 +45,18 @@ def _deep(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-# Records that are well-formed JSON text but over a bound, or not a resource at all.
+def _in_resource(value: str) -> str:
+    return '{"resourceType": "Observation", "id": "o", "value": ' + value + "}"
+
+
+# Records over a bound (a resource otherwise, so only the bound can reject it), or not a
+# resource at all.
 _HOSTILE = st.one_of(
-    st.integers(sources.MAX_DEPTH + 1, 3000).map(lambda d: '{"x": ' + _deep(d) + "}"),
+    st.integers(sources.MAX_DEPTH, 3000).map(lambda d: _in_resource(_deep(d))),
     st.integers(sources.MAX_DEPTH + 1, 3000).map(lambda d: "[" * d),
-    st.integers(sources.MAX_NUMBER_CHARS + 1, 6000).map(lambda n: '{"n": ' + "7" * n + "}"),
-    st.sampled_from(['{"n": 1e999}', '{"n": -1e400}', '{"n": NaN}', '{"n": -Infinity}',
-                     "[1, 2]", '"text"', "{}", '{"resourceType": 7}', "{broken", "nul"]),
+    st.integers(sources.MAX_NUMBER_CHARS + 1, 6000).map(lambda n: _in_resource("7" * n)),
+    st.sampled_from(["1e999", "-1e400", "NaN", "-Infinity", "1" * 400 + ".5"]).map(_in_resource),
+    st.sampled_from(["[1, 2]", '"text"', "{}", '{"resourceType": 7}', "{broken", "nul"]),
 )
 
 
