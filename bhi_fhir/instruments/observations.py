@@ -6,7 +6,7 @@ in the US Core PHQ-9 examples; valueInteger when the answer was a number) and, w
 response is complete, the total with its interpretation (positive/negative and the
 severity band); every one ``derivedFrom`` the QuestionnaireResponse and category ``survey``.
 An incomplete response whose answers already decide the screen carries positive/negative on
-the panel instead. An entered-in-error response has none.
+the panel instead. A response that is not final (``Score.final``) has none.
 
 Identifiers are deterministic — ``<response>#<instrument>/<part>`` in ``BHI_IDENTIFIER`` — so a
 re-run produces the same resources, and a writer can send them with ``ifNoneExist`` on that
@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, LOINC, OBSERVATION_CATEGORY
 from bhi_fhir.instruments.registry import BY_ID
-from bhi_fhir.instruments.result import ENTERED_IN_ERROR, Score
+from bhi_fhir.instruments.result import Score
 from bhi_fhir.instruments.spec import InstrumentSpec
 
 INTERPRETATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
@@ -53,8 +53,8 @@ def screening_observations(score: Score, qr: Mapping[str, Any]) -> list[Resource
 
     Order: items, total, panel — members before the panel that points at them.
     """
-    if score.instrument is None or score.subject_ref is None or ENTERED_IN_ERROR in score.flags:
-        return []
+    if score.instrument is None or score.subject_ref is None or not score.final:
+        return []  # a draft, abandoned or erroneous response holds no results
     spec = BY_ID[score.instrument]
     key = f"{response_key(qr)}#{spec.id}"
     base: Resource = {

@@ -50,6 +50,16 @@ def test_only_final_responses_are_screens(status: str | None, total: int | None,
     assert score.final is not not_final
 
 
+@pytest.mark.parametrize("status", ["in-progress", "stopped", "entered-in-error"])
+def test_no_observations_for_a_response_that_is_not_final(status: str) -> None:
+    # Screening Observations are results (§1.10): a draft, abandoned or erroneous response
+    # holds none (FHIR R4 QuestionnaireResponse.status).
+    qr = response(PHQ9_12, canonical=PHQ9_Q, status=status)
+    assert screening_observations(score_response(qr), qr) == []
+    final = response(PHQ9_12, canonical=PHQ9_Q, status="amended")
+    assert screening_observations(score_response(final), final)
+
+
 def test_entered_in_error_is_not_scored() -> None:
     score = score_response(response(PHQ9_12, canonical=PHQ9_Q, status="entered-in-error"))
     assert (score.total, score.positive, score.complete, score.bounds) == (None, None, False,
