@@ -63,7 +63,10 @@ def set_session_cookie(response: Response, session: Session, settings: Settings)
     response.set_cookie(
         settings.cookie_name,
         session.id,
-        max_age=settings.session_ttl_seconds,
+        # a launch on its way lives as long as the store keeps it (sessions.py)
+        max_age=settings.session_ttl_seconds
+        if session.authorized
+        else settings.pending_launch_ttl_seconds,
         path="/",
         httponly=True,
         secure=settings.cookie_secure,

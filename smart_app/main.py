@@ -65,7 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     quiet_http_logs()
     app = FastAPI(title="bhi-fhir SMART app", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
-    app.state.store = store_for(settings.session_db_url, settings.session_ttl_seconds)
+    app.state.store = store_for(
+        settings.session_db_url,
+        settings.session_ttl_seconds,
+        settings.pending_launch_ttl_seconds,
+        settings.max_prelogin_sessions,
+    )
     # Jinja2Templates autoescapes .html templates.
     app.state.templates = Jinja2Templates(directory=str(_HERE / "templates"))
     if settings.demo:
