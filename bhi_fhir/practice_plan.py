@@ -30,6 +30,7 @@ __all__ = [
     "Payer",
     "PracticePlan",
     "PracticePlanError",
+    "Records",
     "ReferralTarget",
     "Screening",
     "Team",
@@ -130,6 +131,12 @@ class Screening(_Strict):
     # within limits (§1.7). "note": the brief-intervention Task is still created and says so,
     # the clinician decides; "skip": no Task. Practice choice.
     auditc_q1_only: Literal["note", "skip"] = "note"
+    # Consent on file but the latest positive screen is older than lookback_days: "rescreen"
+    # (default) = a Task to repeat the PHQ-9/GAD-7 first, enrollment then fires on the new
+    # screen; "enroll" = enroll on the old screen. Treat-to-target needs a baseline from
+    # baseline_lookback_days before enrollment (§2.1, §2.2) and phase 2 starts with an
+    # assessment with validated scales (§2.3); a stale screen gives neither.
+    stale_screen_at_enrollment: Literal["rescreen", "enroll"] = "rescreen"
 
     @property
     def cut_points(self) -> dict[Instrument, int]:
@@ -250,6 +257,18 @@ class TreatToTarget(_Strict):
         return self
 
 
+class Records(_Strict):
+    """What the patient's own record says about new work (FHIR R4 Patient.deceased[x],
+    Patient.active, Patient.link, https://hl7.org/fhir/R4/patient.html). A deceased patient
+    gets no new work and bhi-fhir's open Tasks for them are proposed for cancellation
+    (Medicare pays no services after death, §6); an inactive record gets no new work."""
+
+    # A deceased patient's active BHI CarePlan: "revoked" (default: FHIR request-status
+    # "terminated prior to the known full completion", https://hl7.org/fhir/R4/valueset-request-status.html),
+    # "completed" (the practice counts the episode as ended), or "leave" (a person closes it).
+    deceased_careplan_status: Literal["revoked", "completed", "leave"] = "revoked"
+
+
 class Consent(_Strict):
     # §4.3 consent: documented; read as an active Consent with this scope.
     scope: str = "treatment"
@@ -304,6 +323,7 @@ class PracticePlan(_Strict):
     crisis: Crisis
     treat_to_target: TreatToTarget = TreatToTarget()
     consent: Consent = Consent()
+    records: Records = Records()
     telehealth: Telehealth = Telehealth()
     billing: Billing = Billing()
 

@@ -81,6 +81,10 @@ def test_unknown_level_names_the_key() -> None:
          "screening.lookback_days: Input should be greater than or equal to 0"),
         (lambda d: d["screening"].update(auditc_q1_only="ignore"),
          "screening.auditc_q1_only: Input should be 'note' or 'skip', got 'ignore'"),
+        (lambda d: d["screening"].update(stale_screen_at_enrollment="wait"),
+         "screening.stale_screen_at_enrollment: Input should be 'rescreen' or 'enroll'"),
+        (lambda d: d["records"].update(deceased_careplan_status="closed"),
+         "records.deceased_careplan_status: Input should be 'revoked', 'completed' or 'leave'"),
     ],
 )
 def test_errors_name_the_key_and_the_problem(mutate: Any, expected: str) -> None:
@@ -110,3 +114,17 @@ def test_fhirpath_view_joins_routes_with_the_directory() -> None:
         "name": "Riverside General Emergency Department",
         "phone": "+1-555-0102",
     }
+
+
+def test_record_and_stale_screen_defaults() -> None:
+    # A plan without [records] or the new screening key gets the documented defaults:
+    # re-screen a stale positive screen before enrollment (bhi-domain.md §2.1-§2.3) and revoke
+    # a deceased patient's BHI CarePlan (FHIR R4 request-status "revoked").
+    data = _data()
+    data.pop("records")
+    data["screening"].pop("stale_screen_at_enrollment")
+    plan = parse_practice_plan(data)
+    assert plan.records.deceased_careplan_status == "revoked"
+    assert plan.screening.stale_screen_at_enrollment == "rescreen"
+    view = plan.fhirpath_view()
+    assert view["records"]["deceased_careplan_status"] == "revoked"

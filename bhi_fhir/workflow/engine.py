@@ -20,6 +20,11 @@ resource/version + period). Against the resources bhi-fhir generated before:
 A dynamicValue path ending in ``[]`` (``supportingInfo[]``) sets that list element from the
 whole collection its expression yields; any other path takes exactly one value.
 
+A deceased patient (``%facts.deceased``, death on or before ``today``) gets no new work from
+the rules (their conditions) and, after them, bhi-fhir's open Tasks are proposed for
+cancellation with ``statusReason``, the active BHI CarePlan for the practice plan's
+``records.deceased_careplan_status`` (rule ``deceased``).
+
 Conventions linking the outputs of one rule: Tasks are ``basedOn`` the rule's CarePlan and
 listed in its ``activity``; a Task's ``focus`` is the rule's ServiceRequest (SDOH referral
 pattern, bhi-domain.md §5). Resources lacking a narrative get a generated one (US Core
@@ -335,6 +340,83 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     }
 
 
+def _deceased_reason(death: Mapping[str, Any]) -> str:
+    when = f" on {death['date']}" if death.get("date") else ""
+    return f"Patient deceased{when} (Patient.deceased[x]): no further BHI work"
+
+
+def _close_for_deceased(
+    timeline: Timeline, plan: PracticePlan, produced: set[str], result: Plan, validate: bool
+) -> None:
+    """A deceased patient: bhi-fhir's open Tasks are proposed for cancellation (statusReason
+    says why) and the active BHI CarePlan for the plan's ``records.deceased_careplan_status``.
+
+    Only once the death is on or before ``today`` (a deceasedBoolean without date counts);
+    never a Task a rule produced in this run (a crisis screen newer than the recorded death
+    fires: the record is stale), nor a resource without a server id (no update possible).
+    """
+    death = timeline.facts.get("deceased")
+    if not isinstance(death, Mapping):
+        return
+    date = death.get("date")
+    if isinstance(date, str) and date > str(timeline.facts.get("today")):
+        return
+    reason = _deceased_reason(death)
+    source = timeline.patient
+    careplan_status = plan.records.deceased_careplan_status
+    for identifier, existing in sorted(timeline.existing.items()):
+        kind = existing.get("resourceType")
+        if identifier in produced or not existing.get("id"):
+            continue
+        if existing.get("status") in TERMINAL_STATUSES:
+            continue
+        resource = dict(existing)
+        if kind == "Task":
+            resource["status"] = "cancelled"
+            resource["statusReason"] = {"text": reason}
+            output = "deceased.cancel-task"
+        elif (
+            kind == "CarePlan"
+            and careplan_status != "leave"
+            and existing.get("status") == "active"
+            and any(
+                c.get("system") == SNOMED and c.get("code") == MENTAL_HEALTH_CARE_PLAN
+                for cat in existing.get("category") or []
+                if isinstance(cat, Mapping)
+                for c in cat.get("coding") or []
+                if isinstance(c, Mapping)
+            )
+        ):
+            # R4 CarePlan has no statusReason: the reason goes to a note, the end to period.
+            resource["status"] = careplan_status
+            resource["note"] = [*(existing.get("note") or []), {"text": reason}]
+            if isinstance(date, str):
+                resource["period"] = {**(existing.get("period") or {}), "end": date}
+            output = "deceased.close-careplan"
+        else:
+            continue
+        if validate:
+            try:
+                validate_resource(resource)
+            except ResourceInvalid as exc:
+                where = f"deceased for {timeline.patient}: {identifier}"
+                raise WorkflowError(f"{where}: {exc}") from None
+        version = (existing.get("meta") or {}).get("versionId")
+        result.writes.append(
+            PlannedWrite(
+                rule="deceased",
+                output=output,
+                identifier=identifier,
+                method="update",
+                resource=resource,
+                reason=f"{reason}: {kind} {resource['status']}",
+                sources=(source,),
+                full_url=f"{kind}/{existing['id']}",
+                if_match=f'W/"{version}"' if version else None,
+            )
+        )
+
+
 def apply(
     protocol: Protocol,
     timeline: Timeline,
@@ -364,6 +446,7 @@ def apply(
         "careManager": {"reference": manager.reference, "display": manager.display},
     }
     result = Plan(patient=timeline.patient)
+    produced: set[str] = set()
     for action in protocol.actions:
         run = _Run(timeline)
         try:
@@ -383,6 +466,7 @@ def apply(
         for group in groups.values():
             _link(group)
         for output in run.outputs:
+            produced.add(output.identifier)
             existing = timeline.existing.get(output.identifier)
             if existing is not None and existing.get("id"):
                 _reconcile(output, existing)
@@ -420,4 +504,5 @@ def apply(
                     if_match=if_match,
                 )
             )
+    _close_for_deceased(timeline, plan, produced, result, validate)
     return result

@@ -72,11 +72,48 @@ def test_lookback_is_the_plans() -> None:
     assert set(_fired([score("phq9", 15, 1)], [patient()], same_day)) == set()
 
 
-def test_crisis_and_enrollment_ignore_the_screening_lookback() -> None:
-    # §3: crises have their own window (crisis.consider_within_days); enroll needs consent on
-    # file and is not a screening follow-up, so a consented patient is still enrolled.
-    rules = _fired([score("phq9", 15, 45)], [patient(), consent(5)])
-    assert set(rules) == {"enroll"}
+def test_crisis_ignores_the_screening_lookback() -> None:
+    # §3: crises have their own window (crisis.consider_within_days), not lookback_days.
+    rules = _fired([score("phq9", 6, 10, item9=1)], [patient()], _plan(lookback_days=0))
+    assert "crisis-assessment" in rules
+
+
+STALE_ENROLL_ROWS = [
+    # (screen days ago, stale_screen_at_enrollment, expected rules, why)
+    (30, "rescreen", {"enroll"}, "inside lookback_days (30): enroll on it (§2.3 phase 2)"),
+    (31, "rescreen", {"rescreen"}, "§2.1/§2.2 no baseline within 30 days of enrollment: re-screen"),
+    (45, "rescreen", {"rescreen"}, "§2.3 phase 2 starts with validated scales: re-screen first"),
+    (31, "enroll", {"enroll"}, "screening.stale_screen_at_enrollment = enroll (practice choice)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("days_ago", "setting", "expected", "why"),
+    STALE_ENROLL_ROWS,
+    ids=["30-days-enroll", "31-days-rescreen", "45-days-rescreen", "31-days-plan-enrolls"],
+)
+def test_stale_screen_is_rescreened_before_enrollment(
+    days_ago: int, setting: str, expected: set[str], why: str
+) -> None:
+    # Consent on file, not enrolled; engage/consent are history past the lookback (§2.4).
+    p = _plan(stale_screen_at_enrollment=setting)
+    rules = _fired([score("phq9", 15, days_ago)], [patient(), consent(5)], p)
+    assert set(rules) - {"engage"} == expected, why
+
+
+def test_rescreen_then_enroll_on_the_new_screen() -> None:
+    # The re-screen Task, once a new positive screen is in, gives way to enrollment on it.
+    stale = score("phq9", 15, 45, ident="old")
+    (task,) = _fired([stale], [patient(), consent(5)])["rescreen"]
+    assert task.resource["reasonReference"] == {"reference": "QuestionnaireResponse/old"}
+    assert task.resource["restriction"]["period"]["end"] == "2026-12-03"  # first_contact_days
+    assert "45 days old" in task.reason
+    fresh = score("phq9", 13, 0, ident="new")
+    rules = _fired([stale, fresh], [patient(), consent(5)])
+    assert "rescreen" not in rules
+    assert rules["enroll"][0].identifier.endswith("QuestionnaireResponse/new")
+    negative = score("phq9", 6, 0, ident="neg")
+    assert set(_fired([stale, negative], [patient(), consent(5)])) == set()
 
 
 # --- AUDIT-C points from Q1 only (§1.7) ------------------------------------------------------

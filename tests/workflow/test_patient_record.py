@@ -1,0 +1,256 @@
+"""Who is worked: the patient's own record (deceased, inactive, merged) and crisis work that no
+stale or missing field may suppress.
+
+Sources: FHIR R4 Patient (https://hl7.org/fhir/R4/patient.html): ``deceased[x]`` "indicates if
+the individual is deceased or not", ``active`` "whether this patient record is in active use",
+``link.type`` replaced-by "the patient resource containing this link must no longer be used";
+Medicare pays no services dated after death (bhi-domain.md §6); request-status "revoked" =
+terminated before completion (https://hl7.org/fhir/R4/valueset-request-status.html); crisis
+(bhi-domain.md §1.2 item 9 > 0 needs same-day follow-up whatever the total, §3).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import pytest
+
+from bhi_fhir.practice_plan import PracticePlan, parse_practice_plan
+from bhi_fhir.workflow import apply
+
+from .helpers import (
+    ROOT,
+    careplan,
+    consent,
+    contact,
+    day,
+    fired,
+    patient,
+    persist,
+    plan,
+    protocol,
+    score,
+    timeline,
+)
+
+NEW_WORK = {"engage", "consent", "enroll", "rescreen", "outreach", "psychiatric-review",
+            "relapse-prevention", "phq9-followup", "brief-intervention"}  # fmt: skip
+
+
+def _patient(**fields: Any) -> dict[str, Any]:
+    return {**patient(), **fields}
+
+
+def _plan(**records: Any) -> PracticePlan:
+    data = tomllib.loads((ROOT / "examples" / "practice-plan.toml").read_text(encoding="utf-8"))
+    data.setdefault("records", {}).update(records)
+    return parse_practice_plan(data)
+
+
+# --- the record's facts -------------------------------------------------------------------------
+RECORD_ROWS = [
+    # (Patient fields, deceased fact, inactive fact, source)
+    ({}, None, None, "no deceased[x], no active: nothing is known, nothing is assumed"),
+    ({"deceasedBoolean": False}, None, None, "R4 deceasedBoolean false: alive"),
+    ({"deceasedBoolean": True}, {}, None, "R4 deceasedBoolean true: deceased, date unknown"),
+    ({"deceasedDateTime": "2026-11-20T08:00:00-05:00"},
+     {"date": "2026-11-20", "latest": "2026-11-20"}, None, "R4 deceasedDateTime"),
+    ({"deceasedDateTime": "2026-11"}, {"date": "2026-11-01", "latest": "2026-11-30"}, None,
+     "R4 dateTime may be partial: a month is its first to its last day"),
+    ({"deceasedDateTime": "2026"}, {"date": "2026-01-01", "latest": "2026-12-31"}, None,
+     "R4 dateTime may be a year"),
+    ({"active": True}, None, None, "R4 active true: in use"),
+    ({"active": False}, None, {}, "R4 active false: record not in active use"),
+    ({"active": False, "link": [{"type": "replaced-by", "other": {"reference": "Patient/p2"}}]},
+     None, {"replacedBy": "Patient/p2"}, "R4 link replaced-by: use the other record"),
+    ({"link": [{"type": "seealso", "other": {"reference": "Patient/p2"}}]}, None, None,
+     "R4 link seealso: both records stay in use"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "deceased", "inactive", "source"),
+    RECORD_ROWS,
+    ids=["nothing", "boolean-false", "boolean-true", "datetime", "month", "year", "active",
+         "inactive", "replaced-by", "seealso"],
+)
+def test_record_facts(
+    fields: dict[str, Any], deceased: Any, inactive: Any, source: str
+) -> None:
+    facts = timeline([], [_patient(**fields)]).facts
+    assert facts.get("deceased") == deceased, source
+    assert facts.get("inactive") == inactive, source
+
+
+def test_facts_come_from_the_patients_own_record() -> None:
+    # After a merge the replaced record is read beside the surviving one: its fields (here
+    # active false, another gender) are not this patient's.
+    replaced = {"resourceType": "Patient", "id": "old", "active": False, "gender": "male",
+                "link": [{"type": "replaced-by", "other": {"reference": "Patient/p1"}}]}
+    facts = timeline([], [replaced, _patient()]).facts
+    assert facts["sex"] == "female" and "inactive" not in facts
+
+
+# --- deceased: no new work --------------------------------------------------------------------
+# Screen 2 days ago: engage/consent are due 7 days after it (first_contact_days), on day(-5).
+ENGAGE_DUE = day(-5)
+DECEASED_ROWS = [
+    # (Patient fields, new-work rules expected, source)
+    ({}, {"engage", "consent"}, "alive: §1.2 positive screen → engage, consent"),
+    ({"deceasedBoolean": True}, set(), "R4 deceasedBoolean true; §6 no services after death"),
+    ({"deceasedDateTime": day(30)}, set(), "died before the screen was acted on (§6)"),
+    ({"deceasedDateTime": day(0)}, set(), "died today: nothing is due after death (§6)"),
+    ({"deceasedDateTime": ENGAGE_DUE}, set(), "dies on the day the Task is due: not done (§6)"),
+    ({"deceasedDateTime": day(-6)}, {"engage", "consent"},
+     "a death recorded after the due day (a run with an earlier --today): the work was due"),
+    ({"deceasedDateTime": "2026-11"}, set(), "partial date: its first possible day counts"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected", "source"),
+    DECEASED_ROWS,
+    ids=["alive", "boolean", "before", "today", "on-due-day", "after-due-day", "month"],
+)
+def test_deceased_gets_no_engagement(fields: dict[str, Any], expected: set[str], source: str
+                                     ) -> None:
+    rules = fired([score("phq9", 15, 2)], [_patient(**fields)])
+    assert set(rules) & NEW_WORK == expected, source
+
+
+# Each scenario fires its rule for a living patient; the same patient deceased gets nothing.
+SCENARIOS = {
+    "enroll": ([score("phq9", 15, 2)], [consent()],
+               "§2.3 phase 2 enrollment (CarePlan, initial assessment, follow-up measurement)"),
+    "outreach": ([score("phq9", 15, 75), score("phq9", 12, 40)],
+                 [careplan(70), consent(72), contact(40)], "§2.2/§2.3 no contact ≥4 weeks"),
+    "psychiatric-review": ([score("phq9", 16, 65), score("phq9", 15, 3)],
+                           [careplan(63), contact(3)], "§2.2 not improving by week 8"),
+    "phq9-followup": ([score("phq2", 4, 1)], [], "§1.3 positive PHQ-2 → PHQ-9"),
+    "brief-intervention": ([score("auditc", 5, 1)], [], "§1.7 positive AUDIT-C"),
+    "relapse-prevention": ([score("phq9", 14, 40), score("phq9", 3, 3)],
+                           [careplan(38), contact(3)], "§2.1 remission"),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(SCENARIOS))
+@pytest.mark.parametrize("deceased", [False, True], ids=["alive", "deceased"])
+def test_deceased_gets_no_new_work(rule: str, deceased: bool) -> None:
+    scores, resources, source = SCENARIOS[rule]
+    record = _patient(deceasedDateTime=day(1)) if deceased else _patient()
+    rules = fired(scores, [record, *resources])
+    assert (rule in rules) is not deceased, f"{source}; deceased: bhi-domain.md §6"
+
+
+def _open_work() -> list[dict[str, Any]]:
+    """What bhi-fhir wrote for an enrolled patient: CarePlan + Tasks, as a server holds them."""
+    first = apply(protocol(), timeline([score("phq9", 15, 2, ident="s")], [_patient(), consent()]),
+                  plan())
+    return persist(first.writes)
+
+
+CLOSE_ROWS = [
+    # (records.deceased_careplan_status, CarePlan status proposed, source)
+    ("revoked", "revoked", "request-status revoked: terminated before completion (default)"),
+    ("completed", "completed", "practice choice: count the episode as ended"),
+    ("leave", None, "practice choice: a person closes the CarePlan"),
+]
+
+
+@pytest.mark.parametrize(("setting", "careplan_status", "source"), CLOSE_ROWS,
+                         ids=["revoked", "completed", "leave"])
+def test_deceased_open_work_is_proposed_for_closing(
+    setting: str, careplan_status: str | None, source: str
+) -> None:
+    stored = _open_work()
+    tasks = [r for r in stored if r["resourceType"] == "Task"]
+    tasks[0]["status"] = "completed"  # finished work is history: left alone
+    record = _patient(deceasedDateTime=day(1))
+    p = _plan(deceased_careplan_status=setting)
+    result = apply(protocol(), timeline([score("phq9", 15, 2, ident="s")], [record, *stored], ),
+                   p)
+    assert {w.rule for w in result.writes} <= {"deceased"}
+    cancelled = [w for w in result.writes if w.resource_type == "Task"]
+    assert len(cancelled) == len(tasks) - 1
+    for write in cancelled:
+        assert write.method == "update" and write.if_match == 'W/"1"'
+        assert write.resource["status"] == "cancelled"
+        assert write.resource["statusReason"]["text"].startswith(f"Patient deceased on {day(1)}")
+    plans = [w for w in result.writes if w.resource_type == "CarePlan"]
+    assert [w.resource["status"] for w in plans] == ([careplan_status] if careplan_status
+                                                      else []), source
+    if plans:
+        assert plans[0].resource["period"]["end"] == day(1)
+        assert "deceased" in plans[0].resource["note"][-1]["text"]
+
+
+def test_deceased_close_out_is_idempotent() -> None:
+    stored = _open_work()
+    record = _patient(deceasedBoolean=True)
+    first = apply(protocol(), timeline([], [record, *stored]), plan())
+    assert first.writes
+    second = apply(protocol(), timeline([], [record, *persist(first.writes)]), plan())
+    assert second.writes == []  # cancelled and revoked are terminal: nothing more to do
+
+
+# --- inactive records: no new work ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "source"),
+    [({"active": False}, "R4 active false: the record is not in active use"),
+     ({"link": [{"type": "replaced-by", "other": {"reference": "Patient/p2"}}]},
+      "R4 link replaced-by: the surviving record gets the work")],
+    ids=["active-false", "replaced-by"],
+)
+def test_inactive_record_gets_no_new_work(fields: dict[str, Any], source: str) -> None:
+    assert set(fired([score("phq9", 15, 2)], [_patient(**fields), consent()])) == set(), source
+    for rule, (scores, resources, _) in SCENARIOS.items():
+        assert rule not in fired(scores, [_patient(**fields), *resources]), source
+
+
+# --- crisis: never suppressed by a stale or missing field ---------------------------------------
+CRISIS_ROWS = [
+    # (resources, fires, source)
+    ([], True, "no Patient resource at all: a crisis answer is never lost (§1.2)"),
+    ([{"resourceType": "Patient", "id": "p1"}], True, "gender, active, deceased missing"),
+    ([_patient(active=False)], True, "inactive record: the person screened at risk (§3)"),
+    ([_patient(link=[{"type": "replaced-by", "other": {"reference": "Patient/p9"}}])], True,
+     "replaced record whose survivor is not in the input: the crisis still goes out"),
+    ([_patient(deceasedBoolean=False)], True, "R4 deceasedBoolean false"),
+    ([_patient(deceasedDateTime=day(400))], True,
+     "deceasedDateTime before the screen: the record is stale, the screen is newer (§3)"),
+    ([_patient(deceasedDateTime=day(2))], True, "death recorded the day before the screen"),
+    ([_patient(), careplan(20)], True, "enrolled"),
+    ([_patient(), consent()], True, "consent, not enrolled"),
+    ([_patient(deceasedDateTime=day(1))], False, "died on the screen's day: §6 no services"),
+    ([_patient(deceasedDateTime=day(0))], False, "died after the screen (§6)"),
+    ([_patient(deceasedBoolean=True)], False, "R4 deceasedBoolean true, date unknown (§6)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("resources", "fires", "source"),
+    CRISIS_ROWS,
+    ids=["no-patient", "bare-patient", "inactive", "replaced-survivor-absent", "alive-false",
+         "death-long-before", "death-day-before", "enrolled", "consent-only", "death-same-day",
+         "death-after", "deceased-boolean"],
+)
+def test_crisis_is_never_suppressed_for_a_living_patient(
+    resources: list[dict[str, Any]], fires: bool, source: str
+) -> None:
+    rules = fired([score("phq9", 3, 1, item9=1), score("cssrs", None, 1, risk="high")],
+                  resources)
+    assessment = rules.get("crisis-assessment", [])
+    referral = rules.get("crisis-referral", [])
+    if fires:
+        assert sorted(w.resource_type for w in assessment) == ["ServiceRequest", "Task"], source
+        assert [w.priority for w in referral] == ["stat"], source
+    else:
+        assert assessment == [] and referral == [], source
+
+
+def test_crisis_on_a_replaced_record_says_so() -> None:
+    record = _patient(active=False,
+                      link=[{"type": "replaced-by", "other": {"reference": "Patient/p9"}}])
+    (write, _) = fired([score("phq9", 3, 1, item9=1)], [record])["crisis-assessment"]
+    assert "(this record is replaced by Patient/p9)" in write.reason
