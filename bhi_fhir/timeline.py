@@ -74,6 +74,7 @@ __all__ = [
     "build_timeline",
     "full_url_for",
     "patient_of",
+    "replaced_by",
     "rule_of_identifier",
 ]
 

@@ -220,6 +220,21 @@ def patient_view(resources: list[Resource], today: date, plan: PracticePlan | No
     )
 
 
+def record_status(facts: dict[str, Any]) -> str:
+    """"deceased" (the death is on or before today; FHIR R4 Patient.deceased[x]), "inactive
+    record" (Patient.active false or replaced-by), or "" for a patient in the caseload.
+
+    A deceased or inactive patient is shown apart from the caseload, never with work flags
+    such as "no contact 4 weeks": the protocol gives them no new work (bhi-domain.md §6).
+    """
+    death = facts.get("deceased")
+    if isinstance(death, dict) and str(death.get("date") or "") <= str(facts.get("today")):
+        return "deceased"
+    if "inactive" in facts:
+        return "inactive record"
+    return ""
+
+
 def registry_row(
     resources: list[Resource], today: date, plan: PracticePlan | None
 ) -> dict[str, Any]:
@@ -229,15 +244,19 @@ def registry_row(
     target = facts.get("target") or {}
     contacts = facts.get("contacts") or {}
     days_without = contacts.get("daysWithout")
+    status = record_status(facts)
     flags: list[str] = []
-    if view.crises:
-        flags.append("crisis")
-    if isinstance(days_without, int) and days_without >= NO_CONTACT_DAYS:
+    if status == "deceased":
+        pass  # no work flags at all (see record_status)
+    elif view.crises:
+        flags.append("crisis")  # a crisis on an inactive record is still shown (§3)
+    if not status and isinstance(days_without, int) and days_without >= NO_CONTACT_DAYS:
         flags.append("no contact 4 weeks")
     improving = target.get("response") or target.get("remission")
-    if facts.get("reviewPeriod") and not improving:
+    if not status and facts.get("reviewPeriod") and not improving:
         flags.append("not improving")
     return {
+        "status": status,
         "id": view.id,
         "name": view.name,
         "phq9": (latest.get("phq9") or {}).get("total"),

@@ -27,6 +27,16 @@ The caseload of each manager is counted from the input while it is read — acti
 (SNOMED 718347000) naming the manager as a contributor (``workflow.caseload_manager``) — and
 every enrollment the run plans is added as it is planned.
 
+Merged records: a Patient with a ``link`` of type replaced-by (FHIR R4 Patient.link, "the
+patient resource containing this link must no longer be used") hands its resources to the
+surviving Patient it points to (followed through chains), when that Patient is in the input:
+the surviving patient's facts and work then include the replaced record's screens, and the
+replaced record itself gets nothing. When the surviving Patient is not in the input, nothing is
+known about that person (deceased? enrolled?), so the replaced record's resources stay with it:
+as an inactive record it gets no new work, except crisis work, which is never suppressed and
+says which record replaces it. Merged groups are processed after the others (they may sit in
+two buckets), held in memory: merges are rare.
+
 Memory trade-off: inputs may be sorted arbitrarily (bulk export writes one file per resource
 type), so a patient's resources are only complete once every input has been read. Resources are
 partitioned by a hash of their patient into buckets: below ~64 MB of input one bucket is kept in
@@ -59,7 +69,7 @@ from bhi_fhir.instruments import Score, score_response, sex_of
 from bhi_fhir.instruments.observations import response_key
 from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
 from bhi_fhir.sources import SourceError, expand_paths, read_resources
-from bhi_fhir.timeline import build_timeline, patient_of
+from bhi_fhir.timeline import build_timeline, patient_of, replaced_by
 from bhi_fhir.workflow.engine import WorkflowError, apply, caseload_manager, timeline_settings
 from bhi_fhir.workflow.plan import BundleEntries, Plan
 from bhi_fhir.workflow.protocol import Protocol, ProtocolError, load_protocol
@@ -238,6 +248,8 @@ def run_apply(
     caseloads: dict[str, int] = {}
     cut_points = plan.screening.cut_points
     settings = timeline_settings(plan)
+    links: dict[str, str] = {}  # replaced Patient → the Patient its link points to
+    present: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="bhi-fhir-apply-") as tmp:
         buckets = _Buckets(count, Path(tmp) if count > 1 else None)
         for item, origin in _origins(inputs):
@@ -258,25 +270,57 @@ def run_apply(
             manager = caseload_manager(item, plan)  # the caseloads input of apply()
             if manager is not None:
                 caseloads[manager] = caseloads.get(manager, 0) + 1
+            if kind == "Patient":
+                present.add(patient)
+                if (successor := replaced_by(item)) is not None and successor != patient:
+                    links[patient] = successor
             buckets.add(patient, item, origin)
+        survivor_of = _survivors(links, present)
+        merged: dict[str, list[tuple[dict[str, Any], Origin]]] = {}
+
+        def done(patient: str, items: list[tuple[dict[str, Any], Origin]]) -> None:
+            result = _one_patient(
+                patient, items, plan, today, protocol, report,
+                questionnaires, caseloads, cut_points, settings,
+            )  # fmt: skip
+            if result is not None:
+                report.record(result)
+                if sink is not None:
+                    sink(result)
+                else:
+                    report.plans.append(result)
+            if progress is not None:
+                progress()
+
+        survivors = set(survivor_of.values())
         for bucket in buckets:
             by_patient: dict[str, list[tuple[dict[str, Any], Origin]]] = {}
             for resource, origin in bucket:
                 by_patient.setdefault(patient_of(resource) or "", []).append((resource, origin))
             for patient in sorted(by_patient):
-                result = _one_patient(
-                    patient, by_patient[patient], plan, today, protocol, report,
-                    questionnaires, caseloads, cut_points, settings,
-                )  # fmt: skip
-                if result is not None:
-                    report.record(result)
-                    if sink is not None:
-                        sink(result)
-                    else:
-                        report.plans.append(result)
-                if progress is not None:
-                    progress()
+                if patient in survivor_of or patient in survivors:
+                    merged.setdefault(survivor_of.get(patient, patient), []).extend(
+                        by_patient[patient]
+                    )
+                    continue
+                done(patient, by_patient[patient])
+        for patient in sorted(merged):
+            done(patient, merged[patient])
     return report
+
+
+def _survivors(links: dict[str, str], present: set[str]) -> dict[str, str]:
+    """Replaced Patient → the surviving Patient, following replaced-by chains, for the
+    replaced records whose survivor is in the input (see the module docstring)."""
+    found: dict[str, str] = {}
+    for start, target in links.items():
+        seen = {start}
+        while target in links and target not in seen:  # a chain; a cycle stops
+            seen.add(target)
+            target = links[target]
+        if target in present and target not in seen:
+            found[start] = target
+    return found
 
 
 def _one_patient(
@@ -292,7 +336,9 @@ def _one_patient(
     settings: Any,
 ) -> Plan | None:
     resources = [r for r, _ in items]
-    patient_resource = next((r for r in resources if r["resourceType"] == "Patient"), None)
+    records = [r for r in resources if r["resourceType"] == "Patient"]
+    patient_resource = next((r for r in records if f"Patient/{r.get('id')}" == patient),
+                            records[0] if records else None)  # fmt: skip
     sex = sex_of(patient_resource)
     scores: list[Score] = []
     for resource, origin in items:

@@ -117,3 +117,26 @@ def test_a_failed_run_leaves_no_half_bundle(tmp_path: Path) -> None:
     writer = BundleWriter(out)
     writer.close(commit=False)
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_apply_over_its_own_bundle_adds_nothing(tmp_path: Path) -> None:
+    """design.md decision 3: a write is recognised by its conditional-create identifier, not a
+    server id, so the --out Bundle read back beside its input plans no write again."""
+    first = tmp_path / "first.json"
+    code, stdout, _ = _run(str(CLINIC), "--plan", PLAN, "--today", "2026-11-26",
+                           "--format", "json", "--out", str(first))  # fmt: skip
+    assert code == 0
+    planned = sum(len(p["actions"]) for p in json.loads(stdout)["patients"])
+    assert planned > 0
+    entries = json.loads(first.read_text())["entry"]
+    assert all("ifNoneExist" in e["request"] and "id" not in e["resource"] for e in entries)
+    second = tmp_path / "second.json"
+    code, stdout, _ = _run(str(CLINIC), str(first), "--plan", PLAN, "--today", "2026-11-26",
+                           "--format", "json", "--out", str(second))  # fmt: skip
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["errors"] == []
+    assert [a for p in report["patients"] for a in p["actions"]] == []
+    assert json.loads(second.read_text())["entry"] == []
+    code, stdout, _ = _run(str(CLINIC), str(first), "--plan", PLAN, "--today", "2026-11-26")
+    assert "already planned (conditional create)" in stdout

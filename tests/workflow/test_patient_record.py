@@ -11,16 +11,20 @@ terminated before completion (https://hl7.org/fhir/R4/valueset-request-status.ht
 
 from __future__ import annotations
 
+import json
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bhi_fhir.practice_plan import PracticePlan, parse_practice_plan
 from bhi_fhir.workflow import apply
+from bhi_fhir.workflow.cli import run_apply
 
 from .helpers import (
     ROOT,
+    TODAY,
     careplan,
     consent,
     contact,
@@ -254,3 +258,105 @@ def test_crisis_on_a_replaced_record_says_so() -> None:
                       link=[{"type": "replaced-by", "other": {"reference": "Patient/p9"}}])
     (write, _) = fired([score("phq9", 3, 1, item9=1)], [record])["crisis-assessment"]
     assert "(this record is replaced by Patient/p9)" in write.reason
+
+
+# --- merged records in apply over files -------------------------------------------------------
+def _merged_input(tmp_path: Path, *, survivor: bool, item9: int = 0) -> list[Path]:
+    """A replaced record (Patient/old, link replaced-by Patient/new) holding a positive PHQ-9
+    from 2 days ago, and the surviving Patient/new with consent on file, if ``survivor``."""
+    from tests.instruments.build import PHQ9, frequency, response
+
+    old = {"resourceType": "Patient", "id": "old", "active": False, "gender": "female",
+           "link": [{"type": "replaced-by", "other": {"reference": "Patient/new"}}]}
+    qr = response(frequency(PHQ9, [2] * 7 + [1, item9]), canonical="http://loinc.org/q/44249-1",
+                  rid="q-old", patient="old")
+    qr["authored"] = day(2)
+    lines = [old, qr]
+    if survivor:
+        agreed = consent()
+        agreed["patient"] = {"reference": "Patient/new"}
+        lines += [{"resourceType": "Patient", "id": "new", "gender": "female"}, agreed]
+    path = tmp_path / "merged.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return [path]
+
+
+def _applied(paths: list[Path]) -> dict[str, set[str]]:
+    report = run_apply(paths, plan(), TODAY)
+    assert report.errors == []
+    return {p.patient: {w.rule for w in p.writes} for p in report.plans}
+
+
+def test_replaced_records_screens_belong_to_the_surviving_patient(tmp_path: Path) -> None:
+    # R4 Patient.link replaced-by: the survivor (consent on file) is enrolled on the replaced
+    # record's positive screen; the replaced record gets no work of its own.
+    by_patient = _applied(_merged_input(tmp_path, survivor=True))
+    assert set(by_patient) == {"Patient/new"}
+    assert {"engage", "enroll"} <= by_patient["Patient/new"]
+    report = run_apply(_merged_input(tmp_path, survivor=True), plan(), TODAY)
+    for write in report.plans[0].writes:
+        assert "Patient/new" in json.dumps(write.resource)
+        assert "Patient/old" not in json.dumps(write.resource)
+
+
+@pytest.mark.parametrize(("item9", "expected"), [(0, set()), (1, {"crisis-assessment"})],
+                         ids=["no-crisis", "crisis"])
+def test_replaced_record_without_its_survivor_gets_only_crisis_work(
+    tmp_path: Path, item9: int, expected: set[str]
+) -> None:
+    # The survivor is not in the input: nothing is known about that person, so the record
+    # stays inactive (no new work) but a crisis answer still gets its assessment (§1.2, §3).
+    by_patient = _applied(_merged_input(tmp_path, survivor=False, item9=item9))
+    assert by_patient == {"Patient/old": expected}
+
+
+def test_replaced_by_cycle_is_not_followed(tmp_path: Path) -> None:
+    a = {"resourceType": "Patient", "id": "a",
+         "link": [{"type": "replaced-by", "other": {"reference": "Patient/b"}}]}
+    b = {"resourceType": "Patient", "id": "b",
+         "link": [{"type": "replaced-by", "other": {"reference": "Patient/a"}}]}
+    path = tmp_path / "cycle.ndjson"
+    path.write_text(json.dumps(a) + "\n" + json.dumps(b) + "\n")
+    assert set(_applied([path])) == {"Patient/a", "Patient/b"}
+
+
+# --- the registry shows them apart ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "status", "flags", "source"),
+    [
+        ({}, "", ["no contact 4 weeks", "not improving"],
+         "§2.3 registry flags: no contact ≥4 weeks; week ≥8 and <50% better"),
+        ({"deceasedDateTime": day(10)}, "deceased", [], "§6: no outreach after death"),
+        ({"deceasedBoolean": True}, "deceased", [], "R4 deceasedBoolean true"),
+        ({"deceasedDateTime": day(-3)}, "", ["no contact 4 weeks", "not improving"],
+         "a death recorded after today (a run with an earlier today) is not yet a death"),
+        ({"active": False}, "inactive record", [], "R4 active false: no new work"),
+    ],
+    ids=["alive", "deceased", "deceased-boolean", "death-after-today", "inactive"],
+)
+def test_registry_row_shows_deceased_and_inactive_apart(
+    fields: dict[str, Any], status: str, flags: list[str], source: str
+) -> None:
+    from smart_app.views_model import registry_row
+
+    resources = [_patient(**fields), careplan(70), consent(72), contact(40)]
+    row = registry_row(resources, TODAY, plan())
+    assert (row["status"], row["flags"]) == (status, flags), source
+    assert row["review"] is ("not improving" in flags), source
+
+
+def test_registry_template_lists_them_apart() -> None:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "smart_app" / "templates"),
+                             autoescape=True)  # fmt: skip
+    env.globals.update(url_for=lambda *a, **k: "")
+    row = {"id": "p1", "name": "A", "phq9": None, "gad7": None, "change": None, "weeks": None,
+           "last_contact": "", "minutes": None, "review": False}  # fmt: skip
+    rows = [{**row, "status": "", "flags": ["no contact 4 weeks"]},
+            {**row, "id": "p2", "name": "B", "status": "deceased", "flags": []}]
+    html = env.get_template("registry.html").render(rows=rows, review=[], agenda=[], flag="",
+                                                    sort="flags", today="2026-11-26")
+    table, apart = html.split('id="apart"')
+    assert "/patient/p1" in table and "/patient/p2" not in table
+    assert "/patient/p2" in apart and "deceased" in apart and "no contact" not in apart
