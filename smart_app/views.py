@@ -240,6 +240,7 @@ def malformed_row(patient_id: str) -> dict[str, Any]:
         "flags": [MALFORMED_FLAG],
         "review": False,
         "minutes": None,
+        "status": "",  # not known: listed in the caseload, where it will be looked at
     }
 
 
