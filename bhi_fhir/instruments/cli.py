@@ -114,16 +114,6 @@ def score_paths(
             on_skipped(str(path), skipped)
 
 
-def score_files(
-    paths: list[Path], questionnaires: list[Path], patients: list[Path]
-) -> tuple[list[Score], list[SourceError]]:
-    """Every score and every error, in lists (the command streams instead)."""
-    errors: list[SourceError] = []
-    context = load_context(paths, questionnaires, patients, errors.append)
-    scores = list(score_paths(paths, context, errors.append, lambda _path, _counts: None))
-    return scores, errors
-
-
 def as_json(score: Score) -> dict[str, Any]:
     return {
         "questionnaireResponse": score.response_ref,
