@@ -127,6 +127,8 @@ _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _AS_PARENS = str.maketrans("[{]}", "(())")
 _WS = re.compile(r"[ \t\n\r]*")
+_NUMBER_START = frozenset("-0123456789")
+_NUMBER_ON = frozenset(["", *".eE+-0123456789"])  # what may follow a cut number
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+')
 
 
@@ -257,6 +259,7 @@ class _Text:
         self.pos = 0
         self._eof = False
         self._mark, self._mark_line = 0, 1  # a position in buf and its line in the file
+        self._column0 = 0  # characters on buf[0]'s line before it (in dropped text)
 
     def more(self, want: int) -> bool:
         """Read until ``want`` characters are held past ``pos``; False at the end."""
@@ -264,6 +267,8 @@ class _Text:
             return False
         if self.pos > len(self.buf) // 2:
             line = self.line(self.pos)
+            newline = self.buf.rfind("\n", 0, self.pos)
+            self._column0 = self.pos - newline - 1 if newline >= 0 else self._column0 + self.pos
             self.buf, self.pos = self.buf[self.pos:], 0
             self._mark, self._mark_line = 0, line
         while len(self.buf) - self.pos < want:
@@ -288,7 +293,8 @@ class _Text:
         return self._mark_line
 
     def where(self, pos: int) -> str:
-        column = pos - self.buf.rfind("\n", 0, pos)
+        newline = self.buf.rfind("\n", 0, pos)
+        column = pos - newline if newline >= 0 else self._column0 + pos + 1
         return f"line {self.line(pos)} column {column}"
 
     def peek(self) -> str:
@@ -330,7 +336,9 @@ class _Text:
                 if self._read_on():
                     continue
                 raise _Broken(f"not JSON ({exc.msg} at {self.where(exc.pos)})") from None
-            if end == len(self.buf) and self._read_on():  # a number may go on
+            # A number cut at the end of what is read ("-0" of "-0.5") may go on.
+            if (self.buf[self.pos] in _NUMBER_START and self.buf[end:end + 1] in _NUMBER_ON
+                    and self._read_on()):
                 continue
             return value, end
 

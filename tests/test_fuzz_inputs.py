@@ -2,12 +2,14 @@
 
 Properties: reading never raises; every bad NDJSON line or Bundle entry is exactly one
 SourceError at its place; every good resource still comes through, unchanged and in order,
-whatever the Bundle's read chunk size. Bounded (max_examples, no deadline) to run in seconds.
+whatever the Bundle's read chunk size. Bounded (max_examples, no deadline) to run in seconds;
+BHI_FUZZ_EXAMPLES=1000 for a longer search.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +22,8 @@ from hypothesis import strategies as st
 from bhi_fhir import sources
 from bhi_fhir.sources import SourceError, read_resources
 
-FUZZ = settings(max_examples=40, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(os.environ.get("BHI_FUZZ_EXAMPLES", "40")), deadline=None,
+                database=None, suppress_health_check=[HealthCheck.too_slow])
 
 # JSON values the reader must give back exactly: finite floats, integers of int64 range.
 _SCALARS = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)

@@ -176,11 +176,26 @@ def test_a_bundle_streams_the_same_in_any_chunk_size(
     monkeypatch.setattr(sources, "_CHUNK", chunk)
     entries = [{"fullUrl": f"urn:{i}", "resource": {**_qr(str(i)), "n": i / 3, "é": "ü\\\""}}
                for i in range(20)]
+    # Top-level numbers are decoded alone: one cut at the chunk's end ("-0" of "-0.5e-3")
+    # must be read on, not taken as -0 followed by junk.
     bundle = {"id": "b", "resourceType": "Bundle", "meta": {"tag": [1, 2.5, None, True]},
-              "entry": entries, "total": 20}
+              "x": -0.5e-3, "y": 12345.25, "entry": entries, "total": 20}
     (tmp_path / "b.json").write_text(json.dumps(bundle, indent=1, ensure_ascii=False))
     found = list(read_resources([tmp_path / "b.json"]))
     assert found == [e["resource"] for e in entries]
+
+
+@pytest.mark.parametrize("text", [
+    '{"": -0.0, "resourceType": "Patient"}',
+    '{"resourceType": "Patient", "n": -0.5e-3}',
+    '{"resourceType": "Patient", "n": 12.5}',
+])
+def test_a_document_read_a_character_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setattr(sources, "_CHUNK", 1)
+    (tmp_path / "a.json").write_text(text)
+    assert list(read_resources([tmp_path / "a.json"])) == [json.loads(text)]
 
 
 def test_entry_before_resource_type_is_still_a_bundle(tmp_path: Path) -> None:
@@ -190,14 +205,18 @@ def test_entry_before_resource_type_is_still_a_bundle(tmp_path: Path) -> None:
     assert _shape(list(read_resources([tmp_path / "b.json"]))) == ["late"]
 
 
-def test_a_broken_bundle_keeps_the_entries_before_the_break(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [1, 1 << 20])
+def test_a_broken_bundle_keeps_the_entries_before_the_break(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(sources, "_CHUNK", chunk)
     text = _bundle('{"resource": ' + json.dumps(_qr("a")) + "}", '{"resource": {"id": }')
     (tmp_path / "b.json").write_text(text)
     found = list(read_resources([tmp_path / "b.json"]))
     assert found[0] == _qr("a")
     (error,) = found[1:]
-    assert isinstance(error, SourceError) and error.message.startswith("not JSON (Expecting value")
-    assert "line 5" in error.message, error
+    assert isinstance(error, SourceError)
+    assert error.message == "not JSON (Expecting value at line 5 column 21)", error
 
 
 def test_a_non_resource_document_is_one_error(tmp_path: Path) -> None:
