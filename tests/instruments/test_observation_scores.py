@@ -383,3 +383,59 @@ def test_unrelated_observations_and_reports_are_ignored() -> None:
                  report("cbc", "58410-2", "bp"),
                  obs("prapare", "93025-5", component=[])]
     assert scores_from_observations(resources) == []
+
+
+# A PHQ-9 screen as Synthea 3.3.0 wrote it (a seed-42 run of tools/synthea; synthetic): the
+# report and its total in a transaction Bundle, everything referenced by urn:uuid (§6).
+SYNTHEA_PHQ9_BUNDLE: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": [
+    {"fullUrl": "urn:uuid:c5a17333-816d-683f-2549-f0f6c934c3e0",
+     "resource": {"resourceType": "Patient", "id": "c5a17333-816d-683f-2549-f0f6c934c3e0",
+                  "gender": "female"},
+     "request": {"method": "POST", "url": "Patient"}},
+    {"fullUrl": "urn:uuid:f026aa83-31de-3eb9-0d4d-56e33ffc8e56",
+     "resource": {
+         "resourceType": "DiagnosticReport", "id": "f026aa83-31de-3eb9-0d4d-56e33ffc8e56",
+         "status": "final",
+         "code": {"coding": [{"system": "http://loinc.org", "code": "44249-1",
+                              "display": "PHQ-9 quick depression assessment panel [Reported.PHQ]"}],
+                  "text": "PHQ-9 quick depression assessment panel [Reported.PHQ]"},
+         "subject": {"reference": "urn:uuid:c5a17333-816d-683f-2549-f0f6c934c3e0"},
+         "encounter": {"reference": "urn:uuid:a4b698e5-a7b9-a168-9e07-b9729fde3a04"},
+         "effectiveDateTime": "2026-10-31T18:13:17+00:00",
+         "issued": "2026-10-31T18:13:17.507+00:00",
+         "result": [{"reference": "urn:uuid:6424a355-199d-fa0a-a8b6-4258cdd6be63",
+                     "display": "Patient Health Questionnaire 9 item (PHQ-9) total score "
+                                "[Reported]"}]},
+     "request": {"method": "POST", "url": "DiagnosticReport"}},
+    {"fullUrl": "urn:uuid:6424a355-199d-fa0a-a8b6-4258cdd6be63",
+     "resource": {
+         "resourceType": "Observation", "id": "6424a355-199d-fa0a-a8b6-4258cdd6be63",
+         "meta": {"profile": [
+             "http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-survey"]},
+         "status": "final",
+         "category": [{"coding": [{
+             "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+             "code": "survey", "display": "Survey"}]}],
+         "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6",
+                              "display": "Patient Health Questionnaire 9 item (PHQ-9) total "
+                                         "score [Reported]"}],
+                  "text": "Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]"},
+         "subject": {"reference": "urn:uuid:c5a17333-816d-683f-2549-f0f6c934c3e0"},
+         "encounter": {"reference": "urn:uuid:a4b698e5-a7b9-a168-9e07-b9729fde3a04"},
+         "effectiveDateTime": "2026-10-31T18:13:17+00:00",
+         "issued": "2026-10-31T18:13:17.507+00:00",
+         "valueQuantity": {"value": 15, "unit": "{score}", "system": "http://unitsofmeasure.org",
+                           "code": "{score}"}},
+     "request": {"method": "POST", "url": "Observation"}},
+]}
+
+
+def test_synthea_output_as_written() -> None:
+    resources = [e["resource"] for e in SYNTHEA_PHQ9_BUNDLE["entry"]]
+    score = one(resources, references=bundle_references(SYNTHEA_PHQ9_BUNDLE))
+    assert (score.instrument, score.total, score.severity, score.positive) == (
+        "phq9", 15, "moderately-severe", True)  # §1.2 bands, positive >= 10
+    assert (score.subject_ref, score.response_ref, score.authored) == (
+        "Patient/c5a17333-816d-683f-2549-f0f6c934c3e0",
+        "DiagnosticReport/f026aa83-31de-3eb9-0d4d-56e33ffc8e56", "2026-10-31T18:13:17+00:00")
+    assert set(score.flags) == {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}  # §6: no items
