@@ -180,8 +180,6 @@ def plan_write(month: PatientMonth, existing: Resource | None, recorded: datetim
     if not resource_id:
         raise ValueError("the stored billing Encounter has no id")
     write = Write(month, "update", existing, changes=changes)
-    version = write.version
-    next_version = _next_version(version)
     meta = {
         k: v
         for k, v in get_dict(existing, "meta").items()
@@ -193,24 +191,35 @@ def plan_write(month: PatientMonth, existing: Resource | None, recorded: datetim
         "id": resource_id,
         "meta": {**meta, **desired["meta"]},
     }
+    _versioned_update(write, updated, resource_id, recorded, "after")
+    return write
+
+
+def _versioned_update(
+    write: Write, resource: Resource, resource_id: str, recorded: datetime, label: str
+) -> None:
+    """Add to ``write`` the PUT of ``resource`` guarded by the version it was read at, and
+    the Provenance of that update, keyed by the version it creates so a retry adds none."""
+    version = write.version
+    next_version = _next_version(version)
     request: Resource = {"method": "PUT", "url": f"Encounter/{resource_id}"}
     if version is not None:
         request["ifMatch"] = f'W/"{version}"'
     target = f"Encounter/{resource_id}"
     if next_version is not None:
         target += f"/_history/{next_version}"
+    month = write.month
     key = (
         provenance_key(month, next_version)
         if next_version is not None
-        else f"{month.identifier_value}-after-{version or 'unversioned'}"
+        else f"{month.identifier_value}-{label}-{version or 'unversioned'}"
     )
     write.entries.extend(
         [
-            {"resource": updated, "request": request},
+            {"resource": resource, "request": request},
             provenance_create_entry(month, target, recorded, key, "UPDATE"),
         ]
     )
-    return write
 
 
 def write_bundle(writes: list[Write]) -> Resource:
@@ -286,24 +295,6 @@ def plan_cancel(bill: Resource, month: Month, recorded: datetime) -> Write:
     if not resource_id:
         raise ValueError("the stored billing Encounter has no id")
     write = Write(standing, "cancel", bill, changes=("status",))
-    version = write.version
-    next_version = _next_version(version)
-    request: Resource = {"method": "PUT", "url": f"Encounter/{resource_id}"}
-    if version is not None:
-        request["ifMatch"] = f'W/"{version}"'
-    target = f"Encounter/{resource_id}"
-    if next_version is not None:
-        target += f"/_history/{next_version}"
-    key = (
-        provenance_key(standing, next_version)
-        if next_version is not None
-        else f"{standing.identifier_value}-withdrawn-after-{version or 'unversioned'}"
-    )
     withdrawn = {**bill, "status": "entered-in-error"}
-    write.entries.extend(
-        [
-            {"resource": withdrawn, "request": request},
-            provenance_create_entry(standing, target, recorded, key, "UPDATE"),
-        ]
-    )
+    _versioned_update(write, withdrawn, resource_id, recorded, "withdrawn-after")
     return write
