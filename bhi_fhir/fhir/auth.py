@@ -10,8 +10,13 @@ SMART Backend Services (SMART App Launch 2.2, backend-services.md):
 * discover ``token_endpoint`` from ``{base}/.well-known/smart-configuration`` (unless given);
 * POST ``grant_type=client_credentials`` with ``client_assertion_type=
   urn:ietf:params:oauth:client-assertion-type:jwt-bearer`` and a ``client_assertion`` JWT
-  signed RS384 or ES384, header ``kid`` and ``typ: JWT``, claims ``iss = sub = client_id``,
-  ``aud = token URL``, ``exp`` at most five minutes ahead and a fresh ``jti``;
+  signed RS384 or ES384 (ES256 for a P-256 key), header ``kid``, ``typ: JWT`` and, when the
+  client registered a JWKS URL, ``jku``; claims ``iss = sub = client_id``, ``aud = token URL``,
+  ``exp`` at most five minutes ahead and a fresh ``jti``;
+* without an explicit scope, ask for the v2 ``system/*.rs system/*.cu`` scopes, or what the
+  server lists in ``scopes_supported`` for reading and writing (v1 ``system/*.read`` …);
+* send the access token to the FHIR server's own origin only (backend-services.md: never to
+  servers named in foreign references);
 * there is no refresh token: cache the access token until shortly before ``expires_in`` runs
   out, then ask again.
 """
@@ -41,7 +46,11 @@ from bhi_fhir.fhir.errors import (
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 300  # seconds; the spec's maximum
-SUPPORTED_ALGS = ("RS384", "ES384")
+SUPPORTED_ALGS = ("RS384", "ES384", "ES256")
+# What each need is asked as, best first: the v2 scope, a v2 superset, the v1 scope, a v1
+# superset (SMART App Launch 2.2 scopes-and-launch-context.md, v1 → v2 map).
+READ_SCOPES = ("system/*.rs", "system/*.cruds", "system/*.read", "system/*.*")
+WRITE_SCOPES = ("system/*.cu", "system/*.cruds", "system/*.write", "system/*.*")
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -79,6 +88,44 @@ def load_private_key(pem: str | bytes, password: bytes | None = None) -> Private
     return key
 
 
+def alg_for_key(key: PrivateKey) -> str:
+    """The JWS ``alg`` a key signs with: RSA → RS384, EC P-384 → ES384, EC P-256 → ES256.
+
+    An ES* signature's size is fixed by the curve (RFC 7518 §3.4), so the curve decides; other
+    curves are refused rather than signed with a mismatched algorithm.
+    """
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS384"
+    curve = key.curve.name
+    if curve == "secp384r1":
+        return "ES384"
+    if curve == "secp256r1":
+        return "ES256"
+    raise ValueError(f"EC curve {curve} is not supported: use P-384 (ES384) or P-256 (ES256)")
+
+
+def negotiate_scope(supported: Any, write: bool = True) -> str:
+    """The scopes to ask for, given ``scopes_supported`` from the SMART configuration.
+
+    Per need (read, and write unless ``write`` is False) the first of its candidates the server
+    lists; the v2 scope when it lists none of them or advertises no list at all.
+    """
+    listed = {str(s) for s in supported} if isinstance(supported, list) else set()
+    needs = (READ_SCOPES, WRITE_SCOPES) if write else (READ_SCOPES,)
+    chosen: list[str] = []
+    for candidates in needs:
+        scope = next((s for s in candidates if s in listed), candidates[0])
+        if scope not in chosen:
+            chosen.append(scope)
+    return " ".join(chosen)
+
+
+def same_origin(url: str | httpx.URL, base: str | httpx.URL) -> bool:
+    """Whether ``url`` has the scheme, host and port of ``base``."""
+    a, b = httpx.URL(str(url)), httpx.URL(str(base))
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
 class BackendServicesAuth(httpx.Auth):
     """SMART Backend Services: ``client_credentials`` with a ``private_key_jwt`` assertion."""
 
@@ -91,22 +138,29 @@ class BackendServicesAuth(httpx.Auth):
         client_id: str,
         private_key: PrivateKey | str | bytes,
         kid: str,
-        scope: str = "system/*.rs",
+        scope: str | None = None,
+        write: bool = True,
         alg: str | None = None,
         token_url: str | None = None,
+        jwks_url: str | None = None,
         expiry_margin: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         key = load_private_key(private_key) if isinstance(private_key, str | bytes) else private_key
-        self._alg = alg or ("RS384" if isinstance(key, rsa.RSAPrivateKey) else "ES384")
-        if self._alg not in SUPPORTED_ALGS:
-            raise ValueError(f"alg must be one of {SUPPORTED_ALGS}, not {self._alg}")
+        if alg is not None and alg not in SUPPORTED_ALGS:
+            raise ValueError(f"alg must be one of {SUPPORTED_ALGS}, not {alg}")
+        self._alg = alg_for_key(key)
+        if alg is not None and alg != self._alg:
+            raise ValueError(f"a {alg} signature needs another key: this one signs {self._alg}")
         self._key = key
         self._base_url = base_url.rstrip("/")
         self._client_id = client_id
         self._kid = kid
         self._scope = scope
+        self._write = write
         self._token_url = token_url
+        self._jwks_url = jwks_url
+        self.granted_scope: str | None = None  # what the last token response said was granted
         self._margin = expiry_margin
         self._clock = clock
         self._token: _Token | None = None
@@ -127,6 +181,8 @@ class BackendServicesAuth(httpx.Auth):
             "jti": uuid.uuid4().hex,
         }
         headers = {"kid": self._kid, "typ": "JWT"}
+        if self._jwks_url:
+            headers["jku"] = self._jwks_url
         return jwt.encode(claims, self._key, algorithm=self._alg, headers=headers)
 
     # --- the flow ----------------------------------------------------------------------------
@@ -134,6 +190,11 @@ class BackendServicesAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if not same_origin(request.url, self._base_url):
+            raise AuthError(
+                f"refusing to send the access token to {request.url.scheme}://"
+                f"{request.url.netloc.decode()}: it is for {self._base_url} only"
+            )
         # Two rounds at most: the request, then — after a 401 — one re-authentication.
         for _ in range(2):
             token = self._valid_token()
@@ -180,6 +241,10 @@ class BackendServicesAuth(httpx.Auth):
             if not isinstance(token_url, str) or not token_url:
                 raise AuthError(f"{self._base_url} advertises no token_endpoint")
             self._token_url = token_url
+            if self._scope is None:
+                self._scope = negotiate_scope(config.get("scopes_supported"), self._write)
+        if self._scope is None:  # a token URL given, so no discovery: the v2 default
+            self._scope = negotiate_scope(None, self._write)
         form = {
             "grant_type": "client_credentials",
             "scope": self._scope,
@@ -197,6 +262,9 @@ class BackendServicesAuth(httpx.Auth):
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise AuthError("token response has no access_token")
+        # The server may grant other scopes than asked (SMART 2.2); kept for the doctor.
+        granted = body.get("scope")
+        self.granted_scope = granted if isinstance(granted, str) else None
         expires_in = _as_seconds(body.get("expires_in"), default=ASSERTION_LIFETIME)
         margin = min(self._margin, expires_in / 2)
         return _Token(access_token, self._clock() + expires_in - margin)

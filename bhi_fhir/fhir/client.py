@@ -36,7 +36,7 @@ from typing import Any, Self
 import httpx
 
 from bhi_fhir.fhir import _retry
-from bhi_fhir.fhir.auth import NoAuth
+from bhi_fhir.fhir.auth import NoAuth, same_origin
 from bhi_fhir.fhir.errors import (
     Conflict,
     InvalidResponse,
@@ -323,6 +323,13 @@ class FhirClient:
             request = self._http.build_request(
                 method, url, params=_query(params), content=content, headers=headers
             )
+            if not same_origin(request.url, self.base_url):
+                # The token is for this server only (SMART backend-services.md): a URL the
+                # server handed us that points elsewhere is refused before auth runs.
+                raise InvalidResponse(
+                    f"{method} refused: {_origin(request.url)} is not the server's own "
+                    f"origin {_origin(httpx.URL(self.base_url))}; the token is not sent there"
+                )
             label = self._label(request.url)
             started = time.monotonic()
             try:
@@ -361,16 +368,16 @@ class FhirClient:
         location = response.headers.get("Location") or response.headers.get("Content-Location")
         if not location:
             raise InvalidResponse("write returned neither the resource nor a Location")
-        return _json(await self.request("GET", location))
+        return _json(await self.request("GET", self._same_server(location, "Location header")))
 
     def _next_link(self, bundle: Resource) -> str | None:
         """The absolute ``next`` URL, kept on our server so the token never leaves it."""
         for link in bundle.get("link") or []:
             if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
-                return self._same_server(str(link["url"]))
+                return self._same_server(str(link["url"]), "paging link")
         return None
 
-    def _same_server(self, url: str) -> str:
+    def _same_server(self, url: str, what: str) -> str:
         base = urllib.parse.urlsplit(self.base_url)
         target = urllib.parse.urlsplit(urllib.parse.urljoin(self.base_url + "/", url))
         if (target.scheme, target.netloc) == (base.scheme, base.netloc):
@@ -379,7 +386,10 @@ class FhirClient:
         # when the path is under our base, refuse anything else.
         if target.path.startswith(base.path):
             return target._replace(scheme=base.scheme, netloc=base.netloc).geturl()
-        raise InvalidResponse("paging link points to another server")
+        raise InvalidResponse(
+            f"{what} points to another server ({_origin(httpx.URL(target.geturl()))}, not "
+            f"{_origin(httpx.URL(self.base_url))}): not followed, the token is not sent there"
+        )
 
     def _label(self, url: httpx.URL) -> str:
         """Resource type or operation for logs: the first path segment after the base."""
@@ -422,6 +432,11 @@ def _location_is(location: str, kind: str) -> bool:
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
     return len(parts) >= 2 and parts[-2] == kind
+
+
+def _origin(url: httpx.URL) -> str:
+    """``scheme://host[:port]`` — never the path or query, which can hold PHI."""
+    return f"{url.scheme}://{url.netloc.decode()}"
 
 
 def etag(version: str | int) -> str:

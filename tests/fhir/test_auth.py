@@ -46,6 +46,11 @@ def ec_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP384R1())
 
 
+@pytest.fixture(scope="module")
+def p256_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -87,13 +92,13 @@ def bearer_of(request: httpx.Request) -> str:
     return request.headers["Authorization"].removeprefix("Bearer ")
 
 
-def assertion_of(request: httpx.Request) -> str:
+def assertion_of(request: httpx.Request, scope: str = "system/*.rs system/*.cu") -> str:
     form = parse_qs(request.content.decode())
     assert form["grant_type"] == ["client_credentials"]
     assert form["client_assertion_type"] == [
         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     ]
-    assert form["scope"] == ["system/*.rs"]
+    assert form["scope"] == [scope]
     return form["client_assertion"][0]
 
 
@@ -118,7 +123,15 @@ def make_client(router: respx.MockRouter, sleeps: list[float], clock: Clock) -> 
     return make
 
 
-@pytest.mark.parametrize(("key_name", "alg"), [("rsa_key", "RS384"), ("ec_key", "ES384")])
+@pytest.mark.parametrize(
+    ("key_name", "alg"),
+    [
+        pytest.param("rsa_key", "RS384", id="RSA-RS384"),
+        pytest.param("ec_key", "ES384", id="P384-ES384"),
+        # A P-256 key used to be signed as ES384 whatever its curve: verifiers reject that.
+        pytest.param("p256_key", "ES256", id="P256-ES256"),
+    ],
+)
 async def test_token_request_carries_a_valid_client_assertion(
     request: pytest.FixtureRequest,
     smart_server: respx.MockRouter,
