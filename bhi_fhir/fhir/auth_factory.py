@@ -1,0 +1,238 @@
+"""One way to build a FHIR server's authentication from command-line options or settings.
+
+Every command that talks to a server (``sync``, ``bill``, ``doctor``, ``subscribe``) and the
+notification receiver take the same options:
+
+* ``--bearer-token`` — a static token obtained elsewhere; or
+* ``--client-id`` + ``--private-key`` — SMART Backend Services (``client_credentials`` with a
+  ``private_key_jwt`` assertion). The key file is a PEM private key (RSA or EC P-256/P-384) or
+  a JWKS (or single JWK) holding exactly one private key; its ``kid`` comes from the JWK, else
+  ``--kid``, else the key's RFC 7638 thumbprint. ``--jwks-url`` is the public JWKS the server
+  fetches (sent as the assertion's ``jku``), ``--scope`` overrides the negotiated scopes and
+  ``--token-url`` the discovered token endpoint.
+
+Signing uses PyJWT, already the package's JWT library for the backend assertion and ID tokens:
+it signs and verifies with an explicit algorithm and header and reads JWKs (``PyJWK``), which
+is all a client assertion needs. Authlib stays where it is, the SMART app's OAuth client.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import jwt
+import typer
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from bhi_fhir.fhir.auth import (
+    BackendServicesAuth,
+    BearerAuth,
+    PrivateKey,
+    alg_for_key,
+    load_private_key,
+)
+
+__all__ = [
+    "AuthSettings",
+    "SigningKey",
+    "cli_auth",
+    "jwk_thumbprint",
+    "load_signing_key",
+]
+
+# RFC 7638 §3.2: the members of the thumbprint's JSON, per key type.
+_THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key: PrivateKey
+    kid: str
+    alg: str
+
+
+def jwk_thumbprint(key: PrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
+    """RFC 7638 SHA-256 thumbprint of the (public) key, base64url without padding."""
+    public = key.public_key() if isinstance(key, PrivateKey) else key
+    jwk: dict[str, Any] = (
+        RSAAlgorithm.to_jwk(public, as_dict=True)
+        if isinstance(public, rsa.RSAPublicKey)
+        else ECAlgorithm.to_jwk(public, as_dict=True)
+    )
+    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
+    digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode())
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def load_signing_key(data: bytes, *, kid: str | None = None) -> SigningKey:
+    """The signing key from a PEM private key or a JWKS/JWK with one private key.
+
+    ValueError says what is wrong (never the key material).
+    """
+    text = data.lstrip()
+    if text.startswith(b"{"):
+        try:
+            document = json.loads(text)
+        except ValueError:
+            raise ValueError("the key file is neither PEM nor JSON (a JWKS)") from None
+        keys = document.get("keys") if isinstance(document, dict) else None
+        jwks = keys if isinstance(keys, list) else [document]
+        private = [k for k in jwks if isinstance(k, dict) and "d" in k]
+        if len(private) != 1:
+            raise ValueError(
+                f"the JWKS holds {len(private)} private keys: give a file with exactly one"
+            )
+        jwk = private[0]
+        try:
+            key = jwt.PyJWK(jwk).key
+        except (jwt.PyJWKError, jwt.InvalidKeyError) as exc:
+            raise ValueError(f"the JWK cannot be used: {exc}") from None
+        if not isinstance(key, PrivateKey):
+            raise ValueError("backend services need an RSA or EC private key")
+        alg = alg_for_key(key)
+        if jwk.get("alg") not in (None, alg):
+            raise ValueError(f"the JWK says alg {jwk['alg']}, but its key signs {alg}")
+        return SigningKey(key, str(jwk.get("kid") or kid or jwk_thumbprint(key)), alg)
+    try:
+        key = load_private_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"the key file is not a usable PEM private key ({exc})") from None
+    return SigningKey(key, kid or jwk_thumbprint(key), alg_for_key(key))
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """How to authenticate to one FHIR server; :meth:`build` makes the ``httpx.Auth``."""
+
+    bearer_token: str | None = None
+    client_id: str | None = None
+    private_key: Path | None = None
+    jwks_url: str | None = None
+    scope: str | None = None
+    token_url: str | None = None
+    kid: str | None = None
+
+    @classmethod
+    def from_env(cls, prefix: str, environ: dict[str, str] | None = None) -> AuthSettings:
+        """``{prefix}BEARER_TOKEN``, ``{prefix}CLIENT_ID``, ``{prefix}PRIVATE_KEY`` (a file),
+        ``{prefix}JWKS_URL``, ``{prefix}SCOPE``, ``{prefix}TOKEN_URL``, ``{prefix}KID``."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            return (env.get(prefix + name) or "").strip() or None
+
+        key = get("PRIVATE_KEY")
+        return cls(
+            bearer_token=get("BEARER_TOKEN"),
+            client_id=get("CLIENT_ID"),
+            private_key=Path(key) if key else None,
+            jwks_url=get("JWKS_URL"),
+            scope=get("SCOPE"),
+            token_url=get("TOKEN_URL"),
+            kid=get("KID"),
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.bearer_token or self.client_id or self.private_key)
+
+    def build(self, server: str, *, write: bool = True) -> httpx.Auth | None:
+        """None for unauthenticated access; ValueError for an unusable combination or key.
+
+        ``write`` False asks only for read scopes (the doctor).
+        """
+        backend = self.client_id or self.private_key
+        if self.bearer_token and backend:
+            raise ValueError("give a bearer token or a client id and private key, not both")
+        if self.bearer_token:
+            return BearerAuth(self.bearer_token)
+        if not backend:
+            if self.jwks_url or self.scope or self.token_url:
+                raise ValueError("the JWKS URL, scope and token URL need a client id")
+            return None
+        if not self.client_id or self.private_key is None:
+            raise ValueError("backend services need both a client id and a private key")
+        try:
+            data = self.private_key.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read the private key {self.private_key}: "
+                             f"{exc.strerror}") from None
+        signing = load_signing_key(data, kid=self.kid)
+        return BackendServicesAuth(
+            server,
+            client_id=self.client_id,
+            private_key=signing.key,
+            kid=signing.kid,
+            alg=signing.alg,
+            scope=self.scope,
+            write=write,
+            token_url=self.token_url,
+            jwks_url=self.jwks_url,
+        )
+
+
+# --- the command-line options, one definition for every command --------------------------------
+
+BearerTokenOption = Annotated[
+    str | None,
+    typer.Option("--bearer-token", envvar="BHI_FHIR_TOKEN", help="static bearer token"),
+]
+ClientIdOption = Annotated[
+    str | None,
+    typer.Option("--client-id", envvar="BHI_FHIR_CLIENT_ID",
+                 help="SMART backend services client id (with --private-key)"),
+]
+PrivateKeyOption = Annotated[
+    Path | None,
+    typer.Option("--private-key", envvar="BHI_FHIR_PRIVATE_KEY",
+                 help="PEM private key (RSA, EC P-256/P-384) or a JWKS file with one private key"),
+]
+JwksUrlOption = Annotated[
+    str | None,
+    typer.Option("--jwks-url", envvar="BHI_FHIR_JWKS_URL",
+                 help="the registered public JWKS URL (sent as the assertion's jku)"),
+]
+ScopeOption = Annotated[
+    str | None,
+    typer.Option("--scope", envvar="BHI_FHIR_SCOPE",
+                 help="scopes to ask for (default: system/*.rs system/*.cu, or what the "
+                 "server's scopes_supported offers for reading and writing)"),
+]
+TokenUrlOption = Annotated[
+    str | None,
+    typer.Option("--token-url", envvar="BHI_FHIR_TOKEN_URL",
+                 help="token endpoint (default: from .well-known/smart-configuration)"),
+]
+KidOption = Annotated[
+    str | None,
+    typer.Option("--kid", envvar="BHI_FHIR_KID",
+                 help="key id of a PEM key (default: the JWK's kid, else its RFC 7638 thumbprint)"),
+]
+
+
+def cli_auth(
+    server: str,
+    *,
+    bearer_token: str | None = None,
+    client_id: str | None = None,
+    private_key: Path | None = None,
+    jwks_url: str | None = None,
+    scope: str | None = None,
+    token_url: str | None = None,
+    kid: str | None = None,
+    write: bool = True,
+) -> httpx.Auth | None:
+    """:meth:`AuthSettings.build` for a command: a bad combination is a usage error (exit 2)."""
+    settings = AuthSettings(bearer_token, client_id, private_key, jwks_url, scope, token_url, kid)
+    try:
+        return settings.build(server, write=write)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--client-id/--private-key") from None
