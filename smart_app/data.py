@@ -42,7 +42,11 @@ PATIENT_SEARCHES: tuple[tuple[str, str], ...] = (
     ("Encounter", "subject"),
     ("Consent", "patient"),
     ("Procedure", "subject"),
+    ("Observation", "subject"),  # screens stored as Observations (SEARCH_FILTERS)
 )
+# Only survey Observations: screens (US Core screening assessments, Synthea totals, our own),
+# not the patient's vitals and labs. A Synthea report's total is read without its report.
+SEARCH_FILTERS: dict[str, dict[str, str]] = {"Observation": {"category": "survey"}}
 
 
 REGISTRY_PAGE = 50  # patients per batch of registry searches (keeps URLs short)
@@ -93,7 +97,8 @@ class FhirSource:
 
     async def patient_resources(self, patient_id: str) -> list[Resource]:
         async def search(resource_type: str, param: str) -> list[Resource]:
-            params = {param: f"Patient/{patient_id}", "_count": "200"}
+            params = {param: f"Patient/{patient_id}", "_count": "200",
+                      **SEARCH_FILTERS.get(resource_type, {})}
             return [r async for r in self._fhir.search(resource_type, params)]
 
         patient = asyncio.ensure_future(self._fhir.read("Patient", patient_id))
@@ -111,7 +116,9 @@ class FhirSource:
             page = patient_ids[start : start + REGISTRY_PAGE]
             refs = quote(",".join(f"Patient/{i}" for i in page), safe="/,")
             urls = [f"Patient?_id={quote(','.join(page), safe=',')}&_count={len(page)}"] + [
-                f"{kind}?{param}={refs}&_count=1000" for kind, param in PATIENT_SEARCHES
+                f"{kind}?{param}={refs}&_count=1000"
+                + "".join(f"&{k}={v}" for k, v in SEARCH_FILTERS.get(kind, {}).items())
+                for kind, param in PATIENT_SEARCHES
             ]
             for resource in await self._search_all(urls):
                 if resource.get("resourceType") == "Patient":

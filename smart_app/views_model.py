@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from bhi_fhir.instruments import score_response, sex_of
+from bhi_fhir.instruments import sex_of
+from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.timeline import TERMINAL_STATUSES, Timeline, TimelineSettings, build_timeline
 
@@ -72,15 +73,22 @@ def timeline_settings_for(plan: PracticePlan | None) -> TimelineSettings:
         return TimelineSettings()
 
 
+def _unscored(resource: Any, exc: Exception) -> None:
+    # No PHI in logs: the response's id and the error type only.
+    logger.warning("cannot score QuestionnaireResponse/%s (%s)", resource.get("id"),
+                   type(exc).__name__)
+
+
 def timeline_of(resources: list[Resource], today: date, plan: PracticePlan | None) -> Timeline:
     patient = resources[0]
     sex = sex_of(patient) if patient.get("resourceType") == "Patient" else None
-    scores = [
-        score_response(r, patient_sex=sex)
-        for r in resources
-        if r.get("resourceType") == "QuestionnaireResponse"
-        and r.get("status") != "entered-in-error"
-    ]
+    # The plan's cut points, as apply and sync score with: the page shows what they act on.
+    cut_points = plan.screening.cut_points if plan is not None else None
+    # Responses, screening Observations and reports alike: the screens apply and sync see.
+    # An entered-in-error response is scored too, so the Observations derived from it are
+    # known as its own (not a screen again); the timeline counts it for nothing.
+    scores = screening_scores(resources, patient_sex=sex, cut_points=cut_points,
+                              on_error=_unscored)
     return build_timeline(
         f"Patient/{patient['id']}", resources, scores, today, timeline_settings_for(plan)
     )

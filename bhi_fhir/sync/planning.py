@@ -25,8 +25,10 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
-from bhi_fhir.instruments import Score, score_response, screening_observations, sex_of
+from bhi_fhir.instruments import Score, screening_observations, sex_of
 from bhi_fhir.instruments import full_url as observation_full_url
+from bhi_fhir.instruments.observations import response_key
+from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow import Protocol, WorkflowError, apply, timeline_settings
@@ -184,27 +186,32 @@ def plan_patient(
     questionnaires = questionnaires or {}
     sex = sex_of(context.patient_resource) if context.patient_resource else None
     cut_points = practice_plan.screening.cut_points
-    scored: list[tuple[Score, Resource]] = []
-    for qr in _latest_versions(context.responses):
-        ref = f"QuestionnaireResponse/{qr.get('id')}"
-        try:
-            canonical = str(qr.get("questionnaire") or "").split("|", 1)[0]
-            score = score_response(qr, questionnaire=questionnaires.get(canonical),
-                                   patient_sex=sex, cut_points=cut_points)
-        except Exception as exc:  # a malformed response must not stop the patient
-            result.errors.append(f"{ref}: skipped, cannot be scored ({type(exc).__name__})")
-            continue
-        if score.instrument is None:
-            result.unrecognised += 1
-            continue
-        scored.append((score, qr))
+    latest = {response_key(qr): qr for qr in _latest_versions(context.responses)}
+
+    def unscored(qr: Mapping[str, Any], exc: Exception) -> None:
+        # A malformed response must not stop the patient.
+        result.errors.append(
+            f"{response_key(qr)}: skipped, cannot be scored ({type(exc).__name__})"
+        )
+
+    # Responses and screening Observations/reports: one Score per screen (design.md 10).
+    screens = screening_scores([*latest.values(), *context.resources],
+                               questionnaires=questionnaires, patient_sex=sex,
+                               cut_points=cut_points, on_error=unscored)
+    result.unrecognised += sum(1 for s in screens if s.instrument is None)
+    screens = [s for s in screens if s.instrument is not None]
+    # Only a response gets screening Observations written: a screen read from Observations
+    # already is one.
+    scored: list[tuple[Score, Resource]] = [
+        (s, latest[s.response_ref]) for s in screens if s.response_ref in latest
+    ]
 
     resources: list[Resource] = [*context.resources, *context.responses]
     if context.patient_resource is not None:
         resources.append(context.patient_resource)
     try:
         timeline = build_timeline(
-            context.patient, resources, [s for s, _ in scored], today,
+            context.patient, resources, screens, today,
             timeline_settings(practice_plan),
         )
         plan = apply(protocol, timeline, practice_plan)

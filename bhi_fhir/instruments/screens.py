@@ -1,0 +1,180 @@
+"""A patient's screens, however each is stored: one ``Score`` per screening event. Pure.
+
+Every surface (``apply``, ``sync``, the app, ``score``) asks this module, so all of them see
+the same screens (design.md decisions 10 and 11): QuestionnaireResponses are scored by
+``score_response``; screening Observations and DiagnosticReports (US Core panels, Synthea
+reports, lone totals: ``observation_scores``) add the screens that are not the same screen
+again — an Observation ``derivedFrom`` a response given here (bhi-fhir's own) or matching one
+by patient, instrument, day and total is dropped.
+
+A screen read from a total alone has band and ``positive`` but flag ``suicide-item-unknown``
+(PHQ-9, PHQ-A, EPDS): nothing is known about the suicide item, which is not "no risk"; the
+timeline turns the flag into the fact ``suicideItemUnknown`` and the rules ask the clinician.
+
+A score's ``response_ref`` names where it came from: ``QuestionnaireResponse/…`` or, for a
+screen stored as Observations, the ``DiagnosticReport/…`` or ``Observation/…`` that stands for
+it (``screen_source``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Final
+
+# The event grouping and matching of observation_scores, used one response at a time by
+# ``ScreenMerger`` (the streamed ``score``); ``merge_screening_scores`` is the batch form.
+from bhi_fhir.instruments.observation_scores import (
+    _derived_links,
+    _events,
+    _same_screen,
+    _score,
+    merge_screening_scores,
+)
+from bhi_fhir.instruments.observations import response_key
+from bhi_fhir.instruments.registry import INSTRUMENTS
+from bhi_fhir.instruments.result import InstrumentId, Score
+from bhi_fhir.instruments.scoring import score_response
+from bhi_fhir.instruments.weights import LOINC_SYSTEM
+
+__all__ = [
+    "OBSERVATION_KINDS",
+    "ScreenMerger",
+    "is_screening_resource",
+    "screen_source",
+    "screening_scores",
+]
+
+Json = Mapping[str, Any]
+# Cut-point overrides as ``score_response`` takes them (the practice plan's).
+CutPoints = Mapping[InstrumentId, Any]
+
+OBSERVATION_KINDS: Final = ("Observation", "DiagnosticReport")
+_SURVEY: Final = "survey"
+# Every LOINC code that marks a screen: panels, totals and items of the known instruments.
+_SCREEN_CODES: Final = frozenset(
+    code
+    for spec in INSTRUMENTS
+    for code in (spec.panel_code, spec.total_code, *(i.key for i in spec.items))
+    if code
+)
+
+
+def screening_scores(
+    resources: Iterable[Json],
+    *,
+    questionnaires: Mapping[str, Json] | None = None,
+    patient_sex: str | None = None,
+    cut_points: CutPoints | None = None,
+    references: Mapping[str, str] | None = None,
+    on_error: Callable[[Json, Exception], None] | None = None,
+) -> list[Score]:
+    """One Score per screening event among one patient's ``resources``, oldest first.
+
+    Every QuestionnaireResponse is scored, whatever its status (the timeline decides what a
+    draft or an entered-in-error response counts for); one without an id is named by a digest
+    of its content (``response_key``). ``questionnaires`` maps canonical URLs (no version) to
+    Questionnaires (answer weights). A response the scorer cannot read goes to ``on_error``
+    (or raises when there is none). ``references`` resolves ``urn:uuid:`` references of a
+    transaction Bundle (``bundle_references``).
+    """
+    questionnaires = questionnaires or {}
+    scores: list[Score] = []
+    observed: list[Json] = []
+    for resource in resources:
+        kind = resource.get("resourceType")
+        if kind in OBSERVATION_KINDS:
+            observed.append(resource)
+            continue
+        if kind != "QuestionnaireResponse":
+            continue
+        canonical = str(resource.get("questionnaire") or "").split("|", 1)[0]
+        try:
+            score = score_response(resource, questionnaire=questionnaires.get(canonical),
+                                   patient_sex=patient_sex, cut_points=cut_points)
+        except Exception as exc:  # one odd response must not hide the patient's other screens
+            if on_error is None:
+                raise
+            on_error(resource, exc)
+            continue
+        if score.response_ref is None:
+            score = replace(score, response_ref=response_key(resource))
+        scores.append(score)
+    if not observed:
+        return scores
+    return merge_screening_scores(scores, observed, references=references,
+                                  patient_sex=patient_sex, cut_points=cut_points)
+
+
+def screen_source(score: Score) -> str | None:
+    """The Observation or DiagnosticReport a screen was read from; None for a response."""
+    ref = score.response_ref or ""
+    return ref if ref.split("/", 1)[0] in OBSERVATION_KINDS else None
+
+
+def is_screening_resource(resource: Json) -> bool:
+    """An Observation or DiagnosticReport that may hold (part of) a screen: category
+    ``survey``, or a LOINC panel, total or item code of a known instrument. What ``score``
+    keeps in memory while it streams the responses."""
+    if resource.get("resourceType") not in OBSERVATION_KINDS:
+        return False
+    for concept in _list(resource.get("category")):
+        for coding in _list(concept.get("coding") if isinstance(concept, Mapping) else None):
+            if isinstance(coding, Mapping) and coding.get("code") == _SURVEY:
+                return True
+    code = resource.get("code")
+    codings = _list(code.get("coding")) if isinstance(code, Mapping) else []
+    return any(
+        isinstance(c, Mapping) and c.get("system") in (None, LOINC_SYSTEM)
+        and c.get("code") in _SCREEN_CODES
+        for c in codings
+    )
+
+
+class ScreenMerger:
+    """``merge_screening_scores`` one response at a time, for a stream of responses: the
+    Observation screens wait (oldest first) and each response scored takes out the screens
+    ``derivedFrom`` it and at most one unlinked screen that matches it; ``remaining`` are the
+    screens no response stood for. Unlinked screens are matched before ones derived from some
+    other response (that response may still come)."""
+
+    def __init__(
+        self,
+        resources: Iterable[Json],
+        *,
+        references: Mapping[str, str] | None = None,
+        sex_of: Callable[[str | None], str | None] = lambda _: None,
+        cut_points: CutPoints | None = None,
+    ) -> None:
+        urls = references or {}
+        pending: list[tuple[Score, frozenset[str]]] = []
+        for event in _events(resources, urls):
+            # The patient's sex is known once the event is grouped (the AUDIT-C cut point).
+            first = _score(event, urls, None, cut_points)
+            if first is None:
+                continue
+            sex = sex_of(first.subject_ref)
+            score = first if sex is None else _score(event, urls, sex, cut_points)
+            if score is not None:
+                pending.append((score, frozenset(_derived_links(event, urls))))
+        pending.sort(key=lambda p: (p[0].authored or "", p[0].response_ref or ""))
+        self._pending = pending
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def absorb(self, response: Score) -> None:
+        ref = response.response_ref
+        self._pending = [p for p in self._pending if ref is None or ref not in p[1]]
+        if response.total is None:
+            return
+        twins = [p for p in self._pending if _same_screen(response, p[0])]
+        if twins:
+            self._pending.remove(min(twins, key=lambda p: bool(p[1])))  # unlinked first
+
+    def remaining(self) -> list[Score]:
+        return [score for score, _ in self._pending]
+
+
+def _list(value: object) -> Sequence[Any]:
+    return value if isinstance(value, list) else ()
