@@ -3,7 +3,13 @@
 SQLite by default, PostgreSQL by URL (``--state-url`` / ``$BHI_STATE_URL``).
 """
 
-from bhi_fhir.store._store import STATE_URL_ENV, AuditRow, Store, default_state_url
+from bhi_fhir.store._store import (
+    STATE_URL_ENV,
+    AuditRow,
+    Store,
+    StoreOpenError,
+    default_state_url,
+)
 from bhi_fhir.store.models import PendingPatient, RunRecord, Watermark, WriteAudit
 
 __all__ = [
@@ -12,6 +18,7 @@ __all__ = [
     "PendingPatient",
     "RunRecord",
     "Store",
+    "StoreOpenError",
     "Watermark",
     "WriteAudit",
     "default_state_url",

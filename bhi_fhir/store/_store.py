@@ -24,12 +24,13 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, create_engine, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bhi_fhir.store.models import Base, PendingPatient, RunRecord, Watermark, WriteAudit
 
-__all__ = ["STATE_URL_ENV", "AuditRow", "Store", "default_state_url"]
+__all__ = ["STATE_URL_ENV", "AuditRow", "Store", "StoreOpenError", "default_state_url"]
 
 STATE_URL_ENV = "BHI_STATE_URL"
 # A held patient is retried after 5 min, 10, 20, ... at most daily: a refusal usually needs a
@@ -45,6 +46,27 @@ def default_state_url() -> str:
         return url
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     return f"sqlite:///{base / 'bhi-fhir' / 'state.db'}"
+
+
+class StoreOpenError(Exception):
+    """The store cannot be opened. ``transient``: the database did not answer (try again
+    later); otherwise the URL, its driver or its path is wrong (fix the configuration).
+    The message never holds the URL's password."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        self.transient = transient
+        super().__init__(message)
+
+
+_URL_EXAMPLES = "e.g. sqlite:///path/state.db or postgresql+psycopg://user@host/bhi"
+
+
+def _shown(url: str) -> str:
+    """The URL as it may be printed: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable)"
 
 
 def _now() -> datetime:
@@ -75,16 +97,45 @@ class Store:
 
     @classmethod
     def open(cls, url: str | None = None) -> Store:
+        """Open (creating the tables if needed); raise :class:`StoreOpenError`, one line, for a
+        URL that cannot be used or a database that does not answer."""
         url = url or default_state_url()
-        if url.startswith("sqlite"):
-            path = url.split(":///", 1)[1] if ":///" in url else ""
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_engine(url, pool_pre_ping=True)
-        return cls(engine)
+        try:
+            if url.startswith("sqlite"):
+                path = url.split(":///", 1)[1] if ":///" in url else ""
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(url, connect_args={"timeout": 30})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+        except NoSuchModuleError:  # an ArgumentError too: caught first
+            scheme = url.split(":", 1)[0]
+            raise StoreOpenError(
+                f"state URL scheme {scheme!r} is not a supported database ({_URL_EXAMPLES})"
+            ) from None
+        except ArgumentError:
+            raise StoreOpenError(f"state URL is not a database URL ({_URL_EXAMPLES})") from None
+        except ImportError as exc:
+            raise StoreOpenError(
+                f"state URL {_shown(url)} needs the database driver {exc.name!r}, which is not "
+                f"installed ({_URL_EXAMPLES})"
+            ) from None
+        except OSError as exc:
+            raise StoreOpenError(
+                f"state URL {_shown(url)}: cannot create its folder: {exc.strerror or exc}"
+            ) from None
+        try:
+            return cls(engine)
+        except OperationalError as exc:
+            engine.dispose()
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            # A SQLite file that cannot be opened is a wrong path; a database server that does
+            # not answer may be back later.
+            raise StoreOpenError(
+                f"cannot open the state store {_shown(url)}: {reason}",
+                transient=engine.dialect.name != "sqlite",
+            ) from None
 
     def close(self) -> None:
         self.engine.dispose()
