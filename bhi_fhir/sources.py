@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 Resource = dict[str, Any]
 
@@ -67,6 +67,16 @@ def expand_paths(
             yield path
 
 
+class _Entry(NamedTuple):
+    """A Bundle entry's resource and its ``fullUrl`` (how the Bundle's references name it)."""
+
+    resource: Resource
+    full_url: str | None
+
+
+_Found = Resource | SourceError | _Entry
+
+
 def read_resources(
     paths: Iterable[Path], *, accept: Collection[str] | None = None,
     only: Collection[str] | None = None,
@@ -78,17 +88,28 @@ def read_resources(
     ``only`` keeps the resources of these types and drops the rest quietly; an NDJSON line
     whose text cannot hold one (no ``"Type"`` in it) is not even decoded.
     """
+    for found in read_entries(paths, accept=accept, only=only):
+        yield found if isinstance(found, SourceError) else found[0]
+
+
+def read_entries(
+    paths: Iterable[Path], *, accept: Collection[str] | None = None,
+    only: Collection[str] | None = None,
+) -> Iterator[tuple[Resource, str | None] | SourceError]:
+    """:func:`read_resources`, each resource with its Bundle entry's ``fullUrl`` (None outside
+    a Bundle), so a Bundle's ``urn:uuid`` references can be resolved as it streams by."""
     errors: list[SourceError] = []
     for path in expand_paths(paths, errors.append):
         yield from errors
         errors.clear()
-        if only is None:
-            yield from _read_file(path, accept, None)
-            continue
-        needles = tuple(json.dumps(kind).encode() for kind in only)
+        needles = None if only is None else tuple(json.dumps(k).encode() for k in only)
         for found in _read_file(path, accept, needles):
-            if isinstance(found, SourceError) or found["resourceType"] in only:
+            if isinstance(found, SourceError):
                 yield found
+                continue
+            pair = found if isinstance(found, _Entry) else _Entry(found, None)
+            if only is None or pair.resource["resourceType"] in only:
+                yield pair.resource, pair.full_url
     yield from errors
 
 
@@ -158,7 +179,7 @@ def _decode(text: str) -> Any:
 
 def _read_file(
     path: Path, accept: Collection[str] | None, needles: tuple[bytes, ...] | None
-) -> Iterator[Resource | SourceError]:
+) -> Iterator[_Found]:
     name = str(path)
     try:
         handle = path.open("rb")
@@ -174,7 +195,7 @@ def _read_file(
 
 def _read_lines(
     handle: BinaryIO, name: str, accept: Collection[str] | None, needles: tuple[bytes, ...] | None
-) -> Iterator[Resource | SourceError]:
+) -> Iterator[_Found]:
     # Bytes, decoded line by line: one bad line must not end the read of the rest.
     number = 0
     while raw := handle.readline(MAX_RECORD_BYTES + 1):
@@ -197,7 +218,7 @@ def _read_lines(
 
 def _parse(
     text: str, name: str, line: int | None, accept: Collection[str] | None
-) -> Iterator[Resource | SourceError]:
+) -> Iterator[_Found]:
     try:
         data = _decode(text)
     except json.JSONDecodeError as exc:
@@ -212,7 +233,7 @@ def _parse(
 
 def _classify(
     data: Any, name: str, line: int | None, accept: Collection[str] | None
-) -> Iterator[Resource | SourceError]:
+) -> Iterator[_Found]:
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         yield SourceError(name, line, "not a FHIR resource (no resourceType)")
         return
@@ -232,10 +253,11 @@ def _classify(
         yield _entry_resource(entry, index, name, line)
 
 
-def _entry_resource(entry: Any, index: int, name: str, line: int | None) -> Resource | SourceError:
+def _entry_resource(entry: Any, index: int, name: str, line: int | None) -> _Entry | SourceError:
     resource = entry.get("resource") if isinstance(entry, dict) else None
     if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-        return resource
+        full_url = entry.get("fullUrl")
+        return _Entry(resource, full_url if isinstance(full_url, str) and full_url else None)
     return SourceError(name, line, f"Bundle.entry[{index}] has no resource")
 
 
@@ -372,7 +394,7 @@ class _Text:
 
 def _read_document(
     handle: BinaryIO, name: str, accept: Collection[str] | None
-) -> Iterator[Resource | SourceError]:
+) -> Iterator[_Found]:
     """One JSON file: a resource, or a Bundle whose entries come out as they are read."""
     text = _Text(handle)
     line: int | None = None
@@ -411,7 +433,7 @@ def _read_document(
     yield from _classify(fields, name, None, accept)
 
 
-def _stream_entries(text: _Text, name: str) -> Iterator[Resource | SourceError]:
+def _stream_entries(text: _Text, name: str) -> Iterator[_Found]:
     text.take("[")
     if text.peek() == "]":
         text.take("]")
@@ -429,7 +451,7 @@ def _stream_entries(text: _Text, name: str) -> Iterator[Resource | SourceError]:
 
 def _parse_whole(
     text: _Text, name: str, accept: Collection[str] | None
-) -> Iterator[Resource | SourceError]:
+) -> Iterator[_Found]:
     """A file that is not a JSON object: read whole (within the bound) for its one error."""
     while text.more(MAX_RECORD_BYTES + 1):
         if len(text.buf) > MAX_RECORD_BYTES:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
+from bhi_fhir import fhirjson
 from bhi_fhir.billing.codes import MONTHLY_CARE_MANAGEMENT_CODES
 from bhi_fhir.billing.rules import CodingKey
 from bhi_fhir.codes import BHI_ACTIVITY, CARE_MANAGEMENT_CONTACT, CPT, HCPCS
@@ -156,13 +157,8 @@ def reference_of(value: object) -> str | None:
     """``Type/id`` from a Reference's ``reference`` (absolute or versioned forms accepted)."""
     if not isinstance(value, dict):
         return None
-    ref = value.get("reference")
-    if not isinstance(ref, str) or "/" not in ref:
-        return None
-    parts = ref.split("/")
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    return "/".join(parts[-2:]) if len(parts) >= 2 else None
+    found = fhirjson.reference(value)
+    return found if found is not None and not found.startswith("#") else None
 
 
 def get_list(resource: Resource, key: str) -> list[Any]:

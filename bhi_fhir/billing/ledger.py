@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
+from bhi_fhir import fhirjson
 from bhi_fhir.billing._time import (
     Interval,
     Month,
@@ -257,15 +258,11 @@ class PatientRecord:
 
 
 def patient_of(resource: Resource) -> str | None:
+    """The patient of a resource billing reads (Patient and ``_PATIENT_KEYS`` types), else None."""
     kind = resource.get("resourceType")
-    if kind == "Patient":
-        rid = resource.get("id")
-        return f"Patient/{rid}" if isinstance(rid, str) and rid else None
-    key = _PATIENT_KEYS.get(str(kind))
-    if key is None:
+    if kind != "Patient" and kind not in _PATIENT_KEYS:
         return None
-    ref = reference_of(resource.get(key))
-    return ref if ref is not None and ref.startswith("Patient/") else None
+    return fhirjson.patient_of(resource)
 
 
 def group_by_patient(resources: Iterable[Resource]) -> dict[str, PatientRecord]:

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhir import BadRequest, FhirClient, InvalidResponse, ServerError, ServerProfile
+from bhi_fhir.fhirjson import patient_of
 from bhi_fhir.sync.planning import PatientContext
 
 __all__ = [
@@ -210,14 +211,6 @@ def _matches(pages: Iterable[Resource]) -> Iterable[Resource]:
                 yield resource
 
 
-def _patient_ref(resource: Mapping[str, Any]) -> str | None:
-    for key in ("subject", "patient", "for"):
-        ref = resource.get(key)
-        if isinstance(ref, Mapping) and isinstance(ref.get("reference"), str):
-            return str(ref["reference"])
-    return None
-
-
 def _file(resource: Resource, contexts: dict[str, PatientContext]) -> None:
     kind = resource.get("resourceType")
     if kind == "Patient":
@@ -233,7 +226,7 @@ def _file(resource: Resource, contexts: dict[str, PatientContext]) -> None:
                 for ctx in contexts.values():
                     ctx.observation_ids.add(value)
         return
-    ref = _patient_ref(resource)
+    ref = patient_of(resource)
     ctx = contexts.get(ref) if ref else None
     if ctx is None:
         return

@@ -31,7 +31,11 @@ required), ``BHI_NOTIFY_SECRET`` (required), ``BHI_NOTIFY_INSECURE``,
 ``BHI_NOTIFY_TAGS`` (``system|code`` meta.tags for everything written, comma-separated),
 ``BHI_STATE_URL`` (the operational store), ``BHI_NOTIFY_CONCURRENCY`` (default 4),
 ``BHI_NOTIFY_QUEUE_MAX`` (default 10000), ``BHI_NOTIFY_SHUTDOWN_GRACE`` (seconds, default
-10). Logs carry counts and statuses, never ids.
+10). How the sync authenticates to the FHIR server, as the CLI's options
+(:mod:`bhi_fhir.fhir.auth_factory`): ``BHI_NOTIFY_BEARER_TOKEN``, or SMART backend services
+with ``BHI_NOTIFY_CLIENT_ID`` and ``BHI_NOTIFY_PRIVATE_KEY`` (a PEM or JWKS file), optionally
+``BHI_NOTIFY_JWKS_URL``, ``BHI_NOTIFY_SCOPE``, ``BHI_NOTIFY_TOKEN_URL``, ``BHI_NOTIFY_KID``.
+Logs carry counts and statuses, never ids.
 """
 
 from __future__ import annotations
@@ -43,14 +47,17 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from bhi_fhir import fhirjson
+from bhi_fhir.fhir.auth_factory import AuthSettings
 from bhi_fhir.sync.queue import QueueStatus, SyncQueue
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
 from bhi_fhir.sync.subscription import SECRET_HEADER
@@ -93,6 +100,7 @@ class NotifySettings:
     queue_max: int = 10_000  # waiting patients before collapsing into one full run
     shutdown_grace: float = 10.0  # seconds the runs in flight get on shutdown
     insecure: bool = False  # accept notifications without a secret (local testing only)
+    auth: AuthSettings = field(default_factory=AuthSettings)  # how the sync authenticates
 
     @classmethod
     def from_env(cls) -> NotifySettings:
@@ -112,13 +120,22 @@ class NotifySettings:
             queue_max=int(_env_number("BHI_NOTIFY_QUEUE_MAX", 10_000, 1)),
             shutdown_grace=_env_number("BHI_NOTIFY_SHUTDOWN_GRACE", 10.0, 0),
             insecure=os.environ.get("BHI_NOTIFY_INSECURE", "").strip().lower() in _TRUE,
+            auth=AuthSettings.from_env("BHI_NOTIFY_"),
         )
+
+    @cached_property
+    def fhir_auth(self) -> httpx.Auth | None:
+        """One auth for every run, so a backend-services token is reused until it expires;
+        ValueError when the credentials cannot be used."""
+        if self.server is None:
+            return None
+        return self.auth.build(self.server)
 
     def config(self, patient: str | None) -> SyncConfig:
         if self.server is None:
             raise ValueError("BHI_NOTIFY_SERVER is not set")
         return SyncConfig(server=self.server, plan_path=self.plan_path, tags=self.tags,
-                          state_url=self.state_url, patient=patient)
+                          state_url=self.state_url, patient=patient, auth=self.fhir_auth)
 
 
 @lru_cache
@@ -144,6 +161,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             logger.warning(
                 "BHI_NOTIFY_SECRET is not set: /fhir-notify refuses every notification (503)"
             )
+    if settings.server is not None and settings.auth.configured:
+        try:
+            _ = settings.fhir_auth
+        except ValueError as exc:
+            logger.warning("notification syncs will fail: FHIR credentials unusable: %s", exc)
     yield
     queue = getattr(app.state, _QUEUE_ATTR, None)
     if isinstance(queue, SyncQueue):
@@ -215,8 +237,8 @@ def _patient_of(body: bytes, resource_id: str | None) -> str:
         raise ValueError("the QuestionnaireResponse has no Patient subject") from None
     if resource_id is not None and resource.id not in (None, resource_id):
         raise ValueError("the resource id does not match the URL")
-    subject = resource.subject.reference if resource.subject is not None else ""
-    if not subject.startswith("Patient/") or subject == "Patient/":
+    subject = fhirjson.reference(resource.subject.reference) if resource.subject else None
+    if subject is None or not subject.startswith("Patient/"):
         raise ValueError("the QuestionnaireResponse has no Patient subject")
     return subject
 

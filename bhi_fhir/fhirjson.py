@@ -1,0 +1,145 @@
+"""FHIR JSON references and "patient of": the one place they are read (design.md decision 9). Pure.
+
+A Reference.reference (FHIR R4 https://hl7.org/fhir/R4/references.html) is one of:
+
+- relative ``Patient/1``, versioned ``Patient/1/_history/3`` → ``Patient/1``;
+- absolute ``https://ehr/fhir/Patient/1`` (optionally versioned) → ``Patient/1`` (the server base
+  is dropped: one pass reads one server's data, so the type and id name the resource);
+- a Bundle ``fullUrl`` such as ``urn:uuid:…`` (https://hl7.org/fhir/R4/bundle.html#references):
+  resolved through a ``fullUrl → Type/id`` map built from the Bundle's own entries
+  (:func:`full_urls` / :func:`add_full_url`); a ``urn:`` not in the map names nothing;
+- contained ``#x``: kept as ``#x`` (it points inside the referring resource, see
+  :func:`contained`);
+- a conditional reference (``Patient?identifier=…``) or anything else: None.
+
+A resource's map lookup comes first, so an absolute ``fullUrl`` in a Bundle resolves to the
+entry's own type and id even where its URL path would read otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "add_full_url",
+    "contained",
+    "full_urls",
+    "localize",
+    "patient_of",
+    "reference",
+    "replaced_by",
+]
+
+Resource = Mapping[str, Any]
+
+# R4 Reference.reference literal: [base/]Type/id[/_history/version]
+# (https://hl7.org/fhir/R4/references.html#literal). Read tolerantly (design.md decision 1): an
+# id outside R4's [A-Za-z0-9\-\.]{1,64} from an EHR still names its resource.
+_LITERAL = re.compile(r"(?:.*/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/]+)(?:/_history/[^/]+)?")
+# Where each resource names its patient, in the order tried (R4 compartment Patient fields).
+_PATIENT_KEYS = ("subject", "patient", "for", "beneficiary")
+
+
+def reference(value: object, urls: Mapping[str, str] | None = None) -> str | None:
+    """``Type/id`` (or ``#x`` for a contained resource) of a Reference or reference string."""
+    ref = value.get("reference") if isinstance(value, Mapping) else value
+    if not isinstance(ref, str) or not ref:
+        return None
+    if urls is not None and (found := urls.get(ref)) is not None:
+        return found
+    if ref.startswith("#"):
+        return ref if len(ref) > 1 else None
+    if ref.startswith("urn:") or "?" in ref:
+        return None
+    match = _LITERAL.fullmatch(ref)
+    return f"{match['type']}/{match['id']}" if match else None
+
+
+def contained(resource: Resource, ref: str) -> Resource | None:
+    """The contained resource a ``#x`` reference points to, or None."""
+    if not ref.startswith("#"):
+        return None
+    for inner in resource.get("contained") or []:
+        if isinstance(inner, Mapping) and inner.get("id") == ref[1:]:
+            return inner
+    return None
+
+
+def add_full_url(urls: dict[str, str], full_url: object, resource: Resource) -> None:
+    """Record one Bundle entry's ``fullUrl → Type/id``. An entry without an id (a conditional
+    create not yet on a server) has no ``Type/id``: its fullUrl stays its only name."""
+    kind, rid = resource.get("resourceType"), resource.get("id")
+    if isinstance(full_url, str) and full_url and isinstance(kind, str) and isinstance(rid, str):
+        urls[full_url] = f"{kind}/{rid}" if rid else full_url
+
+
+def full_urls(entries: Iterable[object]) -> dict[str, str]:
+    """The ``fullUrl → Type/id`` map of a Bundle's entries."""
+    urls: dict[str, str] = {}
+    for entry in entries:
+        if isinstance(entry, Mapping) and isinstance(resource := entry.get("resource"), Mapping):
+            add_full_url(urls, entry.get("fullUrl"), resource)
+    return urls
+
+
+def patient_of(resource: Resource, urls: Mapping[str, str] | None = None) -> str | None:
+    """The ``Patient/<id>`` a resource belongs to, or None.
+
+    A Patient is its own; else subject, patient, for or beneficiary (the first that names a
+    Patient); a Provenance by its first Patient target.
+    """
+    kind = resource.get("resourceType")
+    if kind == "Patient":
+        rid = resource.get("id")
+        return f"Patient/{rid}" if isinstance(rid, str) and rid else None
+    for key in _PATIENT_KEYS:
+        found = _patient(resource.get(key), urls)
+        if found is not None:
+            return found
+    if kind == "Provenance":
+        for target in resource.get("target") or []:
+            if (found := _patient(target, urls)) is not None:
+                return found
+    return None
+
+
+def replaced_by(record: Resource, urls: Mapping[str, str] | None = None) -> str | None:
+    """The ``Patient/<id>`` a Patient.link of type replaced-by points to, or None
+    (https://hl7.org/fhir/R4/patient.html#links)."""
+    for link in record.get("link") or []:
+        if (isinstance(link, Mapping) and link.get("type") == "replaced-by"
+                and (found := _patient(link.get("other"), urls)) is not None):
+            return found
+    return None
+
+
+def localize(resource: dict[str, Any], urls: Mapping[str, str]) -> dict[str, Any]:
+    """``resource`` with every reference that names a Bundle entry through ``urls`` rewritten
+    to that entry's ``Type/id`` (what a server does with a transaction's ``urn:uuid``
+    references, https://hl7.org/fhir/R4/bundle.html#references). Unchanged parts are shared."""
+    if not urls:
+        return resource
+    return _localize(resource, urls)  # type: ignore[no-any-return]
+
+
+def _localize(value: Any, urls: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        out: dict[str, Any] | None = None
+        for key, item in value.items():
+            new = (urls.get(item, item) if key == "reference" and isinstance(item, str)
+                   else _localize(item, urls))
+            if new is not item:
+                out = dict(value) if out is None else out
+                out[key] = new
+        return value if out is None else out
+    if isinstance(value, list):
+        items = [_localize(item, urls) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
+def _patient(value: object, urls: Mapping[str, str] | None) -> str | None:
+    found = reference(value, urls)
+    return found if found is not None and found.startswith("Patient/") else None

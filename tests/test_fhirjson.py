@@ -1,0 +1,142 @@
+"""One reader for FHIR references and "patient of" (design.md decision 9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bhi_fhir.fhirjson import (
+    add_full_url,
+    contained,
+    full_urls,
+    localize,
+    patient_of,
+    reference,
+    replaced_by,
+)
+
+REFS = "https://hl7.org/fhir/R4/references.html"
+BUNDLE = "https://hl7.org/fhir/R4/bundle.html#references"
+PATIENT = "https://hl7.org/fhir/R4/patient.html#links"
+UUID = "urn:uuid:c5a17333-816d-683f-2549-f0f6c934c3e0"
+URLS = {UUID: "Patient/c5a17333", "https://ehr/fhir/Patient/old-base": "Patient/7"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("Patient/1", "Patient/1", id="relative"),  # REFS literal reference
+        pytest.param({"reference": "Patient/1"}, "Patient/1", id="reference-object"),
+        pytest.param("Patient/1/_history/3", "Patient/1", id="versioned"),  # REFS
+        pytest.param("https://ehr/fhir/Patient/1", "Patient/1", id="absolute"),  # REFS
+        pytest.param("https://ehr/fhir/Patient/1/_history/3", "Patient/1", id="absolute-versioned"),
+        pytest.param("http://ehr:8080/r4/Observation/a.b-1", "Observation/a.b-1", id="id-chars"),
+        pytest.param(UUID, "Patient/c5a17333", id="urn-uuid-in-bundle"),  # BUNDLE fullUrl
+        pytest.param("urn:uuid:not-in-this-bundle", None, id="urn-uuid-unknown"),  # BUNDLE
+        pytest.param("urn:oid:1.2.3", None, id="urn-oid-unknown"),
+        # BUNDLE: an absolute fullUrl resolves to its entry even where its path says otherwise
+        pytest.param("https://ehr/fhir/Patient/old-base", "Patient/7", id="absolute-fullurl"),
+        pytest.param("#p1", "#p1", id="contained"),  # REFS contained resources
+        pytest.param("#", None, id="contained-empty"),
+        pytest.param("Patient?identifier=x|1", None, id="conditional"),  # REFS, transaction only
+        pytest.param("patient/1", None, id="type-lowercase"),
+        pytest.param("Patient", None, id="type-only"),
+        pytest.param("", None, id="empty"),
+        pytest.param({"display": "Ann"}, None, id="display-only"),
+        pytest.param(42, None, id="not-a-string"),
+        pytest.param(None, None, id="none"),
+    ],
+)
+def test_reference(value: Any, expected: str | None) -> None:
+    assert reference(value, URLS) == expected
+
+
+def test_reference_without_a_map_leaves_urn_unresolved() -> None:  # BUNDLE
+    assert reference(UUID) is None
+
+
+@pytest.mark.parametrize(
+    ("resource", "expected"),
+    [
+        pytest.param({"resourceType": "Patient", "id": "1"}, "Patient/1", id="patient-itself"),
+        pytest.param({"resourceType": "Patient"}, None, id="patient-without-id"),
+        pytest.param({"resourceType": "Observation", "subject": {"reference": "Patient/1"}},
+                     "Patient/1", id="subject"),
+        pytest.param({"resourceType": "Observation", "subject": {"reference": "Group/1"}},
+                     None, id="subject-not-a-patient"),
+        pytest.param({"resourceType": "Consent", "patient": {"reference": "Patient/2"}},
+                     "Patient/2", id="patient"),
+        pytest.param({"resourceType": "Task", "for": {"reference": "Patient/3/_history/1"}},
+                     "Patient/3", id="for-versioned"),
+        pytest.param({"resourceType": "Coverage",
+                      "beneficiary": {"reference": "https://ehr/fhir/Patient/4"}},
+                     "Patient/4", id="beneficiary-absolute"),
+        pytest.param({"resourceType": "Encounter", "subject": {"reference": UUID}},
+                     "Patient/c5a17333", id="subject-urn-uuid"),
+        pytest.param({"resourceType": "Provenance",
+                      "target": [{"reference": "Encounter/9"}, {"reference": UUID},
+                                 {"reference": "Patient/other"}]},
+                     "Patient/c5a17333", id="provenance-first-patient-target"),
+        pytest.param({"resourceType": "Provenance", "target": [{"reference": "Encounter/9"}]},
+                     None, id="provenance-no-patient-target"),
+        pytest.param({"resourceType": "Medication"}, None, id="no-patient"),
+    ],
+)
+def test_patient_of(resource: dict[str, Any], expected: str | None) -> None:
+    assert patient_of(resource, URLS) == expected
+
+
+@pytest.mark.parametrize(
+    ("links", "expected"),
+    [
+        pytest.param([{"type": "replaced-by", "other": {"reference": "Patient/new"}}],
+                     "Patient/new", id="replaced-by"),  # PATIENT
+        pytest.param([{"type": "replaced-by", "other": {"reference": "https://ehr/Patient/n"}}],
+                     "Patient/n", id="replaced-by-absolute"),
+        pytest.param([{"type": "replaces", "other": {"reference": "Patient/old"}}],
+                     None, id="replaces-is-the-other-direction"),  # PATIENT
+        pytest.param([{"type": "seealso", "other": {"reference": "Patient/x"}}],
+                     None, id="seealso"),
+        pytest.param([{"type": "replaced-by", "other": {"reference": "RelatedPerson/r"}}],
+                     None, id="replaced-by-not-a-patient"),
+        pytest.param([], None, id="no-link"),
+    ],
+)
+def test_replaced_by(links: list[dict[str, Any]], expected: str | None) -> None:
+    assert replaced_by({"resourceType": "Patient", "id": "1", "link": links}) == expected
+
+
+def test_full_urls_map_each_entry_with_an_id() -> None:  # BUNDLE
+    entries = [
+        {"fullUrl": UUID, "resource": {"resourceType": "Patient", "id": "p"}},
+        {"fullUrl": "urn:uuid:no-id", "resource": {"resourceType": "Task"}},
+        {"resource": {"resourceType": "Encounter", "id": "e"}},
+        "not an entry",
+    ]
+    assert full_urls(entries) == {UUID: "Patient/p"}
+
+
+def test_localize_rewrites_bundle_references_and_shares_the_rest() -> None:  # BUNDLE
+    urls: dict[str, str] = {}
+    add_full_url(urls, UUID, {"resourceType": "Patient", "id": "p"})
+    code = {"coding": [{"code": "x"}]}
+    report = {
+        "resourceType": "DiagnosticReport",
+        "subject": {"reference": UUID, "display": "Ann"},
+        "result": [{"reference": "urn:uuid:elsewhere"}, {"reference": "Observation/1"}],
+        "code": code,
+    }
+    out = localize(report, urls)
+    assert out["subject"] == {"reference": "Patient/p", "display": "Ann"}
+    assert out["result"] is report["result"] and out["code"] is code
+    assert report["subject"]["reference"] == UUID  # the input is not changed
+    assert localize(report, {}) is report
+
+
+def test_contained() -> None:  # REFS contained resources
+    inner = {"resourceType": "Medication", "id": "m"}
+    resource = {"resourceType": "MedicationRequest", "contained": [inner]}
+    assert contained(resource, "#m") is inner
+    assert contained(resource, "#n") is None
+    assert contained(resource, "Medication/m") is None
