@@ -234,3 +234,19 @@ def test_settings_from_environment(tmp_path: Path) -> None:
         client_id="bhi", private_key=tmp_path / "k.pem", jwks_url="https://app.test/jwks"
     )
     assert settings.configured
+
+
+def test_notification_receiver_authenticates_every_run_with_one_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bhi_fhir.sync.webhook import NotifySettings
+
+    path = tmp_path / "key.pem"
+    path.write_bytes(_pem(KEYS["p256"]()))
+    monkeypatch.setenv("BHI_NOTIFY_SERVER", BASE)
+    monkeypatch.setenv("BHI_NOTIFY_CLIENT_ID", "bhi-notify")
+    monkeypatch.setenv("BHI_NOTIFY_PRIVATE_KEY", str(path))
+    settings = NotifySettings.from_env()
+    first, second = settings.config(None).auth, settings.config("Patient/1").auth
+    assert isinstance(first, BackendServicesAuth)
+    assert first is second  # the token is reused across runs until it expires
