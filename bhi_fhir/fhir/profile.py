@@ -68,14 +68,24 @@ class SmartInfo:
     source: Literal["well-known", "capability-statement"] = "well-known"
 
     @property
-    def backend_services(self) -> bool:
-        """Whether ``client_credentials`` + ``private_key_jwt`` looks available.
+    def backend_services_gaps(self) -> tuple[str, ...]:
+        """What SMART Backend Services needs and the well-known configuration does not say
+        (SMART App Launch 2.2 conformance.md / backend-services.md): a ``token_endpoint``,
+        ``client_credentials`` in ``grant_types_supported`` and ``private_key_jwt`` in
+        ``token_endpoint_auth_methods_supported``."""
+        gaps = []
+        if self.source != "well-known" or not self.token_endpoint:
+            gaps.append("no token_endpoint in .well-known/smart-configuration")
+        if "client_credentials" not in self.grant_types:
+            gaps.append("client_credentials not in grant_types_supported")
+        if "private_key_jwt" not in self.auth_methods:
+            gaps.append("private_key_jwt not in token_endpoint_auth_methods_supported")
+        return tuple(gaps)
 
-        Servers under-advertise auth methods, so only grant types are trusted.
-        """
-        return self.token_endpoint is not None and (
-            "client_credentials" in self.grant_types or not self.grant_types
-        )
+    @property
+    def backend_services(self) -> bool:
+        """Whether the server advertises ``client_credentials`` with ``private_key_jwt``."""
+        return not self.backend_services_gaps
 
 
 @dataclass(frozen=True)
@@ -288,11 +298,16 @@ class ServerProfile:
         return Check("versioned update", "warn", f"no version check on {missing}: last write wins")
 
     def _smart_check(self) -> Check:
+        name = "SMART backend services"
         if self.smart is None:
-            return Check("SMART", "skip", "no SMART configuration: open or static-token access")
+            return Check(
+                name, "skip", "not available (no SMART configuration): open or static-token access"
+            )
         if self.smart.backend_services:
-            return Check("SMART", "ok", f"backend services via {self.smart.token_endpoint}")
-        return Check("SMART", "warn", "SMART without client_credentials: no headless sync")
+            return Check(name, "ok", f"available via {self.smart.token_endpoint}")
+        return Check(
+            name, "warn", "not available: " + "; ".join(self.smart.backend_services_gaps)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the facts, the booleans and the readiness report."""

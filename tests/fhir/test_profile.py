@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 import respx
 
 from bhi_fhir.fhir import FhirClient, ServerProfile
@@ -85,7 +86,7 @@ def test_missing_write_types_are_skipped_with_reasons() -> None:
     assert "will be skipped" in skipped["write Provenance"]
     assert "write Task" not in skipped
     assert "skipping:" in readiness.summary
-    assert status_of(profile, "SMART") == "skip"
+    assert status_of(profile, "SMART backend services") == "skip"
 
 
 def test_versioned_update_assumed_when_not_declared() -> None:
@@ -167,3 +168,58 @@ def test_batch_not_declared_is_fine_when_transaction_is() -> None:
     assert not profile.batch
     assert status_of(profile, "batch") == "ok"
     assert "batch" not in profile.readiness().summary
+
+
+# SMART App Launch 2.2 backend-services.md / conformance.md: the token endpoint from
+# .well-known/smart-configuration, grant type client_credentials, auth method private_key_jwt.
+@pytest.mark.parametrize(
+    ("change", "status", "detail"),
+    [
+        pytest.param({}, "ok", "available via https://auth.example/token", id="all-three"),
+        pytest.param(
+            {"token_endpoint": None}, "skip", "no SMART configuration", id="no-token-endpoint"
+        ),
+        pytest.param(
+            {"grant_types_supported": ["authorization_code"]},
+            "warn",
+            "client_credentials not in grant_types_supported",
+            id="no-client-credentials",
+        ),
+        pytest.param(
+            {"token_endpoint_auth_methods_supported": ["client_secret_basic"]},
+            "warn",
+            "private_key_jwt not in token_endpoint_auth_methods_supported",
+            id="no-private-key-jwt",
+        ),
+        pytest.param(
+            {"token_endpoint_auth_methods_supported": None},
+            "warn",
+            "private_key_jwt not in token_endpoint_auth_methods_supported",
+            id="auth-methods-not-advertised",
+        ),
+    ],
+)
+def test_backend_services_needs_all_three(
+    change: dict[str, object], status: str, detail: str
+) -> None:
+    config = {k: v for k, v in {**SMART, **change}.items() if v is not None}
+    profile = ServerProfile.from_documents(BASE, capability_statement(), config)
+    check = next(c for c in profile.readiness().checks if c.name == "SMART backend services")
+    assert (check.status, detail in check.detail) == (status, True)
+    assert profile.readiness().can_run  # open or static-token use still works
+
+
+def test_oauth_uris_alone_are_not_backend_services() -> None:
+    security = {
+        "extension": [
+            {
+                "url": OAUTH_URIS,
+                "extension": [{"url": "token", "valueUri": "https://auth.example/token"}],
+            }
+        ]
+    }
+    cap = capability_statement()
+    cap["rest"][0]["security"] = security
+    profile = ServerProfile.from_documents(BASE, cap)
+    assert profile.smart is not None and not profile.smart.backend_services
+    assert status_of(profile, "SMART backend services") == "warn"
