@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
+from bhi_fhir import fhirjson
+
 Resource = dict[str, Any]
 
 _SUFFIXES = (".json", ".ndjson", ".jsonl")
@@ -79,7 +81,7 @@ _Found = Resource | SourceError | _Entry
 
 def read_resources(
     paths: Iterable[Path], *, accept: Collection[str] | None = None,
-    only: Collection[str] | None = None,
+    only: Collection[str] | None = None, local_references: bool = False,
 ) -> Iterator[Resource | SourceError]:
     """Every resource in ``paths`` (Bundle entries unwrapped), or an error in its place.
 
@@ -87,29 +89,46 @@ def read_resources(
     (Bundle entries are not limited); anything else becomes a ``SourceError``.
     ``only`` keeps the resources of these types and drops the rest quietly; an NDJSON line
     whose text cannot hold one (no ``"Type"`` in it) is not even decoded.
+    ``local_references``: see :func:`read_entries`.
     """
-    for found in read_entries(paths, accept=accept, only=only):
+    for found in read_entries(paths, accept=accept, only=only, local_references=local_references):
         yield found if isinstance(found, SourceError) else found[0]
 
 
 def read_entries(
     paths: Iterable[Path], *, accept: Collection[str] | None = None,
-    only: Collection[str] | None = None,
+    only: Collection[str] | None = None, local_references: bool = False,
 ) -> Iterator[tuple[Resource, str | None] | SourceError]:
     """:func:`read_resources`, each resource with its Bundle entry's ``fullUrl`` (None outside
-    a Bundle), so a Bundle's ``urn:uuid`` references can be resolved as it streams by."""
+    a Bundle).
+
+    ``local_references``: a Bundle's references to its own entries (a Synthea transaction
+    Bundle's ``urn:uuid:`` subjects) come out as those entries' ``Type/id``, as a server stores
+    a transaction (https://hl7.org/fhir/R4/bundle.html#references); an entry that names no
+    Patient yet waits for the end of its file, when every fullUrl in it is known.
+    """
     errors: list[SourceError] = []
     for path in expand_paths(paths, errors.append):
         yield from errors
         errors.clear()
         needles = None if only is None else tuple(json.dumps(k).encode() for k in only)
+        urls: dict[str, str] = {}  # this file's Bundle fullUrl → Type/id
+        waiting: list[_Entry] = []
         for found in _read_file(path, accept, needles):
             if isinstance(found, SourceError):
                 yield found
                 continue
             pair = found if isinstance(found, _Entry) else _Entry(found, None)
+            if local_references and pair.full_url is not None:
+                fhirjson.add_full_url(urls, pair.full_url, pair.resource)
+                if fhirjson.patient_of(pair.resource, urls) is None:
+                    if only is None or pair.resource["resourceType"] in only:
+                        waiting.append(pair)
+                    continue
             if only is None or pair.resource["resourceType"] in only:
-                yield pair.resource, pair.full_url
+                yield fhirjson.localize(pair.resource, urls), pair.full_url
+        for pair in waiting:
+            yield fhirjson.localize(pair.resource, urls), pair.full_url
     yield from errors
 
 
