@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bhi_fhir.instruments.spec import CutPoint, SexCutPoints
+
 __all__ = [
     "Billing",
     "CareManager",
@@ -139,8 +141,9 @@ class Screening(_Strict):
     stale_screen_at_enrollment: Literal["rescreen", "enroll"] = "rescreen"
 
     @property
-    def cut_points(self) -> dict[Instrument, int]:
-        """The single-threshold cut points, as ``score_response(cut_points=...)`` takes them."""
+    def cut_points(self) -> dict[Instrument, CutPoint]:
+        """The cut points, as ``score_response(cut_points=...)`` takes them: AUDIT-C's by sex,
+        so the scorer, its Observations and the brief-intervention rule use one threshold."""
         return {
             "phq9": self.phq9_positive,
             "phq2": self.phq2_positive,
@@ -148,6 +151,9 @@ class Screening(_Strict):
             "gad7": self.gad7_positive,
             "gad2": self.gad2_positive,
             "epds": self.epds_positive,
+            "auditc": SexCutPoints(
+                male=self.auditc_positive_male, female=self.auditc_positive_female
+            ),
         }
 
 

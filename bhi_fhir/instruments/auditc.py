@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bhi_fhir.instruments.spec import InstrumentSpec, Item, Judgement
+from bhi_fhir.instruments.spec import InstrumentSpec, Item, Judgement, SexCutPoints
 
 Q1, Q2, Q3 = "68518-0", "68519-8", "68520-6"
 SINGLE_QUESTION_SCREEN = "68517-2"
@@ -33,8 +33,8 @@ ITEMS = (
 )
 
 
-def cut_point(sex: str | None) -> int:
-    return CUT_POINT_MALE if sex == "male" else CUT_POINT_FEMALE
+# The default; a practice plan's screening.auditc_positive_male/female replace it.
+cut_point = SexCutPoints(male=CUT_POINT_MALE, female=CUT_POINT_FEMALE)
 
 
 def skipped(points: Mapping[str, int]) -> frozenset[str]:

@@ -2,13 +2,21 @@
 with ``--format json`` stdout is one JSON array, one object per response, with exactly the
 keys in ``JSON_KEYS``. A bad input file, line or Bundle entry gives one line on stderr and exit
 code 2; everything else in the same call is still scored. Resources that are not
-QuestionnaireResponses (a bulk-export folder's Patient.ndjson, Observation.ndjson, …) are
-skipped, one count line per file on stderr, not errors; Patients and Questionnaires among them
-still give sex and answer weights.
+QuestionnaireResponses or screens (a bulk-export folder's Patient.ndjson, vitals and labs in
+Observation.ndjson, …) are skipped, one count line per file on stderr, not errors; Patients and
+Questionnaires among them still give sex and answer weights.
+
+Screens stored as Observations (US Core panels and totals, Synthea's DiagnosticReport and total,
+a flowsheet total) are scored too, one object per screen with ``source`` naming the
+Observation or DiagnosticReport (``questionnaireResponse`` null); one that repeats a response
+given (bhi-fhir's own, ``derivedFrom`` it, or the same patient, instrument, day and total)
+is not listed again (``bhi_fhir.instruments.screens``).
 
 Streams: responses are scored and written as they are read, so memory stays flat however many
-there are. The inputs are read twice: first for their Questionnaires and Patients (NDJSON lines
-that cannot hold one are not decoded), then for the responses.
+there are. The inputs are read twice: first for their Questionnaires, Patients and screening
+Observations and reports (NDJSON lines that cannot hold one are not decoded; of Observations
+only the screening ones are kept, so memory grows with the screens stored as Observations,
+not with the export), then for the responses; the Observation screens come last.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import shutil
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -27,26 +35,42 @@ from rich.console import Console
 from rich.table import Table
 
 from bhi_fhir.cli import app
-from bhi_fhir.instruments.result import Score
+from bhi_fhir.instruments.result import InstrumentId, Score
 from bhi_fhir.instruments.scoring import score_response, sex_of
+from bhi_fhir.instruments.screens import (
+    OBSERVATION_KINDS,
+    ScreenMerger,
+    is_screening_resource,
+    screen_source,
+)
+from bhi_fhir.instruments.spec import CutPoint
 from bhi_fhir.paths import profiles_dir
+from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.sources import SourceError, expand_paths, read_resources
 
 JSON_KEYS: Final = ("questionnaireResponse", "instrument", "status", "total", "severity",
-                    "positive", "complete", "totalAtLeast", "totalAtMost", "flags")
+                    "positive", "complete", "totalAtLeast", "totalAtMost", "flags", "source")
 EXIT_BAD_INPUT: Final = 2
 
 
 SCORED: Final = "QuestionnaireResponse"
-_CONTEXT_KINDS: Final = ("Questionnaire", "Patient")
+_CONTEXT_KINDS: Final = ("Questionnaire", "Patient", *OBSERVATION_KINDS)
 
 
 class Context:
-    """Questionnaires (by canonical url and by reference) and Patients' sex (by reference)."""
+    """Questionnaires (by canonical url and by reference), Patients' sex (by reference) and
+    the practice plan's cut points (None: each instrument's default)."""
 
     def __init__(self) -> None:
         self.questionnaires: dict[str, dict[str, Any]] = {}
         self.sexes: dict[str, str | None] = {}  # the sex only: a Patient is not kept whole
+        # Screening Observations and reports only (is_screening_resource): a few per screen,
+        # so memory grows with the screens stored that way, not with the export.
+        self.screens: list[dict[str, Any]] = []
+        # ``urn:uuid:<id>`` → ``Type/<id>``: a transaction Bundle's fullUrls (Synthea's are
+        # its resources' ids), for the Patients and screens above.
+        self.references: dict[str, str] = {}
+        self.cut_points: Mapping[InstrumentId, CutPoint] | None = None
 
     def add(self, resource: dict[str, Any]) -> None:
         kind, rid = resource.get("resourceType"), resource.get("id")
@@ -57,6 +81,11 @@ class Context:
                 self.questionnaires[f"Questionnaire/{rid}"] = resource
         elif kind == "Patient" and rid:
             self.sexes[f"Patient/{rid}"] = sex_of(resource)
+            self.references[f"urn:uuid:{rid}"] = f"Patient/{rid}"
+        elif is_screening_resource(resource):
+            self.screens.append(resource)
+            if isinstance(rid, str) and rid:
+                self.references[f"urn:uuid:{rid}"] = f"{kind}/{rid}"
 
     def questionnaire_for(self, qr: dict[str, Any]) -> dict[str, Any] | None:
         canonical = qr.get("questionnaire")
@@ -98,25 +127,34 @@ def score_paths(
     paths: list[Path], context: Context, on_error: Callable[[SourceError], None],
     on_skipped: Callable[[str, Counter[str]], None],
 ) -> Iterator[Score]:
-    """Each QuestionnaireResponse in ``paths`` scored as it is read; per file, the count of
-    other resources goes to ``on_skipped``."""
+    """Each QuestionnaireResponse in ``paths`` scored as it is read, then the screens stored
+    as Observations (``context.screens``) that no response stood for (``ScreenMerger``); per
+    file, the count of other resources goes to ``on_skipped``."""
+    waiting = ScreenMerger(context.screens, references=context.references,
+                           sex_of=lambda ref: context.sexes.get(ref or ""),
+                           cut_points=context.cut_points)
     for path in expand_paths(paths, on_error):
         skipped: Counter[str] = Counter()
         for found in read_resources([path]):
             if isinstance(found, SourceError):
                 on_error(found)
-            elif found["resourceType"] != SCORED:
+            elif found["resourceType"] == SCORED:
+                score = score_response(found, questionnaire=context.questionnaire_for(found),
+                                       patient_sex=context.sex_for(found),
+                                       cut_points=context.cut_points)
+                waiting.absorb(score)
+                yield score
+            elif not is_screening_resource(found):  # screens were read in the first pass
                 skipped[found["resourceType"]] += 1
-            else:
-                yield score_response(found, questionnaire=context.questionnaire_for(found),
-                                     patient_sex=context.sex_for(found))
         if skipped:
             on_skipped(str(path), skipped)
+    yield from waiting.remaining()
 
 
 def as_json(score: Score) -> dict[str, Any]:
+    source = screen_source(score)  # the Observation/DiagnosticReport a screen was read from
     return {
-        "questionnaireResponse": score.response_ref,
+        "questionnaireResponse": None if source else score.response_ref,
         "instrument": score.instrument,
         "status": score.status,
         "total": score.total,
@@ -127,6 +165,7 @@ def as_json(score: Score) -> dict[str, Any]:
         "totalAtLeast": score.bounds[0] if score.bounds else None,
         "totalAtMost": score.bounds[1] if score.bounds else None,
         "flags": list(score.flags),
+        "source": source,
     }
 
 
@@ -138,6 +177,9 @@ def score_command(
         "--questionnaire", "-q", help="Questionnaire JSON/Bundle giving answer weights.")] = None,
     patient: Annotated[list[Path] | None, typer.Option(
         "--patient", "-p", help="Patient JSON/Bundle (sex sets the AUDIT-C cut point).")] = None,
+    plan_file: Annotated[Path | None, typer.Option(
+        "--plan", help="practice-plan TOML whose screening cut points to use "
+        "(default: each instrument's published cut point).")] = None,
     output_format: Annotated[str, typer.Option(
         "--format", help="table (default) or json.")] = "table",
 ) -> None:
@@ -158,7 +200,13 @@ def score_command(
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
         err.print(f"skipped: {path}: {kinds} (not {SCORED})")
 
+    try:
+        plan = load_practice_plan(plan_file) if plan_file is not None else None
+    except PracticePlanError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     context = load_context(paths, questionnaire or [], patient or [], on_error)
+    context.cut_points = plan.screening.cut_points if plan is not None else None
     scores = score_paths(paths, context, on_error, on_skipped)
     if output_format == "json":
         _write_json(scores)

@@ -55,7 +55,7 @@ from typing import Any, Final
 from bhi_fhir.instruments.registry import INSTRUMENTS, by_items, candidates
 from bhi_fhir.instruments.result import NOT_FINAL, TOTAL_MISMATCH, InstrumentId, Score
 from bhi_fhir.instruments.scoring import INVALID_ANSWER, score_response
-from bhi_fhir.instruments.spec import InstrumentSpec
+from bhi_fhir.instruments.spec import CutPoint, InstrumentSpec
 from bhi_fhir.instruments.weights import LOINC_SYSTEM, AnswerError, answer_points, parse_total
 from bhi_fhir.timeline import patient_of
 
@@ -121,7 +121,7 @@ def scores_from_observations(
     *,
     references: Mapping[str, str] | None = None,
     patient_sex: str | None = None,
-    cut_points: Mapping[InstrumentId, int] | None = None,
+    cut_points: Mapping[InstrumentId, CutPoint] | None = None,
 ) -> list[Score]:
     """One Score per screening event found among ``resources`` (Observations and
     DiagnosticReports; anything else is ignored), oldest first.
@@ -145,7 +145,7 @@ def merge_screening_scores(
     *,
     references: Mapping[str, str] | None = None,
     patient_sex: str | None = None,
-    cut_points: Mapping[InstrumentId, int] | None = None,
+    cut_points: Mapping[InstrumentId, CutPoint] | None = None,
 ) -> list[Score]:
     """The scored QuestionnaireResponses plus the Observation screens that are not the same
     screen again, oldest first: one Score per screening event.
@@ -287,7 +287,7 @@ def _score(
     event: _Event,
     urls: Mapping[str, str],
     sex: str | None,
-    cut_points: Mapping[InstrumentId, int] | None,
+    cut_points: Mapping[InstrumentId, CutPoint] | None,
 ) -> Score | None:
     spec = event.spec
     parts = [event.container] if event.container is not None else []
@@ -344,7 +344,7 @@ def _score_items(
     answered: Sequence[Json],
     reported: float | None,
     sex: str | None,
-    cut_points: Mapping[InstrumentId, int] | None,
+    cut_points: Mapping[InstrumentId, CutPoint] | None,
 ) -> Score | None:
     """The items, scored by ``score_response`` as a QuestionnaireResponse keyed by LOINC code
     (``questionnaire`` names the panel, so the registry picks ``spec``)."""
@@ -379,7 +379,7 @@ def _score_total(
     reported: float | None,
     partial: Score | None,
     sex: str | None,
-    cut_points: Mapping[InstrumentId, int] | None,
+    cut_points: Mapping[InstrumentId, CutPoint] | None,
 ) -> Score:
     """Band and positive from a total the record carries; what the items say, if any, kept."""
     items = dict(partial.items) if partial is not None else {}
@@ -400,10 +400,10 @@ def _score_total(
     if not low <= total <= high:
         flags.append(TOTAL_MISMATCH)  # the answered items alone rule this total out
     severity = spec.band(total)
-    cut = (cut_points or {}).get(spec.id, spec.cut_point)
+    cut = spec.cut(sex, (cut_points or {}).get(spec.id))
     positive = total >= cut if cut is not None else None
     if spec.judge is not None:
-        verdict = spec.judge(spec, items, True, total, sex)
+        verdict = spec.judge(spec, items, True, total, sex, positive)
         severity = verdict.severity if verdict.severity is not None else severity
         positive = verdict.positive if verdict.positive is not None else positive
         flags.extend(verdict.flags)

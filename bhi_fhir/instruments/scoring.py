@@ -37,7 +37,7 @@ from bhi_fhir.instruments.result import (
     InstrumentId,
     Score,
 )
-from bhi_fhir.instruments.spec import InstrumentSpec
+from bhi_fhir.instruments.spec import CutPoint, InstrumentSpec
 from bhi_fhir.instruments.weights import (
     AnswerError,
     answer_points,
@@ -55,7 +55,7 @@ def score_response(
     *,
     questionnaire: Json | None = None,
     patient_sex: str | None = None,
-    cut_points: Mapping[InstrumentId, int] | None = None,
+    cut_points: Mapping[InstrumentId, CutPoint] | None = None,
 ) -> Score:
     """Score ``qr``. ``patient_sex`` is "male", "female" or None (see ``sex_of``);
     ``cut_points`` overrides an instrument's default cut point (the practice plan's)."""
@@ -121,7 +121,7 @@ def _judge(
     flags: list[str],
     reported: float | None,
     sex: str | None,
-    cut_points: Mapping[InstrumentId, int] | None,
+    cut_points: Mapping[InstrumentId, CutPoint] | None,
     base: Score,
     codings: dict[str, dict[str, str]],
 ) -> Score:

@@ -63,6 +63,22 @@ Skip = Callable[[Mapping[str, int]], frozenset[str]]
 
 
 @dataclass(frozen=True, slots=True)
+class SexCutPoints:
+    """Cut points that differ by the patient's sex (AUDIT-C). A patient not known to be male
+    gets the women's cut point, the lower one, so a positive screen is not missed."""
+
+    male: int
+    female: int
+
+    def __call__(self, sex: str | None) -> int:
+        return self.male if sex == "male" else self.female
+
+
+# One instrument's cut point as the practice plan gives it: a number, or one per sex.
+CutPoint = int | SexCutPoints
+
+
+@dataclass(frozen=True, slots=True)
 class InstrumentSpec:
     id: InstrumentId
     title: str
@@ -95,8 +111,10 @@ class InstrumentSpec:
     def max_total(self) -> int:
         return sum(i.max_points for i in self.scored_items)
 
-    def cut(self, sex: str | None, override: int | None = None) -> int | None:
+    def cut(self, sex: str | None, override: CutPoint | None = None) -> int | None:
         """The cut point: the practice plan's ``override``, else by sex, else the default."""
+        if isinstance(override, SexCutPoints):
+            return override(sex)
         if override is not None:
             return override
         return self.cut_point_by_sex(sex) if self.cut_point_by_sex else self.cut_point
