@@ -258,6 +258,8 @@ def registry_row(
         pass  # no work flags at all (see record_status)
     elif view.crises:
         flags.append("crisis")  # a crisis on an inactive record is still shown (§3)
+    if status != "deceased" and any(f.get("suicideItemUnknown") for f in latest.values()):
+        flags.append("suicide item unknown")  # a total without item 9: ask, never "no risk"
     if not status and isinstance(days_without, int) and days_without >= NO_CONTACT_DAYS:
         flags.append("no contact 4 weeks")
     improving = target.get("response") or target.get("remission")

@@ -13,6 +13,12 @@ from bhi_fhir.instruments.questionnaires import build
 from bhi_fhir.instruments.registry import INSTRUMENTS
 from bhi_fhir.paths import examples_dir, profiles_dir
 from tests.instruments.build import PHQ9, frequency, response
+from tests.instruments.screen_records import (
+    derived_observations,
+    phq9_response,
+    synthea_bundle,
+    synthea_screen,
+)
 
 EXE = [sys.executable, "-m", "bhi_fhir"]
 
@@ -163,3 +169,43 @@ def test_a_large_bundle_is_scored_entry_by_entry(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert len(rows) == 2000 and all(row["positive"] is True for row in rows)
+
+
+# Screens stored as Observations (bhi-domain.md §6 Synthea 3.3: DiagnosticReport 44249-1 + one
+# total Observation 44261-6, urn:uuid references in a transaction Bundle; §1.10 our own
+# Observations derivedFrom the response). PHQ-9 15: moderately severe, positive (§1.2).
+WHEN = "2026-11-02T10:00:00Z"
+
+
+def test_a_synthea_bundle_is_scored_with_its_source(tmp_path: Path) -> None:
+    (tmp_path / "synthea.json").write_text(json.dumps(synthea_bundle("p1", WHEN)))
+    result = run(str(tmp_path), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    # The report and its total are the screen; only the Patient is skipped (it gives the sex).
+    assert result.stderr.splitlines() == [
+        f"skipped: {tmp_path / 'synthea.json'}: 1 Patient (not QuestionnaireResponse)"]
+    (row,) = json.loads(result.stdout)
+    assert tuple(row) == JSON_KEYS
+    assert (row["questionnaireResponse"], row["source"]) == (None, "DiagnosticReport/dr-p1")
+    assert (row["instrument"], row["total"], row["severity"], row["positive"]) == (
+        "phq9", 15, "moderately-severe", True)
+    assert "suicide-item-unknown" in row["flags"]  # a total says nothing about item 9
+
+
+def test_a_screen_stored_three_ways_is_listed_once(tmp_path: Path) -> None:
+    qr = phq9_response("p1", WHEN)
+    vitals = {"resourceType": "Observation", "id": "hr", "status": "final",
+              "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+              "subject": {"reference": "Patient/p1"}}
+    observations = [*derived_observations(qr), *synthea_screen("p1", WHEN), vitals]
+    (tmp_path / "Observation.ndjson").write_text(
+        "".join(json.dumps(o) + "\n" for o in observations))
+    (tmp_path / "QuestionnaireResponse.ndjson").write_text(json.dumps(qr) + "\n")
+    result = run(str(tmp_path), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    # Only the heart rate is not a screen.
+    assert result.stderr.splitlines() == [
+        f"skipped: {tmp_path / 'Observation.ndjson'}: 1 Observation (not QuestionnaireResponse)"]
+    (row,) = json.loads(result.stdout)
+    assert (row["questionnaireResponse"], row["source"], row["total"]) == (
+        "QuestionnaireResponse/qr-1", None, 15)
