@@ -207,6 +207,9 @@ class BackendServicesAuth(httpx.Auth):
                         sub_request = next(fetch)
                         while token is None:
                             reply = yield sub_request
+                            # httpx leaves reading the body to an overridden async flow; on
+                            # a real (streaming) transport .content is unread until then.
+                            await reply.aread()
                             try:
                                 sub_request = fetch.send(reply)
                             except StopIteration as done:

@@ -342,3 +342,20 @@ async def test_concurrent_requests_share_one_token_request(
         results = await asyncio.gather(*(fhir.read("Patient", "p1") for _ in range(8)))
     assert results == [PATIENT] * 8
     assert token_route.call_count == 1
+
+
+async def test_token_response_is_read_on_a_streaming_transport(
+    rsa_key: rsa.RSAPrivateKey, sleeps: list[float]
+) -> None:
+    """A real transport streams bodies: the flow must read the token response itself (httpx
+    only does so for flows it runs). MockTransport hides this; respx.mock patches the real one."""
+    with respx.mock(base_url=BASE, assert_all_called=False) as mock:
+        mock.get("/.well-known/smart-configuration").mock(
+            return_value=httpx.Response(200, json={"token_endpoint": TOKEN_URL})
+        )
+        mock.post(TOKEN_URL).mock(side_effect=token_responses("t1"))
+        route = mock.get("/Patient/p1").mock(return_value=httpx.Response(200, json=PATIENT))
+        auth = BackendServicesAuth(BASE, client_id="c", private_key=rsa_key, kid="k")
+        async with FhirClient(BASE, auth=auth) as fhir:
+            assert await fhir.read("Patient", "p1") == PATIENT
+        assert bearer_of(route.calls.last.request) == "t1"
