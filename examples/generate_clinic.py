@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bhi_fhir.billing.representation import ContactMode, time_entry
+from bhi_fhir.billing.representation import PARTICIPATION_TYPE, ContactMode, time_entry
 
 TODAY = date(2026, 11, 26)
 SEED = 20261126
@@ -211,7 +211,11 @@ def consent(clinic: Clinic, patient: str, days_ago: int) -> None:
     )
 
 
-def contact(clinic: Clinic, patient: str, days_ago: int, virtual: bool = False) -> None:
+def contact(
+    clinic: Clinic, patient: str, days_ago: int, manager: str, virtual: bool = False
+) -> None:
+    """A care-management contact: the care manager's own time, so it names them as performer
+    (as ``time_entry`` does); CoCM minutes are care-manager time (bhi-domain.md §6)."""
     clinic.add(
         {
             "resourceType": "Encounter",
@@ -223,6 +227,12 @@ def contact(clinic: Clinic, patient: str, days_ago: int, virtual: bool = False) 
             },
             "type": [{"coding": [{"system": BHI_ACTIVITY, "code": "care-management-contact"}]}],
             "subject": {"reference": patient},
+            "participant": [
+                {
+                    "type": [{"coding": [{"system": PARTICIPATION_TYPE, "code": "PPRF"}]}],
+                    "individual": {"reference": manager},
+                }
+            ],
             "period": {"start": _day(days_ago), "end": _day(days_ago)},
             "length": {
                 "value": 20,
@@ -272,7 +282,7 @@ def _enrolled(
         if latest is not None:
             phq9(c, p, latest, 5)
         if contact_days is not None:
-            contact(c, p, contact_days, virtual=c.rng.random() < 0.3)
+            contact(c, p, contact_days, m, virtual=c.rng.random() < 0.3)
 
     return build
 
