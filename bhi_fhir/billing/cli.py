@@ -47,6 +47,7 @@ import asyncio
 import csv
 import io
 import json
+import tempfile
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,10 +57,12 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bhi_fhir.billing._time import is_time_entry
 from bhi_fhir.billing.ledger import (
@@ -84,11 +87,22 @@ from bhi_fhir.billing.writeback import (
 )
 from bhi_fhir.cli import app
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, CARE_MANAGEMENT_CONTACT
-from bhi_fhir.fhir.auth import BearerAuth
+from bhi_fhir.fhir.auth_factory import (
+    BearerTokenOption,
+    ClientIdOption,
+    JwksUrlOption,
+    KidOption,
+    PrivateKeyOption,
+    ScopeOption,
+    TokenUrlOption,
+    cli_auth,
+)
 from bhi_fhir.fhir.client import FhirClient
 from bhi_fhir.fhir.errors import Conflict, FhirError, PreconditionFailed, exit_code_for
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
-from bhi_fhir.sources import SourceError, read_resources
+from bhi_fhir.sources import SourceError, expand_paths, read_resources
+from bhi_fhir.sync.cli import checked_server
+from bhi_fhir.workflow.cli import _Buckets  # apply's partition by patient
 
 Resource = dict[str, Any]
 
@@ -154,30 +168,77 @@ def load_plan_rules(
     )
 
 
-def records_from_files(
-    paths: Iterable[Path], month: Month, rules: BillingRules, only: set[str] | None = None
-) -> tuple[list[PatientRecord], list[SourceError], list[Resource]]:
-    """The month's patient records, the read errors, and the billing Encounters in the files
-    (to find bills whose time entries are all gone)."""
-    resources: list[Resource] = []
+# The resource types billing reads (:class:`bhi_fhir.billing.ledger.PatientRecord`); the rest of
+# an export (Observations, QuestionnaireResponses, ...) is dropped as it is read.
+_BILLING_TYPES = frozenset(
+    {"Patient", "Encounter", "Consent", "CarePlan", "CareTeam", "Condition", "Coverage"}
+)
+# Of a Patient, billing reads the MRN and whether (and when) the patient died.
+_PATIENT_FIELDS = ("resourceType", "id", "identifier", "deceasedBoolean", "deceasedDateTime")
+# Input bytes per bucket. Smaller than apply's: billing keeps whole Encounters, about ten
+# times their JSON size once decoded, so 8 MB of input is a bucket of well under 100 MB.
+_BUCKET_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class FilesMonth:
+    """A month closed from files: the patient-months, the time not counted, the read errors
+    and the billing Encounters found (to find bills whose time entries are all gone)."""
+
+    months: list[PatientMonth]
+    rejected: list[Rejected]
+    errors: list[SourceError]
+    bills: list[Resource]
+
+
+def close_files(
+    paths: list[Path], month: Month, rules: BillingRules, only: set[str] | None = None
+) -> FilesMonth:
+    """Close ``month`` from files, memory flat in the input size, as ``apply`` reads them.
+
+    A patient's resources may be anywhere in the input (bulk export writes one file per
+    type), so they are partitioned by a hash of the patient into buckets — spilled to
+    temporary NDJSON files above 8 MB of input — and each bucket is closed on its own: peak
+    memory is about one bucket of the billing types, not the whole export. Only the types
+    billing reads are kept, and of a Patient only its MRN and death.
+    """
     errors: list[SourceError] = []
-    for item in read_resources(paths):
-        if isinstance(item, SourceError):
-            errors.append(item)
-        else:
-            resources.append(item)
-    records = group_by_patient(resources)
-    wanted = _patients_with_time(resources, month, rules)
-    if only:
-        wanted &= only
-    bills = [
-        r
-        for r in resources
-        if r.get("resourceType") == "Encounter"
-        and bill_identifier(r) is not None
-        and (not only or patient_of(r) in only)
-    ]
-    return [records[p] for p in sorted(wanted) if p in records], errors, bills
+    bills: list[Resource] = []
+    total = sum(p.stat().st_size for p in expand_paths(paths) if p.is_file())
+    count = max(1, -(-total // _BUCKET_BYTES))
+    closed: list[tuple[str, list[PatientMonth], list[Rejected]]] = []
+    with tempfile.TemporaryDirectory(prefix="bhi-fhir-bill-") as tmp:
+        buckets = _Buckets(count, Path(tmp) if count > 1 else None)
+        # Every line is decoded (not read_resources' ``only``, which skips lines that cannot
+        # hold a wanted type unread): a broken line is reported whatever it was meant to be.
+        for item in read_resources(paths, local_references=True):
+            if isinstance(item, SourceError):
+                errors.append(item)
+                continue
+            if item["resourceType"] not in _BILLING_TYPES:
+                continue
+            patient = patient_of(item)
+            if patient is None or (only and patient not in only):
+                continue
+            if item["resourceType"] == "Patient":
+                item = {k: item[k] for k in _PATIENT_FIELDS if k in item}
+            elif item["resourceType"] == "Encounter" and bill_identifier(item) is not None:
+                bills.append(item)
+            buckets.add(patient, item, ("", None))
+        for bucket in buckets:
+            records = group_by_patient(resource for resource, _ in bucket)
+            wanted = _patients_with_time(
+                (e for record in records.values() for e in record.encounters), month, rules
+            )
+            for patient in wanted:
+                closed.append((patient, *close_month(records[patient], month, rules)))
+    closed.sort(key=lambda item: item[0])  # the report's order: by patient, as read
+    return FilesMonth(
+        [m for _, months, _ in closed for m in months],
+        [r for _, _, rejected in closed for r in rejected],
+        errors,
+        bills,
+    )
 
 
 def _patients_with_time(
@@ -487,7 +548,7 @@ def _table(rows: list[dict[str, Any]], rejected: list[Rejected], console: Consol
     for row in rows:
         status = "billable" if row["billable"] else " ".join(r["code"] for r in row["reasons"])
         kind = f" ({row['month_kind']})" if row["month_kind"] else ""
-        table.add_row(
+        cells = (
             row["patient"],
             row["mrn"] or "",
             row["month"],
@@ -500,13 +561,13 @@ def _table(rows: list[dict[str, Any]], rejected: list[Rejected], console: Consol
             status,
             row["result"],
         )
+        # Text cells: references, MRNs and payer names come from the input, never markup.
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
     for item in rejected:
         minutes = f" ({item.minutes} min)" if item.minutes is not None else ""
         console.print(
-            f"[yellow]not counted[/yellow] {item.reference}{minutes}: {item.reason}",
-            markup=True,
-            highlight=False,
+            Text.assemble(("not counted", "yellow"), f" {item.reference}{minutes}: {item.reason}")
         )
 
 
@@ -564,10 +625,13 @@ def bill(
             "minutes count only their time",
         ),
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option("--bearer-token", envvar="BHI_FHIR_TOKEN", help="static bearer token"),
-    ] = None,
+    token: BearerTokenOption = None,
+    client_id: ClientIdOption = None,
+    private_key: PrivateKeyOption = None,
+    jwks_url: JwksUrlOption = None,
+    scope: ScopeOption = None,
+    token_url: TokenUrlOption = None,
+    kid: KidOption = None,
 ) -> None:
     """Close a month: minutes → codes → one billing Encounter per billable patient-month."""
     try:
@@ -576,6 +640,8 @@ def bill(
         raise typer.BadParameter(str(exc), param_hint="--month") from None
     if server is None and not input_files:
         raise typer.BadParameter("give --server or --input", param_hint="--server")
+    if server is not None:
+        checked_server(server)
     if plan_file is not None and rules_file is not None:
         raise typer.BadParameter("give --plan or --rules, not both", param_hint="--plan")
     try:
@@ -584,7 +650,9 @@ def bill(
         else:
             rules = load_rules(rules_file, billing_practitioner, timezone)
     except PracticePlanError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--plan") from None
+        # One line, as `apply` and `sync` report a plan that cannot be used.
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except (OSError, ValueError, ValidationError, tomllib.TOMLDecodeError) as exc:
         hint = "--plan" if plan_file is not None else "--rules"
         raise typer.BadParameter(str(exc), param_hint=hint) from None
@@ -606,7 +674,9 @@ def bill(
                 input_files or [],
                 dry_run,
                 out,
-                token,
+                cli_auth(server, bearer_token=token, client_id=client_id,
+                         private_key=private_key, jwks_url=jwks_url, scope=scope,
+                         token_url=token_url, kid=kid) if server is not None else None,
                 now,
                 set(patients or ()),
                 cancel_orphaned,
@@ -648,7 +718,8 @@ def bill(
     elif output is OutputFormat.csv:
         typer.echo(_csv(rows), nl=False)
     else:
-        console = Console()
+        # Input-derived text (references, reasons) is printed as is: no markup, no emoji codes.
+        console = Console(markup=False, emoji=False, highlight=False)
         _table(rows, rejected, console)
         summary = ", ".join(f"{k} {v}" for k, v in summarize(rows).items()) or "no patient-months"
         requests = f"; {report.requests} requests" if report.requests is not None else ""
@@ -657,7 +728,7 @@ def bill(
         for code, count in reason_counts(rows).items():
             console.print(f"  {count} × {code}: {texts[code]}")
         for note in notes:
-            console.print(f"[yellow]note[/yellow] {note}")
+            console.print(Text.assemble(("note", "yellow"), f" {note}"))
     for error in errors:
         typer.echo(f"error: {error}", err=True)
     if errors:
@@ -681,7 +752,7 @@ async def _run(
     inputs: list[Path],
     dry_run: bool,
     out: Path | None,
-    token: str | None,
+    auth: httpx.Auth | None,
     now: datetime,
     only: set[str],
     cancel_orphaned: bool = False,
@@ -689,19 +760,21 @@ async def _run(
     errors: list[SourceError] = []
     client: FhirClient | None = None
     if server is not None:
-        client = FhirClient(server, auth=BearerAuth(token) if token else None)
+        client = FhirClient(server, auth=auth)
     try:
+        months: list[PatientMonth] = []
+        rejected: list[Rejected] = []
         if inputs or client is None:
-            records, errors, bills = records_from_files(inputs, month, rules, only)
+            files = close_files(inputs, month, rules, only)
+            months, rejected, errors = files.months, files.rejected, files.errors
+            bills = files.bills
         else:
             records = await records_from_server(client, month, rules, only)
             bills = await month_bills(client, month, only)
-        months: list[PatientMonth] = []
-        rejected: list[Rejected] = []
-        for record in records:
-            closed, not_counted = close_month(record, month, rules)
-            months += closed
-            rejected += not_counted
+            for record in records:
+                closed, not_counted = close_month(record, month, rules)
+                months += closed
+                rejected += not_counted
         existing = await existing_bills(client, months) if client is not None and months else {}
         writes = [plan_write(m, existing.get(m.identifier_value), now) for m in months]
         writes += [plan_cancel(b, month, now) for b in orphaned_bills(bills, months, month)]

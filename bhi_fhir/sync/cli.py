@@ -16,17 +16,28 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import urllib.parse
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
 from bhi_fhir.cli import app
-from bhi_fhir.fhir.auth import BearerAuth
+from bhi_fhir.fhir.auth_factory import (
+    BearerTokenOption,
+    ClientIdOption,
+    JwksUrlOption,
+    KidOption,
+    PrivateKeyOption,
+    ScopeOption,
+    TokenUrlOption,
+    cli_auth,
+)
 from bhi_fhir.fhir.errors import (
     CAUSE_AUTHORIZATION,
     CAUSE_CONFIGURATION,
@@ -38,7 +49,8 @@ from bhi_fhir.fhir.errors import (
     FhirError,
     exit_code_for,
 )
-from bhi_fhir.store import Store
+from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
+from bhi_fhir.store import Store, StoreOpenError
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
 
 _PROGRESS_FROM = 50  # patients: below this a bar is noise
@@ -47,6 +59,42 @@ _PROGRESS_FROM = 50  # patients: below this a bar is noise
 class OutputFormat(StrEnum):
     text = "text"
     json = "json"
+
+
+# Exit code for a practice plan that cannot be used: the one `apply` and `bill` use.
+EXIT_BAD_INPUT = 2
+
+
+def _stop(message: str, code: int) -> NoReturn:
+    """One line on stderr and the exit code: no traceback for a configuration mistake."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def checked_server(url: str) -> str:
+    """``--server`` as given, once it is an http(s) URL with a host; otherwise one line on
+    stderr and exit 78 (configuration): retrying a mistyped URL cannot help. Every command
+    taking ``--server`` checks it so."""
+    try:
+        urllib.parse.urlsplit(url)  # stricter on brackets than httpx: "http://[bad"
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        _stop(f"--server {url!r} is not a URL: {exc}", EXIT_CONFIG)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        _stop(
+            f"--server {url!r} is not an http(s) URL with a host, e.g. https://ehr.example/fhir",
+            EXIT_CONFIG,
+        )
+    return url
+
+
+def open_store(state_url: str | None) -> Store:
+    """The operational store of ``--state-url``; a URL that cannot be used exits 78, a
+    database that does not answer 75 (try again later), each as one line on stderr."""
+    try:
+        return Store.open(state_url)
+    except StoreOpenError as exc:
+        _stop(f"--state-url: {exc}", EXIT_TEMPFAIL if exc.transient else EXIT_CONFIG)
 
 
 def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
@@ -80,10 +128,13 @@ def sync(
     today: Annotated[
         str | None, typer.Option("--today", help="YYYY-MM-DD (default: the local date)")
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option("--bearer-token", envvar="BHI_FHIR_TOKEN", help="static bearer token"),
-    ] = None,
+    token: BearerTokenOption = None,
+    client_id: ClientIdOption = None,
+    private_key: PrivateKeyOption = None,
+    jwks_url: JwksUrlOption = None,
+    scope: ScopeOption = None,
+    token_url: TokenUrlOption = None,
+    kid: KidOption = None,
     agent: Annotated[
         str | None,
         typer.Option("--agent", help="Provenance agent reference (default: the bhi-fhir Device "
@@ -115,6 +166,7 @@ def sync(
     ] = None,
 ) -> None:
     """Find changed screenings, run the BHI workflow and write the plan back, exactly once."""
+    checked_server(server)
     if failed or resolve:
         _held(server.rstrip("/"), state_url, resolve or [], output)
         return
@@ -128,9 +180,14 @@ def sync(
         if not sep or not system or not code:
             raise typer.BadParameter("--tag expects SYSTEM|CODE")
         tag_pairs.append((system, code))
+    plan_path = plan or default_plan_path()
+    try:
+        load_practice_plan(plan_path)  # a plan that cannot be used stops before any work
+    except PracticePlanError as exc:
+        _stop(str(exc), EXIT_BAD_INPUT)
     config = SyncConfig(
         server=server,
-        plan_path=plan or default_plan_path(),
+        plan_path=plan_path,
         since=since,
         dry_run=dry_run,
         today=today_date,
@@ -142,7 +199,8 @@ def sync(
         workers=workers,
         timeout=timeout,
         max_retries=max_retries,
-        auth=BearerAuth(token) if token else None,
+        auth=cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
+                      jwks_url=jwks_url, scope=scope, token_url=token_url, kid=kid),
     )
     if agent:
         config.agent = {"reference": agent}
@@ -163,10 +221,14 @@ def sync(
         if task_ids:
             progress.advance(task_ids[0], n)
 
+    store = open_store(state_url)
     try:
-        report = asyncio.run(run_sync(config, on_start=on_start, progress=on_progress))
+        report = asyncio.run(
+            run_sync(config, store=store, on_start=on_start, progress=on_progress)
+        )
     finally:
         progress.stop()
+        store.close()
     if output is OutputFormat.json:
         sys.stdout.write(report.to_json() + "\n")
     else:
@@ -188,7 +250,7 @@ _RUN_EXIT = {
 
 def _held(server: str, state_url: str | None, resolve: list[str], output: OutputFormat) -> None:
     """``--failed`` / ``--resolve``: the pending table, by patient id only (no PHI)."""
-    store = Store.open(state_url)
+    store = open_store(state_url)
     try:
         for patient in resolve:
             if not store.release_patients(server, [patient]):
@@ -233,10 +295,13 @@ def subscribe(
         typer.Option("--secret", envvar="BHI_NOTIFY_SECRET",
                      help="shared secret the server sends as X-BHI-Notify-Secret"),
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option("--bearer-token", envvar="BHI_FHIR_TOKEN", help="static bearer token"),
-    ] = None,
+    token: BearerTokenOption = None,
+    client_id: ClientIdOption = None,
+    private_key: PrivateKeyOption = None,
+    jwks_url: JwksUrlOption = None,
+    scope: ScopeOption = None,
+    token_url: TokenUrlOption = None,
+    kid: KidOption = None,
     tag: Annotated[
         list[str] | None,
         typer.Option("--tag", help="SYSTEM|CODE meta.tag on the Subscription (repeatable)"),
@@ -245,11 +310,14 @@ def subscribe(
     """Register (once) a rest-hook Subscription for QuestionnaireResponse; prints its id."""
     from bhi_fhir.sync.subscription import ensure_subscription
 
+    checked_server(server)
     tags = [tuple(t.rsplit("|", 1)) for t in tag or [] if "|" in t]
     try:
         sub_id, created = asyncio.run(ensure_subscription(
             server, endpoint, criteria=SUBSCRIPTION_CRITERIA, secret=secret,
-            auth=BearerAuth(token) if token else None,
+            auth=cli_auth(server, bearer_token=token, client_id=client_id,
+                          private_key=private_key, jwks_url=jwks_url, scope=scope,
+                          token_url=token_url, kid=kid),
             tags=[(s, c) for s, c in tags],
         ))
     except FhirError as err:

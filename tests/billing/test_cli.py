@@ -216,3 +216,20 @@ def test_bill_whose_entries_are_all_in_error_is_proposed_for_cancellation(tmp_pa
     again = invoke("--month", "2026-10", "--input", str(data), "--rules", str(rules),
                    "--format", "json")  # fmt: skip
     assert json.loads(again.stdout)["patients"] == []
+
+
+def test_table_prints_input_text_as_is_not_as_markup_or_emoji(clinic):
+    """References come from the input: Rich must not read them as markup ([red]) or emoji
+    codes (:smile:), which would change or drop what the operator reads."""
+    data, rules = clinic
+    odd = "[red]p1:smile:"
+    text = data.read_text().replace('"p1"', json.dumps(odd)).replace("Patient/p1", f"Patient/{odd}")
+    odd_entry = entry(  # not a care manager's time: CoCM does not count it (§6)
+        "2026-10-25 10:00", 30, patient=f"Patient/{odd}", id="[bold]te:x:",
+        clinician="Practitioner/stranger",
+    )
+    data.write_text(text + json.dumps(odd_entry) + "\n")
+    result = invoke("--month", "2026-10", "--input", str(data), "--rules", str(rules))
+    assert f"Patient/{odd}" in result.stdout
+    assert "[bold]te:x:" in result.stdout  # a time entry not counted, named as it is
+    assert "😄" not in result.stdout
