@@ -18,8 +18,16 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bhi_fhir.instruments.spec import CutPoint, SexCutPoints
 
@@ -28,6 +36,7 @@ __all__ = [
     "CareManager",
     "Consent",
     "Crisis",
+    "Enrollment",
     "Handoffs",
     "Payer",
     "PracticePlan",
@@ -275,6 +284,16 @@ class Records(_Strict):
     deceased_careplan_status: Literal["revoked", "completed", "leave"] = "revoked"
 
 
+class Enrollment(_Strict):
+    """Which CarePlans are BHI enrollment besides bhi-fhir's own (design.md decision 10): for a
+    practice whose EHR writes its own BHI CarePlans, their identifier systems or the
+    canonical URLs they instantiate. Another service's mental-health care plan (SNOMED
+    718347000 alone) is never an enrollment: it is shown as context."""
+
+    careplan_identifier_systems: list[str] = []
+    instantiates: list[str] = []
+
+
 class Consent(_Strict):
     # §4.3 consent: documented; read as an active Consent with this scope.
     scope: str = "treatment"
@@ -315,6 +334,20 @@ class Billing(_Strict):
     # The IANA zone the practice's calendar months are counted in (§4.3 calendar-month service
     # period). Practice choice: set it to the practice's own zone.
     timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # Checked here, at load: every command reading the plan gets the same clear error
+        # instead of a failure the first time a month is counted.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, e.g. 'America/New_York')"
+            ) from None
+        return value
+
     # §4.3 Team / §4.1 G0323: the billing practitioner's qualification picks 99484 vs G0323.
     billing_practitioner_qualification: Literal[
         "physician", "np", "pa", "cns", "cnm", "psychologist", "csw", "counselor", "mft"
@@ -329,6 +362,7 @@ class PracticePlan(_Strict):
     crisis: Crisis
     treat_to_target: TreatToTarget = TreatToTarget()
     consent: Consent = Consent()
+    enrollment: Enrollment = Enrollment()
     records: Records = Records()
     telehealth: Telehealth = Telehealth()
     billing: Billing = Billing()
@@ -405,4 +439,8 @@ def load_practice_plan(path: str | Path) -> PracticePlan:
         raise PracticePlanError(name, [f"cannot read file: {exc.strerror or exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise PracticePlanError(name, [f"not valid TOML: {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise PracticePlanError(name, [f"not UTF-8 text (byte {exc.start})"]) from None
+    except RecursionError:  # arrays or inline tables nested past the parser's stack
+        raise PracticePlanError(name, ["not valid TOML: nested too deeply"]) from None
     return parse_practice_plan(data, source=name)

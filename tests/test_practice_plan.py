@@ -128,3 +128,44 @@ def test_record_and_stale_screen_defaults() -> None:
     assert plan.screening.stale_screen_at_enrollment == "rescreen"
     view = plan.fhirpath_view()
     assert view["records"]["deceased_careplan_status"] == "revoked"
+
+
+@pytest.mark.parametrize(
+    ("zone", "accepted"),
+    [
+        ("UTC", True),
+        ("America/New_York", True),
+        ("America/new_york", False),  # IANA names are case-sensitive files
+        ("Mars/Base", False),
+        ("America", False),  # a folder of the database, not a zone
+        ("../etc/passwd", False),
+        ("", False),
+    ],
+    ids=["utc", "iana", "wrong-case", "unknown", "folder", "path", "empty"],
+)
+def test_billing_timezone_is_checked_at_load(zone: str, accepted: bool) -> None:
+    data = _data()
+    data["billing"]["timezone"] = zone
+    if accepted:
+        assert parse_practice_plan(data).billing.timezone == zone
+    else:
+        assert any(p.startswith("billing.timezone: unknown time zone") for p in _problems(data))
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'practice = "\xff"\n', "not UTF-8 text"),
+        (("a = " + "[" * 5000 + "]" * 5000 + "\n").encode(), "nested too deeply"),
+        (("a = " + "{b = " * 3000 + "1" + "}" * 3000 + "\n").encode(), "nested too deeply"),
+    ],
+    ids=["not-utf8", "deep-arrays", "deep-inline-tables"],
+)
+def test_an_unreadable_plan_file_is_one_plan_error(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    path = tmp_path / "plan.toml"
+    path.write_bytes(content)
+    with pytest.raises(PracticePlanError) as info:
+        load_practice_plan(path)
+    assert says in str(info.value)
