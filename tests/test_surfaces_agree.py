@@ -14,8 +14,8 @@ total, read through ``bhi_fhir.instruments.screens``) go through:
   lists, the registry's status and flags).
 
 A case with ``plan`` runs every surface with a practice plan whose [screening] values differ
-(one threshold serves them all). Expected values come from the sources cited in each row's id (bhi-domain.md sections, which
-carry their public sources, or the primary source named).
+(one threshold serves them all). Expected values come from the sources cited in each row's id
+(bhi-domain.md sections, which carry their public sources, or the primary source named).
 """
 
 from __future__ import annotations
