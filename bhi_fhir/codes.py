@@ -32,6 +32,7 @@ BHI_IDENTIFIER: Final = f"{BHI_BASE}/identifier"  # deterministic business ident
 BHI_ACTIVITY: Final = f"{BHI_BASE}/CodeSystem/bhi-activity"  # Task/Encounter codes of our own
 BHI_FLAG: Final = f"{BHI_BASE}/CodeSystem/bhi-flag"
 BHI_DEVICE_REF: Final = "Device/bhi-fhir"  # the service, as Provenance agent
+BHI_PROTOCOL: Final = f"{BHI_BASE}/PlanDefinition/bhi-protocol"  # profiles/plandefinitions
 
 # A care-management contact (a time-ledger entry) is an Encounter whose `type` carries this
 # coding; billing counts its minutes, the workflow counts it as a care-manager contact.

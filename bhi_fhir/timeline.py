@@ -6,9 +6,11 @@ The facts are a plain JSON-shaped dict, so the protocol's FHIRPath conditions ca
     patient            "Patient/<id>"
     sex                Patient.gender ("female", "male", ...)
     today              "YYYY-MM-DD"
-    scores             every scored response, oldest first (see ``_score_fact``)
+    scores             every screen (response or screening Observations), oldest first
+                       (see ``_score_fact``); ``suicideItemUnknown`` when a total came
+                       without its suicide item
     latest             {instrument: newest score of that instrument}
-    enrolled           bool: an active CarePlan with category SNOMED 718347000 (§4.4)
+    enrolled           bool: the practice's own active BHI CarePlan (``is_enrollment``, §4.4)
     enrollment         {carePlan, source, start, contributors}
     weeksInTreatment   whole weeks since enrollment.start
     reviewPeriod       "weeks-8-12", "weeks-13-17", ... once the review window has started (§2.2)
@@ -23,6 +25,8 @@ The facts are a plain JSON-shaped dict, so the protocol's FHIRPath conditions ca
     crisisReferrals    one open referral episode per C-SSRS risk to write, or []
     deceased           {date, latest} when the Patient says deceased (deceasedBoolean true: {})
     inactive           {replacedBy} when Patient.active is false or Patient.link replaced-by
+    otherCarePlans     other services' active mental-health care plans (SNOMED 718347000, not
+                       ours): context for the clinician, not an enrollment
     existing           resources bhi-fhir generated before: {identifier, rule, reference,
                        resourceType, status, version, active}
     openRules          rule ids with at least one generated resource still active
@@ -60,19 +64,24 @@ from typing import Any
 from bhi_fhir.codes import (
     BHI_ACTIVITY,
     BHI_IDENTIFIER,
+    BHI_PROTOCOL,
     CARE_MANAGEMENT_CONTACT,
     MENTAL_HEALTH_CARE_PLAN,
     SNOMED,
 )
+from bhi_fhir.fhirjson import patient_of, replaced_by
 from bhi_fhir.instruments.result import ENTERED_IN_ERROR, SUICIDE_RISK, Score
 
 __all__ = [
     "LABELS",
+    "OWN_ENROLLMENT",
     "TERMINAL_STATUSES",
+    "EnrollmentRule",
     "Timeline",
     "TimelineSettings",
     "build_timeline",
     "full_url_for",
+    "is_enrollment",
     "patient_of",
     "replaced_by",
     "rule_of_identifier",
@@ -87,6 +96,7 @@ TERMINAL_STATUSES = frozenset(
 )
 _CONTACT_TASK_CODES = frozenset({"engage", "outreach"})
 _PHQ9_ITEM9 = "44260-8"  # §1.2
+_SUICIDE_ITEM_UNKNOWN = "suicide-item-unknown"  # observation_scores.SUICIDE_ITEM_UNKNOWN
 _MEASURES = ("phq9", "gad7")  # treat-to-target instruments, §2.1
 LABELS = {
     "phq9": "PHQ-9",
@@ -98,6 +108,35 @@ LABELS = {
     "auditc": "AUDIT-C",
     "epds": "EPDS",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentRule:
+    """Which CarePlans are the practice's BHI enrollment (design.md decision 10): the ones
+    bhi-fhir wrote (its identifier system; or instantiating its protocol PlanDefinition) plus
+    those a practice-plan ``[enrollment]`` rule names (a practice whose EHR writes its own BHI
+    CarePlans). Another service's mental-health care plan is not an enrollment."""
+
+    identifier_systems: frozenset[str] = frozenset({BHI_IDENTIFIER})
+    instantiates: frozenset[str] = frozenset({BHI_PROTOCOL})
+
+
+OWN_ENROLLMENT = EnrollmentRule()  # bhi-fhir's own CarePlans only (no practice-plan rule)
+
+
+def is_enrollment(resource: Resource, rule: EnrollmentRule = OWN_ENROLLMENT) -> bool:
+    """True for an active CarePlan that ``rule`` recognises as the practice's BHI plan."""
+    if resource.get("resourceType") != "CarePlan" or resource.get("status") != "active":
+        return False
+    if any(
+        isinstance(i, Mapping) and i.get("system") in rule.identifier_systems
+        for i in resource.get("identifier") or []
+    ):
+        return True
+    return any(
+        isinstance(c, str) and c.split("|", 1)[0] in rule.instantiates
+        for c in resource.get("instantiatesCanonical") or []
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +154,7 @@ class TimelineSettings:
     consent_category: str | None = None
     crisis_within_days: int = 14  # practice choice
     count_virtual_contacts: bool = True  # §4.3 telehealth
+    enrollment: EnrollmentRule = OWN_ENROLLMENT  # design.md decision 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,21 +163,6 @@ class Timeline:
     facts: dict[str, Any]
     # Generated resources already on the server, by identifier value (for updates / ifMatch).
     existing: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def patient_of(resource: Resource) -> str | None:
-    """The ``Patient/<id>`` a resource belongs to, or None."""
-    kind = resource.get("resourceType")
-    if kind == "Patient":
-        ident = resource.get("id")
-        return f"Patient/{ident}" if isinstance(ident, str) else None
-    for key in ("subject", "patient", "for", "beneficiary"):
-        ref = resource.get(key)
-        if isinstance(ref, Mapping):
-            value = ref.get("reference")
-            if isinstance(value, str) and value.startswith("Patient/"):
-                return value
-    return None
 
 
 def rule_of_identifier(value: str) -> str:
@@ -226,6 +251,9 @@ def _score_fact(score: Score, versions: Mapping[str, str | None], today: date) -
             "positive": score.positive,
             "complete": score.complete,
             "flags": list(score.flags),
+            # A total read without its suicide item (a flowsheet or Synthea total): the risk
+            # is unknown, not absent — the rules ask the clinician (observation_scores).
+            "suicideItemUnknown": True if _SUICIDE_ITEM_UNKNOWN in score.flags else None,
             "items": dict(score.items),
             "response": ref or None,
             "source": _versioned(ref, versions.get(ref)) if ref else None,
@@ -285,17 +313,6 @@ def _own_record(patient: str, resources: Sequence[Resource]) -> Resource | None:
         if f"Patient/{record.get('id')}" == patient:
             return record
     return records[0] if len(records) == 1 else None
-
-
-def replaced_by(record: Resource) -> str | None:
-    """The surviving ``Patient/<id>`` a Patient.link of type replaced-by points to, or None."""
-    for link in record.get("link") or []:
-        if isinstance(link, Mapping) and link.get("type") == "replaced-by":
-            other = link.get("other")
-            ref = other.get("reference") if isinstance(other, Mapping) else None
-            if isinstance(ref, str) and ref.startswith("Patient/"):
-                return ref
-    return None
 
 
 def _record_facts(record: Resource | None) -> dict[str, Any]:
@@ -390,14 +407,8 @@ def _crisis_episodes(
     return episodes
 
 
-def _enrollment(resources: Sequence[Resource]) -> Resource | None:
-    plans = [
-        r
-        for r in resources
-        if r.get("resourceType") == "CarePlan"
-        and r.get("status") == "active"
-        and _has_code(r.get("category"), SNOMED, MENTAL_HEALTH_CARE_PLAN)
-    ]
+def _enrollment(resources: Sequence[Resource], rule: EnrollmentRule) -> Resource | None:
+    plans = [r for r in resources if is_enrollment(r, rule)]
     if not plans:
         return None
     # The most recent enrollment wins; ties broken by id for a stable answer.
@@ -566,7 +577,18 @@ def build_timeline(
         facts["sex"] = sex
     facts.update(_record_facts(record))
 
-    plan = _enrollment(resources)
+    plan = _enrollment(resources, settings.enrollment)
+    others = [
+        _prune({"carePlan": _ref(r), "title": r.get("title"),
+                "start": (d.isoformat() if (d := _day((r.get("period") or {}).get("start")))
+                          else None)})
+        for r in resources
+        if r.get("resourceType") == "CarePlan" and r.get("status") == "active"
+        and _has_code(r.get("category"), SNOMED, MENTAL_HEALTH_CARE_PLAN)
+        and not is_enrollment(r, settings.enrollment)
+    ]
+    if others:
+        facts["otherCarePlans"] = sorted(others, key=lambda o: o["carePlan"])
     start: date | None = None
     if plan is not None:
         start = _day((plan.get("period") or {}).get("start")) or _day(plan.get("created"))

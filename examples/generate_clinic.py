@@ -158,13 +158,18 @@ def auditc(clinic: Clinic, patient: str, q1: int, q2: int, q3: int, days_ago: in
     return _qr(clinic, patient, "72109-2", items, days_ago)
 
 
-def enroll(clinic: Clinic, patient: str, days_ago: int, manager: str) -> str:
+def enroll(clinic: Clinic, patient: str, days_ago: int, manager: str, qr: str) -> str:
+    """The BHI CarePlan bhi-fhir's enroll rule wrote earlier for ``qr`` (its identifier)."""
     ident = clinic.next_id("cp")
     clinic.add(
         {
             "resourceType": "CarePlan",
             "id": ident,
             "meta": {"versionId": "1"},
+            "identifier": [
+                {"system": BHI_IDENTIFIER,
+                 "value": f"enroll.careplan:QuestionnaireResponse/{qr}/_history/1"}
+            ],
             "text": {
                 "status": "generated",
                 "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>BHI care plan</p></div>',
@@ -276,9 +281,9 @@ def _enrolled(
 ) -> Callable[[Clinic, str, str], None]:
     def build(c: Clinic, p: str, m: str) -> None:
         start = weeks * 7 + c.rng.randint(0, 6)
-        phq9(c, p, baseline, start + 3)
+        qr = phq9(c, p, baseline, start + 3)
         consent(c, p, start + 1)
-        enroll(c, p, start, m)
+        enroll(c, p, start, m, qr)
         if latest is not None:
             phq9(c, p, latest, 5)
         if contact_days is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
+from bhi_fhir.codes import LOINC
 from bhi_fhir.fhir import (
     BadRequest,
     BearerAuth,
@@ -24,14 +25,17 @@ from bhi_fhir.fhir import (
     PreconditionFailed,
     ServerError,
 )
-from bhi_fhir.timeline import patient_of
+from bhi_fhir.fhirjson import patient_of
+from bhi_fhir.instruments import INSTRUMENTS
+from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule, is_enrollment
 
 Resource = dict[str, Any]
 
 MENTAL_HEALTH_CARE_PLAN = "http://snomed.info/sct|718347000"
 # What the caseload count reads of each active BHI CarePlan (bhi_fhir.workflow.caseload_manager:
-# status, category, the contributor naming the care manager); the rest is left on the server.
-CASELOAD_ELEMENTS = "status,category,contributor"
+# status, what makes it the practice's own (identifier, instantiatesCanonical), the contributor
+# naming the care manager); the rest is left on the server.
+CASELOAD_ELEMENTS = "status,category,contributor,identifier,instantiatesCanonical"
 
 # What the patient view reads, one search each (the patient-compartment search parameter).
 PATIENT_SEARCHES: tuple[tuple[str, str], ...] = (
@@ -43,10 +47,16 @@ PATIENT_SEARCHES: tuple[tuple[str, str], ...] = (
     ("Consent", "patient"),
     ("Procedure", "subject"),
     ("Observation", "subject"),  # screens stored as Observations (SEARCH_FILTERS)
+    ("DiagnosticReport", "subject"),  # Synthea's report around a screen's total
 )
-# Only survey Observations: screens (US Core screening assessments, Synthea totals, our own),
-# not the patient's vitals and labs. A Synthea report's total is read without its report.
-SEARCH_FILTERS: dict[str, dict[str, str]] = {"Observation": {"category": "survey"}}
+# Only screens: survey Observations (US Core screening assessments, Synthea totals, our own),
+# not the patient's vitals and labs; reports with a screening panel code. With the report the
+# screen is named as apply and sync name it (the rules' identifier keys agree).
+SEARCH_FILTERS: dict[str, dict[str, str]] = {
+    "Observation": {"category": "survey"},
+    "DiagnosticReport": {"code": ",".join(
+        f"{LOINC}|{s.panel_code}" for s in INSTRUMENTS if s.panel_code)},
+}
 
 
 REGISTRY_PAGE = 50  # patients per batch of registry searches (keeps URLs short)
@@ -60,8 +70,9 @@ class ClinicSource(Protocol):
         """The Patient first, then everything the patient view needs."""
         ...
 
-    async def enrolled_patients(self) -> list[str]:
-        """Ids of patients with an active BHI CarePlan."""
+    async def enrolled_patients(self, rule: EnrollmentRule = OWN_ENROLLMENT) -> list[str]:
+        """Ids of patients enrolled: the practice's own active BHI CarePlan (``rule``), not
+        another service's mental-health care plan."""
         ...
 
     async def active_bhi_careplans(self) -> list[Resource]:
@@ -117,7 +128,8 @@ class FhirSource:
             refs = quote(",".join(f"Patient/{i}" for i in page), safe="/,")
             urls = [f"Patient?_id={quote(','.join(page), safe=',')}&_count={len(page)}"] + [
                 f"{kind}?{param}={refs}&_count=1000"
-                + "".join(f"&{k}={v}" for k, v in SEARCH_FILTERS.get(kind, {}).items())
+                + "".join(f"&{k}={quote(v, safe=',/:')}"
+                          for k, v in SEARCH_FILTERS.get(kind, {}).items())
                 for kind, param in PATIENT_SEARCHES
             ]
             for resource in await self._search_all(urls):
@@ -174,11 +186,11 @@ class FhirSource:
             and (e.get("search") or {}).get("mode", "match") == "match"
         ]
 
-    async def enrolled_patients(self) -> list[str]:
+    async def enrolled_patients(self, rule: EnrollmentRule = OWN_ENROLLMENT) -> list[str]:
         params = {"category": MENTAL_HEALTH_CARE_PLAN, "status": "active", "_count": "200"}
         ids: list[str] = []
         async for plan in self._fhir.search("CarePlan", params):
-            ref = patient_of(plan)
+            ref = patient_of(plan) if is_enrollment(plan, rule) else None
             if ref and ref.split("/", 1)[1] not in ids:
                 ids.append(ref.split("/", 1)[1])
         return ids
@@ -281,11 +293,11 @@ class MemorySource:
             and "718347000" in codes(r)
         ]
 
-    async def enrolled_patients(self) -> list[str]:
+    async def enrolled_patients(self, rule: EnrollmentRule = OWN_ENROLLMENT) -> list[str]:
         self._count += 1
         ids: list[str] = []
         for r in self._active_bhi():
-            ref = patient_of(r)
+            ref = patient_of(r) if is_enrollment(r, rule) else None
             if ref and ref.split("/", 1)[1] not in ids:
                 ids.append(ref.split("/", 1)[1])
         return ids

@@ -329,7 +329,12 @@ async def registry_page(
     today = today_of(request)
     plan = practice_plan(request)
     try:
-        gathered = await source.patients_resources(await source.enrolled_patients())
+        from bhi_fhir.workflow.engine import enrollment_rule
+
+        enrolled = await source.enrolled_patients(
+            *([enrollment_rule(plan)] if plan is not None else [])
+        )
+        gathered = await source.patients_resources(enrolled)
     except FhirError as exc:
         raise Refusal("Could not load the registry", str(exc), 502) from None
     rows = []

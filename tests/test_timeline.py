@@ -9,7 +9,14 @@ import pytest
 
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER
 from bhi_fhir.instruments import Score, score_response
-from bhi_fhir.timeline import build_timeline, patient_of, rule_of_identifier
+from bhi_fhir.timeline import (
+    OWN_ENROLLMENT,
+    EnrollmentRule,
+    TimelineSettings,
+    build_timeline,
+    patient_of,
+    rule_of_identifier,
+)
 from tests.instruments.build import GAD7, PHQ9, audit, frequency, response
 from tests.workflow.helpers import (
     PATIENT,
@@ -31,16 +38,59 @@ def test_facts_are_plain_json() -> None:
     assert json.loads(json.dumps(tl.facts)) == tl.facts
 
 
-def test_enrollment_from_active_careplan_with_718347000() -> None:
-    # Issue 4 / bhi-domain.md §4.4: category SNOMED 718347000; period.start = enrollment date.
+def test_enrollment_from_our_active_careplan() -> None:
+    # bhi-domain.md §4.4 (CarePlan category 718347000) and §2.2 (the episode starts with the
+    # referral: period.start = enrollment date); design.md decision 10 (our own CarePlan).
     facts = timeline([], [careplan(20)]).facts
     assert facts["enrolled"] is True
     assert facts["enrollment"]["start"] == day(20)
     assert facts["weeksInTreatment"] == 2
-    assert timeline([], [careplan(20, status="completed")]).facts["enrolled"] is False
-    other = careplan(20)
-    other["category"] = other["category"][:1]  # assess-plan only: not a BHI plan
-    assert timeline([], [other]).facts["enrolled"] is False
+    assert "otherCarePlans" not in facts
+
+
+def _elsewhere(plan: dict[str, Any]) -> dict[str, Any]:
+    return {**plan, "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.999", "value": "9"}]}
+
+
+_PROTOCOL = "https://bhi-fhir.dev/fhir/PlanDefinition/bhi-protocol"
+_EHR_SYSTEM = "urn:example:riverside-ehr:bhi-careplan"
+
+
+@pytest.mark.parametrize(
+    ("plan", "rule", "enrolled"),
+    [
+        # design.md decision 10: what bhi-fhir writes (its identifier system) is enrollment
+        pytest.param(careplan(20), OWN_ENROLLMENT, True, id="ours-by-identifier"),
+        # §2.2: an ended episode (a completed plan) is no enrollment, ours or not
+        pytest.param(careplan(20, status="completed"), OWN_ENROLLMENT, False, id="ours-completed"),
+        # decision 10: another service's mental-health care plan (§4.4 718347000) is context
+        pytest.param(_elsewhere(careplan(20)), OWN_ENROLLMENT, False, id="another-service"),
+        pytest.param({**_elsewhere(careplan(3650)), "identifier": []}, OWN_ENROLLMENT, False,
+                     id="decades-old-no-identifier"),
+        # decision 10: a plan instantiating our protocol PlanDefinition is ours
+        pytest.param({**_elsewhere(careplan(20)), "instantiatesCanonical": [f"{_PROTOCOL}|0.1"]},
+                     OWN_ENROLLMENT, True, id="instantiates-our-protocol"),
+        # decision 10 practice-plan rule: the EHR's own BHI CarePlans, by identifier system
+        pytest.param({**careplan(20), "identifier": [{"system": _EHR_SYSTEM, "value": "1"}]},
+                     EnrollmentRule(identifier_systems=frozenset({_EHR_SYSTEM})), True,
+                     id="practice-rule-identifier"),
+        pytest.param({**careplan(20), "identifier": [{"system": _EHR_SYSTEM, "value": "1"}]},
+                     OWN_ENROLLMENT, False, id="practice-system-without-the-rule"),
+        pytest.param({**_elsewhere(careplan(20)), "instantiatesCanonical": ["urn:ehr:bhi"]},
+                     EnrollmentRule(instantiates=frozenset({"urn:ehr:bhi"})), True,
+                     id="practice-rule-instantiates"),
+    ],
+)
+def test_enrollment_is_our_own_careplan(
+    plan: dict[str, Any], rule: EnrollmentRule, enrolled: bool
+) -> None:
+    facts = build_timeline(PATIENT, [plan], [], TODAY, TimelineSettings(enrollment=rule)).facts
+    assert facts["enrolled"] is enrolled
+    others = facts.get("otherCarePlans", [])
+    # an active mental-health plan that is not the enrollment is shown as context
+    assert [o["carePlan"] for o in others] == (
+        [] if enrolled or plan["status"] != "active" else ["CarePlan/cp1"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,14 @@ from typing import Any
 
 from bhi_fhir.codes import BHI_IDENTIFIER, MENTAL_HEALTH_CARE_PLAN, SNOMED
 from bhi_fhir.practice_plan import CareManager, PracticePlan
-from bhi_fhir.timeline import TERMINAL_STATUSES, Timeline, TimelineSettings
+from bhi_fhir.timeline import (
+    OWN_ENROLLMENT,
+    TERMINAL_STATUSES,
+    EnrollmentRule,
+    Timeline,
+    TimelineSettings,
+    is_enrollment,
+)
 from bhi_fhir.workflow.fhirpath import ExpressionError, truthy
 from bhi_fhir.workflow.plan import Plan, PlannedWrite, Skipped, full_url_for
 from bhi_fhir.workflow.protocol import Action, Protocol, Template
@@ -53,6 +60,7 @@ __all__ = [
     "assign_care_manager",
     "caseload_manager",
     "count_caseloads",
+    "enrollment_rule",
     "timeline_settings",
 ]
 
@@ -87,26 +95,28 @@ def timeline_settings(plan: PracticePlan) -> TimelineSettings:
         consent_category=plan.consent.category,
         crisis_within_days=plan.crisis.consider_within_days,
         count_virtual_contacts=plan.telehealth.virtual_contacts,
+        enrollment=enrollment_rule(plan),
+    )
+
+
+def enrollment_rule(plan: PracticePlan) -> EnrollmentRule:
+    """bhi-fhir's own BHI CarePlans plus the practice's ``[enrollment]`` rule."""
+    own = OWN_ENROLLMENT
+    return EnrollmentRule(
+        identifier_systems=own.identifier_systems
+        | frozenset(plan.enrollment.careplan_identifier_systems),
+        instantiates=own.instantiates | frozenset(plan.enrollment.instantiates),
     )
 
 
 def caseload_manager(resource: Mapping[str, Any], plan: PracticePlan) -> str | None:
     """The care manager whose active caseload ``resource`` counts towards, or None.
 
-    A caseload is the patients with an active BHI CarePlan (category SNOMED 718347000, the
-    enrollment, issue 4) listing the care manager as a contributor; the first of the plan's
-    care managers among the contributors is the one the patient counts for.
+    A caseload is the patients enrolled (the practice's own active BHI CarePlan,
+    :func:`~bhi_fhir.timeline.is_enrollment`) listing the care manager as a contributor; the
+    first of the plan's care managers among the contributors is the one the patient counts for.
     """
-    if resource.get("resourceType") != "CarePlan" or resource.get("status") != "active":
-        return None
-    if not any(
-        isinstance(c, Mapping)
-        and c.get("system") == SNOMED
-        and c.get("code") == MENTAL_HEALTH_CARE_PLAN
-        for cat in resource.get("category") or []
-        if isinstance(cat, Mapping)
-        for c in cat.get("coding") or []
-    ):
+    if not is_enrollment(resource, enrollment_rule(plan)):
         return None
     managers = {m.reference for m in plan.team.care_managers}
     for contributor in resource.get("contributor") or []:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.paths import examples_dir
 from bhi_fhir.practice_plan import load_practice_plan
 from bhi_fhir.workflow import count_caseloads
@@ -33,6 +34,8 @@ def _careplan(ident: str, manager: str, status: str = "active") -> dict[str, Any
         "id": ident,
         "status": status,
         "intent": "plan",
+        # bhi-fhir's own enrollment (design.md decision 10): its identifier system
+        "identifier": [{"system": BHI_IDENTIFIER, "value": f"enroll.careplan:{ident}"}],
         "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "718347000"}]}],
         "subject": {"reference": f"Patient/{ident}"},
         "period": {"start": "2026-08-01"},
@@ -56,7 +59,9 @@ def _demo(tmp_path: Path, extra: list[dict[str, Any]]) -> TestClient:
 LOADED = [
     *(_careplan(f"load-{n}", GARCIA) for n in range(10)),
     _careplan("done-1", OKAFOR, status="completed"),
-    {**_careplan("other-1", OKAFOR), "category": [{"text": "diabetes"}]},
+    {**_careplan("other-1", OKAFOR), "category": [{"text": "diabetes"}], "identifier": []},
+    # another service's mental-health care plan: context, not a BHI enrollment (decision 10)
+    {**_careplan("elsewhere-1", OKAFOR), "identifier": []},
 ]
 
 

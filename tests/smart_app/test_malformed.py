@@ -24,6 +24,7 @@ PATIENT = {"resourceType": "Patient", "id": "bad", "name": [{"text": "Bea Broken
            "gender": "female", "birthDate": "1990-01-01"}
 CAREPLAN = {
     "resourceType": "CarePlan", "id": "cp-bad", "status": "active", "intent": "plan",
+    "identifier": [{"system": "https://bhi-fhir.dev/fhir/identifier", "value": "enroll:x"}],
     "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "718347000"}]}],
     "subject": {"reference": "Patient/bad"}, "period": {"start": "2026-10-01"},
 }

@@ -35,6 +35,7 @@ def _clinic(tmp_path: Path) -> Path:
     careplan = {
         "resourceType": "CarePlan",
         "id": "cp-evil",
+        "identifier": [{"system": "https://bhi-fhir.dev/fhir/identifier", "value": "enroll:x"}],
         "status": "active",
         "intent": "plan",
         "title": XSS_NAME,

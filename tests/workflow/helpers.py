@@ -11,6 +11,7 @@ from typing import Any
 from bhi_fhir.codes import (
     ASSESS_PLAN,
     BHI_ACTIVITY,
+    BHI_IDENTIFIER,
     CARE_MANAGEMENT_CONTACT,
     CAREPLAN_CATEGORY_US_CORE,
     CONSENT_SCOPE,
@@ -81,10 +82,12 @@ def score(
 
 
 def careplan(start_days_ago: int, ident: str = "cp1", status: str = "active") -> dict[str, Any]:
+    """The BHI CarePlan bhi-fhir's enroll rule wrote (its identifier: design.md decision 10)."""
     return {
         "resourceType": "CarePlan",
         "id": ident,
         "meta": {"versionId": "1"},
+        "identifier": [{"system": BHI_IDENTIFIER, "value": f"enroll.careplan:{ident}"}],
         "status": status,
         "intent": "plan",
         "category": [
