@@ -52,12 +52,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from bhi_fhir import fhirjson
 from bhi_fhir.instruments.registry import INSTRUMENTS, by_items, candidates
 from bhi_fhir.instruments.result import NOT_FINAL, TOTAL_MISMATCH, InstrumentId, Score
 from bhi_fhir.instruments.scoring import INVALID_ANSWER, score_response
 from bhi_fhir.instruments.spec import CutPoint, InstrumentSpec
 from bhi_fhir.instruments.weights import LOINC_SYSTEM, AnswerError, answer_points, parse_total
-from bhi_fhir.timeline import patient_of
 
 __all__ = [
     "INVALID_TOTAL",
@@ -489,27 +489,12 @@ def _own_ref(resource: Json) -> str | None:
 
 
 def _resolve(reference: object, urls: Mapping[str, str]) -> str | None:
-    """``Type/id`` of a Reference: a Bundle ``fullUrl`` through ``urls``; a relative,
-    absolute or versioned URL by its last two segments before ``_history``."""
-    if not isinstance(reference, Mapping):
-        return None
-    ref = reference.get("reference")
-    if not isinstance(ref, str) or not ref:
-        return None
-    if ref in urls:
-        return urls[ref]
-    parts = ref.split("/")
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    return "/".join(parts[-2:]) if len(parts) >= 2 else None
+    """``Type/id`` of a Reference (a Bundle ``fullUrl`` through ``urls``)."""
+    return fhirjson.reference(reference, urls) if isinstance(reference, Mapping) else None
 
 
 def _subject(resource: Json, urls: Mapping[str, str]) -> str | None:
-    found = patient_of(resource)
-    if found is not None:
-        return found
-    resolved = _resolve(resource.get("subject"), urls)
-    return resolved if resolved is not None and resolved.startswith("Patient/") else None
+    return fhirjson.patient_of(resource, urls)
 
 
 def _effective(resource: Json) -> str | None:

@@ -53,9 +53,9 @@ import os
 import sys
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,11 +65,12 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from bhi_fhir.cli import app
-from bhi_fhir.instruments import Score, score_response, sex_of
-from bhi_fhir.instruments.observations import response_key
+from bhi_fhir.fhirjson import patient_of, replaced_by
+from bhi_fhir.instruments import sex_of
+from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
 from bhi_fhir.sources import SourceError, expand_paths, read_resources
-from bhi_fhir.timeline import build_timeline, patient_of, replaced_by
+from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow.engine import WorkflowError, apply, caseload_manager, timeline_settings
 from bhi_fhir.workflow.plan import BundleEntries, Plan
 from bhi_fhir.workflow.protocol import Protocol, ProtocolError, load_protocol
@@ -92,6 +93,9 @@ _SHARED = frozenset(
         "Group",
     }
 )
+# Resources the protocol does not read, normal in an export (a Synthea Bundle's Provenance and
+# Medication, a bulk-export folder's parameters.json): skipped and counted, never errors.
+_SKIPPED = frozenset({"Provenance", "Medication", "Parameters"})
 
 Origin = tuple[str, int | None]
 
@@ -123,6 +127,7 @@ class ApplyReport:
     lines: dict[str, list[str]] = field(default_factory=dict)  # readable, per patient with any
     errors: list[dict[str, Any]] = field(default_factory=list)
     writes: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # resource type → count (_SKIPPED)
 
     def error(self, file: str, line: int | None, message: str) -> None:
         self.errors.append({"file": file, "line": line, "message": message})
@@ -150,7 +155,10 @@ class ApplyReport:
             self.lines[plan.patient] = lines
 
     def as_json(self) -> dict[str, Any]:
-        return {"patients": self.patients, "errors": self.errors}
+        found: dict[str, Any] = {"patients": self.patients, "errors": self.errors}
+        if self.skipped:
+            found["skipped"] = dict(sorted(self.skipped.items()))
+        return found
 
 
 class BundleWriter:
@@ -217,9 +225,13 @@ class _Buckets:
 
 
 def _origins(paths: list[Path]) -> Iterator[tuple[dict[str, Any] | SourceError, Origin]]:
-    """Resources with the file they came from (read errors also carry their line)."""
+    """Resources with the file they came from (read errors also carry their line).
+
+    A Bundle's references to its own entries (``urn:uuid:`` fullUrls, as in a Synthea
+    transaction Bundle) come out as the entries' ``Type/id`` (``local_references``).
+    """
     for path in expand_paths(paths):
-        for item in read_resources([path]):
+        for item in read_resources([path], local_references=True):
             if isinstance(item, SourceError):
                 yield item, (item.file, item.line)
             else:
@@ -261,6 +273,9 @@ def run_apply(
                 url = item.get("url")
                 if isinstance(url, str):
                     questionnaires[url.split("|")[0]] = item
+                continue
+            if kind in _SKIPPED:
+                report.skipped[kind] = report.skipped.get(kind, 0) + 1
                 continue
             patient = patient_of(item)
             if patient is None:
@@ -340,29 +355,18 @@ def _one_patient(
     patient_resource = next((r for r in records if f"Patient/{r.get('id')}" == patient),
                             records[0] if records else None)  # fmt: skip
     sex = sex_of(patient_resource)
-    scores: list[Score] = []
-    for resource, origin in items:
-        if resource["resourceType"] != "QuestionnaireResponse":
-            continue
-        # Every status is scored: the scorer and the timeline decide what a non-final or
-        # entered-in-error response counts for (a crisis answer is never lost).
-        canonical = str(resource.get("questionnaire") or "").split("|")[0]
-        try:
-            score = score_response(
-                resource,
-                questionnaire=questionnaires.get(canonical),
-                patient_sex=sex,
-                cut_points=cut_points,
-            )
-        except Exception as exc:  # one odd response must not stop the run (design.md 1)
-            report.error(origin[0], origin[1], f"cannot score {_ref(resource)}: {exc}")
-            continue
-        if score.response_ref is None:
-            # No id: the response is named by a digest of its content (the name its screening
-            # Observations derive from), so the rules it fires still have an identifier key —
-            # otherwise an empty key fails the whole patient and loses a crisis beside it.
-            score = replace(score, response_ref=response_key(resource))
-        scores.append(score)
+    origins = {id(r): origin for r, origin in items}
+
+    def unscored(resource: Mapping[str, Any], exc: Exception) -> None:
+        file, line = origins[id(resource)]
+        report.error(file, line, f"cannot score {_ref(dict(resource))}: {exc}")
+
+    # Responses, screening Observations and reports: one Score per screen (design.md 10).
+    # Every status is scored: the scorer and the timeline decide what a non-final or
+    # entered-in-error response counts for (a crisis answer is never lost); one odd response
+    # is reported and does not stop the run (design.md 1).
+    scores = screening_scores(resources, questionnaires=questionnaires, patient_sex=sex,
+                              cut_points=cut_points, on_error=unscored)
     timeline = build_timeline(patient, resources, scores, today, settings)
     try:
         result = apply(protocol, timeline, plan, caseloads=caseloads)
@@ -390,6 +394,9 @@ def _print_text(report: ApplyReport) -> None:
         f"{len(report.patients)} patients, {fired} with actions, {report.writes} writes, "
         f"{len(report.errors)} errors"
     )
+    if report.skipped:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.skipped.items()))
+        typer.echo(f"skipped (not read by the protocol): {kinds}")
     for err in report.errors:
         where = f"{err['file']}:{err['line']}" if err["line"] is not None else err["file"]
         typer.echo(f"error: {where}: {err['message']}", err=True)
