@@ -1,29 +1,52 @@
 """``bhi-fhir doctor --server URL``: can this FHIR server run the BHI workflow?
 
 Integration engineers run this first against a new EHR or sandbox. It reads the server's
-CapabilityStatement and SMART configuration (two requests, read-only) and prints what works,
+CapabilityStatement and SMART configuration, checks that the practice plan's Practitioners,
+PractitionerRoles, Organizations and referral directory exist there (one search per type) and
+counts the screening data present (``_summary=count``) — read-only — and prints what works,
 what the sync will skip and why. Exit 0 when the workflow can run, 78 (EX_CONFIG) when the
-server cannot support it, and the error's own exit code (e.g. 69 unreachable) when the
-server could not be asked at all — one line on stderr, no traceback.
+server cannot support it or lacks the plan's references, 2 for a plan that cannot be used,
+and the error's own exit code (e.g. 69 unreachable) when the server could not be asked at
+all — one line on stderr, no traceback. It authenticates like every command (``--bearer-token``
+or ``--client-id``/``--private-key``, :mod:`bhi_fhir.fhir.auth_factory`), asking read scopes only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from bhi_fhir.cli import app
-from bhi_fhir.fhir.auth import BearerAuth
+from bhi_fhir.fhir.auth_factory import (
+    BearerTokenOption,
+    ClientIdOption,
+    JwksUrlOption,
+    KidOption,
+    PrivateKeyOption,
+    ScopeOption,
+    TokenUrlOption,
+    cli_auth,
+)
 from bhi_fhir.fhir.client import FhirClient
+from bhi_fhir.fhir.doctor_data import (
+    PlanCheck,
+    ScreeningCounts,
+    check_plan_references,
+    count_screening_data,
+)
 from bhi_fhir.fhir.errors import EXIT_CONFIG, FhirError, exit_code_for
-from bhi_fhir.fhir.profile import ServerProfile
+from bhi_fhir.fhir.profile import Readiness, ServerProfile
+from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
 
 _STYLE = {"ok": "green", "warn": "yellow", "skip": "dim", "fail": "bold red"}
 
@@ -33,17 +56,50 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-async def _fetch_profile(server: str, token: str | None, timeout: float) -> ServerProfile:
+@dataclass(frozen=True)
+class Diagnosis:
+    profile: ServerProfile
+    plan: PlanCheck
+    screening: ScreeningCounts
+
+    def readiness(self) -> Readiness:
+        """The server's readiness, plus the plan's references (missing ones: cannot run) and
+        the screening data (none yet: a warning)."""
+        server = self.profile.readiness()
+        checks = (*server.checks, self.plan.check(), self.screening.check())
+        return Readiness(checks, can_run=server.can_run and self.plan.ok)
+
+    def to_dict(self) -> dict[str, Any]:
+        readiness = self.readiness()
+        return {
+            **self.profile.to_dict(),
+            "plan": self.plan.to_dict(),
+            "screening": self.screening.to_dict(),
+            "can_run": readiness.can_run,
+            "summary": readiness.summary,
+            "checks": [
+                {"name": c.name, "status": c.status, "detail": c.detail} for c in readiness.checks
+            ],
+        }
+
+
+async def _diagnose(
+    server: str, auth: httpx.Auth | None, timeout: float, plan: PracticePlan
+) -> Diagnosis:
     # A diagnosis should be quick: two retries, not five, and a short backoff ceiling.
-    auth = BearerAuth(token) if token else None
     async with FhirClient(
         server, auth=auth, timeout=timeout, max_retries=2, backoff_max=5
     ) as client:
-        return await ServerProfile.fetch(client)
+        profile = await ServerProfile.fetch(client)
+        plan_check = await check_plan_references(client, plan)
+        screening = await count_screening_data(client)
+        return Diagnosis(profile, plan_check, screening)
 
 
-def _render_table(profile: ServerProfile, console: Console) -> None:
-    readiness = profile.readiness()
+def _render_table(
+    profile: ServerProfile, console: Console, readiness: Readiness | None = None
+) -> None:
+    readiness = readiness or profile.readiness()
     table = Table(title=Text(f"FHIR server {profile.base_url}"))  # Text: no markup, no emoji
     table.add_column("check")
     table.add_column("status")
@@ -61,21 +117,42 @@ def doctor(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table for people, json for scripts")
     ] = OutputFormat.table,
-    token: Annotated[
-        str | None,
-        typer.Option("--bearer-token", envvar="BHI_FHIR_TOKEN", help="static bearer token"),
+    plan: Annotated[
+        Path | None,
+        typer.Option("--plan", help="practice plan TOML whose references must exist on the "
+                     "server (default: the example, as sync uses)"),
     ] = None,
+    token: BearerTokenOption = None,
+    client_id: ClientIdOption = None,
+    private_key: PrivateKeyOption = None,
+    jwks_url: JwksUrlOption = None,
+    scope: ScopeOption = None,
+    token_url: TokenUrlOption = None,
+    kid: KidOption = None,
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 15.0,
 ) -> None:
     """Check whether a FHIR server supports the BHI workflow, and what will be skipped."""
+    from bhi_fhir.sync.cli import checked_server  # the one --server check of every command
+
+    checked_server(server)
+    from bhi_fhir.sync.runner import default_plan_path
+
     try:
-        profile = asyncio.run(_fetch_profile(server, token, timeout))
+        practice_plan = load_practice_plan(plan or default_plan_path())
+    except PracticePlanError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None  # bad input, as sync and bill report a plan
+    auth = cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
+                    jwks_url=jwks_url, scope=scope, token_url=token_url, kid=kid, write=False)
+    try:
+        diagnosis = asyncio.run(_diagnose(server, auth, timeout, practice_plan))
     except FhirError as err:
         typer.echo(f"error: cannot check {server}: {err}", err=True)
         raise typer.Exit(exit_code_for(err)) from None
+    readiness = diagnosis.readiness()
     if output is OutputFormat.json:
-        typer.echo(json.dumps(profile.to_dict(), indent=2))
+        typer.echo(json.dumps(diagnosis.to_dict(), indent=2))
     else:
-        _render_table(profile, Console())
-    if not profile.readiness().can_run:
+        _render_table(diagnosis.profile, Console(), readiness)
+    if not readiness.can_run:
         raise typer.Exit(EXIT_CONFIG)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -30,10 +31,32 @@ def doctor_args(*args: str) -> list[str]:
     return list(args) if single else ["doctor", *args]
 
 
+PLAN_TYPES = ("Practitioner", "PractitionerRole", "Organization")
+
+
+def echo_ids(request: httpx.Request) -> httpx.Response:
+    """A server that has every resource searched by ``_id``."""
+    kind = request.url.path.rsplit("/", 1)[-1]
+    ids = request.url.params["_id"].split(",")
+    entries = [{"resource": {"resourceType": kind, "id": i}} for i in ids]
+    return httpx.Response(
+        200, json={"resourceType": "Bundle", "type": "searchset", "entry": entries}
+    )
+
+
+def count_bundle(total: int) -> httpx.Response:
+    return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset", "total": total})
+
+
 @pytest.fixture
 def server(sleeps: list[float]) -> Iterator[respx.MockRouter]:
+    """No SMART, the example plan's references all present, a few screens."""
     with respx.mock(base_url=BASE, assert_all_called=False) as router:
         router.get("/.well-known/smart-configuration").mock(return_value=httpx.Response(404))
+        for kind in PLAN_TYPES:
+            router.get(f"/{kind}").mock(side_effect=echo_ids)
+        router.get("/QuestionnaireResponse").mock(return_value=count_bundle(12))
+        router.get("/Observation").mock(return_value=count_bundle(3))
         yield router
 
 
@@ -110,3 +133,165 @@ def test_server_text_is_shown_verbatim_not_as_markup_or_emoji() -> None:
     console = Console(record=True, width=300)
     _render_table(profile, console)
     assert "[b]Evil[/b] :100:" in console.export_text()
+
+
+# --- the data the workflow depends on -----------------------------------------------------------
+
+
+def test_screening_total_codes_are_the_registrys() -> None:
+    """bhi-domain.md §1.2 PHQ-9 44261-6, §1.3 PHQ-2 55758-7, §1.4 PHQ-A 89204-2, §1.5 GAD-7
+    70274-6, §1.7 AUDIT-C 75626-2, §1.8 EPDS 99046-5."""
+    from bhi_fhir.fhir.doctor_data import SCREENING_TOTAL_CODES
+
+    assert set(SCREENING_TOTAL_CODES) == {
+        "44261-6",
+        "55758-7",
+        "89204-2",
+        "70274-6",
+        "75626-2",
+        "99046-5",
+    }
+
+
+def test_plan_references_one_search_per_type_and_screening_counts(
+    server: respx.MockRouter,
+) -> None:
+    server.get("/metadata").mock(return_value=httpx.Response(200, json=capability_statement()))
+    result = CliRunner().invoke(app, doctor_args("--server", BASE, "--format", "json"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["plan"]["missing"] == []
+    assert report["plan"]["references"] == 10  # the example plan's distinct references
+    searches = [c.request.url for c in server.calls if c.request.url.path.endswith(PLAN_TYPES)]
+    assert sorted(u.path.rsplit("/", 1)[-1] for u in searches) == sorted(PLAN_TYPES)
+    assert all(u.params["_elements"] == "id" for u in searches)
+    assert report["screening"]["questionnaire_responses"] == 12
+    assert report["screening"]["observations"]["44261-6"] == 3
+    counts = [c.request.url for c in server.calls if c.request.url.path.endswith("/Observation")]
+    assert len(counts) == 6
+    assert {u.params["category"] for u in counts} == {"survey"}
+    assert {u.params["_summary"] for u in counts} == {"count"}
+    assert "http://loinc.org|99046-5" in {u.params["code"] for u in counts}
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["practice plan references"]["status"] == "ok"
+    assert checks["screening data"]["status"] == "ok"
+    # HAPI-like: no SMART, so no backend services — still ready for unauthenticated use.
+    assert checks["SMART backend services"]["status"] == "skip"
+    assert "not available" in checks["SMART backend services"]["detail"]
+
+
+def test_missing_plan_references_are_not_ready(server: respx.MockRouter) -> None:
+    server.get("/metadata").mock(return_value=httpx.Response(200, json=capability_statement()))
+
+    def without_lifeline(request: httpx.Request) -> httpx.Response:
+        ids = [i for i in request.url.params["_id"].split(",") if i != "988-lifeline"]
+        entries = [{"resource": {"resourceType": "Organization", "id": i}} for i in ids]
+        return httpx.Response(200, json={"resourceType": "Bundle", "entry": entries})
+
+    server.get("/Organization").mock(side_effect=without_lifeline)
+    result = CliRunner().invoke(app, doctor_args("--server", BASE, "--format", "json"))
+    assert result.exit_code == errors.EXIT_CONFIG
+    report = json.loads(result.stdout)
+    assert report["can_run"] is False
+    assert report["plan"]["missing"] == [
+        {
+            "reference": "Organization/988-lifeline",
+            "plan": ["crisis.directory.988.performer"],
+        }
+    ]
+    assert "Organization/988-lifeline" in report["summary"]
+
+
+def test_a_type_the_server_cannot_search_is_not_ready(
+    server: respx.MockRouter, tmp_path: Path
+) -> None:
+    from bhi_fhir.sync.runner import default_plan_path
+
+    plan = (
+        default_plan_path()
+        .read_text()
+        .replace('performer = "Organization/riverside-csu"', 'performer = "HealthcareService/csu"')
+    )
+    assert "HealthcareService/csu" in plan
+    (tmp_path / "plan.toml").write_text(plan)
+    server.get("/metadata").mock(return_value=httpx.Response(200, json=capability_statement()))
+    server.get("/HealthcareService").mock(return_value=httpx.Response(404))
+    args = ("--server", BASE, "--format", "json", "--plan", str(tmp_path / "plan.toml"))
+    result = CliRunner().invoke(app, doctor_args(*args))
+    assert result.exit_code == errors.EXIT_CONFIG
+    report = json.loads(result.stdout)
+    assert list(report["plan"]["unverified"]) == ["HealthcareService"]
+    assert report["plan"]["missing"] == []  # the other types were all found
+
+
+def test_a_plan_that_cannot_be_used_is_one_line(server: respx.MockRouter, tmp_path: Path) -> None:
+    (tmp_path / "plan.toml").write_text('practice = "x"\n')
+    result = CliRunner().invoke(
+        app, doctor_args("--server", BASE, "--plan", str(tmp_path / "plan.toml"))
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_no_screening_data_yet_is_a_warning_not_a_failure(server: respx.MockRouter) -> None:
+    server.get("/metadata").mock(return_value=httpx.Response(200, json=capability_statement()))
+    server.get("/QuestionnaireResponse").mock(return_value=count_bundle(0))
+    server.get("/Observation").mock(return_value=count_bundle(0))
+    result = CliRunner().invoke(app, doctor_args("--server", BASE, "--format", "json"))
+    assert result.exit_code == 0, result.output
+    check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "screening data")
+    assert check["status"] == "warn"
+    assert check["detail"].startswith("none yet")
+
+
+def test_doctor_authenticates_with_backend_services_asking_read_scopes_only(
+    server: respx.MockRouter, tmp_path: Path
+) -> None:
+    from urllib.parse import parse_qs
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    token_url = "http://auth.test/token"
+    server.get("/.well-known/smart-configuration").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "token_endpoint": token_url,
+                "grant_types_supported": ["client_credentials"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            },
+        )
+    )
+    token = server.post(token_url).mock(
+        return_value=httpx.Response(200, json={"access_token": "tok", "expires_in": 300})
+    )
+    metadata = server.get("/metadata").mock(
+        return_value=httpx.Response(200, json=capability_statement())
+    )
+    args = ("--server", BASE, "--format", "json", "--client-id", "bhi-doctor")
+    result = CliRunner().invoke(app, doctor_args(*args, "--private-key", str(tmp_path / "key.pem")))
+    assert result.exit_code == 0, result.output
+    assert parse_qs(token.calls.last.request.content.decode())["scope"] == ["system/*.rs"]
+    assert metadata.calls.last.request.headers["Authorization"] == "Bearer tok"
+    check = next(
+        c for c in json.loads(result.stdout)["checks"] if c["name"] == "SMART backend services"
+    )
+    assert check["status"] == "ok"
+
+
+def test_bearer_token_and_client_id_together_is_a_usage_error(server: respx.MockRouter) -> None:
+    result = CliRunner().invoke(
+        app, doctor_args("--server", BASE, "--bearer-token", "t", "--client-id", "c")
+    )
+    assert result.exit_code == 2
+    assert "not both" in result.output
