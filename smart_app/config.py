@@ -30,7 +30,7 @@ DEFAULT_SCOPES = (
     "patient/Patient.rs patient/QuestionnaireResponse.rs patient/Questionnaire.rs "
     "patient/Observation.rs patient/CarePlan.cruds patient/Task.cruds "
     "patient/ServiceRequest.cruds patient/Encounter.cruds patient/Consent.cruds "
-    "patient/Procedure.rs patient/Provenance.cr"
+    "patient/Procedure.rs patient/DiagnosticReport.rs patient/Provenance.cr"
 )
 
 

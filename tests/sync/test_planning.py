@@ -6,6 +6,8 @@ import json
 from datetime import date
 from typing import Any
 
+import pytest
+
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.paths import examples_dir
 from bhi_fhir.practice_plan import load_practice_plan
@@ -13,6 +15,7 @@ from bhi_fhir.sync import DEFAULT_AGENT, PatientContext, plan_patient
 from bhi_fhir.sync.planning import SyncWrite, provenance_for
 from bhi_fhir.sync.runner import default_plan_path, load_protocol_files
 from bhi_fhir.workflow.plan import PlannedWrite, identifier_condition
+from tests.instruments.screen_records import derived_observations, phq9_response, synthea_screen
 
 TODAY = date(2026, 11, 26)
 
@@ -75,3 +78,36 @@ def test_provenance_key_gives_a_stable_full_url_and_tag() -> None:
     assert a.full_url == b.full_url
     assert a.resource["meta"]["tag"] == [{"system": BHI_IDENTIFIER, "code": "provenance:x"}]
     assert len(a.resource["entity"]) == 1 and "entity" not in b.resource
+
+
+# A screen however it is stored (design.md decision 10), counted once: bhi-domain.md §6
+# (Synthea 3.3 report + total, no items), §1.10 (our own Observations derivedFrom the
+# response), §1.2 (PHQ-9 15 positive at cut point 10, Kroenke 2001).
+_WHEN = "2026-11-20T10:00:00Z"
+
+
+@pytest.mark.parametrize(("stored", "source", "screening_writes"), [
+    pytest.param("response", "QuestionnaireResponse/qr-1", True, id="response-only"),
+    pytest.param("synthea", "DiagnosticReport/dr-1", False, id="synthea-only-§6"),
+    pytest.param("both", "QuestionnaireResponse/qr-1", True, id="response-and-synthea"),
+    pytest.param("own", "QuestionnaireResponse/qr-1", False, id="response-and-own-§1.10"),
+])
+def test_a_screen_stored_as_observations_is_one_screen(
+        stored: str, source: str, screening_writes: bool) -> None:
+    qr = phq9_response("p1", _WHEN)
+    responses = [qr] if stored != "synthea" else []
+    resources = {"response": [], "synthea": synthea_screen("p1", _WHEN),
+                 "both": synthea_screen("p1", _WHEN), "own": derived_observations(qr)}[stored]
+    context = PatientContext("Patient/p1", {"resourceType": "Patient", "id": "p1"}, responses,
+                             list(resources))
+    if stored == "own":  # what the server's identifier search says is on file
+        context.observation_ids = {o["identifier"][0]["value"] for o in resources}
+    plan = _plan(context)
+    assert plan.errors == []
+    (engage,) = [w for w in plan.writes if w.rule == "engage"]
+    provenance = next(p for p in plan.provenance if p.rule == "engage")
+    assert [e["what"]["reference"].split("/_history/")[0]
+            for e in provenance.resource["entity"]] == [source]
+    # A screen read from Observations already is one: no derived Observations for it.
+    assert any(w.rule == "screening" for w in plan.writes) is screening_writes
+    assert ("suicide item not recorded" in engage.reason) is (stored == "synthea")
