@@ -250,3 +250,44 @@ def test_notification_receiver_authenticates_every_run_with_one_auth(
     first, second = settings.config(None).auth, settings.config("Patient/1").auth
     assert isinstance(first, BackendServicesAuth)
     assert first is second  # the token is reused across runs until it expires
+
+
+@pytest.mark.parametrize("command", ["sync", "bill", "doctor", "subscribe"])
+def test_every_server_command_takes_the_same_auth_options(command: str) -> None:
+    from typer.main import get_command
+
+    from bhi_fhir.cli import _register, app
+
+    _register()
+    click_command = get_command(app).commands[command]  # type: ignore[attr-defined]
+    options = {opt for param in click_command.params for opt in param.opts}
+    assert {
+        "--bearer-token",
+        "--client-id",
+        "--private-key",
+        "--jwks-url",
+        "--scope",
+        "--token-url",
+        "--kid",
+    } <= options
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["sync", "--server", BASE], id="sync"),
+        pytest.param(["bill", "--month", "2020-01", "--server", BASE, "--dry-run"], id="bill"),
+        pytest.param(["subscribe", "--server", BASE, "--endpoint", "http://a.test/n"], id="sub"),
+    ],
+)
+def test_a_client_id_without_a_key_is_a_usage_error(args: list[str], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bhi_fhir.cli import _register, app
+
+    _register()
+    env = {"BHI_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
+    result = CliRunner().invoke(app, [*args, "--client-id", "bhi"], env=env)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.replace("│", " ").split())  # unwrap Rich's error box
+    assert "both a client id and a private key" in text
