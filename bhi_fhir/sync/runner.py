@@ -340,12 +340,13 @@ class _Run:
 
     def next_watermark(self) -> str | None:
         """Where the next run starts: past everything written, not past anything that failed."""
-        if not self.changed.responses or self.changed.last_updated is None:
+        changed = [*self.changed.responses, *self.changed.observations]  # screens either way
+        if not changed or self.changed.last_updated is None:
             return None
         candidate = _instant(self.changed.last_updated)
         if self.changed.server_time:
             candidate = min(candidate, _instant(self.changed.server_time) - _WATERMARK_SAFETY)
-        for qr in self.changed.responses:
+        for qr in changed:
             if qr["subject"]["reference"] in self.failed_patients:
                 updated = (qr.get("meta") or {}).get("lastUpdated")
                 if isinstance(updated, str):
@@ -447,7 +448,7 @@ async def run_sync(
         report.responses = len(changed.responses)
         for message in changed.invalid:
             report.problems.append(Problem(message.split(":", 1)[0], "read", message))
-        patients = list(dict.fromkeys(qr["subject"]["reference"] for qr in changed.responses))
+        patients = changed.patients_changed  # of changed responses and screening Observations
         due = [] if config.dry_run else store.due_patients(server)
         patients = list(dict.fromkeys([*patients, *due]))  # held patients due for a retry
         report.patients = len(patients)

@@ -11,6 +11,13 @@ Requests, for ``n`` changed responses over ``p`` patients (page size ``c``, grou
 
 ``_include`` is sent only when the CapabilityStatement lists it (``searchInclude``); context
 types the server cannot search are left out (and named in the report).
+
+Screens stored as Observations (design.md decision 10) are found too: when the server can search
+Observation, one more search ``Observation?category=survey&_lastUpdated=ge<wm>&_sort=_lastUpdated``
+(its own ⌈m/c⌉ pages) names the patients whose screening Observations changed — bhi-fhir's own
+(``BHI_IDENTIFIER``) are left out, their response is the change — and each patient's context
+holds their survey Observations and screening DiagnosticReports (the panel codes), so
+``screening_scores`` sees every screen the way ``apply`` does.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.codes import BHI_IDENTIFIER, LOINC
 from bhi_fhir.fhir import BadRequest, FhirClient, InvalidResponse, ServerError, ServerProfile
 from bhi_fhir.fhirjson import patient_of
+from bhi_fhir.instruments import INSTRUMENTS
+from bhi_fhir.instruments.screens import OBSERVATION_KINDS
 from bhi_fhir.sync.planning import PatientContext
 
 __all__ = [
@@ -42,6 +51,10 @@ CONTEXT_TYPES = (
     "QuestionnaireResponse", "Observation",
 )  # fmt: skip
 _QR_INCLUDES = ("QuestionnaireResponse:subject", "QuestionnaireResponse:questionnaire")
+# Screens stored as Observations: US Core screening assessments and Synthea totals carry the
+# category survey (bhi-domain.md §1.10, §6); a screening report carries the panel code.
+_SURVEY = ("category", "survey")
+_PANEL_CODES = ",".join(f"{LOINC}|{s.panel_code}" for s in INSTRUMENTS if s.panel_code)
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class ServerInfo:
     qr_includes: tuple[str, ...]
     context_types: tuple[str, ...]
     missing_context: tuple[str, ...]
+    screen_types: tuple[str, ...] = ()  # of Observation/DiagnosticReport, what can be searched
 
 
 async def fetch_server_info(client: FhirClient) -> ServerInfo:
@@ -67,7 +81,8 @@ async def fetch_server_info(client: FhirClient) -> ServerInfo:
     qr_includes = tuple(i for i in _QR_INCLUDES if i in includes or "*" in includes)
     context = tuple(t for t in CONTEXT_TYPES if profile.supports(t, "search-type"))
     missing = tuple(t for t in CONTEXT_TYPES if t not in context)
-    return ServerInfo(profile, qr_includes, context, missing)
+    screens = tuple(t for t in OBSERVATION_KINDS if profile.supports(t, "search-type"))
+    return ServerInfo(profile, qr_includes, context, missing, screens)
 
 
 @dataclass
@@ -76,8 +91,21 @@ class Changed:
     patients: dict[str, Resource] = field(default_factory=dict)  # "Patient/<id>" → Patient
     questionnaires: dict[str, Resource] = field(default_factory=dict)  # canonical → Q
     server_time: str | None = None  # when the server ran the search (first page meta)
-    last_updated: str | None = None  # the newest response's meta.lastUpdated
+    last_updated: str | None = None  # the newest response's (or Observation's) lastUpdated
     invalid: list[str] = field(default_factory=list)  # responses skipped (ids only)
+    # Changed screening Observations not written by bhi-fhir (their patients are re-planned).
+    observations: list[Resource] = field(default_factory=list)
+
+    @property
+    def patients_changed(self) -> list[str]:
+        """The patients of the changed responses and screening Observations, in order."""
+        return list(dict.fromkeys(
+            str(r["subject"]["reference"]) for r in (*self.responses, *self.observations)))
+
+    def newer(self, resource: Mapping[str, Any]) -> None:
+        updated = (resource.get("meta") or {}).get("lastUpdated")
+        if isinstance(updated, str) and (self.last_updated is None or updated > self.last_updated):
+            self.last_updated = updated
 
 
 async def fetch_changed(
@@ -113,16 +141,38 @@ async def fetch_changed(
                     )
                     continue
                 changed.responses.append(resource)
-                updated = (resource.get("meta") or {}).get("lastUpdated")
-                if isinstance(updated, str) and (
-                    changed.last_updated is None or updated > changed.last_updated
-                ):
-                    changed.last_updated = updated
+                changed.newer(resource)
             elif kind == "Patient" and resource.get("id"):
                 changed.patients[f"Patient/{resource['id']}"] = resource
             elif kind == "Questionnaire" and resource.get("url"):
                 changed.questionnaires[str(resource["url"])] = resource
+    if "Observation" in info.screen_types:
+        await _changed_observations(client, changed, since, where, page_size)
     return changed
+
+
+async def _changed_observations(
+    client: FhirClient, changed: Changed, since: str | None,
+    where: Sequence[tuple[str, str]], page_size: int,
+) -> None:
+    """The survey Observations changed since ``since``. Of ``where``, the parameters every
+    resource has (``_tag``, ``_security``, …: a run scoped to a tag stays scoped) and the
+    patient restriction apply; the others are QuestionnaireResponse's."""
+    params: list[tuple[str, str | int]] = [_SURVEY]
+    if since:
+        params.append(("_lastUpdated", f"ge{since}"))
+    params += [("_sort", "_lastUpdated"), ("_count", page_size)]
+    params += [(k, v) for k, v in where
+               if k.startswith("_") or k.split(":", 1)[0] in ("subject", "patient")]
+    async for page in client.search_bundle("Observation", params):
+        for resource in _matches([page]):
+            if resource.get("resourceType") != "Observation" or _own_identifiers(resource):
+                continue
+            subject = (resource.get("subject") or {}).get("reference")
+            if not isinstance(subject, str) or not subject.startswith("Patient/"):
+                continue  # not a patient's screen (a group's, a device's)
+            changed.observations.append(resource)
+            changed.newer(resource)
 
 
 def _search_url(resource_type: str, patients: Sequence[str], page_size: int) -> str:
@@ -144,6 +194,12 @@ async def fetch_contexts(
     """Each patient's context: one batch of searches for the whole group when possible."""
     contexts = {p: PatientContext(p, changed.patients.get(p)) for p in patients}
     urls = [_search_url(t, patients, page_size) for t in info.context_types]
+    refs = quote(",".join(patients), safe="/,")
+    if "Observation" in info.screen_types:  # screens stored as Observations, whole
+        urls.append(f"Observation?patient={refs}&category=survey&_count={page_size}")
+    if "DiagnosticReport" in info.screen_types:  # Synthea's report around a total
+        urls.append(f"DiagnosticReport?patient={refs}&code={quote(_PANEL_CODES, safe='/:,|')}"
+                    f"&_count={page_size}")
     missing_patients = [p for p in patients if p not in changed.patients]
     if missing_patients:
         ids = ",".join(p.split("/", 1)[1] for p in missing_patients)
@@ -165,6 +221,11 @@ async def fetch_contexts(
         ctx = contexts.get(qr["subject"]["reference"])
         if ctx is not None and not any(r.get("id") == qr.get("id") for r in ctx.responses):
             ctx.responses.append(qr)
+    for obs in changed.observations:  # likewise the changed screening Observations
+        ctx = contexts.get(obs["subject"]["reference"])
+        if ctx is not None and not any(r.get("resourceType") == "Observation"
+                                       and r.get("id") == obs.get("id") for r in ctx.resources):
+            ctx.resources.append(obs)
     return contexts
 
 
@@ -211,6 +272,15 @@ def _matches(pages: Iterable[Resource]) -> Iterable[Resource]:
                 yield resource
 
 
+def _own_identifiers(resource: Mapping[str, Any]) -> list[str]:
+    """The ``BHI_IDENTIFIER`` values of a resource bhi-fhir wrote."""
+    return [
+        str(ident["value"]) for ident in resource.get("identifier") or []
+        if isinstance(ident, Mapping) and ident.get("system") == BHI_IDENTIFIER
+        and isinstance(ident.get("value"), str)
+    ]
+
+
 def _file(resource: Resource, contexts: dict[str, PatientContext]) -> None:
     kind = resource.get("resourceType")
     if kind == "Patient":
@@ -218,14 +288,14 @@ def _file(resource: Resource, contexts: dict[str, PatientContext]) -> None:
         if ctx is not None and ctx.patient_resource is None:
             ctx.patient_resource = resource
         return
-    if kind == "Observation":  # _elements=identifier: no subject; identifiers say enough
-        for ident in resource.get("identifier") or []:
-            if ident.get("system") == BHI_IDENTIFIER and isinstance(ident.get("value"), str):
-                value = ident["value"]
-                # screening identifiers start with the response: "QuestionnaireResponse/…#…"
-                for ctx in contexts.values():
-                    ctx.observation_ids.add(value)
+    own = _own_identifiers(resource) if kind == "Observation" else []
+    if own:  # ours (_elements=identifier: no subject); identifiers say enough
+        for value in own:
+            # screening identifiers start with the response: "QuestionnaireResponse/…#…"
+            for ctx in contexts.values():
+                ctx.observation_ids.add(value)
         return
+    # Any other Observation came from the survey search: a screen, filed with its patient.
     ref = patient_of(resource)
     ctx = contexts.get(ref) if ref else None
     if ctx is None:

@@ -23,6 +23,7 @@ from bhi_fhir.sync import SyncConfig, run_sync
 from bhi_fhir.sync.planning import PatientPlan, SyncWrite
 from bhi_fhir.sync.runner import _write_chunks
 from tests.fhir.capability import capability_statement
+from tests.instruments.screen_records import derived_observations, phq9_response, synthea_screen
 
 BASE = "http://fhir.test/fhir"
 TODAY = date(2026, 11, 26)
@@ -42,6 +43,7 @@ class FakeServer:
         self.transaction_statuses: list[int] = []
         self.transactions: list[dict[str, Any]] = []
         self.queries: list[httpx.URL] = []
+        self.observations: list[dict[str, Any]] = []  # changed screening Observations
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/fhir").strip("/")
@@ -49,6 +51,12 @@ class FakeServer:
             types = ("Patient", "QuestionnaireResponse", "Task", "ServiceRequest", "CarePlan",
                      "Encounter", "Observation", "Provenance", "Consent", "Procedure")
             return httpx.Response(200, json=capability_statement(types=types))
+        if path == "Observation":  # the changed-screening-Observation search
+            self.queries.append(request.url)
+            return httpx.Response(200, json={
+                "resourceType": "Bundle", "type": "searchset",
+                "entry": [{"resource": o, "search": {"mode": "match"}}
+                          for o in self.observations]})
         if path == "QuestionnaireResponse":
             self.queries.append(request.url)
             subject = request.url.params.get("subject")
@@ -102,8 +110,8 @@ async def test_sync_writes_one_transaction_per_chunk_and_moves_the_watermark(
     server = FakeServer(3)
     report = await run_sync(_config(server, tmp_path))
     assert report.status == "ok", report.to_text()
-    # metadata + 1 search + 1 batch read + the transactions
-    assert report.requests == 3 + len(server.transactions)
+    # metadata + 2 searches (responses, screening Observations) + 1 batch read + transactions
+    assert report.requests == 4 + len(server.transactions)
     entries = [e for t in server.transactions for e in t["entry"]]
     assert all(len(t["entry"]) <= 100 for t in server.transactions)
     kinds = {e["resource"]["resourceType"] for e in entries}
@@ -120,7 +128,7 @@ async def test_a_503_transaction_is_retried_and_nothing_is_lost(tmp_path: Path) 
     server.transaction_statuses = [503, 503]
     report = await run_sync(_config(server, tmp_path))
     assert report.status == "ok" and not report.problems
-    assert report.requests == 3 + len(server.transactions) + 2
+    assert report.requests == 4 + len(server.transactions) + 2
 
 
 async def test_a_version_clash_re_reads_and_re_plans(tmp_path: Path) -> None:
@@ -190,3 +198,35 @@ async def test_conditional_creates_are_keyed_by_identifier_and_patient(tmp_path:
         resource = entry["resource"]
         patient = (resource.get("subject") or resource.get("for"))["reference"]
         assert entry["request"]["ifNoneExist"].endswith(f"&patient={patient}")
+
+
+async def test_a_changed_screening_observation_is_a_change(tmp_path: Path) -> None:
+    """A screen stored only as Observations (Synthea's total, bhi-domain.md §6; PHQ-9 15 is
+    positive, §1.2) brings its patient in; bhi-fhir's own Observations (§1.10) do not."""
+    server = FakeServer(0)
+    _, total = synthea_screen("p9", "2026-11-20T10:00:00Z")
+    total["meta"] = {"versionId": "1", "lastUpdated": "2026-11-21T08:00:00Z"}
+    own = derived_observations(phq9_response("p8", "2026-11-20T10:00:00Z"))
+    for obs in own:
+        obs["meta"] = {"versionId": "1", "lastUpdated": "2026-11-22T08:00:00Z"}
+    server.observations = [total, *own]
+    report = await run_sync(_config(server, tmp_path))
+    assert report.status == "ok", report.to_text()
+    assert report.patients == 1  # p9 only: p8's Observations are ours
+    entries = [e for t in server.transactions for e in t["entry"]]
+    rules = {e["resource"]["resourceType"] for e in entries}
+    assert "Observation" not in rules  # a screen read from Observations already is one
+    assert any("suicide item not recorded" in json.dumps(e) for e in entries)
+    query = next(q for q in server.queries if q.path.endswith("/Observation"))
+    assert query.params["category"] == "survey"
+    assert report.watermark is not None and report.watermark <= "2026-11-21T08:00:00Z"
+
+
+async def test_a_tag_scoped_run_scopes_the_observation_search_too(tmp_path: Path) -> None:
+    server = FakeServer(1)
+    where = [("_tag", "urn:case|c1"), ("questionnaire", "http://example.org/Q")]
+    report = await run_sync(_config(server, tmp_path, where=where))
+    assert report.status == "ok", report.to_text()
+    query = next(q for q in server.queries if q.path.endswith("/Observation"))
+    assert query.params["_tag"] == "urn:case|c1"  # every resource has _tag
+    assert "questionnaire" not in query.params  # a QuestionnaireResponse parameter
