@@ -103,6 +103,24 @@ async def fhir(fhir_base_url: str) -> AsyncIterator[FhirClient]:
 
 
 @pytest.fixture
+async def plan_resources(fhir: FhirClient, run_tag: RunTag) -> list[str]:
+    """The bundled practice plan's Practitioners, PractitionerRoles and Organizations, PUT
+    with their own ids (run-tagged, so the cleanup deletes them): ``doctor`` requires them."""
+    from bhi_fhir.fhir.doctor_data import plan_references
+    from bhi_fhir.practice_plan import load_practice_plan
+    from bhi_fhir.sync.runner import default_plan_path
+
+    references = list(plan_references(load_practice_plan(default_plan_path())))
+    for reference in references:
+        kind, _, ident = reference.partition("/")
+        resource: dict[str, Any] = {"resourceType": kind, "id": ident}
+        if kind == "Organization":
+            resource["name"] = ident
+        await fhir.update(run_tag.tag(resource))
+    return references
+
+
+@pytest.fixture
 def case_id() -> str:
     """A fresh identifier value so each test searches only what it created."""
     return uuid.uuid4().hex

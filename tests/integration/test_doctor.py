@@ -1,9 +1,9 @@
 """``bhi-fhir doctor`` against the real server.
 
 A fresh HAPI has none of the practice plan's Practitioners, PractitionerRoles and
-Organizations: the ``plan_resources`` fixture PUTs the bundled plan's references (their ids,
-tagged with the run tag, so the session's cleanup deletes them). HAPI has no SMART: the doctor
-says backend services are not available and is still ready for unauthenticated use.
+Organizations: the ``plan_resources`` fixture (conftest) PUTs the bundled plan's references.
+HAPI has no SMART: the doctor says backend services are not available and is still ready
+for unauthenticated use.
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register, app
-from bhi_fhir.fhir import FhirClient
-from bhi_fhir.fhir.doctor_data import SCREENING_TOTAL_CODES, plan_references
+from bhi_fhir.fhir.doctor_data import SCREENING_TOTAL_CODES
 from bhi_fhir.fhir.errors import EXIT_CONFIG
-from bhi_fhir.practice_plan import load_practice_plan
 from bhi_fhir.sync.runner import default_plan_path
-from tests.integration.conftest import RunTag
 
 pytestmark = pytest.mark.integration
 
@@ -36,19 +33,6 @@ def doctor_args(*args: str) -> list[str]:
         and app.registered_callback is None
     )
     return list(args) if single else ["doctor", *args]
-
-
-@pytest.fixture
-async def plan_resources(fhir: FhirClient, run_tag: RunTag) -> list[str]:
-    """The bundled plan's references, created with their own ids (PUT)."""
-    references = list(plan_references(load_practice_plan(default_plan_path())))
-    for reference in references:
-        kind, _, ident = reference.partition("/")
-        resource: dict[str, object] = {"resourceType": kind, "id": ident}
-        if kind == "Organization":
-            resource["name"] = ident
-        await fhir.update(run_tag.tag(resource))
-    return references
 
 
 def test_doctor_reports_a_ready_server(fhir_base_url: str, plan_resources: list[str]) -> None:

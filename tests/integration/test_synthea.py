@@ -271,7 +271,8 @@ def test_the_population_is_what_was_asked_for(population: Population) -> None:
 
 
 def test_doctor_says_the_server_can_run_the_workflow(population: Population,
-                                                       fhir_base_url: str) -> None:
+                                                       fhir_base_url: str,
+                                                       plan_resources: list[str]) -> None:
     result = CliRunner().invoke(app, ["doctor", "--server", fhir_base_url, "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["can_run"] is True
