@@ -230,3 +230,15 @@ async def test_a_tag_scoped_run_scopes_the_observation_search_too(tmp_path: Path
     query = next(q for q in server.queries if q.path.endswith("/Observation"))
     assert query.params["_tag"] == "urn:case|c1"  # every resource has _tag
     assert "questionnaire" not in query.params  # a QuestionnaireResponse parameter
+
+
+async def test_a_failed_screening_observation_holds_the_watermark(tmp_path: Path) -> None:
+    """Fail-closed as for a response: the next run's search sees the Observation again."""
+    server = FakeServer(0)
+    _, total = synthea_screen("p9", "2026-11-20T10:00:00Z")
+    total["meta"] = {"versionId": "1", "lastUpdated": "2026-11-21T08:00:00Z"}
+    server.observations = [total]
+    server.transaction_statuses = [503] * 3
+    report = await run_sync(_config(server, tmp_path, max_retries=2))
+    assert report.status == "partial" and report.errors[0].retry
+    assert report.watermark == "2026-11-21T08:00:00Z"
