@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator
@@ -43,6 +44,9 @@ from bhi_fhir.fhir.errors import (
     error_class_for_status,
     error_from_response,
 )
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 300  # seconds; the spec's maximum
@@ -268,6 +272,12 @@ class BackendServicesAuth(httpx.Auth):
         # The server may grant other scopes than asked (SMART 2.2); kept for the doctor.
         granted = body.get("scope")
         self.granted_scope = granted if isinstance(granted, str) else None
+        missing = set(self._scope.split()) - set((self.granted_scope or self._scope).split())
+        if missing:
+            logger.warning(
+                "token granted %r, not %s: some reads or writes may be refused",
+                self.granted_scope, " ".join(sorted(missing)),
+            )
         expires_in = _as_seconds(body.get("expires_in"), default=ASSERTION_LIFETIME)
         margin = min(self._margin, expires_in / 2)
         return _Token(access_token, self._clock() + expires_in - margin)

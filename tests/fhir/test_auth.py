@@ -359,3 +359,18 @@ async def test_token_response_is_read_on_a_streaming_transport(
         async with FhirClient(BASE, auth=auth) as fhir:
             assert await fhir.read("Patient", "p1") == PATIENT
         assert bearer_of(route.calls.last.request) == "t1"
+
+
+async def test_a_narrower_grant_is_logged(
+    smart_server: respx.MockRouter,
+    make_client: MakeClient,
+    rsa_key: rsa.RSAPrivateKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SMART 2.2 app-launch.md: the server may grant other scopes; the client inspects them."""
+    smart_server.post(TOKEN_URL).mock(side_effect=token_responses("t1"))  # grants system/*.rs
+    smart_server.get("/Patient/p1").mock(return_value=httpx.Response(200, json=PATIENT))
+    async with make_client(rsa_key) as fhir:
+        await fhir.read("Patient", "p1")
+    assert "not system/*.cu" in caplog.text
+    assert fhir._http.auth.granted_scope == "system/*.rs"  # type: ignore[attr-defined]
