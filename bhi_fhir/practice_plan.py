@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -398,6 +399,14 @@ class PracticePlan(_Strict):
             )
         view["crisis"]["routes"] = routes
         return view
+
+    def today(self, now: datetime | None = None) -> date:
+        """The practice's calendar day at ``now`` (default: the system clock), in the
+        practice's zone (``billing.timezone``): the one clock every command and the app ask
+        "what day is it". A day, not a timestamp: Provenance.recorded and journal instants
+        stay UTC instants. ``now`` must be time-zone aware."""
+        moment = now if now is not None else datetime.now(UTC)
+        return moment.astimezone(ZoneInfo(self.billing.timezone)).date()
 
 
 def _format_errors(exc: ValidationError) -> list[str]:

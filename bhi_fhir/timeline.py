@@ -58,7 +58,7 @@ import calendar
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from bhi_fhir.codes import (
@@ -155,6 +155,9 @@ class TimelineSettings:
     crisis_within_days: int = 14  # practice choice
     count_virtual_contacts: bool = True  # §4.3 telehealth
     enrollment: EnrollmentRule = OWN_ENROLLMENT  # design.md decision 10
+    # The practice's zone (billing.timezone): a screen's day is its day there. None: the
+    # day as written (the first ten characters).
+    zone: tzinfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,8 @@ class Timeline:
     facts: dict[str, Any]
     # Generated resources already on the server, by identifier value (for updates / ifMatch).
     existing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Screens authored after ``today`` (a wrong clock, a typo): not facts, only counted.
+    future_dated: int = 0
 
 
 def rule_of_identifier(value: str) -> str:
@@ -206,6 +211,36 @@ def _day(value: Any) -> date | None:
         return None
 
 
+def _practice_day(value: Any, zone: tzinfo | None) -> date | None:
+    """The calendar day of a FHIR date/dateTime in the practice's ``zone``. A dateTime with a
+    time carries its own offset (FHIR R4 dateTime: "If hours and minutes are specified, a time
+    zone SHALL be populated"), so 2026-11-27T07:30:00Z is the 26th in Los Angeles; a bare date
+    is that day wherever it is read; a time without a zone is taken as written."""
+    day = _day(value)
+    if day is None or zone is None or "T" not in value:
+        return day
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return day
+    return moment.astimezone(zone).date() if moment.tzinfo is not None else day
+
+
+def _is_future(value: Any, today: date, zone: tzinfo | None) -> bool:
+    """True when ``value`` is after ``today`` at its own precision (a "2026-12" is after any
+    day of November 2026; FHIR R4 dateTime allows year and year-month)."""
+    day = _practice_day(value, zone)
+    if day is not None:
+        return day > today
+    if not isinstance(value, str) or len(value) not in (4, 7):
+        return False
+    try:
+        year, month = int(value[:4]), int(value[5:7]) if len(value) == 7 else 0
+    except ValueError:
+        return False
+    return (year, month) > (today.year, today.month if month else 0)
+
+
 def _codings(concepts: Any) -> Iterable[Mapping[str, Any]]:
     if isinstance(concepts, Mapping):
         concepts = [concepts]
@@ -229,9 +264,11 @@ def _prune(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if v is not None}
 
 
-def _score_fact(score: Score, versions: Mapping[str, str | None], today: date) -> dict[str, Any]:
+def _score_fact(
+    score: Score, versions: Mapping[str, str | None], today: date, zone: tzinfo | None
+) -> dict[str, Any]:
     ref = score.response_ref or ""
-    day = _day(score.authored)
+    day = _practice_day(score.authored, zone)
     low, high = score.bounds or (None, None)
     # What a rule's reason shows: the total, or what an incomplete response's answers reach.
     text = (str(score.total) if score.total is not None
@@ -490,7 +527,7 @@ def _target(
         if score.instrument == instrument
         and score.complete
         and score.total is not None
-        and (day := _day(score.authored)) is not None
+        and (day := _practice_day(score.authored, settings.zone)) is not None
         and day >= since
     ]
     if not series:
@@ -536,11 +573,15 @@ def build_timeline(
     gender = record.get("gender") if record is not None else None
     sex = gender if isinstance(gender, str) else None
 
+    current = [s for s in scores if s.instrument is not None and s.status != ENTERED_IN_ERROR]
+    # A screen authored after today is not a screen of today (a device clock, a typo): it is
+    # no fact, only counted (Timeline.future_dated), compared by day in the practice's zone.
+    future = {id(s) for s in current if _is_future(s.authored, today, settings.zone)}
     ordered = sorted(  # an entered-in-error response is no fact at all
-        (s for s in scores if s.instrument is not None and s.status != ENTERED_IN_ERROR),
+        (s for s in current if id(s) not in future),
         key=lambda s: (s.authored or "", s.response_ref or ""),
     )
-    pairs = [(s, _score_fact(s, versions, today)) for s in ordered]
+    pairs = [(s, _score_fact(s, versions, today, settings.zone)) for s in ordered]
     latest: dict[str, dict[str, Any]] = {}
     for score, fact in pairs:
         if score.instrument is not None and score.final:  # in-progress/stopped: not a screen
@@ -636,7 +677,8 @@ def build_timeline(
     measure_days = sorted(
         d
         for s, _ in pairs
-        if s.instrument in _MEASURES and s.complete and (d := _day(s.authored)) is not None
+        if s.instrument in _MEASURES and s.complete
+        and (d := _practice_day(s.authored, settings.zone)) is not None
     )
     measurement: dict[str, Any] = {}
     if measure_days:
@@ -698,7 +740,7 @@ def build_timeline(
     facts["crisisReferrals"] = _crisis_episodes(
         crises, by_rule.get("crisis-referral", []), risks.get
     )
-    return Timeline(patient=patient, facts=facts, existing=existing)
+    return Timeline(patient=patient, facts=facts, existing=existing, future_dated=len(future))
 
 
 def _primary(

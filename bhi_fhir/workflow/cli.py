@@ -128,6 +128,7 @@ class ApplyReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     writes: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # resource type → count (_SKIPPED)
+    future_dated: int = 0  # screens authored after --today: not facts (build_timeline)
 
     def error(self, file: str, line: int | None, message: str) -> None:
         self.errors.append({"file": file, "line": line, "message": message})
@@ -158,6 +159,8 @@ class ApplyReport:
         found: dict[str, Any] = {"patients": self.patients, "errors": self.errors}
         if self.skipped:
             found["skipped"] = dict(sorted(self.skipped.items()))
+        if self.future_dated:
+            found["futureDated"] = self.future_dated
         return found
 
 
@@ -368,6 +371,7 @@ def _one_patient(
     scores = screening_scores(resources, questionnaires=questionnaires, patient_sex=sex,
                               cut_points=cut_points, on_error=unscored)
     timeline = build_timeline(patient, resources, scores, today, settings)
+    report.future_dated += timeline.future_dated
     try:
         result = apply(protocol, timeline, plan, caseloads=caseloads)
     except WorkflowError as exc:
@@ -397,6 +401,8 @@ def _print_text(report: ApplyReport) -> None:
     if report.skipped:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.skipped.items()))
         typer.echo(f"skipped (not read by the protocol): {kinds}")
+    if report.future_dated:
+        typer.echo(f"future-dated: {report.future_dated} screens after today, not read as facts")
     for err in report.errors:
         where = f"{err['file']}:{err['line']}" if err["line"] is not None else err["file"]
         typer.echo(f"error: {where}: {err['message']}", err=True)
@@ -407,7 +413,8 @@ def apply_command(
     inputs: Annotated[list[Path], typer.Argument(help="Bundle/NDJSON/JSON files or directories")],
     plan_file: Annotated[Path, typer.Option("--plan", help="practice-plan TOML")],
     today: Annotated[
-        str | None, typer.Option("--today", help="YYYY-MM-DD (default: today)")
+        str | None,
+        typer.Option("--today", help="YYYY-MM-DD (default: today in the plan's billing.timezone)"),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="write the transaction Bundle here")
@@ -418,7 +425,7 @@ def apply_command(
     if output_format not in ("text", "json"):
         raise typer.BadParameter("use 'text' or 'json'", param_hint="--format")
     try:
-        day = date.fromisoformat(today) if today else date.today()
+        fixed = date.fromisoformat(today) if today else None
     except ValueError:
         raise typer.BadParameter(f"{today!r} is not YYYY-MM-DD", param_hint="--today") from None
     try:
@@ -427,6 +434,7 @@ def apply_command(
     except (PracticePlanError, ProtocolError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    day = fixed or plan.today()  # the practice's day (billing.timezone), not the host's
     writer = BundleWriter(out) if out is not None else None
     with _progress_bar() as tick:
         try:

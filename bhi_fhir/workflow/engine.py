@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bhi_fhir.codes import BHI_IDENTIFIER, MENTAL_HEALTH_CARE_PLAN, SNOMED
 from bhi_fhir.practice_plan import CareManager, PracticePlan
@@ -96,6 +97,7 @@ def timeline_settings(plan: PracticePlan) -> TimelineSettings:
         crisis_within_days=plan.crisis.consider_within_days,
         count_virtual_contacts=plan.telehealth.virtual_contacts,
         enrollment=enrollment_rule(plan),
+        zone=ZoneInfo(plan.billing.timezone),
     )
 
 
