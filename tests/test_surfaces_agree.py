@@ -125,6 +125,8 @@ CASES = [
                     "(bhi-domain §6 no services after death; FHIR R4 Patient.deceased[x])"),
     pytest.param(Case("phq9", phq9([2, 2, 1, 1, 1, 1, 1, 1, 2]), True, True, gender=None),
                  id="no-gender-crisis-screen-still-acted-on (bhi-domain §1.2, §3)"),
+    pytest.param(Case("phq9", [], True, False, total_only=12),
+                 id="synthea-report-and-total-12-positive (bhi-domain §6 Synthea 3.3, §1.2)"),
 ]
 
 
