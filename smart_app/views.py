@@ -77,8 +77,12 @@ def notice_text(key: str | None, count: str | None) -> str | None:
 
 
 def today_of(request: Request) -> date:
+    """The practice's day (PracticePlan.today, billing.timezone), or the fixed demo/test day."""
     fixed = request.app.state.settings.today
-    return date.fromisoformat(fixed) if fixed else datetime.now(UTC).date()
+    if fixed:
+        return date.fromisoformat(fixed)
+    plan = practice_plan(request)
+    return plan.today() if plan is not None else datetime.now(UTC).date()  # no plan: UTC
 
 
 def practice_plan(request: Request) -> PracticePlan | None:
@@ -456,7 +460,7 @@ async def plan_apply(
         return RedirectResponse(f"/patient/{patient_id}/plan", status_code=303)
     if bundle["entry"]:
         user = writes.user_reference(session.context.fhir_user, session.iss)
-        recorded = datetime.now(UTC)
+        recorded = datetime.now(UTC)  # Provenance.recorded: an instant, UTC (not a day)
         provenance = []
         for write in workflow.writes:
             provenance.append(
@@ -512,10 +516,11 @@ async def log_time(
     plan = practice_plan(request)
     user = writes.user_reference(session.context.fhir_user, session.iss)
     clinician = user or (plan.team.care_managers[0].reference if plan else "Practitioner/unknown")
+    # The entry's end is an instant (UTC); only a fixed demo/test day moves it to that day.
     now = datetime.now(UTC).replace(microsecond=0)
     end = now
     fixed = today_of(request)
-    if fixed != end.date():
+    if fixed != (plan.today(now) if plan is not None else now.date()):
         end = datetime(fixed.year, fixed.month, fixed.day, 12, 0, tzinfo=UTC)
     identifier = f"time-entry:{patient_id}:{entry_id}"
     resource = time_entry(

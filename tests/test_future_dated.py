@@ -125,3 +125,17 @@ def test_apply_reports_future_dated_count(tmp_path: Path) -> None:
     text = CliRunner().invoke(app, ["apply", *args]).stdout
     assert "future-dated: 1 screens after today" in text
     assert "tomorrow" not in text.split("future-dated")[1]  # a count, no reference (no PHI)
+
+
+def test_the_app_asks_the_practice_plan_what_day_it_is() -> None:
+    from types import SimpleNamespace
+
+    from smart_app.views import today_of
+
+    practice = plan().model_copy(update={"billing": plan().billing.model_copy(
+        update={"timezone": "Pacific/Kiritimati"})})  # UTC+14: its day differs from UTC's
+    state = SimpleNamespace(settings=SimpleNamespace(today=None), practice_plan=practice)
+    request = SimpleNamespace(app=SimpleNamespace(state=state))
+    assert today_of(request) == practice.today()  # type: ignore[arg-type]
+    state.settings.today = "2026-11-26"  # a fixed demo/test day wins
+    assert today_of(request) == TODAY  # type: ignore[arg-type]
