@@ -139,3 +139,42 @@ def test_the_app_asks_the_practice_plan_what_day_it_is() -> None:
     assert today_of(request) == practice.today()  # type: ignore[arg-type]
     state.settings.today = "2026-11-26"  # a fixed demo/test day wins
     assert today_of(request) == TODAY  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "authored", "future"),
+    [
+        pytest.param("response", "2026-11-26T23:30:00-05:00", False, id="qr-ny-2330-today"),
+        pytest.param("response", "2026-11-27T00:00:00-05:00", True, id="qr-ny-midnight-after"),
+        pytest.param("observation", "2026-11-27T04:59:00Z", False, id="obs-utc-still-26th-in-ny"),
+        pytest.param("observation", "2026-11-27T05:00:00Z", True, id="obs-utc-27th-in-ny"),
+    ],
+)
+def test_sync_counts_future_dated_screens(kind: str, authored: str, future: bool) -> None:
+    # R4_DATETIME; the example plan's billing.timezone is America/New_York (EST, UTC-5).
+    from bhi_fhir.practice_plan import load_practice_plan
+    from bhi_fhir.sync import DEFAULT_AGENT, PatientContext, plan_patient
+    from bhi_fhir.sync.runner import default_plan_path, load_protocol_files
+    from tests.instruments.screen_records import phq9_response, synthea_screen
+
+    record = {"resourceType": "Patient", "id": "p1"}
+    context = (
+        PatientContext("Patient/p1", record, [phq9_response("p1", authored)])
+        if kind == "response"
+        else PatientContext("Patient/p1", record, [], synthea_screen("p1", authored))
+    )
+    result = plan_patient(context, protocol=load_protocol_files(),
+                          practice_plan=load_practice_plan(default_plan_path()), today=TODAY,
+                          recorded="2026-11-26T12:00:00Z", agent=DEFAULT_AGENT)
+    assert result.future_dated == (1 if future else 0)
+
+
+def test_sync_report_says_future_dated_without_phi() -> None:
+    from bhi_fhir.sync.report import RunReport
+
+    report = RunReport(run_id="r1", server="http://fhir", dry_run=False, since=None)
+    assert report.to_dict()["futureDatedScreens"] == 0
+    assert "future-dated" not in report.to_text()
+    report.future_dated = 2
+    assert report.to_dict()["futureDatedScreens"] == 2
+    assert "future-dated: 2 screens after today" in report.to_text()

@@ -126,7 +126,8 @@ def sync(
                      help="SQLAlchemy URL of the operational store (default: SQLite)"),
     ] = None,
     today: Annotated[
-        str | None, typer.Option("--today", help="YYYY-MM-DD (default: the local date)")
+        str | None,
+        typer.Option("--today", help="YYYY-MM-DD (default: today in the plan's billing.timezone)"),
     ] = None,
     token: BearerTokenOption = None,
     client_id: ClientIdOption = None,

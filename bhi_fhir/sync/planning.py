@@ -106,6 +106,7 @@ class PatientPlan:
     changes: list[Change] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # skipped inputs, failed rules (no PHI)
     unrecognised: int = 0  # responses to questionnaires we do not score
+    future_dated: int = 0  # screens authored after today: not facts (build_timeline)
 
 
 def _tag_query(value: str) -> str:
@@ -214,6 +215,7 @@ def plan_patient(
             context.patient, resources, screens, today,
             timeline_settings(practice_plan),
         )
+        result.future_dated = timeline.future_dated
         plan = apply(protocol, timeline, practice_plan)
     except (WorkflowError, ValueError, KeyError, TypeError) as exc:
         result.errors.append(f"workflow skipped: {exc}")

@@ -49,6 +49,7 @@ class RunReport:
     responses: int = 0  # changed QuestionnaireResponses found
     patients: int = 0
     unrecognised: int = 0  # responses to questionnaires we do not score
+    future_dated: int = 0  # screens authored after the run's today: not facts, only counted
     planned: dict[str, Counter[str]] = field(default_factory=dict)  # rule → {create, update, …}
     written: Counter[str] = field(default_factory=Counter)  # created / updated / existed
     provenance: Counter[str] = field(default_factory=Counter)
@@ -83,6 +84,7 @@ class RunReport:
             "responses": self.responses,
             "patients": self.patients,
             "unrecognisedResponses": self.unrecognised,
+            "futureDatedScreens": self.future_dated,
             "actions": {rule: dict(sorted(c.items())) for rule, c in sorted(self.planned.items())},
             "written": dict(sorted(self.written.items())),
             "provenance": dict(sorted(self.provenance.items())),
@@ -133,6 +135,8 @@ class RunReport:
             f"{self.unrecognised} unrecognised; since {self.since or 'the beginning'}"
             f" → watermark {self.watermark or '-'}"
         )
+        if self.future_dated:
+            lines.append(f"  future-dated: {self.future_dated} screens after today, not read")
         lines.append(f"  {self.duration_s:.1f}s, {self.requests} HTTP requests")
         if self.planned:
             lines.append("  actions:")

@@ -164,7 +164,8 @@ class _Run:
         self.report, self.store = report, store
         self.practice_plan, self.protocol = practice_plan, protocol
         self.progress = progress
-        self.today = config.today or date.today()
+        self.today = config.today or practice_plan.today()  # the practice's day, billing.timezone
+        # Provenance.recorded is an instant, not a day: UTC.
         self.recorded = datetime.now(UTC).isoformat(timespec="seconds")
         self.questionnaires = {**_load_questionnaires(), **changed.questionnaires}
         self.failed_patients: set[str] = set()  # transient: hold the watermark below them
@@ -274,6 +275,7 @@ class _Run:
     def _account(self, plan: PatientPlan) -> None:
         self.report.count_changes(plan.changes)
         self.report.unrecognised += plan.unrecognised
+        self.report.future_dated += plan.future_dated
         for message in plan.errors:
             self.report.problems.append(Problem(plan.patient, "plan", message))
 
