@@ -658,7 +658,7 @@ def bill(
         raise typer.BadParameter(str(exc), param_hint=hint) from None
     if care_managers:
         rules = rules.model_copy(update={"care_managers": [*rules.care_managers, *care_managers]})
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # an instant against the month's end in the practice's zone
     month_open = the_month.end(ZoneInfo(rules.timezone)) > now
     if not dry_run and server is not None and month_open:
         raise typer.BadParameter(

@@ -70,6 +70,7 @@ def _shown(url: str) -> str:
 
 
 def _now() -> datetime:
+    # Journal times are instants (UTC), not the practice's day (PracticePlan.today).
     return datetime.now(UTC)
 
 
