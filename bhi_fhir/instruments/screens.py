@@ -159,21 +159,44 @@ class ScreenMerger:
                 pending.append((score, frozenset(_derived_links(event, urls))))
         pending.sort(key=lambda p: (p[0].authored or "", p[0].response_ref or ""))
         self._pending = pending
+        self._gone: set[int] = set()
+        # Indexes, so a stream of n responses costs n look-ups, not n × screens.
+        self._by_link: dict[str, list[int]] = {}
+        self._by_key: dict[_TwinKey, dict[str | None, list[int]]] = {}
+        for index, (score, links) in enumerate(pending):
+            for link in links:
+                self._by_link.setdefault(link, []).append(index)
+            bucket = self._by_key.setdefault(_twin_key(score), {})
+            bucket.setdefault(score.subject_ref, []).append(index)
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) - len(self._gone)
 
     def absorb(self, response: Score) -> None:
-        ref = response.response_ref
-        self._pending = [p for p in self._pending if ref is None or ref not in p[1]]
-        if response.total is None:
+        if response.response_ref is not None:
+            self._gone.update(self._by_link.pop(response.response_ref, ()))
+        key = _twin_key(response)
+        if response.total is None or not key[2]:
             return
-        twins = [p for p in self._pending if _same_screen(response, p[0])]
-        if twins:
-            self._pending.remove(min(twins, key=lambda p: bool(p[1])))  # unlinked first
+        bucket = self._by_key.get(key, {})
+        # A screen or response without a patient matches any patient (``_same_screen``).
+        subjects = (bucket if response.subject_ref is None
+                    else (response.subject_ref, None))
+        twins = [i for subject in subjects for i in bucket.get(subject, ())
+                 if i not in self._gone and _same_screen(response, self._pending[i][0])]
+        if twins:  # unlinked first, then the oldest
+            self._gone.add(min(twins, key=lambda i: (bool(self._pending[i][1]), i)))
 
     def remaining(self) -> list[Score]:
-        return [score for score, _ in self._pending]
+        return [s for i, (s, _) in enumerate(self._pending) if i not in self._gone]
+
+
+_TwinKey = tuple[str | None, int | None, str]
+
+
+def _twin_key(score: Score) -> _TwinKey:
+    """What ``_same_screen`` compares besides the patient: instrument, total, calendar day."""
+    return score.instrument, score.total, (score.authored or "")[:10]
 
 
 def _list(value: object) -> Sequence[Any]:

@@ -90,7 +90,10 @@ def test_what_score_keeps_in_memory(resource: dict[str, Any], kept: bool) -> Non
 
 def test_merger_one_response_at_a_time_matches_the_batch() -> None:
     own = derived_observations(QR)
-    for resources in ([*SYNTHEA], [*own], [*SYNTHEA, *own]):
+    anonymous = [{k: v for k, v in r.items() if k != "subject"} for r in SYNTHEA]
+    other = synthea_screen("p-2", WHEN, rid="dr-2", oid="obs-2")  # another patient
+    for resources in ([*SYNTHEA], [*own], [*SYNTHEA, *own], anonymous, other,
+                      [*other, *SYNTHEA]):
         merger = ScreenMerger(resources)
         (response,) = screening_scores([QR])
         merger.absorb(response)
