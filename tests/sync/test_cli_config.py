@@ -1,7 +1,7 @@
 """Configuration mistakes on the command line: one ``error:`` line on stderr, no traceback, and
 the exit code that tells a scheduler "fix it" (78), "try later" (75) or "bad input" (2).
 
-Every command that takes ``--server`` (sync, bill, subscribe) checks it the same way;
+Every command that takes ``--server`` (sync, bill, doctor, subscribe) checks it the same way;
 ``--state-url`` (sync) likewise.
 """
 
@@ -19,6 +19,7 @@ GOOD = "http://127.0.0.1:9/fhir"  # never reached: every case stops before any r
 COMMANDS = {
     "sync": ["sync"],
     "bill": ["bill", "--month", "2020-01", "--dry-run"],
+    "doctor": ["doctor"],
     "subscribe": ["subscribe", "--endpoint", "https://app.example/fhir-notify"],
 }
 
