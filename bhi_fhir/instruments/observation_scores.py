@@ -132,8 +132,8 @@ def scores_from_observations(
     urls = references or {}
     scores = [
         score
-        for event in _events(resources, urls)
-        if (score := _score(event, urls, patient_sex, cut_points)) is not None
+        for event in screening_events(resources, urls)
+        if (score := score_event(event, urls, patient_sex, cut_points)) is not None
     ]
     scores.sort(key=lambda s: (s.authored or "", s.response_ref or ""))
     return scores
@@ -160,14 +160,14 @@ def merge_screening_scores(
     unmatched = [s for s in response_scores if s.total is not None]
     merged = list(response_scores)
     observed: list[Score] = []
-    for event in _events(resources, urls):
-        score = _score(event, urls, patient_sex, cut_points)
-        if score is None or _derived_links(event, urls) & known:
+    for event in screening_events(resources, urls):
+        score = score_event(event, urls, patient_sex, cut_points)
+        if score is None or derived_links(event, urls) & known:
             continue
         observed.append(score)
     observed.sort(key=lambda s: (s.authored or "", s.response_ref or ""))
     for score in observed:
-        twin = next((r for r in unmatched if _same_screen(r, score)), None)
+        twin = next((r for r in unmatched if same_screen(r, score)), None)
         if twin is not None:
             unmatched.remove(twin)
             continue
@@ -186,7 +186,7 @@ class _Event:
     members: list[Json] = field(default_factory=list)
 
 
-def _events(resources: Iterable[Json], urls: Mapping[str, str]) -> list[_Event]:
+def screening_events(resources: Iterable[Json], urls: Mapping[str, str]) -> list[_Event]:
     """Group Observations into screening events: reports first (their results, nested panels
     flattened), then panels not inside a report, then loose totals and items by
     (patient, effective time)."""
@@ -206,11 +206,12 @@ def _events(resources: Iterable[Json], urls: Mapping[str, str]) -> list[_Event]:
     used: set[str] = set()
     events: list[_Event] = []
     for report in reports:
-        taken: set[str] = set(used)
-        members = _members(report, "result", observations, urls, taken, 0)
+        claimed: list[str] = []
+        members = _members(report, "result", observations, urls, used, 0, claimed)
         spec = _spec_of(report, members)
-        if spec is not None:
-            used = taken
+        if spec is None:
+            used.difference_update(claimed)  # not a screen: its results stay free
+        else:
             events.append(_Event(spec, report, members))
     for key in order:
         obs = observations[key]
@@ -250,18 +251,24 @@ def _members(
     urls: Mapping[str, str],
     used: set[str],
     depth: int,
+    claimed: list[str] | None = None,
 ) -> list[Json]:
-    """The Observations ``container.<key>`` points at, nested panels flattened."""
+    """The Observations ``container.<key>`` points at, nested panels flattened; each is
+    added to ``used`` (and to ``claimed``, so a caller can give them back)."""
     found: list[Json] = []
     for reference in container.get(key) or ():
         ref = _resolve(reference, urls)
         if ref is None or ref in used or ref not in observations:
             continue
         used.add(ref)
+        if claimed is not None:
+            claimed.append(ref)
         member = observations[ref]
         if member.get("hasMember") and depth < _MAX_DEPTH:
             found.append(member)
-            found.extend(_members(member, "hasMember", observations, urls, used, depth + 1))
+            found.extend(
+                _members(member, "hasMember", observations, urls, used, depth + 1, claimed)
+            )
         else:
             found.append(member)
     return found
@@ -283,7 +290,7 @@ def _spec_of(report: Json, members: Sequence[Json]) -> InstrumentSpec | None:
 # --------------------------------------------------------------------------- scoring
 
 
-def _score(
+def score_event(
     event: _Event,
     urls: Mapping[str, str],
     sex: str | None,
@@ -440,7 +447,7 @@ def _answer(obs: Json) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- dedup
 
 
-def _derived_links(event: _Event, urls: Mapping[str, str]) -> set[str]:
+def derived_links(event: _Event, urls: Mapping[str, str]) -> set[str]:
     """The QuestionnaireResponses the event's report, panel or members are derived from."""
     parts = [event.container] if event.container is not None else []
     return {
@@ -451,7 +458,7 @@ def _derived_links(event: _Event, urls: Mapping[str, str]) -> set[str]:
     }
 
 
-def _same_screen(response: Score, observed: Score) -> bool:
+def same_screen(response: Score, observed: Score) -> bool:
     return (
         response.instrument == observed.instrument
         and response.total is not None

@@ -25,11 +25,11 @@ from typing import Any, Final
 # The event grouping and matching of observation_scores, used one response at a time by
 # ``ScreenMerger`` (the streamed ``score``); ``merge_screening_scores`` is the batch form.
 from bhi_fhir.instruments.observation_scores import (
-    _derived_links,
-    _events,
-    _same_screen,
-    _score,
+    derived_links,
     merge_screening_scores,
+    same_screen,
+    score_event,
+    screening_events,
 )
 from bhi_fhir.instruments.observations import response_key
 from bhi_fhir.instruments.registry import INSTRUMENTS
@@ -148,15 +148,15 @@ class ScreenMerger:
     ) -> None:
         urls = references or {}
         pending: list[tuple[Score, frozenset[str]]] = []
-        for event in _events(resources, urls):
+        for event in screening_events(resources, urls):
             # The patient's sex is known once the event is grouped (the AUDIT-C cut point).
-            first = _score(event, urls, None, cut_points)
+            first = score_event(event, urls, None, cut_points)
             if first is None:
                 continue
             sex = sex_of(first.subject_ref)
-            score = first if sex is None else _score(event, urls, sex, cut_points)
+            score = first if sex is None else score_event(event, urls, sex, cut_points)
             if score is not None:
-                pending.append((score, frozenset(_derived_links(event, urls))))
+                pending.append((score, frozenset(derived_links(event, urls))))
         pending.sort(key=lambda p: (p[0].authored or "", p[0].response_ref or ""))
         self._pending = pending
         self._gone: set[int] = set()
@@ -179,11 +179,11 @@ class ScreenMerger:
         if response.total is None or not key[2]:
             return
         bucket = self._by_key.get(key, {})
-        # A screen or response without a patient matches any patient (``_same_screen``).
+        # A screen or response without a patient matches any patient (``same_screen``).
         subjects = (bucket if response.subject_ref is None
                     else (response.subject_ref, None))
         twins = [i for subject in subjects for i in bucket.get(subject, ())
-                 if i not in self._gone and _same_screen(response, self._pending[i][0])]
+                 if i not in self._gone and same_screen(response, self._pending[i][0])]
         if twins:  # unlinked first, then the oldest
             self._gone.add(min(twins, key=lambda i: (bool(self._pending[i][1]), i)))
 
@@ -195,7 +195,7 @@ _TwinKey = tuple[str | None, int | None, str]
 
 
 def _twin_key(score: Score) -> _TwinKey:
-    """What ``_same_screen`` compares besides the patient: instrument, total, calendar day."""
+    """What ``same_screen`` compares besides the patient: instrument, total, calendar day."""
     return score.instrument, score.total, (score.authored or "")[:10]
 
 
