@@ -53,6 +53,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from bhi_fhir import fhirjson
+from bhi_fhir.instruments import epds, phq9, phqa
 from bhi_fhir.instruments.registry import INSTRUMENTS, by_items, candidates
 from bhi_fhir.instruments.result import NOT_FINAL, TOTAL_MISMATCH, InstrumentId, Score
 from bhi_fhir.instruments.scoring import INVALID_ANSWER, score_response
@@ -84,12 +85,12 @@ _SCORE_STATUS: Final[Mapping[str, str]] = {
     "corrected": "amended",
 }
 
-# The item that alone decides "suicide risk" for instruments that have one (phq9.ITEM_9,
-# phqa.ITEM_9, epds.ITEM_10): while it is unknown, so is the risk.
+# The item that decides "suicide risk" for instruments that have one: while it is unknown,
+# so is the risk.
 _SUICIDE_ITEM: Final[Mapping[InstrumentId, str]] = {
-    "phq9": "44260-8",
-    "phqa": "phqa-9",
-    "epds": "epds-10",
+    "phq9": phq9.ITEM_9,
+    "phqa": phqa.ITEM_9,
+    "epds": epds.ITEM_10,
 }
 
 _BY_PANEL: Final[Mapping[str, InstrumentSpec]] = {
