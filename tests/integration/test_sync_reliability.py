@@ -15,6 +15,7 @@ the proxy test uses 60 patients (≈ 80 responses) to keep the tier's time modes
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -120,14 +121,23 @@ class FaultProxy:
 
     Faults, each ``rate / 4`` of requests: 503; 429 with ``Retry-After: 1``; forward, then
     hang past the client's timeout; forward, then reset the connection.
+
+    Deterministic faults on transaction POSTs (``transaction_fault``, one of
+    ``TRANSACTION_FAULTS``; None = off), on every transaction whose body contains
+    ``transaction_match``: 401; 500; 422 with an OperationOutcome; 200 text/html (a login
+    page); forward, then drop the answer's last entry (HAPI wrote them all).
     """
 
     KINDS = ("503", "429", "hang", "reset")
+    TRANSACTION_FAULTS = ("401", "500", "422", "html", "drop-entry")
 
-    def __init__(self, upstream: str, *, rate: float, hang: float, seed: int) -> None:
+    def __init__(self, upstream: str, *, rate: float = 0.0, hang: float = 10.0,
+                 seed: int = 0) -> None:
         self.upstream = upstream.rstrip("/")
         self.rate, self.hang = rate, hang
         self.rng = random.Random(seed)
+        self.transaction_fault: str | None = None
+        self.transaction_match = ""
         self.faults: Counter[str] = Counter()
         self.requests = 0
         self.server: asyncio.Server | None = None
@@ -155,13 +165,14 @@ class FaultProxy:
         length = next((int(v) for k, v in headers if k.strip().lower() == "content-length"), 0)
         body = await reader.readexactly(length) if length else b""
         self.requests += 1
-        fault = self.rng.choice(self.KINDS) if self.rng.random() < self.rate else None
+        if self._faulty_transaction(method, body):
+            fault: str | None = self.transaction_fault
+        else:
+            fault = self.rng.choice(self.KINDS) if self.rng.random() < self.rate else None
         try:
-            if fault in ("503", "429"):
+            if fault in ("503", "429", "401", "500", "422", "html"):
                 self.faults[fault] += 1
-                extra = "Retry-After: 1\r\n" if fault == "429" else ""
-                writer.write(f"HTTP/1.1 {fault} Injected\r\n{extra}Content-Length: 0\r\n"
-                             "Connection: close\r\n\r\n".encode())
+                writer.write(_canned(fault))
                 await writer.drain()
                 return
             keep = {"content-type", "accept", "if-none-exist", "if-match", "prefer",
@@ -186,6 +197,11 @@ class FaultProxy:
                 transport.abort()
                 return
             content = upstream.content
+            if fault == "drop-entry" and upstream.is_success:  # written, but not accounted for
+                self.faults[fault] += 1
+                answer = upstream.json()
+                answer["entry"] = answer.get("entry", [])[:-1]
+                content = json.dumps(answer).encode()
             out = [f"HTTP/1.1 {upstream.status_code} {upstream.reason_phrase}"]
             for name in ("content-type", "location", "etag", "last-modified", "retry-after"):
                 if name in upstream.headers:
@@ -198,6 +214,35 @@ class FaultProxy:
         finally:
             if not writer.is_closing():
                 writer.close()
+
+    def _faulty_transaction(self, method: str, body: bytes) -> bool:
+        if self.transaction_fault is None or method != "POST" or not body:
+            return False
+        try:
+            bundle = json.loads(body)
+        except ValueError:
+            return False
+        return (isinstance(bundle, dict) and bundle.get("type") == "transaction"
+                and self.transaction_match in body.decode())
+
+
+def _canned(fault: str) -> bytes:
+    """The whole HTTP response of a fault answered by the proxy itself (nothing forwarded)."""
+    headers = ""
+    body = b""
+    if fault == "429":
+        headers = "Retry-After: 1\r\n"
+    elif fault == "html":
+        headers = "Content-Type: text/html; charset=utf-8\r\n"
+        body = b"<html><body><form action=/login>Sign in to continue</form></body></html>"
+    elif fault == "422":
+        headers = "Content-Type: application/fhir+json\r\n"
+        body = json.dumps({"resourceType": "OperationOutcome", "issue": [
+            {"severity": "error", "code": "business-rule",
+             "diagnostics": "Injected: the server refuses this patient's writes"}]}).encode()
+    status = "200" if fault == "html" else fault
+    return (f"HTTP/1.1 {status} Injected\r\n{headers}Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode() + body
 
 
 async def test_fault_injecting_proxy_loses_and_duplicates_nothing(
