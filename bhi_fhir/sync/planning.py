@@ -13,10 +13,18 @@ go into a transaction Bundle, and the per-patient diff a dry run prints.
 * Provenance (R4 Provenance has no ``identifier``): one per workflow write, one per
   response's screening set; idempotent through a ``meta.tag`` carrying a deterministic key and
   ``ifNoneExist: _tag=…`` (the same convention as billing).
+* Merged records (:func:`merge_contexts`): as ``apply`` does over files, a replaced record
+  (Patient.link replaced-by, https://hl7.org/fhir/R4/patient-definitions.html#Patient.link,
+  followed through chains; a cycle is not followed) whose surviving Patient was read is planned
+  as part of the survivor: the survivor's facts include its screens, every write (screening
+  Observations too) names the survivor as subject, and the replaced record gets no plan of its
+  own. When the survivor cannot be read the record is planned alone: as an inactive record it
+  gets crisis work only, whose reason names the link (``timeline``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +33,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
+from bhi_fhir.fhirjson import replaced_by
 from bhi_fhir.instruments import Score, screening_observations, sex_of
 from bhi_fhir.instruments import full_url as observation_full_url
 from bhi_fhir.instruments.observations import response_key
@@ -32,6 +41,7 @@ from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow import Protocol, WorkflowError, apply, timeline_settings
+from bhi_fhir.workflow.cli import _survivors as survivors_of
 from bhi_fhir.workflow.plan import PlannedWrite, identifier_condition, transaction_entry
 
 __all__ = [
@@ -41,6 +51,7 @@ __all__ = [
     "PatientContext",
     "PatientPlan",
     "SyncWrite",
+    "merge_contexts",
     "plan_patient",
     "provenance_for",
     "write_provenance_key",
@@ -63,6 +74,7 @@ class PatientContext:
     responses: list[Resource] = field(default_factory=list)  # all of the patient's QRs
     resources: list[Resource] = field(default_factory=list)  # CarePlan, Task, Consent, ...
     observation_ids: set[str] = field(default_factory=set)  # screening Observations on server
+    merged: list[str] = field(default_factory=list)  # replaced records folded in (merge_contexts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,7 @@ class PatientPlan:
     errors: list[str] = field(default_factory=list)  # skipped inputs, failed rules (no PHI)
     unrecognised: int = 0  # responses to questionnaires we do not score
     future_dated: int = 0  # screens authored after today: not facts (build_timeline)
+    merged: list[str] = field(default_factory=list)  # replaced records planned as this patient
 
 
 def _tag_query(value: str) -> str:
@@ -172,6 +185,38 @@ def provenance_for(
     )
 
 
+def merge_contexts(
+    patients: Sequence[str], contexts: Mapping[str, PatientContext]
+) -> list[PatientContext]:
+    """One context per patient to plan, in the order of ``patients``: a replaced record whose
+    surviving Patient is among ``contexts`` (its Patient was read) becomes that survivor's
+    context, holding the responses, resources and screening identifiers of every record it
+    replaces (``merged`` names them); the others are their own. See the module docstring."""
+    links = {
+        p: s for p, ctx in contexts.items()
+        if ctx.patient_resource is not None
+        and (s := replaced_by(ctx.patient_resource)) is not None and s != p
+    }
+    present = {p for p, ctx in contexts.items() if ctx.patient_resource is not None}
+    survivor_of = survivors_of(links, present)
+    units: dict[str, PatientContext] = {}
+    for patient in patients:
+        key = survivor_of.get(patient, patient)
+        if key in units or key not in contexts:
+            continue
+        own = contexts[key]
+        unit = PatientContext(key, own.patient_resource, list(own.responses),
+                              list(own.resources), set(own.observation_ids))
+        for replaced, survivor in survivor_of.items():
+            if survivor == key and (ctx := contexts.get(replaced)) is not None:
+                unit.responses += ctx.responses
+                unit.resources += ctx.resources
+                unit.observation_ids |= ctx.observation_ids
+                unit.merged.append(replaced)
+        units[key] = unit
+    return list(units.values())
+
+
 def plan_patient(
     context: PatientContext,
     *,
@@ -183,7 +228,13 @@ def plan_patient(
     questionnaires: Mapping[str, Resource] | None = None,
 ) -> PatientPlan:
     """Score, build facts, apply the protocol and add screening Observations + Provenance."""
-    result = PatientPlan(context.patient)
+    result = PatientPlan(context.patient, merged=list(context.merged))
+    for replaced in context.merged:
+        result.changes.append(
+            Change("merged", "Patient", replaced, "merged",
+                   f"replaced by {context.patient} (Patient.link replaced-by): "
+                   "its screens are planned here")
+        )
     questionnaires = questionnaires or {}
     sex = sex_of(context.patient_resource) if context.patient_resource else None
     cut_points = practice_plan.screening.cut_points
@@ -201,6 +252,9 @@ def plan_patient(
                                cut_points=cut_points, on_error=unscored)
     result.unrecognised += sum(1 for s in screens if s.instrument is None)
     screens = [s for s in screens if s.instrument is not None]
+    if context.merged:  # a replaced record's screens are the survivor's (its Observations too)
+        screens = [dataclasses.replace(s, subject_ref=context.patient)
+                   if s.subject_ref in context.merged else s for s in screens]
     # Only a response gets screening Observations written: a screen read from Observations
     # already is one.
     scored: list[tuple[Score, Resource]] = [

@@ -31,6 +31,11 @@ Fail closed — a crisis write is never lost. Every failure is classified by cau
 Provenance rides in the same transaction as its targets (atomic: a Provenance exists iff
 its write happened), conditional on its deterministic key (``_tag``), so a repeated or
 concurrent transaction finds it instead of adding another.
+
+Merged records (``planning.merge_contexts``): a replaced record is planned as its surviving
+patient; a failure of the survivor's writes counts for every record folded into it (the
+watermark holds below their responses, a hold or release names them too), and a re-plan reads
+them again.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ from bhi_fhir.fhir.errors import (
 from bhi_fhir.paths import examples_dir, profiles_dir
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
 from bhi_fhir.store import AuditRow, Store
-from bhi_fhir.sync.planning import PatientPlan, SyncWrite, plan_patient
+from bhi_fhir.sync.planning import PatientPlan, SyncWrite, merge_contexts, plan_patient
 from bhi_fhir.sync.report import PatientDiff, Problem, RunReport
 from bhi_fhir.sync.source import (
     Changed,
@@ -172,19 +177,29 @@ class _Run:
         self.pending: set[str] = set()  # held in the store when the run started
         self.succeeded: set[str] = set()  # every write done (or none needed)
         self.stop: FhirError | None = None  # authorization/configuration: end the run
+        self.merged: dict[str, list[str]] = {}  # surviving patient → replaced records planned
 
     # --- planning -----------------------------------------------------------------------------
 
     async def plan_group(self, patients: Sequence[str]) -> list[PatientPlan]:
         contexts = await fetch_contexts(self.client, self.info, patients, self.changed)
-        return [
+        plans = [
             plan_patient(
-                contexts[p], protocol=self.protocol, practice_plan=self.practice_plan,
+                ctx, protocol=self.protocol, practice_plan=self.practice_plan,
                 today=self.today, recorded=self.recorded, agent=self.config.agent,
                 questionnaires=self.questionnaires,
             )
-            for p in patients
+            for ctx in merge_contexts(patients, contexts)
         ]
+        for plan in plans:
+            if plan.merged:
+                self.merged[plan.patient] = plan.merged
+        return plans
+
+    def _with_merged(self, patients: Sequence[str]) -> list[str]:
+        """``patients`` and the replaced records planned as them."""
+        return list(dict.fromkeys(
+            r for p in patients for r in (p, *self.merged.get(p, ()))))
 
     # --- one group ----------------------------------------------------------------------------
 
@@ -200,6 +215,9 @@ class _Run:
             except FhirError as err:
                 self._fail(patients, "read", err)
                 return
+            # One plan per surviving patient: count the records folded in as done here.
+            self._tick(len(patients) - len(plans))
+            patients = [plan.patient for plan in plans]
         if self.config.dry_run:
             for plan in plans:
                 self._account(plan)
@@ -217,7 +235,7 @@ class _Run:
         if not entries:
             for plan in plans:
                 self._account(plan)
-            self.succeeded.update(patients)
+            self.succeeded.update(self._with_merged(patients))
             self._tick(len(patients))
             return
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
@@ -229,7 +247,7 @@ class _Run:
                 self._fail(patients, "write", err)
                 return
             await asyncio.sleep(0.2 * (attempt + 1))
-            for part in _split(patients):
+            for part in _split(self._with_merged(patients)):
                 await self.process(part, attempt + 1)
             return
         except FhirError as err:
@@ -244,7 +262,7 @@ class _Run:
         for plan in plans:
             self._account(plan)
         self._record(writes, response)
-        self.succeeded.update(patients)
+        self.succeeded.update(self._with_merged(patients))
         self._tick(len(patients))
 
     def _fail(self, patients: Sequence[str], stage: str, err: FhirError) -> None:
@@ -256,7 +274,7 @@ class _Run:
             self._tick(len(patients))
             return
         message = f"{type(err).__name__}: {err.message}"
-        for patient in patients:
+        for patient in self._with_merged(patients):
             self.report.problems.append(
                 Problem(patient, stage, message, cause == CAUSE_TRANSIENT, cause)
             )

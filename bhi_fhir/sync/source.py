@@ -18,6 +18,14 @@ Observation, one more search ``Observation?category=survey&_lastUpdated=ge<wm>&_
 (``BHI_IDENTIFIER``) are left out, their response is the change — and each patient's context
 holds their survey Observations and screening DiagnosticReports (the panel codes), so
 ``screening_scores`` sees every screen the way ``apply`` does.
+
+Merged records: a changed record whose Patient has a ``link`` of type replaced-by (FHIR R4
+Patient.link, https://hl7.org/fhir/R4/patient-definitions.html#Patient.link: "the patient
+resource containing this link must no longer be used") brings the Patient it points to into
+the read: its id rides in the group's batch when the Patient came with the responses
+(``_include``), else one more batch per group reads the survivors of that group (and again for
+a chain, at most ``_MERGE_HOPS`` times), never one request per patient.
+``planning.merge_contexts`` then folds the replaced record into the survivor.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_IDENTIFIER, LOINC
 from bhi_fhir.fhir import BadRequest, FhirClient, InvalidResponse, ServerError, ServerProfile
-from bhi_fhir.fhirjson import patient_of
+from bhi_fhir.fhirjson import patient_of, replaced_by
 from bhi_fhir.instruments import INSTRUMENTS
 from bhi_fhir.instruments.screens import OBSERVATION_KINDS
 from bhi_fhir.sync.planning import PatientContext
@@ -55,6 +63,8 @@ _QR_INCLUDES = ("QuestionnaireResponse:subject", "QuestionnaireResponse:question
 # category survey (bhi-domain.md §1.10, §6); a screening report carries the panel code.
 _SURVEY = ("category", "survey")
 _PANEL_CODES = ",".join(f"{LOINC}|{s.panel_code}" for s in INSTRUMENTS if s.panel_code)
+# replaced-by links followed beyond the changed records: a chain is short, a cycle stops early.
+_MERGE_HOPS = 4
 
 
 @dataclass(frozen=True)
@@ -191,7 +201,25 @@ async def fetch_contexts(
     *,
     page_size: int = 500,
 ) -> dict[str, PatientContext]:
-    """Each patient's context: one batch of searches for the whole group when possible."""
+    """Each patient's context: one batch of searches for the whole group when possible; and
+    the context of the Patient each replaced record's replaced-by link names (module doc)."""
+    known = [replaced_by(changed.patients[p]) for p in patients if p in changed.patients]
+    wanted = list(dict.fromkeys([*patients, *(s for s in known if s is not None)]))
+    contexts = await _read_contexts(client, info, wanted, changed, page_size)
+    for _ in range(_MERGE_HOPS):
+        successors = (replaced_by(c.patient_resource) for c in list(contexts.values())
+                      if c.patient_resource is not None)
+        more = list(dict.fromkeys(s for s in successors if s is not None and s not in contexts))
+        if not more:
+            break
+        contexts.update(await _read_contexts(client, info, more, changed, page_size))
+    return contexts
+
+
+async def _read_contexts(
+    client: FhirClient, info: ServerInfo, patients: Sequence[str], changed: Changed,
+    page_size: int,
+) -> dict[str, PatientContext]:
     contexts = {p: PatientContext(p, changed.patients.get(p)) for p in patients}
     urls = [_search_url(t, patients, page_size) for t in info.context_types]
     refs = quote(",".join(patients), safe="/,")
