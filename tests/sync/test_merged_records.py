@@ -23,6 +23,7 @@ from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhirjson import patient_of
 from bhi_fhir.sync import run_sync
 from bhi_fhir.sync.planning import PatientContext, merge_contexts
+from tests.fhir.capability import capability_statement
 from tests.sync.test_runner import FakeServer, _config, _no_backoff, _qr  # noqa: F401 (fixture)
 from tests.workflow.helpers import consent
 
@@ -53,8 +54,25 @@ class MergeServer(FakeServer):
         self.stored: list[dict[str, Any]] = [*patients, *responses, *others]
         self.batches: list[list[str]] = []
 
+    includes = False  # answer like HAPI: _include=QuestionnaireResponse:subject supported
+
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/fhir").strip("/")
+        if self.includes and path == "metadata":
+            types = ("Patient", "QuestionnaireResponse", "Task", "ServiceRequest", "CarePlan",
+                     "Encounter", "Observation", "Provenance", "Consent", "Procedure")
+            return httpx.Response(200, json=capability_statement(types=types, overrides={
+                "QuestionnaireResponse": {"searchInclude": ["QuestionnaireResponse:subject"]}}))
+        if self.includes and path == "QuestionnaireResponse":
+            subjects = {qr["subject"]["reference"] for qr in self.responses}
+            return httpx.Response(200, json={
+                "resourceType": "Bundle", "type": "searchset",
+                "meta": {"lastUpdated": "2026-11-26T12:00:00Z"},
+                "entry": [*({"resource": qr, "search": {"mode": "match"}}
+                            for qr in self.responses),
+                          *({"resource": r, "search": {"mode": "include"}}
+                            for r in self.stored if patient_of(r) in subjects
+                            and r["resourceType"] == "Patient")]})
         if path == "" and request.method == "POST":
             bundle = json.loads(request.content)
             if bundle["type"] == "batch":
@@ -161,6 +179,21 @@ async def test_a_screen_on_a_replaced_record_plans_the_surviving_patient(tmp_pat
     assert any("Patient%2Fold" in u or "Patient/old" in u for u in server.batches[0])
     assert any("Patient/new" in u for u in server.batches[1])
     assert report.watermark is not None
+
+
+async def test_an_included_replaced_record_brings_its_survivor_into_the_same_batch(
+    tmp_path: Path,
+) -> None:
+    """When the response search includes its subject (searchInclude), the link is known before
+    the context read: both records' context comes from the group's one batch."""
+    server = MergeServer([_patient("old", "Patient/new"), _patient("new")],
+                         [_response_on("Patient/old")], [_survivor_consent()])
+    server.includes = True
+    report = await run_sync(_config(server, tmp_path))
+    assert report.status == "ok", report.to_text()
+    assert _subjects(server) == {"Patient/new"}
+    assert len(server.batches) == 1
+    assert any("Patient/old,Patient/new" in u for u in server.batches[0])
 
 
 async def test_a_replaced_record_and_its_survivor_in_one_run_are_planned_once(
