@@ -8,7 +8,7 @@ among them the crisis ServiceRequest and Task of a PHQ-9 item-9 response, is on 
 exactly once. A refused patient is held in the store's pending table, listed by
 ``sync --failed`` and written by the next run once the server accepts it.
 
-A small clinic (8 patients, scenarios of examples/generate_clinic.py) per case keeps the
+A small clinic (7 patients, scenarios of examples/generate_clinic.py) per case keeps the
 file fast; the stored watermark starts at ``START`` so "unchanged" is checked against a value.
 """
 
@@ -30,6 +30,7 @@ from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhir.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NOPERM
 from bhi_fhir.store import PendingPatient, Store
 from bhi_fhir.sync import run_sync
+from bhi_fhir.sync.runner import default_plan_path
 from tests.integration.conftest import CASE_SYSTEM, RunTag
 from tests.integration.test_sync import (
     _delete_case,  # noqa: F401  (autouse fixture: deletes this case's resources)
@@ -41,9 +42,10 @@ from tests.integration.test_sync import (
 )
 from tests.integration.test_sync_reliability import _CLI, FaultProxy, _sync_command
 
-PATIENTS = 8
+PATIENTS = 7
 # Patient index 6 is the clinic's "phq9-item9" scenario: PHQ-9 total 8 with item 9 = 1, so
 # the sync writes a crisis-assessment ServiceRequest + Task (and the screening Observations).
+# It is the clinic's only crisis: no other patient's writes name the clinician on duty.
 CRISIS = "p00006"
 START = "2026-01-01T00:00:00Z"  # the stored watermark before the first run
 
@@ -146,11 +148,11 @@ def _instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-async def _clean_run_writes_everything_once(clinic: Clinic) -> None:
+async def _clean_run_writes_everything_once(clinic: Clinic, **kw: Any) -> None:
     """The fault is gone: a run through the same proxy (same store key) completes the work."""
     clinic.proxy.transaction_fault = None
     report = await run_sync(config(clinic.proxied, clinic.run_tag, clinic.case_id, clinic.state,
-                                   max_retries=1))
+                                   max_retries=1, **kw))
     assert report.status == "ok", report.to_text()
     assert_complete(clinic.base, clinic.case_id, clinic.expected)  # no duplicate, none missing
     for resource_type, identifier in clinic.crisis_writes:
@@ -222,7 +224,9 @@ async def test_a_500_on_the_crisis_patient_holds_the_watermark_at_its_response(
     for resource_type, identifier in clinic.crisis_writes:
         assert _by_identifier(clinic.base, resource_type, identifier) == []
     # The others were written, yet the watermark is not past the crisis patient's response:
-    # the next run's _lastUpdated search reads it again.
+    # the next run's _lastUpdated search reads it again. (Here it is also below it because it
+    # stays 30 s behind the server's clock; the crisis writes created by the clean run below
+    # show the response was read again.)
     watermark = clinic.watermark()
     assert watermark is not None
     assert all(_instant(watermark) <= _instant(t)
@@ -239,12 +243,30 @@ async def test_a_500_on_the_crisis_patient_holds_the_watermark_at_its_response(
 # --- refused: the patient is held, listed, and written once the server accepts it --------------
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        # HAPI itself: the plan's clinician on duty (owner of the crisis Task) is not on the
+        # server, so it answers 400 + OperationOutcome (HAPI-1094) to that transaction.
+        pytest.param("hapi-unknown-reference", id="hapi-400-unknown-plan-reference"),
+        pytest.param("proxy-422", id="proxy-422-operation-outcome"),
+    ],
+)
 async def test_a_refused_patient_is_held_listed_and_written_by_a_later_run(
-    clinic: Clinic,
+    clinic: Clinic, refusal: str, tmp_path: Path
 ) -> None:
-    clinic.proxy.transaction_fault = "422"
-    clinic.proxy.transaction_match = f'"{clinic.crisis}"'
-    exit_code, output = await _cli(clinic.command())
+    plan = default_plan_path()
+    on_duty = f"PractitionerRole/on-duty-{clinic.case_id[:12]}"
+    if refusal == "hapi-unknown-reference":
+        text = plan.read_text(encoding="utf-8")
+        assert text.count('"PractitionerRole/on-duty-clinician"') == 1
+        plan = tmp_path / "practice-plan.toml"
+        plan.write_text(text.replace('"PractitionerRole/on-duty-clinician"', f'"{on_duty}"'),
+                        encoding="utf-8")
+    else:
+        clinic.proxy.transaction_fault = "422"
+        clinic.proxy.transaction_match = f'"{clinic.crisis}"'
+    exit_code, output = await _cli(clinic.command("--plan", str(plan)))
     assert exit_code == EXIT_FAILURE, output
     report = _report(output)
     assert report["status"] == "partial"
@@ -265,6 +287,10 @@ async def test_a_refused_patient_is_held_listed_and_written_by_a_later_run(
     assert (row["patient"], row["cause"], row["attempts"]) == (clinic.crisis, "refused", 1)
 
     # The server accepts the patient now; the hold is due (its backoff has passed).
+    if refusal == "hapi-unknown-reference":
+        role = clinic.run_tag.tag({"resourceType": "PractitionerRole",
+                                   "id": on_duty.split("/")[1]})
+        httpx.put(f"{clinic.base}/{on_duty}", json=role, timeout=30).raise_for_status()
     store = clinic.store()
     try:
         with store._session() as session, session.begin():
@@ -272,7 +298,11 @@ async def test_a_refused_patient_is_held_listed_and_written_by_a_later_run(
                 next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)))
     finally:
         store.close()
-    await _clean_run_writes_everything_once(clinic)
+    await _clean_run_writes_everything_once(clinic, plan_path=plan)
+    if refusal == "hapi-unknown-reference":
+        (task,) = (r for t, i in clinic.crisis_writes if t == "Task"
+                   for r in _by_identifier(clinic.base, t, i))
+        assert task["owner"]["reference"] == on_duty
     exit_code, listed = await _cli([str(_CLI), "sync", "--server", clinic.proxied,
                                     "--state-url", f"sqlite:///{clinic.state}", "--failed"])
     assert exit_code == 0 and "0 patients held" in listed, listed
