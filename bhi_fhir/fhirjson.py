@@ -30,6 +30,7 @@ __all__ = [
     "patient_of",
     "reference",
     "replaced_by",
+    "survivors",
 ]
 
 Resource = Mapping[str, Any]
@@ -113,6 +114,22 @@ def replaced_by(record: Resource, urls: Mapping[str, str] | None = None) -> str 
                 and (found := _patient(link.get("other"), urls)) is not None):
             return found
     return None
+
+
+def survivors(links: Mapping[str, str], present: Iterable[str]) -> dict[str, str]:
+    """Replaced Patient → the surviving Patient, for the replaced records whose survivor is
+    ``present``; ``links`` maps each record to what its replaced-by link names. Chains are
+    followed; a cycle is not (its records keep their own work)."""
+    here = set(present)
+    found: dict[str, str] = {}
+    for start, target in links.items():
+        seen = {start}
+        while target in links and target not in seen:  # a chain; a cycle stops
+            seen.add(target)
+            target = links[target]
+        if target in here and target not in seen:
+            found[start] = target
+    return found
 
 
 def localize(resource: dict[str, Any], urls: Mapping[str, str]) -> dict[str, Any]:

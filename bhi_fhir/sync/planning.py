@@ -33,7 +33,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
-from bhi_fhir.fhirjson import replaced_by
+from bhi_fhir.fhirjson import replaced_by, survivors
 from bhi_fhir.instruments import Score, screening_observations, sex_of
 from bhi_fhir.instruments import full_url as observation_full_url
 from bhi_fhir.instruments.observations import response_key
@@ -41,7 +41,6 @@ from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow import Protocol, WorkflowError, apply, timeline_settings
-from bhi_fhir.workflow.cli import _survivors as survivors_of
 from bhi_fhir.workflow.plan import PlannedWrite, identifier_condition, transaction_entry
 
 __all__ = [
@@ -198,7 +197,7 @@ def merge_contexts(
         and (s := replaced_by(ctx.patient_resource)) is not None and s != p
     }
     present = {p for p, ctx in contexts.items() if ctx.patient_resource is not None}
-    survivor_of = survivors_of(links, present)
+    survivor_of = survivors(links, present)
     units: dict[str, PatientContext] = {}
     for patient in patients:
         key = survivor_of.get(patient, patient)

@@ -65,7 +65,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from bhi_fhir.cli import app
-from bhi_fhir.fhirjson import patient_of, replaced_by
+from bhi_fhir.fhirjson import patient_of, replaced_by, survivors
 from bhi_fhir.instruments import sex_of
 from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
@@ -293,7 +293,7 @@ def run_apply(
                 if (successor := replaced_by(item)) is not None and successor != patient:
                     links[patient] = successor
             buckets.add(patient, item, origin)
-        survivor_of = _survivors(links, present)
+        survivor_of = survivors(links, present)
         merged: dict[str, list[tuple[dict[str, Any], Origin]]] = {}
 
         def done(patient: str, items: list[tuple[dict[str, Any], Origin]]) -> None:
@@ -310,13 +310,13 @@ def run_apply(
             if progress is not None:
                 progress()
 
-        survivors = set(survivor_of.values())
+        surviving = set(survivor_of.values())
         for bucket in buckets:
             by_patient: dict[str, list[tuple[dict[str, Any], Origin]]] = {}
             for resource, origin in bucket:
                 by_patient.setdefault(patient_of(resource) or "", []).append((resource, origin))
             for patient in sorted(by_patient):
-                if patient in survivor_of or patient in survivors:
+                if patient in survivor_of or patient in surviving:
                     merged.setdefault(survivor_of.get(patient, patient), []).extend(
                         by_patient[patient]
                     )
@@ -325,20 +325,6 @@ def run_apply(
         for patient in sorted(merged):
             done(patient, merged[patient])
     return report
-
-
-def _survivors(links: dict[str, str], present: set[str]) -> dict[str, str]:
-    """Replaced Patient → the surviving Patient, following replaced-by chains, for the
-    replaced records whose survivor is in the input (see the module docstring)."""
-    found: dict[str, str] = {}
-    for start, target in links.items():
-        seen = {start}
-        while target in links and target not in seen:  # a chain; a cycle stops
-            seen.add(target)
-            target = links[target]
-        if target in present and target not in seen:
-            found[start] = target
-    return found
 
 
 def _one_patient(
