@@ -5,7 +5,8 @@ ages 12-80, 10 years of history; ``.ci/run`` generates it, cached in tools/synth
 screens as EHRs hold them: a DiagnosticReport and one total Observation per PHQ-2, PHQ-9, PHQ-A,
 GAD-7 and AUDIT-C (bhi-domain.md §6). "Today" is a week after the newest positive depression or
 anxiety screen of a living patient, and the population is taken as the clinic knew it that day
-(``tools/synthea/as_of.py``), so the look-back window holds some positives and not others.
+(``tools/synthea/as_of.py``), so the look-back window holds some positives and not others;
+every id gets a per-run prefix, so runs sharing a server never touch each other's resources.
 
 The session fixture loads it into the server under test (transactions, every resource tagged
 with the run tag and a case tag, deleted by the case tag afterwards), then each test checks one
@@ -18,6 +19,7 @@ that they ran).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import json
 import os
@@ -44,7 +46,7 @@ from bhi_fhir.timeline import LABELS, patient_of
 from smart_app.data import FhirSource
 from smart_app.views_model import patient_view, record_status
 from tests.integration.conftest import CASE_SYSTEM, TAG_SYSTEM, RunTag
-from tests.sync.clinic import delete_tagged
+from tests.sync.clinic import delete_tagged, seed, team
 
 _register()
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,6 +137,28 @@ class Population:
     scores: dict[str, list[Score]]
 
 
+def _own_ids(folder: Path, prefix: str) -> None:
+    """Give every resource of ``folder`` an id of this run's own (``prefix`` + Synthea's id),
+    references along, so two runs on one server never write the same resources; a conditional
+    reference (``Practitioner?identifier=…``) becomes a plain one to a stub of this run."""
+
+    def own(match: re.Match[str]) -> str:
+        target = match[1]
+        if "?" in target:
+            kind = target.split("?", 1)[0]
+            target = f"{kind}/{hashlib.sha256(target.encode()).hexdigest()[:16]}"
+        kind, _, rid = target.partition("/")
+        return f'"reference": "{kind}/{prefix}{rid}"'
+
+    for path in sorted(folder.glob("*.ndjson")):
+        lines = path.read_text().splitlines()
+        with path.open("w") as out:
+            for line in lines:
+                resource = json.loads(re.sub(r'"reference": "([^"#]+)"', own, line))
+                resource["id"] = f"{prefix}{resource['id']}"
+                out.write(json.dumps(resource) + "\n")
+
+
 def _stub(reference: str, tags: list[dict[str, str]]) -> tuple[str, Resource]:
     """A placeholder for a resource Synthea's records point at but slim.py dropped."""
     kind, _, rest = reference.partition("?") if "?" in reference else reference.partition("/")
@@ -188,14 +212,23 @@ def population(
     today = _today(slim)
     folder = tmp_path_factory.mktemp("synthea-as-of")
     _load("as_of").write_as_of(slim, folder, today)
-    resources = _read(folder)
     case = f"synthea-{uuid.uuid4().hex}"
+    _own_ids(folder, f"s{case[8:16]}-")
+    resources = _read(folder)
     tags = [{"system": TAG_SYSTEM, "code": run_tag.code}, {"system": CASE_SYSTEM, "code": case}]
     kinds = ("Patient", *STUB_TYPES, *UPLOAD_ORDER[1:], "Task", "ServiceRequest", "Provenance")
     for kind in kinds:  # the run tag's own clean-up, should ours stop half-way
         if kind not in run_tag.types_used:
             run_tag.types_used.append(kind)
+    # The practice plan's team and referral directory, as the EHR holds them (doctor checks
+    # them; Task.owner and the referrals point at them).
+    staff = team()
+    for resource in staff:
+        resource["meta"] = {"tag": tags}
+    if "PractitionerRole" not in run_tag.types_used:
+        run_tag.types_used.append("PractitionerRole")
     try:
+        seed(fhir_base_url, staff)
         uploaded = _upload(fhir_base_url, resources, tags)
         yield Population(
             folder, today, resources, uploaded, case,
@@ -204,6 +237,7 @@ def population(
         )
     finally:
         delete_tagged(fhir_base_url, f"{CASE_SYSTEM}|{case}", reversed(kinds))
+        delete_tagged(fhir_base_url, f"{CASE_SYSTEM}|{case}", ("PractitionerRole",))
 
 
 def _deceased(patient: Resource, today: date) -> bool:
