@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -477,3 +478,44 @@ def _parse_whole(
             yield SourceError(name, None, f"longer than {MAX_RECORD_BYTES} bytes")
             return
     yield from _parse(text.buf, name, None, accept)
+
+
+# Where a resource was read: (file, line) — line None for a whole-file JSON resource.
+Origin = tuple[str, int | None]
+
+
+class PatientBuckets:
+    """Resources partitioned by patient into ``count`` buckets, in memory or spilled to NDJSON
+    files in ``spill_dir``, so a command holds one bucket's patients at a time (``apply``,
+    ``bill``)."""
+
+    def __init__(self, count: int, spill_dir: Path | None) -> None:
+        self.count = count
+        self.memory: list[list[tuple[dict[str, Any], Origin]]] = [[] for _ in range(count)]
+        self.files = (
+            [(spill_dir / f"bucket-{i}.ndjson").open("w", encoding="utf-8") for i in range(count)]
+            if spill_dir
+            else None
+        )
+
+    def add(self, patient: str, resource: dict[str, Any], origin: Origin) -> None:
+        index = zlib.crc32(patient.encode()) % self.count
+        if self.files is None:
+            self.memory[index].append((resource, origin))
+        else:
+            record = {"r": resource, "f": origin[0], "l": origin[1]}
+            self.files[index].write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def __iter__(self) -> Iterator[list[tuple[dict[str, Any], Origin]]]:
+        if self.files is None:
+            for index in range(self.count):
+                yield self.memory[index]
+                self.memory[index] = []
+            return
+        for handle in self.files:
+            handle.close()
+        for handle in self.files:
+            with Path(handle.name).open(encoding="utf-8") as reader:
+                yield [
+                    (rec["r"], (rec["f"], rec["l"])) for rec in (json.loads(x) for x in reader)
+                ]

@@ -100,9 +100,8 @@ from bhi_fhir.fhir.auth_factory import (
 from bhi_fhir.fhir.client import FhirClient
 from bhi_fhir.fhir.errors import Conflict, FhirError, PreconditionFailed, exit_code_for
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
-from bhi_fhir.sources import SourceError, expand_paths, read_resources
+from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_resources
 from bhi_fhir.sync.cli import checked_server
-from bhi_fhir.workflow.cli import _Buckets  # apply's partition by patient
 
 Resource = dict[str, Any]
 
@@ -208,7 +207,7 @@ def close_files(
     count = max(1, -(-total // _BUCKET_BYTES))
     closed: list[tuple[str, list[PatientMonth], list[Rejected]]] = []
     with tempfile.TemporaryDirectory(prefix="bhi-fhir-bill-") as tmp:
-        buckets = _Buckets(count, Path(tmp) if count > 1 else None)
+        buckets = PatientBuckets(count, Path(tmp) if count > 1 else None)
         # Every line is decoded (not read_resources' ``only``, which skips lines that cannot
         # hold a wanted type unread): a broken line is reported whatever it was meant to be.
         for item in read_resources(paths, local_references=True):

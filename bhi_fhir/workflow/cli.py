@@ -52,7 +52,6 @@ import json
 import os
 import sys
 import tempfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,7 +68,7 @@ from bhi_fhir.fhirjson import patient_of, replaced_by, survivors
 from bhi_fhir.instruments import sex_of
 from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
-from bhi_fhir.sources import SourceError, expand_paths, read_resources
+from bhi_fhir.sources import Origin, PatientBuckets, SourceError, expand_paths, read_resources
 from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow.engine import WorkflowError, apply, caseload_manager, timeline_settings
 from bhi_fhir.workflow.plan import BundleEntries, Plan
@@ -97,7 +96,6 @@ _SHARED = frozenset(
 # Medication, a bulk-export folder's parameters.json): skipped and counted, never errors.
 _SKIPPED = frozenset({"Provenance", "Medication", "Parameters"})
 
-Origin = tuple[str, int | None]
 
 
 def find_profiles() -> Path:
@@ -192,41 +190,6 @@ class BundleWriter:
             self._tmp.unlink(missing_ok=True)
 
 
-class _Buckets:
-    """Resources partitioned by patient: in memory, or spilled to NDJSON files."""
-
-    def __init__(self, count: int, spill_dir: Path | None) -> None:
-        self.count = count
-        self.memory: list[list[tuple[dict[str, Any], Origin]]] = [[] for _ in range(count)]
-        self.files = (
-            [(spill_dir / f"bucket-{i}.ndjson").open("w", encoding="utf-8") for i in range(count)]
-            if spill_dir
-            else None
-        )
-
-    def add(self, patient: str, resource: dict[str, Any], origin: Origin) -> None:
-        index = zlib.crc32(patient.encode()) % self.count
-        if self.files is None:
-            self.memory[index].append((resource, origin))
-        else:
-            record = {"r": resource, "f": origin[0], "l": origin[1]}
-            self.files[index].write(json.dumps(record, separators=(",", ":")) + "\n")
-
-    def __iter__(self) -> Iterator[list[tuple[dict[str, Any], Origin]]]:
-        if self.files is None:
-            for index in range(self.count):
-                yield self.memory[index]
-                self.memory[index] = []
-            return
-        for handle in self.files:
-            handle.close()
-        for handle in self.files:
-            with Path(handle.name).open(encoding="utf-8") as reader:
-                yield [
-                    (rec["r"], (rec["f"], rec["l"])) for rec in (json.loads(x) for x in reader)
-                ]
-
-
 def _origins(paths: list[Path]) -> Iterator[tuple[dict[str, Any] | SourceError, Origin]]:
     """Resources with the file they came from (read errors also carry their line).
 
@@ -266,7 +229,7 @@ def run_apply(
     links: dict[str, str] = {}  # replaced Patient → the Patient its link points to
     present: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="bhi-fhir-apply-") as tmp:
-        buckets = _Buckets(count, Path(tmp) if count > 1 else None)
+        buckets = PatientBuckets(count, Path(tmp) if count > 1 else None)
         for item, origin in _origins(inputs):
             if isinstance(item, SourceError):
                 report.error(item.file, item.line, item.message)

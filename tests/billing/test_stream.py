@@ -43,13 +43,13 @@ def test_spilled_buckets_give_the_same_report_as_one_in_memory(
 
 def test_only_billing_types_and_a_slim_patient_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     kept: list[dict[str, Any]] = []
-    add = bill_cli._Buckets.add
+    add = bill_cli.PatientBuckets.add
 
     def spy(self: Any, patient: str, resource: dict[str, Any], origin: Any) -> None:
         kept.append(resource)
         add(self, patient, resource, origin)
 
-    monkeypatch.setattr(bill_cli._Buckets, "add", spy)
+    monkeypatch.setattr(bill_cli.PatientBuckets, "add", spy)
     _close(monkeypatch, 4096)
     kinds = {r["resourceType"] for r in kept}
     assert kinds <= {"Patient", "Encounter", "Consent", "CarePlan", "CareTeam", "Condition",
