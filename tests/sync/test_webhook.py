@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from bhi_fhir.sync import webhook
 from bhi_fhir.sync.subscription import SECRET_HEADER, ensure_subscription, subscription_resource
+from tests.sync.notify import notify_client, record_runs
 
 SECRET = "s3cret"
 QR = {"resourceType": "QuestionnaireResponse", "id": "q1", "subject": {"reference": "Patient/p1"}}
@@ -20,20 +20,7 @@ QR = {"resourceType": "QuestionnaireResponse", "id": "q1", "subject": {"referenc
 
 @pytest.fixture
 def runs(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
-    seen: list[str | None] = []
-
-    async def fake_run(settings: webhook.NotifySettings, patient: str | None) -> None:
-        seen.append(patient)
-
-    monkeypatch.setattr(webhook, "_run", fake_run)
-    return seen
-
-
-def _client(settings: webhook.NotifySettings) -> TestClient:
-    app = FastAPI()
-    app.include_router(webhook.router, prefix="/fhir-notify")
-    app.dependency_overrides[webhook.get_notify_settings] = lambda: settings
-    return TestClient(app)
+    return record_runs(monkeypatch)
 
 
 def _settle(client: TestClient) -> None:
@@ -46,7 +33,7 @@ def _settle(client: TestClient) -> None:
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     # as a context manager: one event loop for all requests, and the lifespan (shutdown) runs
-    with _client(webhook.NotifySettings(server="http://fhir.test/fhir", secret=SECRET)) as c:
+    with notify_client(webhook.NotifySettings(server="http://fhir.test/fhir", secret=SECRET)) as c:
         yield c
 
 
@@ -114,7 +101,7 @@ def test_a_wrong_or_missing_secret_is_refused(client: TestClient, runs: list[str
 
 
 def test_unconfigured_receiver_answers_503(runs: list[str | None]) -> None:
-    response = _client(webhook.NotifySettings()).post("/fhir-notify")
+    response = notify_client(webhook.NotifySettings()).post("/fhir-notify")
     assert response.status_code == 503 and runs == []
 
 

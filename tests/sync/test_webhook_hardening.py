@@ -8,11 +8,11 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from bhi_fhir.sync import webhook
 from bhi_fhir.sync.subscription import SECRET_HEADER
+from tests.sync.notify import notify_client, record_runs
 
 SECRET = "s3cret"
 SERVER = "http://fhir.test/fhir"
@@ -21,21 +21,12 @@ QR = {"resourceType": "QuestionnaireResponse", "id": "q1", "subject": {"referenc
 
 @pytest.fixture
 def runs(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
-    seen: list[str | None] = []
-
-    async def fake_run(settings: webhook.NotifySettings, patient: str | None) -> None:
-        seen.append(patient)
-
-    monkeypatch.setattr(webhook, "_run", fake_run)
-    return seen
+    return record_runs(monkeypatch)
 
 
 def _client(settings: webhook.NotifySettings) -> TestClient:
-    app = FastAPI()
-    app.include_router(webhook.router, prefix="/fhir-notify")
-    app.dependency_overrides[webhook.get_notify_settings] = lambda: settings
     # a 500 is answered, not raised into the test: it is what these tests rule out
-    return TestClient(app, raise_server_exceptions=False)
+    return notify_client(settings, raise_server_exceptions=False)
 
 
 @pytest.fixture
