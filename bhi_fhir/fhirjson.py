@@ -1,4 +1,4 @@
-"""FHIR JSON references and "patient of": the one place they are read (design.md decision 9). Pure.
+"""FHIR JSON references and "patient of": the one place they are read. Pure.
 
 A Reference.reference (FHIR R4 https://hl7.org/fhir/R4/references.html) is one of:
 
@@ -36,7 +36,7 @@ __all__ = [
 Resource = Mapping[str, Any]
 
 # R4 Reference.reference literal: [base/]Type/id[/_history/version]
-# (https://hl7.org/fhir/R4/references.html#literal). Read tolerantly (design.md decision 1): an
+# (https://hl7.org/fhir/R4/references.html#literal). Read tolerantly: an
 # id outside R4's [A-Za-z0-9\-\.]{1,64} from an EHR still names its resource.
 _LITERAL = re.compile(r"(?:.*/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/]+)(?:/_history/[^/]+)?")
 # Where each resource names its patient, in the order tried (R4 compartment Patient fields).

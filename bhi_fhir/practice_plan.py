@@ -1,7 +1,7 @@
 """The practice plan: one practice's BHI workflow, as a validated TOML file.
 
-Every practice adapts the collaborative-care workflow to its staff and resources
-(design.md, "Every practice adapts ..."). That adaptation is data: team and roles, the crisis
+Every practice adapts the collaborative-care workflow to its staff and resources; that
+adaptation is data: team and roles, the crisis
 referral directory, screening cut points, hand-off windows and cadences, treat-to-target
 definitions, telehealth use and billing rules. The protocol's PlanDefinitions read these values
 as ``%plan`` (see :meth:`PracticePlan.fhirpath_view`), so no threshold is a literal in a rule.
@@ -286,7 +286,7 @@ class Records(_Strict):
 
 
 class Enrollment(_Strict):
-    """Which CarePlans are BHI enrollment besides bhi-fhir's own (design.md decision 10): for a
+    """Which CarePlans are BHI enrollment besides bhi-fhir's own: for a
     practice whose EHR writes its own BHI CarePlans, their identifier systems or the
     canonical URLs they instantiate. Another service's mental-health care plan (SNOMED
     718347000 alone) is never an enrollment: it is shown as context."""

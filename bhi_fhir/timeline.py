@@ -1,7 +1,7 @@
 """A patient's facts over time: resources + scores + ``today`` → :class:`Timeline`. Pure.
 
 The facts are a plain JSON-shaped dict, so the protocol's FHIRPath conditions can read them as
-``%facts`` (design.md decision 2). Shape (``None`` values are omitted so FHIRPath sees empty)::
+``%facts``. Shape (``None`` values are omitted so FHIRPath sees empty)::
 
     patient            "Patient/<id>"
     sex                Patient.gender ("female", "male", ...)
@@ -112,7 +112,7 @@ LABELS = {
 
 @dataclass(frozen=True, slots=True)
 class EnrollmentRule:
-    """Which CarePlans are the practice's BHI enrollment (design.md decision 10): the ones
+    """Which CarePlans are the practice's BHI enrollment: the ones
     bhi-fhir wrote (its identifier system; or instantiating its protocol PlanDefinition) plus
     those a practice-plan ``[enrollment]`` rule names (a practice whose EHR writes its own BHI
     CarePlans). Another service's mental-health care plan is not an enrollment."""
@@ -154,7 +154,7 @@ class TimelineSettings:
     consent_category: str | None = None
     crisis_within_days: int = 14  # practice choice
     count_virtual_contacts: bool = True  # §4.3 telehealth
-    enrollment: EnrollmentRule = OWN_ENROLLMENT  # design.md decision 10
+    enrollment: EnrollmentRule = OWN_ENROLLMENT  # our own CarePlan, or the practice's rule
     # The practice's zone (billing.timezone): a screen's day is its day there. None: the
     # day as written (the first ten characters).
     zone: tzinfo | None = None

@@ -1,4 +1,4 @@
-"""The app's own writes as transaction Bundles, each with its Provenance (design.md decision 3).
+"""The app's own writes as transaction Bundles, each with its Provenance.
 
 Every write the app makes — logged time, consent, a task update, an applied workflow plan — goes
 to the server as one transaction: the resource and a Provenance for it, so there is never a

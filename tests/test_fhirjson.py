@@ -1,4 +1,4 @@
-"""One reader for FHIR references and "patient of" (design.md decision 9)."""
+"""One reader for FHIR references and "patient of"."""
 
 from __future__ import annotations
 

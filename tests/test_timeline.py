@@ -40,7 +40,7 @@ def test_facts_are_plain_json() -> None:
 
 def test_enrollment_from_our_active_careplan() -> None:
     # bhi-domain.md §4.4 (CarePlan category 718347000) and §2.2 (the episode starts with the
-    # referral: period.start = enrollment date); design.md decision 10 (our own CarePlan).
+    # referral: period.start = enrollment date) (our own CarePlan).
     facts = timeline([], [careplan(20)]).facts
     assert facts["enrolled"] is True
     assert facts["enrollment"]["start"] == day(20)
@@ -59,7 +59,7 @@ _EHR_SYSTEM = "urn:example:riverside-ehr:bhi-careplan"
 @pytest.mark.parametrize(
     ("plan", "rule", "enrolled"),
     [
-        # design.md decision 10: what bhi-fhir writes (its identifier system) is enrollment
+        # what bhi-fhir writes (its identifier system) is enrollment
         pytest.param(careplan(20), OWN_ENROLLMENT, True, id="ours-by-identifier"),
         # §2.2: an ended episode (a completed plan) is no enrollment, ours or not
         pytest.param(careplan(20, status="completed"), OWN_ENROLLMENT, False, id="ours-completed"),

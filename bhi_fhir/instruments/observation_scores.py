@@ -20,7 +20,7 @@ that omits it is still read. Item points come from ``weights.answer_points`` via
 response scorer: the items are put into a QuestionnaireResponse-shaped dict and scored by
 ``score_response``, so the rules are the same however the screen was stored.
 
-What is unknown stays unknown (design.md decision 10):
+What is unknown stays unknown:
 
 - a total without items gives total, band and positive (``complete`` is true: the band is
   known) but adds ``items-unknown``; for an instrument with a suicide item (PHQ-9 and PHQ-A

@@ -1,7 +1,7 @@
 """A patient's screens, however each is stored: one ``Score`` per screening event. Pure.
 
 Every surface (``apply``, ``sync``, the app, ``score``) asks this module, so all of them see
-the same screens (design.md decisions 10 and 11): QuestionnaireResponses are scored by
+the same screens: QuestionnaireResponses are scored by
 ``score_response``; screening Observations and DiagnosticReports (US Core panels, Synthea
 reports, lone totals: ``observation_scores``) add the screens that are not the same screen
 again — an Observation ``derivedFrom`` a response given here (bhi-fhir's own) or matching one

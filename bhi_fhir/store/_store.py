@@ -6,7 +6,7 @@ SQLite by default, PostgreSQL (or anything SQLAlchemy speaks) by URL::
     Store.open("sqlite:///state.db")
     Store.open("postgresql+psycopg://user@host/bhi")
 
-Clinical truth lives in the EHR (design.md decision 4): nothing here is PHI.
+Clinical truth lives in the EHR: nothing here is PHI.
 Watermarks only move forward, so two workers finishing out of order cannot move one back.
 Patients whose writes the server refused are held in ``pending`` (ids and causes only) until a
 later run succeeds for them or an operator resolves them.

@@ -245,7 +245,7 @@ def plan_patient(
             f"{response_key(qr)}: skipped, cannot be scored ({type(exc).__name__})"
         )
 
-    # Responses and screening Observations/reports: one Score per screen (design.md 10).
+    # Responses and screening Observations/reports: one Score per screen.
     screens = screening_scores([*latest.values(), *context.resources],
                                questionnaires=questionnaires, patient_sex=sex,
                                cut_points=cut_points, on_error=unscored)

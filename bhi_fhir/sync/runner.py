@@ -1,6 +1,6 @@
 """One sync run: changed responses → per-patient plans → transaction Bundles → the journal.
 
-Exactly once (design.md decision 3): every entry is a conditional create (business
+Exactly once: every entry is a conditional create (business
 identifier, or a Provenance tag) or a versioned update, so a retried, repeated or concurrent
 Bundle never duplicates; the watermark moves only after the writes for everything below it
 succeeded. A crash before that means the next run sees the same responses again, finds the

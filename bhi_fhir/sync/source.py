@@ -12,7 +12,7 @@ Requests, for ``n`` changed responses over ``p`` patients (page size ``c``, grou
 ``_include`` is sent only when the CapabilityStatement lists it (``searchInclude``); context
 types the server cannot search are left out (and named in the report).
 
-Screens stored as Observations (design.md decision 10) are found too: when the server can search
+Screens stored as Observations are found too: when the server can search
 Observation, one more search ``Observation?category=survey&_lastUpdated=ge<wm>&_sort=_lastUpdated``
 (its own ⌈m/c⌉ pages) names the patients whose screening Observations changed — bhi-fhir's own
 (``BHI_IDENTIFIER``) are left out, their response is the change — and each patient's context

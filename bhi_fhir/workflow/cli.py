@@ -313,10 +313,10 @@ def _one_patient(
         file, line = origins[id(resource)]
         report.error(file, line, f"cannot score {_ref(dict(resource))}: {exc}")
 
-    # Responses, screening Observations and reports: one Score per screen (design.md 10).
+    # Responses, screening Observations and reports: one Score per screen.
     # Every status is scored: the scorer and the timeline decide what a non-final or
     # entered-in-error response counts for (a crisis answer is never lost); one odd response
-    # is reported and does not stop the run (design.md 1).
+    # is reported and does not stop the run.
     scores = screening_scores(resources, questionnaires=questionnaires, patient_sex=sex,
                               cut_points=cut_points, on_error=unscored)
     timeline = build_timeline(patient, resources, scores, today, settings)

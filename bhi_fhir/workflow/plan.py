@@ -1,6 +1,6 @@
 """A Plan of intended writes, and its FHIR R4 transaction Bundle. Pure.
 
-Each write is idempotent (design.md decision 3): a create is conditional on the business
+Each write is idempotent: a create is conditional on the business
 identifier and the patient (``ifNoneExist: identifier=<system>|<value>&patient=Patient/<id>``),
 an update is versioned (``ifMatch: W/"<versionId>"``). Re-running, retrying or crashing mid-run
 never duplicates.

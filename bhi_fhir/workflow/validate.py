@@ -1,4 +1,4 @@
-"""Validate a generated resource with fhir.resources R4B models (design.md decision 1). Pure.
+"""Validate a generated resource with fhir.resources R4B models. Pure.
 
 Full pydantic validation of a resource costs ~0.6 ms, more than scoring and rules together, and
 the engine writes the same few template shapes over and over. So validation is split into what

@@ -96,7 +96,7 @@ def _seed(today: str) -> list[dict[str, Any]]:
             "status": "active",
             "intent": "plan",
             "title": "Behavioral health integration care plan",
-            # bhi-fhir's own enrollment (design.md decision 10): its identifier system
+            # bhi-fhir's own enrollment: its identifier system
             "identifier": [{"system": "https://bhi-fhir.dev/fhir/identifier",
                             "value": f"enroll.careplan:browser-{uuid.uuid4()}"}],
             "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "718347000"}]}],

@@ -34,7 +34,7 @@ def _careplan(ident: str, manager: str, status: str = "active") -> dict[str, Any
         "id": ident,
         "status": status,
         "intent": "plan",
-        # bhi-fhir's own enrollment (design.md decision 10): its identifier system
+        # bhi-fhir's own enrollment: its identifier system
         "identifier": [{"system": BHI_IDENTIFIER, "value": f"enroll.careplan:{ident}"}],
         "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "718347000"}]}],
         "subject": {"reference": f"Patient/{ident}"},

@@ -1,4 +1,4 @@
-"""The app's view model sees the screens apply and sync see (design.md decisions 10, 11).
+"""The app's view model sees the screens apply and sync see.
 
 Sources: bhi-domain.md §6 (Synthea 3.3: DiagnosticReport 44249-1 + one total Observation
 44261-6, no items: nothing is known about item 9), §1.10 (our own Observations derivedFrom the

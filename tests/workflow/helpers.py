@@ -82,7 +82,7 @@ def score(
 
 
 def careplan(start_days_ago: int, ident: str = "cp1", status: str = "active") -> dict[str, Any]:
-    """The BHI CarePlan bhi-fhir's enroll rule wrote (its identifier: design.md decision 10)."""
+    """The BHI CarePlan bhi-fhir's enroll rule wrote (its identifier)."""
     return {
         "resourceType": "CarePlan",
         "id": ident,

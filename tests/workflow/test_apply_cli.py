@@ -120,7 +120,7 @@ def test_a_failed_run_leaves_no_half_bundle(tmp_path: Path) -> None:
 
 
 def test_apply_over_its_own_bundle_adds_nothing(tmp_path: Path) -> None:
-    """design.md decision 3: a write is recognised by its conditional-create identifier, not a
+    """A write is recognised by its conditional-create identifier, not a
     server id, so the --out Bundle read back beside its input plans no write again."""
     first = tmp_path / "first.json"
     code, stdout, _ = _run(str(CLINIC), "--plan", PLAN, "--today", "2026-11-26",

@@ -1,5 +1,5 @@
 """Everything the engine writes is R4: fhir.resources R4B validates it and the SMART client's
-strict R4 models (fhirclient.models) parse it (design.md decision 1)."""
+strict R4 models (fhirclient.models) parse it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every write is idempotent (design.md decision 3); crisis is never deduplicated away."""
+"""Every write is idempotent; crisis is never deduplicated away."""
 
 from __future__ import annotations
 

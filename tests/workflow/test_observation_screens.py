@@ -1,4 +1,4 @@
-"""apply: a screen is a screen however it is stored (design.md decision 10), counted once.
+"""apply: a screen is a screen however it is stored, counted once.
 
 Sources: bhi-domain.md §6 (Synthea 3.3: DiagnosticReport 44249-1 + one total Observation
 44261-6, no items, so nothing is known about item 9), §1.10 (our own Observations derivedFrom

@@ -1,4 +1,4 @@
-"""The shape-cached validator gives the same verdict as full R4B validation (design.md 1)."""
+"""The shape-cached validator gives the same verdict as full R4B validation."""
 
 from __future__ import annotations
 
