@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import tempfile
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from peak_rss import measured_run
 
 from bhi_fhir.billing.representation import time_entry
 
@@ -76,18 +75,8 @@ def write_inputs(folder: Path, count: int) -> Path:
 
 def peak(export: Path, code: Path | None, fmt: str) -> tuple[float, float, int]:
     """Peak RSS in MB, seconds, and exit code of one ``bill`` run."""
-    env = dict(os.environ)
-    if code is not None:
-        env["PYTHONPATH"] = str(code)
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bhi_fhir", "bill", "--month", "2026-10", "--input", str(export),
-         "--plan", str(PLAN), "--format", fmt],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        cwd=code or ROOT)  # fmt: skip
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024, time.perf_counter() - started, child.returncode
+    return measured_run(["bill", "--month", "2026-10", "--input", str(export),
+                         "--plan", str(PLAN), "--format", fmt], code)
 
 
 def main() -> None:

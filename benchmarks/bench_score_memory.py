@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from peak_rss import measured_run
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "screening" / "phq9-moderate-item9.json"
@@ -47,16 +46,7 @@ def write_inputs(folder: Path, count: int) -> tuple[Path, Path]:
 
 def peak(path: Path, code: Path | None) -> tuple[float, float, int]:
     """Peak RSS in MB, seconds, and exit code of one ``score`` run."""
-    env = dict(os.environ)
-    if code is not None:
-        env["PYTHONPATH"] = str(code)
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bhi_fhir", "score", str(path), "--format", "json"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=code or ROOT)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024, time.perf_counter() - started, child.returncode
+    return measured_run(["score", str(path), "--format", "json"], code)
 
 
 def main() -> None:
