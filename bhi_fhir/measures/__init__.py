@@ -1,0 +1,8 @@
+"""Quality measures computed from a practice's FHIR data: CMS2 and CMS159. Pure core.
+
+Each measure module decides, per patient, the populations of the published measure
+(initial population, denominator, exclusions, exceptions, numerator), its stratum, the
+resources that decided it and, for a patient left out of the numerator, a reason a care
+manager can act on. :mod:`bhi_fhir.measures.report` turns the outcomes into FHIR
+``MeasureReport``\\ s; :mod:`bhi_fhir.measures.cli` is the ``bhi-fhir measure`` command.
+"""

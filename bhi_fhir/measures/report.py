@@ -1,0 +1,240 @@
+"""Measure outcomes → FHIR R4 MeasureReports, and their idempotent write. Pure.
+
+Three report types (https://hl7.org/fhir/R4/measurereport.html):
+
+- ``individual``: one per patient in the initial population, ``subject`` the patient, each
+  population counted 0 or 1, ``evaluatedResource`` the resources that decided it; a patient
+  left out of the numerator carries the reason on the numerator population (extension
+  ``CARE_GAP_REASON``, a string a care manager can act on);
+- ``subject-list``: each population's patients as a contained ``List``
+  (``group.population.subjectResults``);
+- ``summary``: counts per population and the rate, overall and per stratum. The rate is the
+  proportion measure's performance rate: numerator / (denominator − exclusions − exceptions).
+
+Each report has a deterministic business identifier (system ``BHI_IDENTIFIER``, value
+``measure-report:<measure>:<period>:<type>[:<patient>]``), so a re-run finds what an earlier
+run wrote: :func:`plan_writes` creates what the server lacks (conditional create on the
+identifier), updates what changed (versioned ``ifMatch``), and leaves the rest alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
+from bhi_fhir.measures import cms2, cms159
+from bhi_fhir.measures.common import (
+    DENOMINATOR,
+    DENOMINATOR_EXCEPTION,
+    DENOMINATOR_EXCLUSION,
+    NUMERATOR,
+    POPULATIONS,
+    Outcome,
+    PatientData,
+    Period,
+)
+from bhi_fhir.timeline import full_url_for
+from bhi_fhir.workflow.plan import identifier_condition, transaction_entry
+
+__all__ = [
+    "CARE_GAP_REASON",
+    "MEASURES",
+    "MeasureDef",
+    "Write",
+    "individual_report",
+    "plan_writes",
+    "rate",
+    "report_identifier",
+    "subject_list_report",
+    "summary_report",
+]
+
+Resource = dict[str, Any]
+CARE_GAP_REASON: Final = f"{BHI_BASE}/StructureDefinition/care-gap-reason"
+_POPULATION_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/measure-population"
+_STRATIFIER_AGE: Final = "age-group"
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureDef:
+    id: str
+    title: str
+    evaluate: Callable[[PatientData, Period], Outcome | None]
+    strata: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"{BHI_BASE}/Measure/{self.id}"
+
+
+MEASURES: Final[Mapping[str, MeasureDef]] = {
+    m.id: m
+    for m in (
+        MeasureDef(cms2.MEASURE_ID, "Screening for Depression and Follow-Up Plan",
+                   cms2.evaluate),
+        MeasureDef(cms159.MEASURE_ID, "Depression Remission at Twelve Months",
+                   cms159.evaluate, cms159.STRATA),
+    )
+}
+
+
+def report_identifier(measure: str, period: Period, kind: str, patient: str | None = None) -> str:
+    value = f"measure-report:{measure}:{period.label}:{kind}"
+    return f"{value}:{patient}" if patient else value
+
+
+def rate(outcomes: Sequence[Outcome]) -> float | None:
+    """numerator / (denominator − exclusions − exceptions), None when that is 0."""
+    eligible = [o for o in outcomes if o.has(DENOMINATOR) and not o.has(DENOMINATOR_EXCLUSION)
+                and not o.has(DENOMINATOR_EXCEPTION)]
+    if not eligible:
+        return None
+    return round(sum(o.has(NUMERATOR) for o in eligible) / len(eligible), 4)
+
+
+def _base(measure: MeasureDef, period: Period, kind: str, identifier: str,
+          date: str) -> Resource:
+    return {
+        "resourceType": "MeasureReport",
+        "identifier": [{"system": BHI_IDENTIFIER, "value": identifier}],
+        "status": "complete",
+        "type": kind,
+        "measure": measure.url,
+        "date": date,
+        "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
+        "improvementNotation": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/measure-improvement-notation",
+            "code": "increase"}]},
+    }
+
+
+def _population(code: str, count: int) -> Resource:
+    return {"code": {"coding": [{"system": _POPULATION_SYSTEM, "code": code}]}, "count": count}
+
+
+def individual_report(measure: MeasureDef, period: Period, outcome: Outcome,
+                      date: str) -> Resource:
+    report = _base(measure, period, "individual",
+                   report_identifier(measure.id, period, "individual", outcome.patient), date)
+    report["subject"] = {"reference": outcome.patient}
+    populations = []
+    for code in POPULATIONS:
+        population = _population(code, int(outcome.has(code)))
+        if code == NUMERATOR and outcome.reason:
+            population["extension"] = [{"url": CARE_GAP_REASON, "valueString": outcome.reason}]
+        populations.append(population)
+    group: Resource = {"population": populations}
+    if outcome.stratum is not None:
+        group["stratifier"] = [{
+            "code": [{"text": _STRATIFIER_AGE}],
+            "stratum": [{"value": {"text": outcome.stratum},
+                         "population": [_population(c, int(outcome.has(c)))
+                                        for c in POPULATIONS]}],
+        }]
+    if outcome.has(DENOMINATOR) and not outcome.has(DENOMINATOR_EXCLUSION) and not outcome.has(
+            DENOMINATOR_EXCEPTION):
+        group["measureScore"] = {"value": 1 if outcome.has(NUMERATOR) else 0}
+    report["group"] = [group]
+    if outcome.evaluated:
+        report["evaluatedResource"] = [{"reference": ref} for ref in outcome.evaluated]
+    return report
+
+
+def subject_list_report(measure: MeasureDef, period: Period, outcomes: Sequence[Outcome],
+                        date: str) -> Resource:
+    report = _base(measure, period, "subject-list",
+                   report_identifier(measure.id, period, "subject-list"), date)
+    contained = []
+    populations = []
+    for code in POPULATIONS:
+        members = sorted(o.patient for o in outcomes if o.has(code))
+        population = _population(code, len(members))
+        if members:
+            contained.append({
+                "resourceType": "List", "id": code, "status": "current", "mode": "snapshot",
+                "title": f"{measure.id} {period.label} {code}",
+                "entry": [{"item": {"reference": p}} for p in members],
+            })
+            population["subjectResults"] = {"reference": f"#{code}"}
+        populations.append(population)
+    if contained:
+        report["contained"] = contained
+    report["group"] = [{"population": populations}]
+    return report
+
+
+def summary_report(measure: MeasureDef, period: Period, outcomes: Sequence[Outcome],
+                   date: str) -> Resource:
+    report = _base(measure, period, "summary", report_identifier(measure.id, period, "summary"),
+                   date)
+    group: Resource = {"population": [_population(c, sum(o.has(c) for o in outcomes))
+                                      for c in POPULATIONS]}
+    score = rate(outcomes)
+    if score is not None:
+        group["measureScore"] = {"value": score}
+    if measure.strata:
+        strata = []
+        for value in measure.strata:
+            members = [o for o in outcomes if o.stratum == value]
+            stratum: Resource = {"value": {"text": value},
+                                 "population": [_population(c, sum(o.has(c) for o in members))
+                                                for c in POPULATIONS]}
+            if (part := rate(members)) is not None:
+                stratum["measureScore"] = {"value": part}
+            strata.append(stratum)
+        group["stratifier"] = [{"code": [{"text": _STRATIFIER_AGE}], "stratum": strata}]
+    report["group"] = [group]
+    return report
+
+
+def identifier_of(report: Mapping[str, Any]) -> str | None:
+    for ident in report.get("identifier") or []:
+        if isinstance(ident, Mapping) and ident.get("system") == BHI_IDENTIFIER:
+            value = ident.get("value")
+            if isinstance(value, str):
+                return value
+    return None
+
+
+Action = Literal["create", "update", "unchanged"]
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    identifier: str
+    action: Action
+    entry: Resource | None  # the transaction entry; None when unchanged
+
+
+_IGNORED: Final = frozenset({"id", "meta", "date", "text"})
+
+
+def _content(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k not in _IGNORED}
+
+
+def plan_writes(reports: Iterable[Resource], existing: Mapping[str, Resource]) -> list[Write]:
+    """Bring the server's reports up to date: ``existing`` maps identifier values to the
+    MeasureReports the server holds. Only ``date`` (the run's time) may differ for a report
+    to be unchanged."""
+    writes = []
+    for report in reports:
+        value = identifier_of(report)
+        if value is None:
+            raise ValueError("a MeasureReport without its business identifier")
+        stored = existing.get(value)
+        if stored is None:
+            entry = transaction_entry(report, full_url_for(value), "create",
+                                      if_none_exist=identifier_condition(value))
+            writes.append(Write(value, "create", entry))
+        elif _content(stored) == _content(report):
+            writes.append(Write(value, "unchanged", None))
+        else:
+            version = (stored.get("meta") or {}).get("versionId")
+            body = {**report, "id": stored["id"]}
+            entry = transaction_entry(body, full_url_for(value), "update",
+                                      if_match=f'W/"{version}"' if version else None)
+            writes.append(Write(value, "update", entry))
+    return writes
