@@ -7,41 +7,23 @@ from typing import Any
 
 import typer
 
+from bhi_fhir import logs
 from bhi_fhir.cli import app
 
 # The app's own loggers (the launch, the views, the notification receiver and its queue) go to
-# uvicorn's default handler (stderr). They log events, counts and statuses, never ids or tokens;
-# httpx/httpcore stay at WARNING (main.quiet_http_logs): their URLs carry ids and OAuth codes.
-APP_LOGGERS = ("smart_app", "bhi_fhir")
+# stderr beside uvicorn's lines, at INFO (-v DEBUG, -q WARNING), as text or JSON lines
+# (--log-format). They log events, counts and statuses, never ids or tokens; httpx/httpcore
+# stay at WARNING (bhi_fhir.logs.quiet_url_loggers): their URLs carry ids and OAuth codes.
+APP_LOGGERS = logs.PACKAGE_LOGGERS
 
 
 def log_config() -> dict[str, Any]:
-    """uvicorn's logging configuration with the app's loggers added at INFO."""
+    """uvicorn's logging configuration with the app's loggers added, one level above the
+    command line's verbosity (a service's events are its log)."""
     from uvicorn.config import LOGGING_CONFIG
 
-    config: dict[str, Any] = {
-        **LOGGING_CONFIG,
-        "formatters": {
-            **LOGGING_CONFIG["formatters"],
-            "app": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        },
-        "handlers": {
-            **LOGGING_CONFIG["handlers"],
-            "app": {
-                "formatter": "app",
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
-            },
-        },
-        "loggers": {
-            **LOGGING_CONFIG["loggers"],
-            **{
-                name: {"handlers": ["app"], "level": "INFO", "propagate": False}
-                for name in APP_LOGGERS
-            },
-        },
-    }
-    return config
+    verbosity, fmt = logs.chosen()
+    return logs.uvicorn_config(LOGGING_CONFIG, logs.level_for(verbosity + 1), fmt)
 
 
 @app.command()

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from bhi_fhir.logs import quiet_url_loggers
 from bhi_fhir.sync import webhook
 from smart_app import launch, views
 from smart_app.config import Settings, get_settings
@@ -52,17 +53,9 @@ def add_security_headers(request: Request, response: Response) -> None:
         response.headers.setdefault("Cache-Control", "no-store")
 
 
-def quiet_http_logs() -> None:
-    """httpx logs every URL at INFO and httpcore every header event at DEBUG: URLs carry patient
-    ids in search queries and the OAuth ``code`` and ``state`` on /callback. The app logs its own
-    events without them (the FHIR client logs method, type and status)."""
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    quiet_http_logs()
+    quiet_url_loggers()  # their URLs carry patient ids and the OAuth code and state
     app = FastAPI(title="bhi-fhir SMART app", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.store = store_for(

@@ -301,7 +301,7 @@ class FhirClient:
                 logger.warning(
                     "fhir %s %s → %s; retry %d/%d in %.2fs",
                     method,
-                    err.path,
+                    self._label(httpx.URL(err.path or "")),  # the type only: paths carry ids
                     err.status or type(err).__name__,
                     attempt + 1,
                     self.retry_policy.max_retries,

@@ -92,7 +92,7 @@ def test_unsupported_server_exits_non_zero(server: respx.MockRouter) -> None:
 
 def test_unreachable_server_is_one_clear_line(server: respx.MockRouter) -> None:
     server.get("/metadata").mock(side_effect=httpx.ConnectError("Connection refused"))
-    result = CliRunner().invoke(app, doctor_args("--server", BASE))
+    result = CliRunner().invoke(app, ["-q", *doctor_args("--server", BASE)])
     assert result.exit_code == errors.EXIT_UNAVAILABLE
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -108,19 +108,32 @@ def test_not_fhir_is_a_protocol_error(server: respx.MockRouter) -> None:
     assert "not JSON" in result.stderr
 
 
-def test_unreachable_server_in_a_real_process_prints_one_line() -> None:
-    """Outside pytest's log capture, retry warnings must not reach the terminal either.
+ERROR_LINE = (
+    "error: cannot check http://127.0.0.1:9/fhir: GET /fhir/metadata: "
+    "no response from http://127.0.0.1:9 (ConnectError)"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "retry_lines"),
+    [([], 2), (["-q"], 0)],
+    ids=["retries-reach-the-operator", "quiet-leaves-the-error-only"],
+)
+def test_unreachable_server_in_a_real_process(options: list[str], retry_lines: int) -> None:
+    """Outside pytest's log capture the retry warnings reach stderr (type and status only, no
+    path: paths carry ids), then the one error line; ``-q`` leaves the error line alone.
 
     Port 9 (discard) on loopback refuses connections; the doctor retries twice, then exits.
     """
-    command = [sys.executable, "-c", "from bhi_fhir.cli import main; main()"]
+    command = [sys.executable, "-c", "from bhi_fhir.cli import main; main()", *options]
     command += doctor_args("--server", "http://127.0.0.1:9/fhir", "--timeout", "2")
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == errors.EXIT_UNAVAILABLE
-    assert done.stderr.strip().splitlines() == [
-        "error: cannot check http://127.0.0.1:9/fhir: GET /fhir/metadata: "
-        "no response from http://127.0.0.1:9 (ConnectError)"
-    ]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == ERROR_LINE
+    assert len(lines) == retry_lines + 1
+    for line in lines[:-1]:
+        assert "WARNING bhi_fhir.fhir.client: fhir GET metadata → TransportError; retry" in line
 
 
 def test_server_text_is_shown_verbatim_not_as_markup_or_emoji() -> None:
