@@ -6,60 +6,35 @@ Both implement :class:`ClinicSource`; the views never know which one they have.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
-from bhi_fhir.codes import LOINC
 from bhi_fhir.fhir import (
-    BadRequest,
     BearerAuth,
     FhirClient,
-    InvalidResponse,
     NotFound,
     PreconditionFailed,
-    ServerError,
 )
 from bhi_fhir.fhirjson import patient_of
-from bhi_fhir.instruments import INSTRUMENTS
+from bhi_fhir.registry.reader import (  # the registry's read, shared with the read model
+    MENTAL_HEALTH_CARE_PLAN,
+    REGISTRY_PAGE,
+    enrolled_ids,
+    read_records,
+)
 from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule, is_enrollment
 
 Resource = dict[str, Any]
 
-MENTAL_HEALTH_CARE_PLAN = "http://snomed.info/sct|718347000"
 # What the caseload count reads of each active BHI CarePlan (bhi_fhir.workflow.caseload_manager:
 # status, what makes it the practice's own (identifier, instantiatesCanonical), the contributor
 # naming the care manager); the rest is left on the server.
 CASELOAD_ELEMENTS = "status,category,contributor,identifier,instantiatesCanonical"
-
-# What the patient view reads, one search each (the patient-compartment search parameter).
-PATIENT_SEARCHES: tuple[tuple[str, str], ...] = (
-    ("QuestionnaireResponse", "subject"),
-    ("CarePlan", "subject"),
-    ("Task", "patient"),
-    ("ServiceRequest", "subject"),
-    ("Encounter", "subject"),
-    ("Consent", "patient"),
-    ("Procedure", "subject"),
-    ("Observation", "subject"),  # screens stored as Observations (SEARCH_FILTERS)
-    ("DiagnosticReport", "subject"),  # Synthea's report around a screen's total
-)
-# Only screens: survey Observations (US Core screening assessments, Synthea totals, our own),
-# not the patient's vitals and labs; reports with a screening panel code. With the report the
-# screen is named as apply and sync name it (the rules' identifier keys agree).
-SEARCH_FILTERS: dict[str, dict[str, str]] = {
-    "Observation": {"category": "survey"},
-    "DiagnosticReport": {"code": ",".join(
-        f"{LOINC}|{s.panel_code}" for s in INSTRUMENTS if s.panel_code)},
-}
-
-
-REGISTRY_PAGE = 50  # patients per batch of registry searches (keeps URLs short)
 
 
 class ClinicSource(Protocol):
@@ -107,93 +82,20 @@ class FhirSource:
         return self._fhir.request_count
 
     async def patient_resources(self, patient_id: str) -> list[Resource]:
-        async def search(resource_type: str, param: str) -> list[Resource]:
-            params = {param: f"Patient/{patient_id}", "_count": "200",
-                      **SEARCH_FILTERS.get(resource_type, {})}
-            return [r async for r in self._fhir.search(resource_type, params)]
-
-        patient = asyncio.ensure_future(self._fhir.read("Patient", patient_id))
-        found = await asyncio.gather(*(search(t, p) for t, p in PATIENT_SEARCHES))
-        return [await patient, *(r for group in found for r in group)]
+        """One round trip: the registry's read (``read_records``) for this one patient, a
+        batch Bundle of ``Patient?_id=`` and every patient-compartment search (a further page
+        of results costs one request more; a server refusing batch is asked per search)."""
+        records = await read_records(self._fhir, [patient_id])
+        if patient_id not in records:
+            raise NotFound(f"GET Patient/{patient_id} → 404", status=404)
+        return records[patient_id]
 
     async def patients_resources(self, patient_ids: list[str]) -> dict[str, list[Resource]]:
-        """One batch Bundle per page of patients: their Patient resources (``_id``) and each
-        patient-compartment search with the page's patients OR-ed (``subject=Patient/a,…``);
-        further result pages are followed. A server refusing batch gets the same searches
-        one by one (still per page of patients, not per patient)."""
-        found: dict[str, list[Resource]] = {i: [] for i in patient_ids}
-        patients: dict[str, Resource] = {}
-        for start in range(0, len(patient_ids), REGISTRY_PAGE):
-            page = patient_ids[start : start + REGISTRY_PAGE]
-            refs = quote(",".join(f"Patient/{i}" for i in page), safe="/,")
-            urls = [f"Patient?_id={quote(','.join(page), safe=',')}&_count={len(page)}"] + [
-                f"{kind}?{param}={refs}&_count=1000"
-                + "".join(f"&{k}={quote(v, safe=',/:')}"
-                          for k, v in SEARCH_FILTERS.get(kind, {}).items())
-                for kind, param in PATIENT_SEARCHES
-            ]
-            for resource in await self._search_all(urls):
-                if resource.get("resourceType") == "Patient":
-                    patients[str(resource.get("id"))] = resource
-                    continue
-                ref = patient_of(resource)
-                if ref and ref.split("/", 1)[1] in found:
-                    found[ref.split("/", 1)[1]].append(resource)
-        return {i: [patients[i], *found[i]] for i in patient_ids if i in patients}
-
-    async def _search_all(self, urls: list[str]) -> list[Resource]:
-        bundles: list[Resource] = []
-        try:
-            batch = await self._fhir.batch(
-                {
-                    "resourceType": "Bundle",
-                    "type": "batch",
-                    "entry": [{"request": {"method": "GET", "url": u}} for u in urls],
-                }
-            )
-            entries = batch.get("entry") or []
-            if len(entries) != len(urls) or not all(
-                str((e.get("response") or {}).get("status", "")).startswith("2")
-                and isinstance(e.get("resource"), dict)
-                for e in entries
-            ):
-                raise InvalidResponse("batch search answered with errors")
-            for entry in entries:
-                bundles.append(entry["resource"])
-                link = next(
-                    (
-                        lk.get("url")
-                        for lk in entry["resource"].get("link") or []
-                        if lk.get("relation") == "next"
-                    ),
-                    None,
-                )
-                if link:
-                    bundles += [b async for b in self._fhir.search_bundle(str(link))]
-        except (BadRequest, ServerError, InvalidResponse):
-            bundles = []
-
-            async def collect(url: str) -> list[Resource]:
-                return [b async for b in self._fhir.search_bundle(url)]
-
-            pages = await asyncio.gather(*(collect(u) for u in urls))
-            bundles = [b for group in pages for b in group]
-        return [
-            e["resource"]
-            for b in bundles
-            for e in b.get("entry") or []
-            if isinstance(e.get("resource"), dict)
-            and (e.get("search") or {}).get("mode", "match") == "match"
-        ]
+        """A few batch Bundles per page of patients (``bhi_fhir.registry.reader``)."""
+        return await read_records(self._fhir, patient_ids)
 
     async def enrolled_patients(self, rule: EnrollmentRule = OWN_ENROLLMENT) -> list[str]:
-        params = {"category": MENTAL_HEALTH_CARE_PLAN, "status": "active", "_count": "200"}
-        ids: list[str] = []
-        async for plan in self._fhir.search("CarePlan", params):
-            ref = patient_of(plan) if is_enrollment(plan, rule) else None
-            if ref and ref.split("/", 1)[1] not in ids:
-                ids.append(ref.split("/", 1)[1])
-        return ids
+        return await enrolled_ids(self._fhir, rule)
 
     async def active_bhi_careplans(self) -> list[Resource]:
         params = {
@@ -252,7 +154,7 @@ class MemorySource:
         return resource
 
     async def patient_resources(self, patient_id: str) -> list[Resource]:
-        self._count += 1 + len(PATIENT_SEARCHES)
+        self._count += 1  # what a server source sends: one batch
         patient = await self.read("Patient", patient_id)
         ref = f"Patient/{patient_id}"
         others = [

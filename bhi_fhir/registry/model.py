@@ -1,0 +1,179 @@
+"""The registry read model: rows computed once per change, kept in the store, read by the page.
+
+The live registry reads every enrolled patient's whole record on each view (a few batch
+requests per 50 patients, then the timeline and the billing ledger per patient). The read model
+computes the same rows (``rows.registry_row``, the one computation) when a record changes and
+keeps them in the store (``bhi_fhir.store.registry``), so a view is one database read.
+
+Who refreshes which rows (each re-reads the patients' records from the EHR after its writes,
+so the row is what the live read would show):
+
+* ``sync``: each patient it wrote for (or planned with nothing to write), after the writes;
+* the notification receiver: through the sync run it starts;
+* the app: the patient after each of its own writes (time, consent, task, applied plan), and
+  one patient on demand (the page's refresh button);
+* :func:`build_registry`: the whole registry from the EHR (the live read once), the first time
+  the page finds no rows and on demand.
+
+A patient no longer enrolled (or gone from the server) loses the row. Rows computed for an
+earlier practice day are shown with their day (weeks, days without contact and this month's
+minutes are as of then) until the next refresh or build.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from bhi_fhir.fhir import FhirClient
+from bhi_fhir.practice_plan import PracticePlan
+from bhi_fhir.registry.reader import enrolled_ids, read_records
+from bhi_fhir.registry.rows import enrolled_in, malformed_row, registry_row
+from bhi_fhir.store import Store
+from bhi_fhir.store.registry import (
+    REGISTRY_BUILT,
+    StoredRow,
+    delete_registry_rows,
+    put_registry_rows,
+    read_registry,
+    registry_built_at,
+)
+from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule
+
+__all__ = [
+    "Registry",
+    "build_registry",
+    "compute_rows",
+    "enrollment_rule_of",
+    "load_registry",
+    "refresh_patients",
+    "server_key",
+]
+
+logger = logging.getLogger(__name__)
+
+Resource = dict[str, Any]
+
+
+def server_key(base_url: str) -> str:
+    """The FHIR base as the store keys it (sync's ``--server``, the app's ``iss``)."""
+    return base_url.rstrip("/")
+
+
+def enrollment_rule_of(plan: PracticePlan | None) -> EnrollmentRule:
+    if plan is None:
+        return OWN_ENROLLMENT
+    from bhi_fhir.workflow.engine import enrollment_rule
+
+    return enrollment_rule(plan)
+
+
+def _unreadable(exc: Exception) -> None:
+    """Log a record that could not be computed: the error type and where, never its data."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
+    logger.warning("registry: a patient's record could not be read (%s at %s)",
+                   type(exc).__name__, where)
+
+
+def compute_rows(
+    records: Mapping[str, list[Resource]],
+    today: date,
+    plan: PracticePlan | None,
+    on_error: Callable[[Exception], None] = _unreadable,
+) -> dict[str, dict[str, Any]]:
+    """Each patient's row; a record that cannot be computed is listed flagged (malformed), so
+    one bad record never costs the others theirs."""
+    rows: dict[str, dict[str, Any]] = {}
+    for patient_id, resources in records.items():
+        try:
+            rows[patient_id] = registry_row(resources, today, plan)
+        except Exception as exc:  # this patient's record only: the registry is everyone's
+            on_error(exc)
+            rows[patient_id] = malformed_row(patient_id)
+    return rows
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def refresh_patients(
+    store: Store,
+    server: str,
+    client: FhirClient,
+    patient_ids: Iterable[str],
+    *,
+    today: date,
+    plan: PracticePlan | None,
+    source: str,
+) -> dict[str, dict[str, Any] | None]:
+    """Re-read these patients' records and store their rows (one batch per 50 patients); a
+    patient not enrolled (or not on the server) loses the row. Returns each patient's row, or
+    None where removed. Ids may be given as ``Patient/<id>``."""
+    ids = list(dict.fromkeys(p.removeprefix("Patient/") for p in patient_ids))
+    if not ids:
+        return {}
+    read_at = _now()
+    records = await read_records(client, ids)
+    rule = enrollment_rule_of(plan)
+    enrolled = {i: r for i, r in records.items() if enrolled_in(r, rule)}
+    rows = compute_rows(enrolled, today, plan)
+    key = server_key(server)
+    put_registry_rows(store, key, rows, day=today.isoformat(), read_at=read_at, source=source)
+    gone = [i for i in ids if i not in rows]
+    delete_registry_rows(store, key, gone, read_before=read_at)
+    return {i: rows.get(i) for i in ids}
+
+
+async def build_registry(
+    store: Store, server: str, client: FhirClient, *, today: date, plan: PracticePlan | None
+) -> dict[str, dict[str, Any]]:
+    """The whole registry from the EHR (the live read, once): every enrolled patient's row
+    stored, rows of patients no longer enrolled removed, and the build's time recorded."""
+    read_at = _now()
+    ids = await enrolled_ids(client, enrollment_rule_of(plan))
+    rows = compute_rows(await read_records(client, ids), today, plan)
+    key = server_key(server)
+    put_registry_rows(store, key, rows, day=today.isoformat(), read_at=read_at, source="build")
+    stale = [r.patient for r in read_registry(store, key) if r.patient not in rows]
+    delete_registry_rows(store, key, stale, read_before=read_at)
+    store.advance_watermark(key, read_at.isoformat().replace("+00:00", "Z"),
+                            stream=REGISTRY_BUILT, run_id=None)
+    return rows
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What the page shows from the store: the rows, each with when it was read and for which
+    day, and the whole registry's freshness."""
+
+    rows: list[dict[str, Any]]
+    built_at: str | None  # when the whole registry was last built from the EHR
+    oldest_read: datetime | None  # the least fresh row: the registry is as of then
+    newest_read: datetime | None
+    earlier_day: int  # rows computed for an earlier practice day than today
+
+
+def load_registry(store: Store, server: str, today: date) -> Registry:
+    """The stored rows of ``server``; each row gains ``read_at`` (ISO instant), ``day`` and
+    ``source`` keys for the page's per-row freshness."""
+    stored: list[StoredRow] = read_registry(store, server_key(server))
+    rows = [
+        {**s.row, "read_at": s.read_at.isoformat(timespec="seconds"), "day": s.day,
+         "refreshed_by": s.source}
+        for s in stored
+    ]
+    reads = [s.read_at for s in stored]
+    return Registry(
+        rows=rows,
+        built_at=registry_built_at(store, server_key(server)),
+        oldest_read=min(reads) if reads else None,
+        newest_read=max(reads) if reads else None,
+        earlier_day=sum(1 for s in stored if s.day < today.isoformat()),
+    )
