@@ -18,6 +18,7 @@ from bhi_fhir.measures.common import (
     DENOMINATOR_EXCLUSION,
     INITIAL_POPULATION,
     NUMERATOR,
+    POPULATIONS,
     Outcome,
     Period,
 )
@@ -192,3 +193,26 @@ def test_bad_options_exit_2(args: list[str], hint: str) -> None:
     result = CliRunner().invoke(app, ["measure", *args])
     assert result.exit_code == 2
     assert hint in result.output
+
+
+@pytest.mark.parametrize("measure_id", sorted(MEASURES))
+def test_measure_resource_matches_the_computed_measure(measure_id: str) -> None:
+    """profiles/measures holds each computed measure as an R4 Measure: same canonical URL,
+    proportion scoring, the populations the reports count and the strata they use."""
+    from fhir.resources.R4B.measure import Measure
+
+    from bhi_fhir.paths import profiles_dir
+
+    resource = json.loads((profiles_dir() / "measures" / f"Measure-{measure_id}.json").read_text())
+    Measure.model_validate(resource)
+    measure = MEASURES[measure_id]
+    assert resource["url"] == measure.url
+    assert resource["scoring"]["coding"][0]["code"] == "proportion"
+    codes = [p["code"]["coding"][0]["code"] for p in resource["group"][0]["population"]]
+    assert set(codes) <= set(POPULATIONS) and NUMERATOR in codes
+    assert bool(resource["group"][0].get("stratifier")) == bool(measure.strata)
+    assert any(a["type"] == "derived-from" for a in resource["relatedArtifact"])
+    report = summary_report(measure, MP, [], "2026-11-30T00:00:00+00:00")
+    from fhir.resources.R4B.measurereport import MeasureReport
+
+    MeasureReport.model_validate(report)
