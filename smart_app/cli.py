@@ -9,6 +9,7 @@ import typer
 
 from bhi_fhir import logs
 from bhi_fhir.cli import app
+from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 
 # The app's own loggers (the launch, the views, the notification receiver and its queue) go to
 # stderr beside uvicorn's lines, at INFO (-v DEBUG, -q WARNING), as text or JSON lines
@@ -50,7 +51,7 @@ def serve(
                 "server; unset them (or run `bhi-fhir serve` without --demo).",
                 err=True,
             )
-            raise typer.Exit(2)
+            raise typer.Exit(EXIT_BAD_INPUT)
         overrides = {"demo": True, "base_url": f"http://{host}:{port}", "cookie_secure": False}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     if demo:

@@ -87,6 +87,7 @@ from bhi_fhir.billing.writeback import (
 )
 from bhi_fhir.cli import app
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, CARE_MANAGEMENT_CONTACT
+from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.fhir.auth_factory import (
     BearerTokenOption,
     ClientIdOption,
@@ -136,9 +137,6 @@ CSV_COLUMNS = (
 
 # ------------------------------------------------------------------------------- reading
 
-
-# Exit code for bad input data: the one `apply` and `score` use.
-EXIT_BAD_INPUT = 2
 
 
 def load_rules(

@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bhi_fhir.cli import app
+from bhi_fhir.exit_codes import EXIT_BAD_INPUT, EXIT_CONFIG
 from bhi_fhir.fhir.auth_factory import (
     BearerTokenOption,
     ClientIdOption,
@@ -44,7 +45,7 @@ from bhi_fhir.fhir.doctor_data import (
     check_plan_references,
     count_screening_data,
 )
-from bhi_fhir.fhir.errors import EXIT_CONFIG, FhirError, exit_code_for
+from bhi_fhir.fhir.errors import FhirError, exit_code_for
 from bhi_fhir.fhir.profile import Readiness, ServerProfile
 from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
 
@@ -141,7 +142,7 @@ def doctor(
         practice_plan = load_practice_plan(plan or default_plan_path())
     except PracticePlanError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None  # bad input, as sync and bill report a plan
+        raise typer.Exit(EXIT_BAD_INPUT) from None  # as sync and bill report a plan
     auth = cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
                     jwks_url=jwks_url, scope=scope, token_url=token_url, kid=kid, write=False)
     try:

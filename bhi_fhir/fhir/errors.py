@@ -20,6 +20,7 @@ Retry is decided by the *type*: callers (and the client's own retry loop) catch
         ├── PreconditionFailed     412 — stale If-Match / ambiguous conditional write
         ├── InvalidResponse        malformed JSON or a body of the wrong shape
         ├── AuthError              discovery or token endpoint refused us (OAuth error)
+        ├── Unsupported            the server does not offer the operation (Bulk Data $export)
         └── ServerError            any other 5xx (e.g. 501 Not Implemented)
 
 The message a person reads is dug out of the response: OperationOutcome issues
@@ -35,6 +36,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+
+from bhi_fhir.exit_codes import (  # noqa: F401  (re-exported: errors.EXIT_* for callers)
+    EXIT_CONFIG,
+    EXIT_DATAERR,
+    EXIT_FAILURE,
+    EXIT_NOINPUT,
+    EXIT_NOPERM,
+    EXIT_OK,
+    EXIT_PROTOCOL,
+    EXIT_SOFTWARE,
+    EXIT_TEMPFAIL,
+    EXIT_UNAVAILABLE,
+)
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -123,6 +137,11 @@ class InvalidResponse(FatalError):
 
 class AuthError(FatalError):
     """SMART discovery or the token endpoint refused us; the OAuth message says why."""
+
+
+class Unsupported(FatalError):
+    """The server does not offer an operation a command needs (Bulk Data ``$export``): its
+    CapabilityStatement lacks it, or the request was answered 404, 405 or 501."""
 
 
 class ServerError(FatalError):
@@ -295,24 +314,14 @@ def safe_reason(err: FhirError) -> str:
     return f"{reason}: {'; '.join(parts)}" if parts else reason
 
 
-# sysexits.h numbers, so shell scripts and schedulers can tell "try later" from "fix it".
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_DATAERR = 65  # the server rejected our data (400/409/412/422)
-EXIT_NOINPUT = 66  # the thing we asked for is not there (404/410)
-EXIT_UNAVAILABLE = 69  # server unreachable
-EXIT_SOFTWARE = 70  # the server broke (non-retryable 5xx)
-EXIT_TEMPFAIL = 75  # retryable; run again later
-EXIT_PROTOCOL = 76  # the server spoke something that is not FHIR JSON
-EXIT_NOPERM = 77  # authentication/authorization
-EXIT_CONFIG = 78  # the server cannot support the workflow (doctor)
-
+# The exit codes are bhi_fhir.exit_codes' one table; exit_code_for maps this tree onto it.
 _EXIT_CODES: tuple[tuple[type[FhirError], int], ...] = (
     (TransportError, EXIT_UNAVAILABLE),
     (RetryableError, EXIT_TEMPFAIL),
     (Unauthorized, EXIT_NOPERM),
     (Forbidden, EXIT_NOPERM),
     (AuthError, EXIT_NOPERM),
+    (Unsupported, EXIT_CONFIG),
     (InvalidResponse, EXIT_PROTOCOL),
     (NotFound, EXIT_NOINPUT),
     (Gone, EXIT_NOINPUT),

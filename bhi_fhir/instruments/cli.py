@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bhi_fhir.cli import app
+from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.instruments.result import InstrumentId, Score
 from bhi_fhir.instruments.scoring import score_response, sex_of
 from bhi_fhir.instruments.screens import (
@@ -50,7 +51,6 @@ from bhi_fhir.sources import SourceError, expand_paths, read_resources
 
 JSON_KEYS: Final = ("questionnaireResponse", "instrument", "status", "total", "severity",
                     "positive", "complete", "totalAtLeast", "totalAtMost", "flags", "source")
-EXIT_BAD_INPUT: Final = 2
 
 
 SCORED: Final = "QuestionnaireResponse"

@@ -41,6 +41,7 @@ from rich.table import Table
 from bhi_fhir import fhirjson
 from bhi_fhir.cli import app
 from bhi_fhir.codes import BHI_IDENTIFIER, LOINC
+from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.fhir.auth_factory import (
     BearerTokenOption,
     ClientIdOption,
@@ -75,7 +76,6 @@ from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_res
 from bhi_fhir.sync.cli import checked_server
 
 Resource = dict[str, Any]
-EXIT_BAD_INPUT = 2
 # What the measures read; the rest of an export is dropped as it is read.
 _TYPES = frozenset({
     "Patient", "Encounter", "Condition", "Observation", "DiagnosticReport",

@@ -28,6 +28,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
 from bhi_fhir.cli import app
+from bhi_fhir.exit_codes import (
+    EXIT_BAD_INPUT,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_TEMPFAIL,
+    exit_code_for_cause,
+)
 from bhi_fhir.fhir.auth_factory import (
     BearerTokenOption,
     ClientIdOption,
@@ -38,17 +45,7 @@ from bhi_fhir.fhir.auth_factory import (
     TokenUrlOption,
     cli_auth,
 )
-from bhi_fhir.fhir.errors import (
-    CAUSE_AUTHORIZATION,
-    CAUSE_CONFIGURATION,
-    CAUSE_TRANSIENT,
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    EXIT_NOPERM,
-    EXIT_TEMPFAIL,
-    FhirError,
-    exit_code_for,
-)
+from bhi_fhir.fhir.errors import FhirError, exit_code_for
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.store import Store, StoreOpenError
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
@@ -59,10 +56,6 @@ _PROGRESS_FROM = 50  # patients: below this a bar is noise
 class OutputFormat(StrEnum):
     text = "text"
     json = "json"
-
-
-# Exit code for a practice plan that cannot be used: the one `apply` and `bill` use.
-EXIT_BAD_INPUT = 2
 
 
 def _stop(message: str, code: int) -> NoReturn:
@@ -237,16 +230,9 @@ def sync(
     if report.status == "failed":
         run_problem = next((p for p in report.problems if p.stage == "run"), None)
         cause = run_problem.cause if run_problem else None
-        raise typer.Exit(_RUN_EXIT.get(cause or "", EXIT_FAILURE))
+        raise typer.Exit(exit_code_for_cause(cause))
     if report.errors:
         raise typer.Exit(EXIT_FAILURE)
-
-
-_RUN_EXIT = {
-    CAUSE_AUTHORIZATION: EXIT_NOPERM,
-    CAUSE_CONFIGURATION: EXIT_CONFIG,
-    CAUSE_TRANSIENT: EXIT_TEMPFAIL,
-}
 
 
 def _held(server: str, state_url: str | None, resolve: list[str], output: OutputFormat) -> None:

@@ -64,6 +64,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from bhi_fhir.cli import app
+from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.fhirjson import patient_of, replaced_by, survivors
 from bhi_fhir.instruments import sex_of
 from bhi_fhir.instruments.screens import screening_scores
@@ -382,7 +383,7 @@ def apply_command(
         protocol = default_protocol()
     except (PracticePlanError, ProtocolError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     day = fixed or plan.today()  # the practice's day (billing.timezone), not the host's
     writer = BundleWriter(out) if out is not None else None
     with _progress_bar() as tick:
@@ -404,7 +405,7 @@ def apply_command(
     if report.errors:
         # Like `score`: the good input is processed and written, and a scheduler still sees
         # that some input was refused.
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _discard(plan: Plan) -> None:
