@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,13 @@ def _seed(today: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def seeded(hapi: str) -> Iterator[str]:
     """A tagged patient with 8 weeks of BHI care in HAPI; yields its id, deletes it after."""
+    with seed_patient(hapi) as patient_id:
+        yield patient_id
+
+
+@contextmanager
+def seed_patient(hapi: str) -> Iterator[str]:
+    """The ``seeded`` patient (also the patient-view benchmark's): its id; deleted after."""
     tag = RunTag(uuid.uuid4().hex)
     entries = []
     for index, resource in enumerate(_seed("2026-11-26")):

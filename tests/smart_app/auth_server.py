@@ -29,6 +29,7 @@ sent.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -110,6 +111,7 @@ class AuthServerState:
     id_token_claims: dict[str, Any] = field(default_factory=dict)  # overrides (tests)
     id_token_signer: rsa.RSAPrivateKey | None = None  # sign with another key (tests)
     jwks_in_smart_configuration: bool = True  # False: only via OIDC discovery
+    latency: float = 0.0  # seconds added to every request (a remote EHR, for benchmarks)
 
     @property
     def fhir_base(self) -> str:
@@ -143,6 +145,8 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
     @app.middleware("http")
     async def record(request: Request, call_next):  # type: ignore[no-untyped-def]
         state.requests.append((request.method, request.url.path))
+        if state.latency:
+            await asyncio.sleep(state.latency)
         return await call_next(request)
 
     @app.get("/fhir/.well-known/smart-configuration")
@@ -418,8 +422,11 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
                 status_code=401,
             )
         if state.backend is None:  # a tiny in-memory FHIR server: reads by id, empty searches
-            if request.method == "POST" and path == "":  # transaction: recorded, all created
+            if request.method == "POST" and path == "":
                 bundle = await request.json()
+                if bundle.get("type") == "batch":  # searches and reads, answered from memory
+                    return JSONResponse(_memory_batch(state, bundle))
+                # transaction: recorded, all created
                 state.transactions.append(bundle)
                 return JSONResponse(
                     {
@@ -459,6 +466,44 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
         return Response(body, status_code=upstream.status_code, headers=keep)
 
     return app
+
+
+def _memory_batch(state: AuthServerState, bundle: dict[str, Any]) -> dict[str, Any]:
+    """A batch of GETs over ``state.resources``: ``Type/id`` reads; ``Patient?_id=a,b`` and
+    ``Type?subject|patient=Patient/a,…`` searches (other parameters ignored)."""
+    from urllib.parse import parse_qsl
+
+    answers = []
+    for entry in bundle.get("entry") or []:
+        url = str((entry.get("request") or {}).get("url", ""))
+        kind, _, query = url.partition("?")
+        if not query:
+            found = state.resources.get(kind)
+            answers.append(
+                {"resource": found, "response": {"status": "200 OK"}}
+                if found
+                else {"response": {"status": "404 Not Found"}}
+            )
+            continue
+        params = dict(parse_qsl(query))
+        wanted = set(params.get("_id", "").split(",")) if "_id" in params else None
+        refs = set((params.get("subject") or params.get("patient") or "").split(","))
+        matches = []
+        for key, resource in state.resources.items():
+            if key.split("/", 1)[0] != kind:
+                continue
+            if wanted is not None:
+                hit = resource.get("id") in wanted
+            else:
+                hit = any(
+                    (resource.get(field) or {}).get("reference") in refs
+                    for field in ("subject", "patient", "for")
+                )
+            if hit:
+                matches.append({"resource": resource, "search": {"mode": "match"}})
+        searchset = {"resourceType": "Bundle", "type": "searchset", "entry": matches}
+        answers.append({"resource": searchset, "response": {"status": "200 OK"}})
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": answers}
 
 
 def free_port() -> int:
