@@ -55,6 +55,7 @@ Resource = dict[str, Any]
 CARE_GAP_REASON: Final = f"{BHI_BASE}/StructureDefinition/care-gap-reason"
 _POPULATION_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/measure-population"
 _STRATIFIER_AGE: Final = "age-group"
+_DATA_ABSENT: Final = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,8 @@ class MeasureDef:
     title: str
     evaluate: Callable[[PatientData, Period], Outcome | None]
     strata: tuple[str, ...] = ()
+    # The populations the published measure defines (CMS159 has no exceptions).
+    populations: tuple[str, ...] = POPULATIONS
 
     @property
     def url(self) -> str:
@@ -75,7 +78,8 @@ MEASURES: Final[Mapping[str, MeasureDef]] = {
         MeasureDef(cms2.MEASURE_ID, "Screening for Depression and Follow-Up Plan",
                    cms2.evaluate),
         MeasureDef(cms159.MEASURE_ID, "Depression Remission at Twelve Months",
-                   cms159.evaluate, cms159.STRATA),
+                   cms159.evaluate, cms159.STRATA,
+                   tuple(p for p in POPULATIONS if p != DENOMINATOR_EXCEPTION)),
     )
 }
 
@@ -114,13 +118,47 @@ def _population(code: str, count: int) -> Resource:
     return {"code": {"coding": [{"system": _POPULATION_SYSTEM, "code": code}]}, "count": count}
 
 
+def _score(value: float | None) -> Resource:
+    """``measureScore``: a proportion measure's report carries one (the R4 validator's
+    MEASURE_MR_GRP_NO_SCORE); with an empty denominator it is absent for a reason."""
+    if value is None:
+        return {"extension": [{"url": _DATA_ABSENT, "valueCode": "not-applicable"}]}
+    return {"value": value}
+
+
+def _strata(measure: MeasureDef, outcomes: Sequence[Outcome],
+            lists: bool = False) -> tuple[Resource, list[Resource]]:
+    """The age stratifier: each stratum's counts and rate (and, for a subject list, a
+    contained List per stratum population)."""
+    strata, contained = [], []
+    for value in measure.strata:
+        members = [o for o in outcomes if o.stratum == value]
+        populations = []
+        for code in measure.populations:
+            who = sorted(o.patient for o in members if o.has(code))
+            population = _population(code, len(who))
+            if lists and who:
+                ident = f"{code}-{value.replace('+', 'plus')}"
+                contained.append(_list(ident, f"{measure.id} {value} {code}", who))
+                population["subjectResults"] = {"reference": f"#{ident}"}
+            populations.append(population)
+        strata.append({"value": {"text": value}, "population": populations,
+                       "measureScore": _score(rate(members))})
+    return {"code": [{"text": _STRATIFIER_AGE}], "stratum": strata}, contained
+
+
+def _list(ident: str, title: str, patients: Sequence[str]) -> Resource:
+    return {"resourceType": "List", "id": ident, "status": "current", "mode": "snapshot",
+            "title": title, "entry": [{"item": {"reference": p}} for p in patients]}
+
+
 def individual_report(measure: MeasureDef, period: Period, outcome: Outcome,
                       date: str) -> Resource:
     report = _base(measure, period, "individual",
                    report_identifier(measure.id, period, "individual", outcome.patient), date)
     report["subject"] = {"reference": outcome.patient}
     populations = []
-    for code in POPULATIONS:
+    for code in measure.populations:
         population = _population(code, int(outcome.has(code)))
         if code == NUMERATOR and outcome.reason:
             population["extension"] = [{"url": CARE_GAP_REASON, "valueString": outcome.reason}]
@@ -131,11 +169,10 @@ def individual_report(measure: MeasureDef, period: Period, outcome: Outcome,
             "code": [{"text": _STRATIFIER_AGE}],
             "stratum": [{"value": {"text": outcome.stratum},
                          "population": [_population(c, int(outcome.has(c)))
-                                        for c in POPULATIONS]}],
+                                        for c in measure.populations],
+                         "measureScore": _score(rate([outcome]))}],
         }]
-    if outcome.has(DENOMINATOR) and not outcome.has(DENOMINATOR_EXCLUSION) and not outcome.has(
-            DENOMINATOR_EXCEPTION):
-        group["measureScore"] = {"value": 1 if outcome.has(NUMERATOR) else 0}
+    group["measureScore"] = _score(rate([outcome]))
     report["group"] = [group]
     if outcome.evaluated:
         report["evaluatedResource"] = [{"reference": ref} for ref in outcome.evaluated]
@@ -148,20 +185,21 @@ def subject_list_report(measure: MeasureDef, period: Period, outcomes: Sequence[
                    report_identifier(measure.id, period, "subject-list"), date)
     contained = []
     populations = []
-    for code in POPULATIONS:
+    for code in measure.populations:
         members = sorted(o.patient for o in outcomes if o.has(code))
         population = _population(code, len(members))
         if members:
-            contained.append({
-                "resourceType": "List", "id": code, "status": "current", "mode": "snapshot",
-                "title": f"{measure.id} {period.label} {code}",
-                "entry": [{"item": {"reference": p}} for p in members],
-            })
+            contained.append(_list(code, f"{measure.id} {period.label} {code}", members))
             population["subjectResults"] = {"reference": f"#{code}"}
         populations.append(population)
+    group: Resource = {"population": populations, "measureScore": _score(rate(outcomes))}
+    if measure.strata:
+        stratifier, lists = _strata(measure, outcomes, lists=True)
+        group["stratifier"] = [stratifier]
+        contained += lists
     if contained:
         report["contained"] = contained
-    report["group"] = [{"population": populations}]
+    report["group"] = [group]
     return report
 
 
@@ -170,21 +208,10 @@ def summary_report(measure: MeasureDef, period: Period, outcomes: Sequence[Outco
     report = _base(measure, period, "summary", report_identifier(measure.id, period, "summary"),
                    date)
     group: Resource = {"population": [_population(c, sum(o.has(c) for o in outcomes))
-                                      for c in POPULATIONS]}
-    score = rate(outcomes)
-    if score is not None:
-        group["measureScore"] = {"value": score}
+                                      for c in measure.populations],
+                       "measureScore": _score(rate(outcomes))}
     if measure.strata:
-        strata = []
-        for value in measure.strata:
-            members = [o for o in outcomes if o.stratum == value]
-            stratum: Resource = {"value": {"text": value},
-                                 "population": [_population(c, sum(o.has(c) for o in members))
-                                                for c in POPULATIONS]}
-            if (part := rate(members)) is not None:
-                stratum["measureScore"] = {"value": part}
-            strata.append(stratum)
-        group["stratifier"] = [{"code": [{"text": _STRATIFIER_AGE}], "stratum": strata}]
+        group["stratifier"] = [_strata(measure, outcomes)[0]]
     report["group"] = [group]
     return report
 

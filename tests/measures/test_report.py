@@ -216,3 +216,22 @@ def test_measure_resource_matches_the_computed_measure(measure_id: str) -> None:
     from fhir.resources.R4B.measurereport import MeasureReport
 
     MeasureReport.model_validate(report)
+
+
+def test_cms159_reports_have_no_exception_population_and_lists_per_stratum() -> None:
+    """CMS159 defines no denominator exceptions (eCQI CMS159v14: "Denominator Exceptions
+    None"), so its reports carry none; the subject list names each stratum's patients."""
+    report = subject_list_report(CMS159, MP, OUTCOMES, "2026-11-30T00:00:00+00:00")
+    group = report["group"][0]
+    assert DENOMINATOR_EXCEPTION not in [p["code"]["coding"][0]["code"]
+                                         for p in group["population"]]
+    ids = {c["id"] for c in report["contained"]}
+    assert {"numerator-18plus", "numerator-12-17"} <= ids
+    assert group["measureScore"] == {"value": round(2 / 3, 4)}
+
+
+def test_empty_denominator_score_is_absent_for_a_reason() -> None:
+    report = summary_report(CMS159, MP, [], "2026-11-30T00:00:00+00:00")
+    assert report["group"][0]["measureScore"] == {"extension": [{
+        "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+        "valueCode": "not-applicable"}]}
