@@ -41,7 +41,7 @@ from smart_app.deps import (
     render,
 )
 from smart_app.sessions import Session, TokenSet
-from smart_app.views_model import patient_view, registry_row
+from smart_app.views_model import patient_view
 
 logger = logging.getLogger(__name__)
 
@@ -185,9 +185,6 @@ def check_patient_access(session: Session, patient_id: str) -> None:
         )
 
 
-MALFORMED_FLAG = "malformed record"  # the registry row of a patient whose record cannot be read
-
-
 def malformed_resource(resources: list[dict[str, Any]]) -> str:
     """Which of a patient's resources does not validate as FHIR (R4B models), and why; or ''.
 
@@ -229,23 +226,6 @@ def readable_view(compute: Callable[[], T], resources: list[dict[str, Any]], wha
             "Ask your administrator to correct the record in the EHR.",
             502,
         ) from None
-
-
-def malformed_row(patient_id: str) -> dict[str, Any]:
-    """The registry row of a patient whose record could not be read: listed, flagged, no data."""
-    return {
-        "id": patient_id,
-        "name": f"Patient/{patient_id}",
-        "phq9": None,
-        "gad7": None,
-        "change": None,
-        "weeks": None,
-        "last_contact": "",
-        "flags": [MALFORMED_FLAG],
-        "review": False,
-        "minutes": None,
-        "status": "",  # not known: listed in the caseload, where it will be looked at
-    }
 
 
 async def _load(source: ClinicSource, patient_id: str) -> list[dict[str, Any]]:
@@ -312,68 +292,6 @@ def _team(plan: PracticePlan | None) -> list[dict[str, str]]:
     for m in members:
         seen.setdefault(m.reference, {"reference": m.reference, "display": m.display})
     return list(seen.values())
-
-
-@router.get("/registry")
-async def registry_page(
-    request: Request,
-    session: SessionDep,
-    source: SourceDep,
-    templates: TemplatesDep,
-    flag: str | None = None,
-    sort: str = "flags",
-) -> Response:
-    if not session.demo and session.token and smart.patient_level_only(session.token.scope):
-        raise Refusal(
-            "Registry not available for this launch",
-            "The registry lists many patients; this launch was authorized for one patient "
-            "only (patient-level scopes).",
-            403,
-        )
-    today = today_of(request)
-    plan = practice_plan(request)
-    try:
-        from bhi_fhir.workflow.engine import enrollment_rule
-
-        enrolled = await source.enrolled_patients(
-            *([enrollment_rule(plan)] if plan is not None else [])
-        )
-        gathered = await source.patients_resources(enrolled)
-    except FhirError as exc:
-        raise Refusal("Could not load the registry", str(exc), 502) from None
-    rows = []
-    for patient_id, resources in gathered.items():
-        try:
-            rows.append(registry_row(resources, today, plan))
-        except Exception as exc:  # this patient's record only: the registry is everyone's
-            _unreadable("registry", exc)
-            rows.append(malformed_row(patient_id))
-    if flag:
-        rows = [r for r in rows if flag in r["flags"]]
-    keys = {
-        "flags": lambda r: (-len(r["flags"]), "crisis" not in r["flags"], r["name"]),
-        "name": lambda r: (r["name"],),
-        "phq9": lambda r: (-(r["phq9"] if r["phq9"] is not None else -1),),
-        "change": lambda r: (r["change"] if r["change"] is not None else 1e9,),
-        "weeks": lambda r: (-(r["weeks"] or 0),),
-        "contact": lambda r: (str(r["last_contact"] or ""),),
-    }
-    rows.sort(key=keys.get(sort, keys["flags"]))
-    return render(
-        request,
-        templates,
-        "registry.html",
-        {
-            "session": session,
-            "rows": rows,
-            "review": [r for r in rows if r["review"]],
-            "agenda": [r for r in rows if r["flags"]],
-            "flag": flag or "",
-            "sort": sort,
-            "today": today.isoformat(),
-            "fhir_requests": source.request_count,
-        },
-    )
 
 
 # --------------------------------------------------------------------------- workflow plan
@@ -480,7 +398,17 @@ async def plan_apply(
         except FhirError as exc:
             raise Refusal("The plan was not written", str(exc), 502) from None
     logger.info("workflow plan applied: %d writes", len(bundle["entry"]))
+    await _registry_after_write(request, session, source, patient_id)
     return _back(patient_id, "plan-applied", len(bundle["entry"]))
+
+
+async def _registry_after_write(
+    request: Request, session: Session, source: ClinicSource, patient_id: str
+) -> None:
+    """The patient's registry row read again after the app's own write (smart_app.registry)."""
+    from smart_app.registry import refresh_after_write  # that module imports this one
+
+    await refresh_after_write(request, session, source, patient_id)
 
 
 def _back(patient_id: str, notice: str, count: int | None = None) -> Response:
@@ -555,6 +483,7 @@ async def log_time(
         logger.info("care-management time already logged (form sent again)")
         return _back(patient_id, "time-already-logged", minutes)
     logger.info("care-management time logged")
+    await _registry_after_write(request, session, source, patient_id)
     return _back(patient_id, "time-logged", minutes)
 
 
@@ -611,6 +540,7 @@ async def change_task(
     except FhirError as exc:
         raise Refusal("Task not changed", str(exc), 502) from None
     logger.info("task %s", action)
+    await _registry_after_write(request, session, source, patient_id)
     return _back(patient_id, notice)
 
 
@@ -667,6 +597,7 @@ async def record_consent(
     if not writes.created(response):
         return _back(patient_id, "consent-already-recorded")
     logger.info("consent recorded")
+    await _registry_after_write(request, session, source, patient_id)
     return _back(patient_id, "consent-recorded")
 
 

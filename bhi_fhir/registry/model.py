@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -46,6 +46,8 @@ from bhi_fhir.store.registry import (
 from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule
 
 __all__ = [
+    "EnrolledReader",
+    "RecordsReader",
     "Registry",
     "build_registry",
     "compute_rows",
@@ -58,6 +60,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Resource = dict[str, Any]
+# Many patients' records at once (the Patient first): ``read_records`` on a client, or the
+# app's ``ClinicSource.patients_resources``.
+RecordsReader = Callable[[list[str]], Awaitable[Mapping[str, list[Resource]]]]
+EnrolledReader = Callable[[EnrollmentRule], Awaitable[list[str]]]
+
+
+def _records_reader(read: FhirClient | RecordsReader) -> RecordsReader:
+    if isinstance(read, FhirClient):
+        client = read
+        return lambda ids: read_records(client, ids)
+    return read
 
 
 def server_key(base_url: str) -> str:
@@ -106,7 +119,7 @@ def _now() -> datetime:
 async def refresh_patients(
     store: Store,
     server: str,
-    client: FhirClient,
+    read: FhirClient | RecordsReader,
     patient_ids: Iterable[str],
     *,
     today: date,
@@ -120,7 +133,7 @@ async def refresh_patients(
     if not ids:
         return {}
     read_at = _now()
-    records = await read_records(client, ids)
+    records = await _records_reader(read)(ids)
     rule = enrollment_rule_of(plan)
     enrolled = {i: r for i, r in records.items() if enrolled_in(r, rule)}
     rows = compute_rows(enrolled, today, plan)
@@ -132,13 +145,25 @@ async def refresh_patients(
 
 
 async def build_registry(
-    store: Store, server: str, client: FhirClient, *, today: date, plan: PracticePlan | None
+    store: Store,
+    server: str,
+    read: FhirClient | RecordsReader,
+    *,
+    today: date,
+    plan: PracticePlan | None,
+    enrolled: EnrolledReader | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The whole registry from the EHR (the live read, once): every enrolled patient's row
     stored, rows of patients no longer enrolled removed, and the build's time recorded."""
     read_at = _now()
-    ids = await enrolled_ids(client, enrollment_rule_of(plan))
-    rows = compute_rows(await read_records(client, ids), today, plan)
+    rule = enrollment_rule_of(plan)
+    if enrolled is not None:
+        ids = await enrolled(rule)
+    elif isinstance(read, FhirClient):
+        ids = await enrolled_ids(read, rule)
+    else:
+        raise TypeError("build_registry needs a FhirClient or an enrolled-patients reader")
+    rows = compute_rows(await _records_reader(read)(ids), today, plan)
     key = server_key(server)
     put_registry_rows(store, key, rows, day=today.isoformat(), read_at=read_at, source="build")
     stale = [r.patient for r in read_registry(store, key) if r.patient not in rows]

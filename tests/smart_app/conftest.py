@@ -19,6 +19,12 @@ APP_URL = "http://testserver"
 CLIENT_ID = "bhi-app"
 
 
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry read model's store (the default state file) in the test's own folder."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def ehr() -> Iterator[AuthServerState]:
     state = AuthServerState()
