@@ -29,7 +29,7 @@ from fastapi.responses import RedirectResponse, Response
 from bhi_fhir.fhir import FhirError
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry import build_registry, compute_rows, load_registry, refresh_patients
-from bhi_fhir.registry.model import enrollment_rule_of
+from bhi_fhir.registry.model import enrollment_rule_of, registry_in_use
 from bhi_fhir.store import Store, StoreOpenError
 from smart_app import smart
 from smart_app.data import ClinicSource
@@ -211,8 +211,8 @@ async def refresh_after_write(
     except Refusal:
         logger.warning("registry row not refreshed after a write (no store)")
         return
-    if store is None or session.iss is None:
-        return
+    if store is None or session.iss is None or not registry_in_use(store, session.iss):
+        return  # no read model yet: its first build reads the patient anyway
     try:
         await refresh_patients(store, session.iss, source.patients_resources, [patient_id],
                                today=today_of(request), plan=practice_plan(request),

@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from bhi_fhir.fhir import FhirClient
+from bhi_fhir.fhir import FhirClient, FhirError
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry.reader import enrolled_ids, read_records
 from bhi_fhir.registry.rows import enrolled_in, malformed_row, registry_row
@@ -53,7 +53,9 @@ __all__ = [
     "compute_rows",
     "enrollment_rule_of",
     "load_registry",
+    "refresh_after_sync",
     "refresh_patients",
+    "registry_in_use",
     "server_key",
 ]
 
@@ -171,6 +173,36 @@ async def build_registry(
     store.advance_watermark(key, read_at.isoformat().replace("+00:00", "Z"),
                             stream=REGISTRY_BUILT, run_id=None)
     return rows
+
+
+def registry_in_use(store: Store, server: str) -> bool:
+    """Whether the read model of ``server`` exists (built once, by the page's first view or on
+    demand): until then refreshes are skipped — the first build reads everyone anyway."""
+    return registry_built_at(store, server_key(server)) is not None
+
+
+async def refresh_after_sync(
+    store: Store,
+    server: str,
+    client: FhirClient,
+    patients: Iterable[str],
+    *,
+    today: date,
+    plan: PracticePlan | None,
+    dry_run: bool = False,
+) -> None:
+    """``sync``'s call after a group's writes: the rows of the patients it wrote for (or found
+    nothing to write for) read again, when the registry is in use. One more batch per group;
+    a failure leaves the older rows (their time is shown) and never fails the sync."""
+    wanted = list(patients)
+    if dry_run or not wanted or not registry_in_use(store, server):
+        return
+    try:
+        await refresh_patients(store, server, client, wanted, today=today, plan=plan,
+                               source="sync")
+    except FhirError as exc:
+        logger.warning("registry: %d rows not refreshed after the sync's writes (%s)",
+                       len(wanted), type(exc).__name__)
 
 
 @dataclass(frozen=True)

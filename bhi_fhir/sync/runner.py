@@ -70,6 +70,7 @@ from bhi_fhir.fhir.errors import (
 )
 from bhi_fhir.paths import examples_dir, profiles_dir
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
+from bhi_fhir.registry.model import refresh_after_sync
 from bhi_fhir.store import AuditRow, Store
 from bhi_fhir.sync.planning import PatientPlan, SyncWrite, merge_contexts, plan_patient
 from bhi_fhir.sync.report import PatientDiff, Problem, RunReport
@@ -481,7 +482,12 @@ async def run_sync(
 
         async def one(group: Sequence[str]) -> None:
             async with gate:
+                before = set(run.succeeded)
                 await run.process(group)
+                # The registry read model: the rows of the patients just written for.
+                await refresh_after_sync(store, server, client, run.succeeded - before,
+                                         today=run.today, plan=practice_plan,
+                                         dry_run=config.dry_run)
 
         await asyncio.gather(*(one(g) for g in _groups(patients, config.group_size)))
         if run.stop is not None:
