@@ -1,6 +1,10 @@
-"""The ``bhi-fhir`` command line.
+"""The ``bhi-fhir`` command line: the root that wires the commands together.
 
-Commands live next to the code they drive; this module only wires them together.
+Each command is a plain function next to the code it drives (``score`` in instruments, ``apply``
+in workflow, ``sync`` and ``subscribe`` in sync, ``bill`` in billing, ``measure`` in measures,
+``doctor`` in fhir); this module imports them and registers them on :data:`app`. No command
+module imports this one. ``serve`` is declared here and imports the SMART app (``smart_app``)
+only when it runs, so the library never imports the app.
 """
 
 from __future__ import annotations
@@ -10,7 +14,13 @@ from typing import Annotated
 import typer
 
 from bhi_fhir import __version__, logs
+from bhi_fhir.billing.cli import bill
+from bhi_fhir.fhir.doctor import doctor
+from bhi_fhir.instruments.cli import score_command
 from bhi_fhir.logs import LogFormat
+from bhi_fhir.measures.cli import measure_command
+from bhi_fhir.sync.cli import subscribe, sync
+from bhi_fhir.workflow.cli import apply_command
 
 app = typer.Typer(
     name="bhi-fhir",
@@ -50,17 +60,35 @@ def _global_options(
     logs.configure(-1 if quiet else verbose, log_format)
 
 
+def serve(
+    demo: Annotated[bool, typer.Option("--demo", help="Serve the synthetic clinic; no EHR.")]
+    = False,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the SMART-on-FHIR app (EHR launch at /launch, demo at /demo)."""
+    from smart_app.cli import serve as run_app  # the app is imported only to serve it
+
+    run_app(demo=demo, host=host, port=port)
+
+
+for name, command in (
+    ("score", score_command),
+    ("apply", apply_command),
+    ("sync", sync),
+    ("subscribe", subscribe),
+    ("bill", bill),
+    ("measure", measure_command),
+    ("doctor", doctor),
+    ("serve", serve),
+):
+    app.command(name)(command)
+
+
 def _register() -> None:
-    # Each command module registers itself on `app`; keep imports here so `--help` stays cheap.
-    from bhi_fhir.billing import cli as _bill_cli  # noqa: F401
-    from bhi_fhir.fhir import doctor as _doctor_cli  # noqa: F401
-    from bhi_fhir.instruments import cli as _score_cli  # noqa: F401
-    from bhi_fhir.measures import cli as _measure_cli  # noqa: F401
-    from bhi_fhir.sync import cli as _sync_cli  # noqa: F401
-    from bhi_fhir.workflow import cli as _apply_cli  # noqa: F401
-    from smart_app import cli as _serve_cli  # noqa: F401
+    """Nothing left to do: the commands are registered when this module is imported. Kept so
+    callers written for the old self-registering commands still work."""
 
 
 def main() -> None:
-    _register()
     app()

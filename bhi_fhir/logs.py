@@ -75,7 +75,6 @@ def formatter(fmt: LogFormat) -> logging.Formatter:
     return JsonFormatter() if fmt is LogFormat.json else logging.Formatter(TEXT_FORMAT)
 
 
-_installed: list[logging.Handler] = []
 _chosen: dict[str, Any] = {"verbosity": 0, "format": LogFormat.text}
 
 
@@ -89,18 +88,19 @@ def configure(verbosity: int = 0, fmt: LogFormat = LogFormat.text) -> None:
     for everyone else, the URL loggers included). Calling it again replaces the handler it
     installed before: one set-up per process, however many commands a test runs."""
     root = logging.getLogger()
-    for old in _installed:
+    for old in [h for h in root.handlers if isinstance(h, StderrHandler)]:
         root.removeHandler(old)
-    _installed.clear()
     _chosen.update(verbosity=verbosity, format=fmt)
     handler = StderrHandler()
     handler.setFormatter(formatter(fmt))
     root.addHandler(handler)
-    _installed.append(handler)
     if root.level == logging.NOTSET or root.level > logging.WARNING:
         root.setLevel(logging.WARNING)
     for name in PACKAGE_LOGGERS:
-        logging.getLogger(name).setLevel(level_for(verbosity))
+        package = logging.getLogger(name)
+        package.setLevel(level_for(verbosity))
+        package.handlers.clear()  # e.g. left by an earlier serve's uvicorn set-up
+        package.propagate = True
     quiet_url_loggers()
 
 

@@ -1,4 +1,7 @@
-"""``bhi-fhir serve``: run the SMART app (``--demo``: over the bundled synthetic clinic)."""
+"""``bhi-fhir serve``: run the SMART app (``--demo``: over the bundled synthetic clinic).
+
+The command line (bhi_fhir.cli) imports this module only when ``serve`` runs: the library
+never imports the app."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from typing import Any
 import typer
 
 from bhi_fhir import logs
-from bhi_fhir.cli import app
 from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 
 # The app's own loggers (the launch, the views, the notification receiver and its queue) go to
@@ -27,13 +29,8 @@ def log_config() -> dict[str, Any]:
     return logs.uvicorn_config(LOGGING_CONFIG, logs.level_for(verbosity + 1), fmt)
 
 
-@app.command()
-def serve(
-    demo: bool = typer.Option(False, "--demo", help="Serve the synthetic clinic; no EHR."),
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8000, help="Port to listen on."),
-) -> None:
-    """Serve the SMART-on-FHIR app (EHR launch at /launch, demo at /demo)."""
+def serve(demo: bool = False, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the SMART-on-FHIR app; the command's options are bhi_fhir.cli's ``serve``."""
     import uvicorn
 
     from smart_app.config import Settings, demo_conflicts

@@ -26,7 +26,6 @@ def restore_logging() -> Iterator[None]:
         for name in names
     }
     yield
-    logs.configure()
     for name, (handlers, level, propagate) in saved.items():
         logger = logging.getLogger(name)
         logger.handlers[:] = handlers

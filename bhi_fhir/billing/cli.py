@@ -85,7 +85,6 @@ from bhi_fhir.billing.writeback import (
     plan_write,
     write_bundle,
 )
-from bhi_fhir.cli import app
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, CARE_MANAGEMENT_CONTACT
 from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.fhir.auth_factory import (
@@ -571,7 +570,6 @@ def _table(rows: list[dict[str, Any]], rejected: list[Rejected], console: Consol
 # ------------------------------------------------------------------------------- command
 
 
-@app.command("bill")
 def bill(
     month: Annotated[str, typer.Option("--month", help="calendar month to bill, YYYY-MM")],
     server: Annotated[

@@ -26,7 +26,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bhi_fhir.cli import app
 from bhi_fhir.exit_codes import EXIT_BAD_INPUT, EXIT_CONFIG
 from bhi_fhir.fhir.auth_factory import (
     BearerTokenOption,
@@ -112,7 +111,6 @@ def _render_table(
     console.print(f"[{style}]{readiness.summary}[/]")
 
 
-@app.command("doctor")
 def doctor(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
     output: Annotated[

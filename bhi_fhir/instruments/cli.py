@@ -34,7 +34,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bhi_fhir.cli import app
 from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.instruments.result import InstrumentId, Score
 from bhi_fhir.instruments.scoring import score_response, sex_of
@@ -169,7 +168,6 @@ def as_json(score: Score) -> dict[str, Any]:
     }
 
 
-@app.command("score")
 def score_command(
     paths: Annotated[list[Path], typer.Argument(
         help="QuestionnaireResponse JSON, Bundle or NDJSON files, or directories of them.")],

@@ -39,7 +39,6 @@ from rich.console import Console
 from rich.table import Table
 
 from bhi_fhir import fhirjson
-from bhi_fhir.cli import app
 from bhi_fhir.codes import BHI_IDENTIFIER, LOINC
 from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.fhir.auth_factory import (
@@ -313,7 +312,6 @@ def _table(run: Run, measures: Sequence[MeasureDef], period: Period, console: Co
         console.print(care)
 
 
-@app.command("measure")
 def measure_command(
     period_text: Annotated[str, typer.Option("--period", help="measurement year, e.g. 2026")],
     server: Annotated[

@@ -27,7 +27,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
-from bhi_fhir.cli import app
 from bhi_fhir.exit_codes import (
     EXIT_BAD_INPUT,
     EXIT_CONFIG,
@@ -100,7 +99,6 @@ def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
     return out
 
 
-@app.command("sync")
 def sync(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
     plan: Annotated[
@@ -270,7 +268,6 @@ def _iso(value: datetime) -> str:
 SUBSCRIPTION_CRITERIA = "QuestionnaireResponse?"
 
 
-@app.command("subscribe")
 def subscribe(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
     endpoint: Annotated[

@@ -63,7 +63,6 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from bhi_fhir.cli import app
 from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.fhirjson import patient_of, replaced_by, survivors
 from bhi_fhir.instruments import sex_of
@@ -358,7 +357,6 @@ def _print_text(report: ApplyReport) -> None:
         typer.echo(f"error: {where}: {err['message']}", err=True)
 
 
-@app.command("apply")
 def apply_command(
     inputs: Annotated[list[Path], typer.Argument(help="Bundle/NDJSON/JSON files or directories")],
     plan_file: Annotated[Path, typer.Option("--plan", help="practice-plan TOML")],
