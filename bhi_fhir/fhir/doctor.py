@@ -7,18 +7,23 @@ counts the screening data present (``_summary=count``) — read-only — and pri
 what the sync will skip and why. Exit 0 when the workflow can run, 78 (EX_CONFIG) when the
 server cannot support it or lacks the plan's references, 2 for a plan that cannot be used,
 and the error's own exit code (e.g. 69 unreachable) when the server could not be asked at
-all — one line on stderr, no traceback. It authenticates like every command (``--bearer-token``
-or ``--client-id``/``--private-key``, :mod:`bhi_fhir.fhir.auth_factory`), asking read scopes only.
+all — one line on stderr, no traceback (``--wait S`` keeps trying a server that does not
+answer yet, as one still starting, for up to S seconds). It authenticates like every command
+(``--bearer-token`` or ``--client-id``/``--private-key``, :mod:`bhi_fhir.fhir.auth_factory`),
+asking read scopes only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -44,7 +49,7 @@ from bhi_fhir.fhir.doctor_data import (
     check_plan_references,
     count_screening_data,
 )
-from bhi_fhir.fhir.errors import FhirError, exit_code_for
+from bhi_fhir.fhir.errors import FhirError, RetryableError, exit_code_for
 from bhi_fhir.fhir.profile import Readiness, ServerProfile
 from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
 
@@ -111,6 +116,26 @@ def _render_table(
     console.print(f"[{style}]{readiness.summary}[/]")
 
 
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+WAIT_STEP = 5.0  # seconds between attempts while --wait lasts
+
+
+def _diagnose_within(wait: float, attempt: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """``attempt()`` run until it gets past a retryable failure (no answer, 503) or ``wait``
+    seconds have passed; the last failure is raised."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return asyncio.run(attempt())
+        except RetryableError as err:
+            if time.monotonic() + WAIT_STEP > deadline:
+                raise
+            logger.warning("server not answering yet (%s); trying again in %.0f s",
+                           type(err).__name__, WAIT_STEP)
+            time.sleep(WAIT_STEP)
+
+
 def doctor(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
     output: Annotated[
@@ -129,6 +154,10 @@ def doctor(
     token_url: TokenUrlOption = None,
     kid: KidOption = None,
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 15.0,
+    wait: Annotated[
+        float, typer.Option(help="seconds to keep trying a server that does not answer yet "
+                            "(one still starting, as in docker compose)")
+    ] = 0.0,
 ) -> None:
     """Check whether a FHIR server supports the BHI workflow, and what will be skipped."""
     from bhi_fhir.sync.cli import checked_server  # the one --server check of every command
@@ -144,7 +173,7 @@ def doctor(
     auth = cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
                     jwks_url=jwks_url, scope=scope, token_url=token_url, kid=kid, write=False)
     try:
-        diagnosis = asyncio.run(_diagnose(server, auth, timeout, practice_plan))
+        diagnosis = _diagnose_within(wait, lambda: _diagnose(server, auth, timeout, practice_plan))
     except FhirError as err:
         typer.echo(f"error: cannot check {server}: {err}", err=True)
         raise typer.Exit(exit_code_for(err)) from None

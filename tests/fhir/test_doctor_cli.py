@@ -308,3 +308,27 @@ def test_bearer_token_and_client_id_together_is_a_usage_error(server: respx.Mock
     )
     assert result.exit_code == 2
     assert "not both" in result.output
+
+
+@pytest.mark.parametrize(
+    ("wait", "refusals", "exit_code"),
+    [(0, 3, errors.EXIT_UNAVAILABLE), (60, 3, 0), (60, 6, 0), (6, 6, errors.EXIT_UNAVAILABLE)],
+    ids=["no-wait-fails-at-once", "wait-outlasts-one-round", "wait-outlasts-two-rounds",
+         "wait-too-short"],
+)
+def test_wait_for_a_server_still_starting(
+    server: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, wait: float, refusals: int,
+    exit_code: int,
+) -> None:
+    """--wait keeps trying a server that refuses connections (one still starting, as HAPI in
+    docker compose); each round is the client's own three tries, WAIT_STEP apart."""
+    from bhi_fhir.fhir import doctor
+
+    clock = [0.0]
+    monkeypatch.setattr(doctor.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(doctor.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    answers = [httpx.ConnectError("Connection refused")] * refusals
+    answers.append(httpx.Response(200, json=capability_statement()))
+    server.get("/metadata").mock(side_effect=answers)
+    result = CliRunner().invoke(app, ["-q", *doctor_args("--server", BASE, "--wait", str(wait))])
+    assert result.exit_code == exit_code, result.output
