@@ -78,3 +78,40 @@ class PendingPatient(Base):
     last_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     run_id: Mapped[str | None] = mapped_column(String(36))  # the run that last failed it
+
+
+class WorkBatch(Base):
+    """The run several sync workers share on one server (``bhi-fhir sync --worker``): at most
+    one open batch per server, the watermark it started from, and the earliest watermark a
+    finished worker allows. The worker that finds every item finished closes it."""
+
+    __tablename__ = "work_batches"
+
+    server: Mapped[str] = mapped_column(String(500), primary_key=True)
+    id: Mapped[str] = mapped_column(String(36))
+    since: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))  # open | done
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    candidate: Mapped[str | None] = mapped_column(String(40))
+    watermark: Mapped[str | None] = mapped_column(String(40))  # where the batch left it
+
+
+class WorkItem(Base):
+    """One patient of a shared batch: claimed by one worker at a time (``FOR UPDATE SKIP
+    LOCKED``) under a lease, which another worker takes over once it expires."""
+
+    __tablename__ = "work_items"
+    __table_args__ = (Index("ix_work_items_state", "batch_id", "state", "seq"),)
+
+    batch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient: Mapped[str] = mapped_column(String(200), primary_key=True)  # "Patient/<id>"
+    seq: Mapped[int] = mapped_column(Integer)  # claim order: the order the search found them
+    state: Mapped[str] = mapped_column(String(20))  # queued | claimed | done | failed | held
+    worker: Mapped[str | None] = mapped_column(String(36))  # the run (journal row) holding it
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claims: Mapped[int] = mapped_column(Integer, default=0)  # > 1: taken over after a lease
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The earliest lastUpdated of the patient's changed screens: a transient failure holds
+    # the batch's watermark below it.
+    hold_below: Mapped[str | None] = mapped_column(String(40))

@@ -148,6 +148,16 @@ def sync(
     workers: Annotated[int, typer.Option(help="groups in flight at once")] = 4,
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 30.0,
     max_retries: Annotated[int, typer.Option(help="retries per request")] = 5,
+    worker: Annotated[
+        bool,
+        typer.Option("--worker", help="share the run with every other `sync --worker` on the "
+                     "same PostgreSQL --state-url: each takes its own patients (run one per "
+                     "process or machine)"),
+    ] = False,
+    lease: Annotated[
+        float, typer.Option(help="--worker: seconds before a dead worker's patients are taken "
+                            "over (renewed while working)")
+    ] = 120.0,
     failed: Annotated[
         bool, typer.Option("--failed", help="list the patients held after a refusal; no sync")
     ] = False,
@@ -189,6 +199,8 @@ def sync(
         group_size=group_size,
         max_entries=max_entries,
         workers=workers,
+        shared=worker,
+        lease_s=lease,
         timeout=timeout,
         max_retries=max_retries,
         auth=cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
@@ -213,7 +225,15 @@ def sync(
         if task_ids:
             progress.advance(task_ids[0], n)
 
+    if worker and (dry_run or since):
+        _stop("--worker runs from the shared watermark and writes: no --dry-run or --since",
+              EXIT_CONFIG)
     store = open_store(state_url)
+    if worker and store.engine.dialect.name != "postgresql":
+        store.close()
+        _stop("--worker needs a PostgreSQL --state-url (workers share the run through its row "
+              f"locks); this store is {store.engine.dialect.name}: run one sync at a time",
+              EXIT_CONFIG)
     try:
         report = asyncio.run(
             run_sync(config, store=store, on_start=on_start, progress=on_progress)

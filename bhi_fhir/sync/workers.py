@@ -1,0 +1,143 @@
+"""Scale-out: several ``bhi-fhir sync --worker`` processes split one run's patients.
+
+Each worker runs the ordinary sync (``run_sync`` with ``SyncConfig.shared``) against the
+same PostgreSQL store. Instead of processing every patient it found, a worker:
+
+1. joins the server's open batch (or opens one from the stored watermark) — every worker of
+   the batch searches from the same ``since``;
+2. enqueues the patients it found (idempotent, keyed by batch and patient), each with the
+   earliest ``lastUpdated`` of its changed screens;
+3. claims groups of ``group_size`` patients (``FOR UPDATE SKIP LOCKED``, under a lease it
+   renews while working), processes each group as the single-process sync does, and records
+   each patient done, failed (transient) or held (refused);
+4. once nothing is left to claim, waits for the other workers' claims: a claim whose lease
+   expires (its worker died) is taken over;
+5. offers its watermark; the worker that finds every item finished closes the batch and
+   advances the watermark — never past a failed patient's screens.
+
+The queue itself is ``bhi_fhir.store.work``. SQLite cannot be shared so: ``--worker`` on
+SQLite is refused up front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from bhi_fhir.store import Store
+from bhi_fhir.store.work import Batch, SharedStoreError, WorkQueue
+
+if TYPE_CHECKING:
+    from bhi_fhir.sync.runner import _Run
+    from bhi_fhir.sync.source import Changed
+
+__all__ = ["SharedRun", "SharedStoreError", "hold_below", "join_shared"]
+
+# Waiting for other workers' claims: poll at least this often (a claim finishing frees the
+# wait; an expiring lease is waited for exactly).
+_POLL_S = 2.0
+
+
+def hold_below(changed: Changed, patients: Iterable[str]) -> dict[str, str | None]:
+    """Each patient → the earliest ``lastUpdated`` of its changed screens (None: none, e.g.
+    a held patient due for a retry)."""
+    earliest: dict[str, str | None] = dict.fromkeys(patients)
+    for resource in (*changed.responses, *changed.observations):
+        patient = str(resource["subject"]["reference"])
+        updated = (resource.get("meta") or {}).get("lastUpdated")
+        if patient in earliest and isinstance(updated, str):
+            current = earliest[patient]
+            if current is None or updated < current:  # same server, same format
+                earliest[patient] = updated
+    return earliest
+
+
+def join_shared(store: Store, server: str, lease_s: float) -> SharedRun:
+    """Join (or open) the server's batch; :class:`SharedStoreError` on a store that cannot
+    be shared (SQLite)."""
+    queue = WorkQueue(store, server)
+    return SharedRun(queue, queue.join(), timedelta(seconds=lease_s))
+
+
+class SharedRun:
+    """One worker's part of a shared batch."""
+
+    def __init__(self, queue: WorkQueue, batch: Batch, lease: timedelta) -> None:
+        self.queue, self.batch, self.lease = queue, batch, lease
+        self.since = batch.since
+        self.processed: list[str] = []  # patients this worker finished (any outcome)
+        self.worker = ""
+
+    async def work(
+        self, run: _Run, patients: Sequence[str],
+        process: Callable[[Sequence[str]], Awaitable[Any]], *, lanes: int, group_size: int,
+    ) -> None:
+        """Enqueue ``patients``, then claim and ``process`` groups until the batch is done."""
+        self.worker = run.report.run_id
+        self.queue.enqueue(self.batch, hold_below(run.changed, patients))
+        held: set[str] = set()  # claimed by this worker, not finished: its leases to renew
+        renewer = asyncio.create_task(self._renew(held))
+
+        async def lane() -> None:
+            while run.stop is None:
+                group = self.queue.claim(self.batch, self.worker, group_size, self.lease)
+                if not group:
+                    return
+                held.update(group)
+                try:
+                    await process(group)
+                finally:
+                    states = self._outcomes(run, group)
+                    self.queue.finish(self.batch, self.worker, states)
+                    held.difference_update(group)
+                self.processed += [p for p, s in states.items() if s != "queued"]
+
+        try:
+            while True:
+                await asyncio.gather(*(lane() for _ in range(max(1, lanes))))
+                if run.stop is not None:
+                    return
+                left, expires_in = self.queue.unfinished(self.batch)
+                if not left:
+                    return
+                # Others are still working (or died holding a claim): wait for theirs.
+                wait = _POLL_S if expires_in is None else min(_POLL_S, max(expires_in, 0.05))
+                await asyncio.sleep(wait)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            if held:  # cancelled mid-group: give them back for another worker
+                self.queue.finish(self.batch, self.worker, dict.fromkeys(held, "queued"))
+            run.report.patients = len(self.processed)
+
+    def _outcomes(self, run: _Run, group: Sequence[str]) -> dict[str, str]:
+        states: dict[str, str] = {}
+        for patient in group:
+            if patient in run.failed_patients:
+                states[patient] = "failed"
+            elif patient in run.succeeded:
+                states[patient] = "done"
+            elif run.stop is not None:  # the run stopped before this patient was tried
+                states[patient] = "queued"
+            else:  # refused: held in the pending table, retried by a later run
+                states[patient] = "held"
+        return states
+
+    async def _renew(self, held: set[str]) -> None:
+        every = max(self.lease.total_seconds() / 3, 0.5)
+        while True:
+            await asyncio.sleep(every)
+            if held:
+                self.queue.renew(self.batch, self.worker, sorted(held), self.lease)
+
+    def close(self, run: _Run) -> str | None:
+        """Offer this worker's watermark; the watermark to advance to if this worker closed
+        the batch (None otherwise, or when it must not move)."""
+        candidate = run.next_watermark()
+        if candidate is None and (run.changed.responses or run.changed.observations):
+            candidate = self.since  # the worker's own failures hold it where it was
+        return self.queue.close(self.batch, candidate)
