@@ -274,11 +274,16 @@ class FhirClient:
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
         accept_statuses: frozenset[int] = frozenset(),
+        stream: bool = False,
+        token: bool = True,
     ) -> httpx.Response:
         """Send with retries; return a 2xx (or an ``accept_statuses``) response, else raise.
 
         ``url`` is relative to the base URL or absolute (paging links). ``idempotent``
-        defaults to True for every method except POST.
+        defaults to True for every method except POST. ``stream``: the body is not read; the
+        caller reads it (``aiter_bytes``) and closes the response. ``token=False`` sends the
+        request without credentials, to any origin (a Bulk Data file whose manifest says
+        ``requiresAccessToken: false``, e.g. a signed storage URL).
         """
         if idempotent is None:
             idempotent = method != "POST"
@@ -291,7 +296,8 @@ class FhirClient:
         while True:
             try:
                 return await self._send_once(
-                    method, url, params, content, all_headers, accept_statuses
+                    method, url, params, content, all_headers, accept_statuses,
+                    stream=stream, token=token,
                 )
             except RetryableError as err:
                 repeatable = idempotent or not err.request_sent or err.status in _NOT_PROCESSED
@@ -318,12 +324,15 @@ class FhirClient:
         content: bytes | None,
         headers: Mapping[str, str],
         accept_statuses: frozenset[int],
+        *,
+        stream: bool = False,
+        token: bool = True,
     ) -> httpx.Response:
         async with self._semaphore:
             request = self._http.build_request(
                 method, url, params=_query(params), content=content, headers=headers
             )
-            if not same_origin(request.url, self.base_url):
+            if token and not same_origin(request.url, self.base_url):
                 # The token is for this server only (SMART backend-services.md): a URL the
                 # server handed us that points elsewhere is refused before auth runs.
                 raise InvalidResponse(
@@ -333,7 +342,9 @@ class FhirClient:
             label = self._label(request.url)
             started = time.monotonic()
             try:
-                response = await self._http.send(request)
+                response = await self._http.send(
+                    request, stream=stream, auth=httpx.USE_CLIENT_DEFAULT if token else NoAuth()
+                )
             except httpx.TransportError as exc:
                 logger.info("fhir %s %s failed: %s", method, label, type(exc).__name__)
                 raise error_from_transport(exc, request) from exc
@@ -343,6 +354,8 @@ class FhirClient:
         logger.debug("fhir %s %s → %d in %.0f ms", method, label, response.status_code, elapsed_ms)
         if response.is_success or response.status_code in accept_statuses:
             return response
+        if stream:
+            await response.aread()  # the error's OperationOutcome; closes the stream
         retry_after = _retry.parse_retry_after(response.headers.get("Retry-After"))
         raise error_from_response(response, retry_after=retry_after)
 
@@ -376,6 +389,12 @@ class FhirClient:
             if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
                 return self._same_server(str(link["url"]), "paging link")
         return None
+
+    def same_server(self, url: str, what: str) -> str:
+        """``url`` made absolute and kept on this server's origin (the rule ``next`` links and
+        Location headers follow), or InvalidResponse naming ``what``: the token is only ever
+        sent to the server that issued it."""
+        return self._same_server(url, what)
 
     def _same_server(self, url: str, what: str) -> str:
         base = urllib.parse.urlsplit(self.base_url)
