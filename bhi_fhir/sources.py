@@ -270,7 +270,17 @@ def _classify(
         yield SourceError(name, line, "Bundle.entry is not a list")
         return
     for index, entry in enumerate(entries):
-        yield _entry_resource(entry, index, name, line)
+        if not _deletion(entry):
+            yield _entry_resource(entry, index, name, line)
+
+
+def _deletion(entry: Any) -> bool:
+    """A transaction entry that deletes (``request.method`` DELETE) rightly has no resource:
+    nothing to read, not an error. A Bulk Data export's ``deleted`` files are such Bundles
+    (https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status)."""
+    request = entry.get("request") if isinstance(entry, dict) else None
+    return (isinstance(request, dict) and request.get("method") == "DELETE"
+            and entry.get("resource") is None)
 
 
 def _entry_resource(entry: Any, index: int, name: str, line: int | None) -> _Entry | SourceError:
@@ -462,7 +472,9 @@ def _stream_entries(text: _Text, name: str) -> Iterator[_Found]:
         text.peek()
         line = text.line()
         try:
-            yield _entry_resource(text.value(), index, name, line)
+            entry = text.value()
+            if not _deletion(entry):
+                yield _entry_resource(entry, index, name, line)
         except _Rejected as exc:
             yield SourceError(name, line, f"Bundle.entry[{index}]: {exc}")
         if text.take(",]") == "]":

@@ -93,8 +93,9 @@ _SHARED = frozenset(
     }
 )
 # Resources the protocol does not read, normal in an export (a Synthea Bundle's Provenance and
-# Medication, a bulk-export folder's parameters.json): skipped and counted, never errors.
-_SKIPPED = frozenset({"Provenance", "Medication", "Parameters"})
+# Medication, a bulk-export folder's parameters.json, the OperationOutcomes of its error/
+# files): skipped and counted, never errors.
+_SKIPPED = frozenset({"Provenance", "Medication", "Parameters", "OperationOutcome"})
 
 
 
