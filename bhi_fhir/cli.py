@@ -2,9 +2,9 @@
 
 Each command is a plain function next to the code it drives (``score`` in instruments, ``apply``
 in workflow, ``sync`` and ``subscribe`` in sync, ``bill`` in billing, ``measure`` in measures,
-``doctor`` in fhir); this module imports them and registers them on :data:`app`. No command
-module imports this one. ``serve`` is declared here and imports the SMART app (``smart_app``)
-only when it runs, so the library never imports the app.
+``doctor`` and ``export`` in fhir); this module imports them and registers them on :data:`app`.
+No command module imports this one. ``serve`` is declared here and imports the SMART app
+(``smart_app``) only when it runs, so the library never imports the app.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import typer
 from bhi_fhir import __version__, logs
 from bhi_fhir.billing.cli import bill
 from bhi_fhir.fhir.doctor import doctor
+from bhi_fhir.fhir.export_cli import export_command
 from bhi_fhir.instruments.cli import score_command
 from bhi_fhir.logs import LogFormat
 from bhi_fhir.measures.cli import measure_command
@@ -80,6 +81,7 @@ for name, command in (
     ("bill", bill),
     ("measure", measure_command),
     ("doctor", doctor),
+    ("export", export_command),
     ("serve", serve),
 ):
     app.command(name)(command)

@@ -225,3 +225,20 @@ def test_a_non_resource_document_is_one_error(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text)
         found = list(read_resources([tmp_path / name]))
         assert len(found) == 1 and isinstance(found[0], SourceError), (name, found)
+
+
+@pytest.mark.parametrize("name", ["deleted.ndjson", "deleted.json"], ids=["ndjson", "json"])
+def test_delete_entries_are_nothing_to_read(tmp_path: Path, name: str) -> None:
+    # A Bulk Data export's deleted files hold transaction Bundles of DELETE entries
+    # (https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status).
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": "Patient/gone"}},
+        {"resource": _qr("kept"),
+         "request": {"method": "PUT", "url": "QuestionnaireResponse/kept"}},
+        {"request": {"method": "PUT", "url": "Patient/x"}},
+    ]}
+    (tmp_path / name).write_text(json.dumps(bundle) + "\n")
+    found = list(read_resources([tmp_path]))
+    assert [r["id"] for r in found if not isinstance(r, SourceError)] == ["kept"]
+    assert [str(e).rsplit(": ", 1)[-1] for e in found if isinstance(e, SourceError)] == [
+        "Bundle.entry[2] has no resource"]  # a PUT without its resource is still an error
