@@ -17,7 +17,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from bhi_fhir.cli import _register, app
+from bhi_fhir.cli import app
 from bhi_fhir.codes import BHI_IDENTIFIER, CPT, ICD10CM, LOINC
 from bhi_fhir.fhir import FhirClient
 from bhi_fhir.measures.valuesets import codes
@@ -93,7 +93,6 @@ def _population(case: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
 
 
 def _measure(base: str, *extra: str) -> tuple[int, str, str]:
-    _register()
     result = CliRunner().invoke(app, ["measure", "--period", PERIOD, "--server", base, *extra])
     return result.exit_code, result.stdout, result.stderr
 

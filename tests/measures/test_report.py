@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bhi_fhir.cli import _register, app
+from bhi_fhir.cli import app
 from bhi_fhir.codes import BHI_IDENTIFIER, CPT, LOINC
 from bhi_fhir.measures.common import (
     DENOMINATOR,
@@ -156,7 +156,6 @@ def test_measure_command_over_files_scores_responses(tmp_path: Path) -> None:
          "period": {"start": "2026-03-04T09:00:00Z", "end": "2026-03-04T09:30:00Z"}}))
     (folder / "QuestionnaireResponse.ndjson").write_text(
         _line(_phq9_response("q1", "2026-03-04", [2, 2, 2, 2, 2, 2, 2, 2, 2])))
-    _register()
     runner = CliRunner()
     result = runner.invoke(app, ["measure", "--period", "2026", "--input", str(folder),
                                  "--measure", "CMS2", "--format", "csv"])
@@ -189,7 +188,6 @@ def test_measure_command_over_files_scores_responses(tmp_path: Path) -> None:
     ],
 )
 def test_bad_options_exit_2(args: list[str], hint: str) -> None:
-    _register()
     result = CliRunner().invoke(app, ["measure", *args])
     assert result.exit_code == 2
     assert hint in result.output
