@@ -1,4 +1,5 @@
-"""FHIR JSON references and "patient of": the one place they are read. Pure.
+"""FHIR JSON vocabulary: references and "patient of", dates and instants, ETags — the one place
+each is read or written. Pure.
 
 A Reference.reference (FHIR R4 https://hl7.org/fhir/R4/references.html) is one of:
 
@@ -14,19 +15,37 @@ A Reference.reference (FHIR R4 https://hl7.org/fhir/R4/references.html) is one o
 
 A resource's map lookup comes first, so an absolute ``fullUrl`` in a Bundle resolves to the
 entry's own type and id even where its URL path would read otherwise.
+
+Dates (R4 https://hl7.org/fhir/R4/datatypes.html#date, #dateTime, #instant) come at the
+precision they were written: a year (``2026``), a year-month (``2026-11``), a day, or a
+dateTime with a time and, then, an offset. :func:`day` is the day written, :func:`day_in` that
+day in the practice's time zone, :func:`day_range` the days a partial date can mean,
+:func:`moment` a date as an instant (a partial one as its first instant, or with ``end`` the
+first after it), :func:`instant` a stored instant read back. A version-aware update sends
+``If-Match`` as a weak ETag (R4 https://hl7.org/fhir/R4/http.html#versioning):
+:func:`etag` writes it, :func:`etag_version` reads the version back.
 """
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 __all__ = [
     "add_full_url",
     "contained",
+    "day",
+    "day_in",
+    "day_range",
+    "etag",
+    "etag_version",
     "full_urls",
+    "instant",
     "localize",
+    "moment",
     "patient_of",
     "reference",
     "replaced_by",
@@ -160,3 +179,96 @@ def _localize(value: Any, urls: Mapping[str, str]) -> Any:
 def _patient(value: object, urls: Mapping[str, str] | None) -> str | None:
     found = reference(value, urls)
     return found if found is not None and found.startswith("Patient/") else None
+
+
+# ------------------------------------------------------------------------- dates and instants
+
+_PARTIAL = re.compile(r"(?P<year>\d{4})(?:-(?P<month>\d{2}))?")
+
+
+def day(value: object) -> date | None:
+    """The calendar day a FHIR date or dateTime is written on (a dateTime's own date, whatever
+    its offset); None for a year, a year-month or anything unreadable."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def day_in(value: object, zone: tzinfo | None) -> date | None:
+    """The calendar day of a FHIR date/dateTime in ``zone``. A dateTime with a time carries its
+    own offset (R4 dateTime: "If hours and minutes are specified, a time zone SHALL be
+    populated"), so 2026-11-27T07:30:00Z is the 26th in Los Angeles; a bare date is that day
+    wherever it is read; a time without an offset is taken as written."""
+    written = day(value)
+    if written is None or zone is None or not isinstance(value, str) or "T" not in value:
+        return written
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return written
+    return parsed.astimezone(zone).date() if parsed.tzinfo is not None else written
+
+
+def day_range(value: object) -> tuple[date, date] | None:
+    """The first and last day a FHIR date/dateTime of any precision can mean: a year its 1 Jan
+    to 31 Dec, a year-month its first to last day, a day (or a dateTime's day) itself."""
+    written = day(value)
+    if written is not None:
+        return written, written
+    if not isinstance(value, str):
+        return None
+    partial = _PARTIAL.fullmatch(value)
+    if partial is None:
+        return None
+    year = int(partial["year"])
+    if partial["month"] is None:
+        return date(year, 1, 1), date(year, 12, 31)
+    month = int(partial["month"])
+    if not 1 <= month <= 12:
+        return None
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def moment(value: object, zone: tzinfo, *, end: bool = False) -> datetime | None:
+    """A FHIR date/dateTime/instant as an aware datetime: a partial date (year, year-month,
+    day) as its first instant in ``zone`` or, with ``end``, the first instant after it; a
+    dateTime without an offset in ``zone``. None when unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    if len(value) <= 10:
+        days = day_range(value)
+        if days is None:
+            return None
+        first = days[1] + timedelta(days=1) if end else days[0]
+        return datetime(first.year, first.month, first.day, tzinfo=zone)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+
+
+def instant(value: str) -> datetime:
+    """An instant as stored (ISO 8601 with ``Z`` or an offset) as an aware datetime; one stored
+    without an offset is UTC (SQLite drops it). ValueError when unreadable."""
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------------- ETags
+
+
+def etag(version: str | int) -> str:
+    """The weak ETag of a version: ``W/"3"`` from 3, "3" or an ETag already in that form."""
+    text = str(version)
+    if text.startswith(('W/"', '"')):
+        return text
+    return f'W/"{text}"'
+
+
+def etag_version(tag: str | None) -> str:
+    """The version an ETag names: "3" from ``W/"3"``, ``"3"`` or 3; "" for none."""
+    return (tag or "").removeprefix("W/").strip('"')

@@ -1,16 +1,25 @@
-"""One reader for FHIR references and "patient of"."""
+"""The FHIR JSON vocabulary alone: references and "patient of", dates and instants, ETags."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from bhi_fhir.fhirjson import (
     add_full_url,
     contained,
+    day,
+    day_in,
+    day_range,
+    etag,
+    etag_version,
     full_urls,
+    instant,
     localize,
+    moment,
     patient_of,
     reference,
     replaced_by,
@@ -140,3 +149,133 @@ def test_contained() -> None:  # REFS contained resources
     assert contained(resource, "#m") is inner
     assert contained(resource, "#n") is None
     assert contained(resource, "Medication/m") is None
+
+
+# ------------------------------------------------------------------------- dates and instants
+
+DATATYPES = "https://hl7.org/fhir/R4/datatypes.html"  # date, dateTime, instant
+VERSIONING = "https://hl7.org/fhir/R4/http.html#versioning"
+LA = ZoneInfo("America/Los_Angeles")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("2026-11-26", date(2026, 11, 26), id="date"),  # DATATYPES date
+        pytest.param("2026-11-26T23:30:00-08:00", date(2026, 11, 26), id="datetime-own-day"),
+        pytest.param("2026-11", None, id="year-month"),  # DATATYPES partial date
+        pytest.param("2026", None, id="year"),
+        pytest.param("2026-02-30", None, id="no-such-day"),
+        pytest.param("", None, id="empty"),
+        pytest.param(20261126, None, id="not-a-string"),
+    ],
+)
+def test_day(value: object, expected: date | None) -> None:
+    assert day(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "zone", "expected"),
+    [
+        # DATATYPES dateTime: with a time, an offset SHALL be given; read in the practice's zone
+        pytest.param("2026-11-27T07:30:00Z", LA, date(2026, 11, 26), id="utc-morning-is-la-eve"),
+        pytest.param("2026-11-27T08:00:00Z", LA, date(2026, 11, 27), id="utc-8am-is-la-midnight"),
+        pytest.param("2026-11-27T07:59:59Z", LA, date(2026, 11, 26), id="one-second-before"),
+        pytest.param("2026-11-27", LA, date(2026, 11, 27), id="bare-date-as-written"),
+        pytest.param("2026-11-27T07:30:00", LA, date(2026, 11, 27), id="no-offset-as-written"),
+        pytest.param("2026-11-27T07:30:00Z", None, date(2026, 11, 27), id="no-zone-as-written"),
+        pytest.param("2026-11", LA, None, id="year-month"),
+    ],
+)
+def test_day_in(value: str, zone: ZoneInfo | None, expected: date | None) -> None:
+    assert day_in(value, zone) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("2026", (date(2026, 1, 1), date(2026, 12, 31)), id="year"),  # DATATYPES
+        pytest.param("2024-02", (date(2024, 2, 1), date(2024, 2, 29)), id="leap-february"),
+        pytest.param("2026-02", (date(2026, 2, 1), date(2026, 2, 28)), id="february"),
+        pytest.param("2026-11-26", (date(2026, 11, 26),) * 2, id="day"),
+        pytest.param("2026-11-26T10:00:00Z", (date(2026, 11, 26),) * 2, id="datetime"),
+        pytest.param("2026-13", None, id="month-13"),
+        pytest.param("2026-00", None, id="month-0"),
+        pytest.param("2026/11", None, id="wrong-separator"),
+        pytest.param("26", None, id="two-digit-year"),
+        pytest.param(None, None, id="none"),
+    ],
+)
+def test_day_range(value: object, expected: tuple[date, date] | None) -> None:
+    assert day_range(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "end", "expected"),
+    [
+        pytest.param("2026", False, datetime(2026, 1, 1, tzinfo=LA), id="year-start"),
+        pytest.param("2026", True, datetime(2027, 1, 1, tzinfo=LA), id="year-end"),
+        pytest.param("2026-11", False, datetime(2026, 11, 1, tzinfo=LA), id="month-start"),
+        pytest.param("2026-12", True, datetime(2027, 1, 1, tzinfo=LA), id="december-end"),
+        pytest.param("2026-11-26", False, datetime(2026, 11, 26, tzinfo=LA), id="day-start"),
+        pytest.param("2026-11-26", True, datetime(2026, 11, 27, tzinfo=LA), id="day-end"),
+        pytest.param("2026-11-26T10:00:00Z", False, datetime(2026, 11, 26, 10, tzinfo=UTC),
+                     id="instant-keeps-offset"),
+        pytest.param("2026-11-26T10:00:00", True, datetime(2026, 11, 26, 10, tzinfo=LA),
+                     id="no-offset-in-zone"),
+        pytest.param("2026-11-26T", False, None, id="broken-time"),
+        pytest.param("2026-13", False, None, id="month-13"),
+        pytest.param("", False, None, id="empty"),
+        pytest.param(None, False, None, id="none"),
+    ],
+)
+def test_moment(value: object, end: bool, expected: datetime | None) -> None:
+    assert moment(value, LA, end=end) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("2026-11-26T10:00:00Z", datetime(2026, 11, 26, 10, tzinfo=UTC), id="z"),
+        pytest.param("2026-11-26T10:00:00+00:00", datetime(2026, 11, 26, 10, tzinfo=UTC),
+                     id="offset"),
+        pytest.param("2026-11-26T10:00:00", datetime(2026, 11, 26, 10, tzinfo=UTC),
+                     id="stored-without-offset-is-utc"),
+    ],
+)
+def test_instant(value: str, expected: datetime) -> None:
+    assert instant(value) == expected
+
+
+def test_instant_refuses_what_is_not_one() -> None:
+    with pytest.raises(ValueError):
+        instant("yesterday")
+
+
+@pytest.mark.parametrize(
+    ("version", "tag"),
+    [
+        pytest.param(3, 'W/"3"', id="int"),  # VERSIONING: If-Match W/"<versionId>"
+        pytest.param("3", 'W/"3"', id="str"),
+        pytest.param('W/"3"', 'W/"3"', id="already-weak"),
+        pytest.param('"3"', '"3"', id="strong-kept"),
+    ],
+)
+def test_etag(version: str | int, tag: str) -> None:
+    assert etag(version) == tag
+
+
+@pytest.mark.parametrize(
+    ("tag", "version"),
+    [
+        pytest.param('W/"3"', "3", id="weak"),  # VERSIONING
+        pytest.param('"3"', "3", id="strong"),
+        pytest.param("3", "3", id="bare"),
+        pytest.param(None, "", id="none"),
+        pytest.param("", "", id="empty"),
+    ],
+)
+def test_etag_version(tag: str | None, version: str) -> None:
+    assert etag_version(tag) == version
+    if version:
+        assert etag_version(etag(version)) == version
