@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+import httpx
+
 from bhi_fhir.fhir import (
     BearerAuth,
     FhirClient,
@@ -72,9 +74,12 @@ class ClinicSource(Protocol):
 
 
 class FhirSource:
-    def __init__(self, base_url: str, access_token: str, timeout: float) -> None:
+    def __init__(
+        self, base_url: str, access_token: str, timeout: float, auth: httpx.Auth | None = None
+    ) -> None:
+        """``auth`` replaces the static bearer (the app's session auth renews after a 401)."""
         self._fhir = FhirClient(
-            base_url, auth=BearerAuth(access_token), timeout=timeout, max_retries=2
+            base_url, auth=auth or BearerAuth(access_token), timeout=timeout, max_retries=2
         )
 
     @property

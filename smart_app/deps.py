@@ -16,12 +16,23 @@ from smart_app.sessions import Session, SessionStore, new_session
 
 
 class Refusal(Exception):
-    """Rendered as a clear page (refusal.html) with ``status``."""
+    """Rendered as a clear page (refusal.html) with ``status``; ``error`` and
+    ``error_description`` are the authorization server's own words, shown (escaped) as sent."""
 
-    def __init__(self, title: str, message: str, status: int = 400) -> None:
+    def __init__(
+        self,
+        title: str,
+        message: str,
+        status: int = 400,
+        *,
+        error: str | None = None,
+        error_description: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.title = title
         self.status = status
+        self.error = error
+        self.error_description = error_description
 
 
 def get_app_settings(request: Request) -> Settings:

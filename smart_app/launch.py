@@ -15,6 +15,7 @@ Standalone launch: ``/launch?iss=<FHIR base>`` or ``/launch`` with a configured 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import httpx
@@ -40,7 +41,13 @@ _MAX_PENDING = 5  # launches in flight per browser session (several EHR tabs)
 
 
 def _refuse(error: smart.LaunchError) -> Refusal:
-    return Refusal(error.title, str(error), error.status)
+    return Refusal(
+        error.title,
+        str(error),
+        error.status,
+        error=error.error,
+        error_description=error.description,
+    )
 
 
 @router.get("/launch")
@@ -129,6 +136,7 @@ async def callback(
     state: str | None = None,
     code: str | None = None,
     error: str | None = None,
+    error_description: str | None = None,
 ) -> Response:
     session = session_from_cookie(request)
     pending = session.pending.pop(state, None) if session is not None and state else None
@@ -144,10 +152,20 @@ async def callback(
     if time.time() - pending.created_at > settings.pending_launch_ttl_seconds:
         raise Refusal("Sign-in expired", "The launch took too long; start it again.", 400)
     if error is not None or not code:
+        # RFC 6749 §4.1.2.1: the server's error code and description, shown as sent (escaped);
+        # the log keeps the code only (a description is free text).
+        code_only = re.sub(r"[^A-Za-z0-9_.-]", "?", (error or "")[:64])
+        logger.warning(
+            "callback: authorization %s", f"refused ({code_only})" if error else "without a code"
+        )
         raise Refusal(
             "Sign-in was not completed",
-            f"The authorization server answered: {error or 'no authorization code'}.",
+            "The authorization server did not authorize the app."
+            if error
+            else "The authorization server sent no authorization code.",
             400,
+            error=error[:200] if error else None,
+            error_description=error_description[:1000] if error_description else None,
         )
     registration = settings.registration_for(pending.iss)
     if registration is None:

@@ -16,6 +16,7 @@ from smart_app import launch, registry, views
 from smart_app.config import Settings, get_settings
 from smart_app.deps import Refusal, render, set_session_cookie
 from smart_app.sessions import new_session, store_for
+from smart_app.tokens import SessionEnded, ended_session_page
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +88,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             request,
             request.app.state.templates,
             "refusal.html",
-            {"title": exc.title, "message": str(exc)},
+            {
+                "title": exc.title,
+                "message": str(exc),
+                "error": exc.error,
+                "error_description": exc.error_description,
+            },
             status_code=exc.status,
         )
+
+    @app.exception_handler(SessionEnded)
+    async def session_ended_page(request: Request, exc: SessionEnded) -> Response:
+        return ended_session_page(request, exc)
 
     @app.exception_handler(Exception)
     async def server_error_page(request: Request, exc: Exception) -> Response:

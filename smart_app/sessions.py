@@ -61,6 +61,7 @@ class TokenSet:
     refresh_token: str | None = None
     id_token: str | None = None
     token_endpoint: str = ""
+    lifetime: float | None = None  # expires_in as granted, seconds (refresh ahead by a share)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
 from joserfc.jwk import ECKey, RSAKey
@@ -35,12 +36,23 @@ OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-u
 
 
 class LaunchError(Exception):
-    """A launch that cannot go on; ``title`` and ``str(self)`` are shown to the person."""
+    """A launch that cannot go on; ``title`` and ``str(self)`` are shown to the person, with the
+    authorization server's own ``error`` and ``error_description`` when it sent them."""
 
-    def __init__(self, title: str, message: str, status: int = 400) -> None:
+    def __init__(
+        self,
+        title: str,
+        message: str,
+        status: int = 400,
+        *,
+        error: str | None = None,
+        description: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.title = title
         self.status = status
+        self.error = error
+        self.description = description
 
 
 @dataclass(frozen=True)
@@ -300,14 +312,20 @@ def oauth_client(registration: EhrRegistration, timeout: float) -> AsyncOAuth2Cl
 
 def _token_set(token: dict[str, Any], token_endpoint: str, previous: TokenSet | None) -> TokenSet:
     if not token.get("access_token") or str(token.get("token_type", "")).lower() != "bearer":
+        logger.warning("the token response has no bearer access token")
         raise LaunchError("Sign-in failed", "the token response has no bearer access token", 502)
     expires_in = token.get("expires_in")
+    try:
+        lifetime = float(expires_in) if expires_in else None
+    except (TypeError, ValueError):
+        lifetime = None
     return TokenSet(
         access_token=str(token["access_token"]),
         token_type="Bearer",  # noqa: S106 — the OAuth token type
         # The server may grant other scopes than requested; we keep what it says it granted.
         scope=str(token.get("scope") or (previous.scope if previous else "")),
-        expires_at=time.time() + float(expires_in) if expires_in else None,
+        expires_at=time.time() + lifetime if lifetime else None,
+        lifetime=lifetime,  # refreshed ahead by a fraction of it (smart_app.tokens)
         # A rotated refresh token replaces the old one; none back means the old one stays.
         refresh_token=token.get("refresh_token") or (previous.refresh_token if previous else None),
         # The id_token verified at sign-in stays; one from a refresh is not re-verified, so it
@@ -338,6 +356,42 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+async def _token_call(call: Any, title: str, what: str) -> dict[str, Any]:
+    """Await a token-endpoint call; each way it can fail is its own log line (the OAuth
+    ``error`` code, an HTTP status or an exception type: never a token, code or description)
+    and its own :class:`LaunchError`, which carries the server's ``error`` and
+    ``error_description`` to the page."""
+    status = 401 if what == "refresh" else 502
+    try:
+        token = await call
+    except httpx.HTTPStatusError as exc:  # a 5xx, or a 4xx whose body is not OAuth JSON
+        code = exc.response.status_code
+        logger.warning("%s failed: the token endpoint answered HTTP %d", what, code)
+        raise LaunchError(
+            title, f"the authorization server answered HTTP {code}", status
+        ) from None
+    except httpx.HTTPError as exc:
+        logger.warning("%s failed: the token endpoint did not answer (%s)", what,
+                       type(exc).__name__)
+        raise LaunchError(title, "the authorization server did not answer", status) from None
+    except OAuthError as exc:
+        error = str(exc.error or "oauth_error")
+        logger.warning("%s refused by the authorization server: %s", what, error)
+        raise LaunchError(
+            title,
+            "the authorization server refused the request",
+            status,
+            error=error,
+            description=str(exc.description or "") or None,
+        ) from None
+    except ValueError:  # a 2xx whose body is not a JSON object
+        logger.warning("%s failed: the token response is not JSON", what)
+        raise LaunchError(
+            title, "the authorization server's answer could not be read", status
+        ) from None
+    return dict(token)
+
+
 async def exchange_code(
     registration: EhrRegistration,
     *,
@@ -348,22 +402,17 @@ async def exchange_code(
     timeout: float,
 ) -> tuple[TokenSet, LaunchContext]:
     async with oauth_client(registration, timeout) as client:
-        try:
-            token = await client.fetch_token(
+        token = await _token_call(
+            client.fetch_token(
                 token_endpoint,
                 grant_type="authorization_code",
                 code=code,
                 redirect_uri=redirect_uri,
                 code_verifier=code_verifier,
-            )
-        except httpx.HTTPError as exc:
-            logger.warning("token request failed: %s", type(exc).__name__)
-            raise LaunchError("Sign-in failed", "the token endpoint did not answer", 502) from None
-        except Exception as exc:  # Authlib's OAuthError and JSON errors
-            logger.warning("token request refused: %s", getattr(exc, "error", type(exc).__name__))
-            raise LaunchError(
-                "Sign-in failed", "the authorization server refused the token request", 502
-            ) from None
+            ),
+            "Sign-in failed",
+            "token request",
+        )
     return _token_set(dict(token), token_endpoint, None), _context(dict(token))
 
 
@@ -372,11 +421,9 @@ async def refresh(registration: EhrRegistration, tokens: TokenSet, timeout: floa
     if not tokens.refresh_token:
         raise LaunchError("Session expired", "launch the app again from the EHR", 401)
     async with oauth_client(registration, timeout) as client:
-        try:
-            token = await client.refresh_token(
-                tokens.token_endpoint, refresh_token=tokens.refresh_token
-            )
-        except Exception as exc:
-            logger.warning("refresh failed: %s", getattr(exc, "error", type(exc).__name__))
-            raise LaunchError("Session expired", "launch the app again from the EHR", 401) from None
+        token = await _token_call(
+            client.refresh_token(tokens.token_endpoint, refresh_token=tokens.refresh_token),
+            "Session expired",
+            "refresh",
+        )
     return _token_set(dict(token), tokens.token_endpoint, tokens)

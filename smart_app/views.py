@@ -7,7 +7,6 @@ demo, to memory). Under patient-level scopes only the launch-context patient can
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -15,7 +14,6 @@ import re
 import time
 import traceback
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -37,10 +35,11 @@ from smart_app.deps import (
     SettingsDep,
     StoreDep,
     TemplatesDep,
-    registration_of,
     render,
 )
-from smart_app.sessions import Session, TokenSet
+from smart_app.ehr_errors import ehr_refusal
+from smart_app.sessions import Session
+from smart_app.tokens import SessionAuth, TokenKeeper
 from smart_app.views_model import patient_view
 
 logger = logging.getLogger(__name__)
@@ -48,8 +47,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 router = APIRouter()
-
-_REFRESH_MARGIN = 60  # seconds before expiry at which the access token is refreshed
 
 # The status notices an action's redirect may show: ``?notice=<key>`` (and ``count``, a whole
 # number, where the message has one). Text from the URL is never shown as the app's message.
@@ -103,69 +100,22 @@ def practice_plan(request: Request) -> PracticePlan | None:
 async def clinic_source(
     request: Request, session: SessionDep, settings: SettingsDep, store: StoreDep
 ) -> AsyncIterator[ClinicSource]:
-    """The session's data source; refreshes the access token shortly before it expires."""
+    """The session's data source: the token refreshed ahead of its expiry and renewed once
+    after a 401 (smart_app.tokens); a session whose token is gone ends (SessionEnded)."""
     if session.demo:
         demo: ClinicSource = request.app.state.demo_source
         yield demo
         return
     assert session.token is not None and session.iss is not None
-    if _expiring(session.token):
-        await _refresh(request, session, settings, store)
-    assert session.token is not None
-    source = FhirSource(session.iss, session.token.access_token, settings.http_timeout)
+    keeper = TokenKeeper(request.app.state, session, settings, store)
+    await keeper.ready()
+    source = FhirSource(
+        session.iss, keeper.access_token, settings.http_timeout, auth=SessionAuth(keeper)
+    )
     try:
         yield source
     finally:
         await source.aclose()
-
-
-def _expiring(token: TokenSet | None) -> bool:
-    return (
-        token is not None
-        and token.expires_at is not None
-        and token.expires_at - time.time() < _REFRESH_MARGIN
-    )
-
-
-def _refresh_lock(request: Request, session: Session) -> asyncio.Lock:
-    """One lock per session (weakly held: gone when no request waits on it)."""
-    locks: weakref.WeakValueDictionary[str, asyncio.Lock] | None = getattr(
-        request.app.state, "refresh_locks", None
-    )
-    if locks is None:
-        locks = request.app.state.refresh_locks = weakref.WeakValueDictionary()
-    key = hashlib.sha256(session.id.encode()).hexdigest()
-    lock = locks.get(key)
-    if lock is None:
-        lock = locks[key] = asyncio.Lock()
-    return lock
-
-
-async def _refresh(request: Request, session: Session, settings: Any, store: Any) -> None:
-    """Refresh under the session's lock, so concurrent requests of one browser never spend the
-    same refresh token twice (a rotating server honours it once; the loser would lose the
-    session). Inside the lock the stored session is read again: if another request already
-    refreshed, its tokens are used as they are.
-
-    The lock is per process: several workers sharing a SQL session store need sticky sessions
-    (or a database lock) for the same guarantee.
-    """
-    async with _refresh_lock(request, session):
-        stored = store.get(session.id)
-        if stored is not None and stored.token is not None and not _expiring(stored.token):
-            session.token = stored.token
-            return
-        if stored is not None and stored.token is not None:
-            session.token = stored.token  # the newest refresh token on record
-        assert session.token is not None
-        try:
-            session.token = await smart.refresh(
-                registration_of(settings, session), session.token, settings.http_timeout
-            )
-        except smart.LaunchError as exc:
-            raise Refusal(exc.title, str(exc), exc.status) from None
-        store.save(session)
-        logger.info("access token refreshed")
 
 
 SourceDep = Annotated[ClinicSource, Depends(clinic_source)]
@@ -232,7 +182,7 @@ async def _load(source: ClinicSource, patient_id: str) -> list[dict[str, Any]]:
     try:
         return await source.patient_resources(patient_id)
     except FhirError as exc:
-        raise Refusal("Could not load the patient", str(exc), 502) from None
+        raise ehr_refusal("Could not load the patient", exc) from None
 
 
 @router.get("/")
@@ -329,7 +279,7 @@ async def _workflow_plan(source: ClinicSource, patient_id: str, request: Request
         try:
             caseloads = count_caseloads(await source.active_bhi_careplans(), plan)
         except FhirError as exc:
-            raise Refusal("Could not count the caseloads", str(exc), 502) from None
+            raise ehr_refusal("Could not count the caseloads", exc) from None
     return apply(default_protocol(), timeline, plan, caseloads=caseloads)
 
 
@@ -396,7 +346,7 @@ async def plan_apply(
         try:
             await source.transaction(writes.transaction([*bundle["entry"], *provenance]))
         except FhirError as exc:
-            raise Refusal("The plan was not written", str(exc), 502) from None
+            raise ehr_refusal("The plan was not written", exc) from None
     logger.info("workflow plan applied: %d writes", len(bundle["entry"]))
     await _registry_after_write(request, session, source, patient_id)
     return _back(patient_id, "plan-applied", len(bundle["entry"]))
@@ -478,7 +428,7 @@ async def log_time(
     try:
         response = await source.transaction(bundle)
     except FhirError as exc:
-        raise Refusal("Time not logged", str(exc), 502) from None
+        raise ehr_refusal("Time not logged", exc) from None
     if not writes.created(response):
         logger.info("care-management time already logged (form sent again)")
         return _back(patient_id, "time-already-logged", minutes)
@@ -500,7 +450,7 @@ async def change_task(
     try:
         task = await source.read("Task", task_id)
     except FhirError as exc:
-        raise Refusal("Task not changed", str(exc), 502) from None
+        raise ehr_refusal("Task not changed", exc) from None
     owner = (task.get("for") or {}).get("reference")
     if owner != f"Patient/{patient_id}":
         raise Refusal("Task not changed", "That task belongs to another patient.", 403)
@@ -538,7 +488,7 @@ async def change_task(
     try:
         await source.transaction(bundle)
     except FhirError as exc:
-        raise Refusal("Task not changed", str(exc), 502) from None
+        raise ehr_refusal("Task not changed", exc) from None
     logger.info("task %s", action)
     await _registry_after_write(request, session, source, patient_id)
     return _back(patient_id, notice)
@@ -593,7 +543,7 @@ async def record_consent(
     try:
         response = await source.transaction(bundle)
     except FhirError as exc:
-        raise Refusal("Consent not recorded", str(exc), 502) from None
+        raise ehr_refusal("Consent not recorded", exc) from None
     if not writes.created(response):
         return _back(patient_id, "consent-already-recorded")
     logger.info("consent recorded")

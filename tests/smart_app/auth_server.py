@@ -112,6 +112,9 @@ class AuthServerState:
     id_token_signer: rsa.RSAPrivateKey | None = None  # sign with another key (tests)
     jwks_in_smart_configuration: bool = True  # False: only via OIDC discovery
     latency: float = 0.0  # seconds added to every request (a remote EHR, for benchmarks)
+    issue_refresh_tokens: bool = True  # False: access tokens only (SMART makes them optional)
+    token_answer: tuple[int, str] | None = None  # the token endpoint's raw answer (failures)
+    transaction_answer: tuple[int, dict[str, Any]] | None = None  # a refused write (no backend)
 
     @property
     def fhir_base(self) -> str:
@@ -342,7 +345,7 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
             "token_type": "Bearer",
             "expires_in": state.expires_in,
             "scope": scope,
-            "refresh_token": refresh,
+            **({"refresh_token": refresh} if state.issue_refresh_tokens else {}),
             "need_patient_banner": context.get("need_patient_banner", True),
             "smart_style_url": f"{state.base}/smart-style.json",
         }
@@ -378,6 +381,9 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
         state.token_requests.append(
             {"form": form, "basic": request.headers.get("authorization", "").startswith("Basic")}
         )
+        if state.token_answer is not None:
+            status, text = state.token_answer
+            return Response(text, status_code=status, media_type="application/json")
         client = _client_of(request, form)
         if client is None:
             return _oauth_error("invalid_client", "client authentication failed", 401)
@@ -426,7 +432,10 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
                 bundle = await request.json()
                 if bundle.get("type") == "batch":  # searches and reads, answered from memory
                     return JSONResponse(_memory_batch(state, bundle))
-                # transaction: recorded, all created
+                # transaction: recorded, all created (or the test's refusal)
+                if state.transaction_answer is not None:
+                    status, outcome = state.transaction_answer
+                    return JSONResponse(outcome, status_code=status)
                 state.transactions.append(bundle)
                 return JSONResponse(
                     {

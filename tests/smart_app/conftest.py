@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -76,6 +77,15 @@ def ehr_launch(client: TestClient, ehr: AuthServerState, **context: object) -> h
     launch = ehr.new_launch(**({"patient": "p1", "fhirUser": "Practitioner/cm1"} | context))
     callback = authorize(start_launch(client, iss=ehr.fhir_base, launch=launch))
     return client.get(callback, follow_redirects=False)
+
+
+def age_token(client: TestClient, remaining: float = 1.0) -> None:
+    """Leave the session's access token ``remaining`` seconds: due for a refresh (and, under
+    the app's clock-skew allowance, as good as expired)."""
+    store = client.app.state.store  # type: ignore[attr-defined]
+    session = store.get(client.cookies.get("bhi_session"))
+    session.token.expires_at = time.time() + remaining
+    store.save(session)
 
 
 def write_clinic(folder: Path, resources: list[dict[str, object]]) -> Path:

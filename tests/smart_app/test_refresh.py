@@ -11,14 +11,15 @@ from fastapi.testclient import TestClient
 
 from smart_app.main import create_app
 from tests.smart_app.auth_server import AuthServerState
-from tests.smart_app.conftest import APP_URL, ehr_launch, make_settings
+from tests.smart_app.conftest import APP_URL, age_token, ehr_launch, make_settings
 
 
 async def test_concurrent_refreshes_do_not_lose_the_rotated_token(ehr: AuthServerState) -> None:
-    ehr.expires_in = 30  # inside the app's 60 s margin: every request wants a refresh
+    ehr.expires_in = 30
     app = create_app(make_settings(ehr))
     with TestClient(app, base_url=APP_URL) as client:
         assert ehr_launch(client, ehr).status_code == 303
+        age_token(client)  # due for a refresh: both requests want one
         cookie = client.cookies.get("bhi_session")
     assert cookie
     transport = httpx.ASGITransport(app=app)
