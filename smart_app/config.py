@@ -27,7 +27,7 @@ ClientAuth = Literal["public", "client_secret_basic", "private_key_jwt"]
 # context.md). ``launch`` (EHR launch) or ``launch/patient`` (standalone) is added per launch.
 DEFAULT_SCOPES = (
     "openid fhirUser online_access "
-    "patient/Patient.rs patient/QuestionnaireResponse.rs patient/Questionnaire.rs "
+    "patient/Patient.rs patient/QuestionnaireResponse.crs patient/Questionnaire.rs "
     "patient/Observation.rs patient/CarePlan.cruds patient/Task.cruds "
     "patient/ServiceRequest.cruds patient/Encounter.cruds patient/Consent.cruds "
     "patient/Procedure.rs patient/DiagnosticReport.rs patient/Provenance.cr"

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from bhi_fhir.logs import quiet_url_loggers
 from bhi_fhir.sync import webhook
-from smart_app import launch, registry, views
+from smart_app import launch, portal, registry, views
 from smart_app.config import Settings, get_settings
 from smart_app.deps import Refusal, render, set_session_cookie
 from smart_app.sessions import new_session, store_for
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     app.include_router(views.router)
     app.include_router(registry.router)  # the registry page, read from the store
+    app.include_router(portal.router)  # the patient-facing questionnaires
     if not settings.demo:
         # The demo is sealed: no EHR launch and no notification receiver (it would sync the
         # FHIR server named by BHI_NOTIFY_SERVER), so nothing in it reaches the network.

@@ -34,6 +34,7 @@ from bhi_fhir.store import Store, StoreOpenError
 from smart_app import smart
 from smart_app.data import ClinicSource
 from smart_app.deps import FormDep, Refusal, SessionDep, TemplatesDep, render
+from smart_app.roles import require_clinician
 from smart_app.sessions import Session
 from smart_app.views import SourceDep, practice_plan, today_of
 
@@ -68,6 +69,7 @@ def registry_store(request: Request) -> Store | None:
 
 
 def _allowed(session: Session) -> None:
+    require_clinician(session)  # never a patient-facing user (smart_app.roles)
     if not session.demo and session.token and smart.patient_level_only(session.token.scope):
         raise Refusal(
             "Registry not available for this launch",

@@ -38,6 +38,7 @@ from smart_app.deps import (
     render,
 )
 from smart_app.ehr_errors import ehr_refusal
+from smart_app.roles import own_patient, require_care_team, require_clinician, role_of
 from smart_app.sessions import Session
 from smart_app.tokens import SessionAuth, TokenKeeper
 from smart_app.views_model import patient_view
@@ -187,7 +188,8 @@ async def _load(source: ClinicSource, patient_id: str) -> list[dict[str, Any]]:
 
 @router.get("/")
 async def home(request: Request, session: SessionDep) -> Response:
-    target = f"/patient/{session.context.patient}" if session.context.patient else "/registry"
+    patient = own_patient(session) if role_of(session).patient_facing else session.context.patient
+    target = f"/patient/{patient}" if patient else "/registry"
     return RedirectResponse(target, status_code=303)
 
 
@@ -202,6 +204,11 @@ async def patient_page(
     count: str | None = None,
 ) -> Response:
     check_patient_access(session, patient_id)
+    role = role_of(session)
+    if role.patient_facing:  # their own scores and questionnaires, no care-team screens
+        from smart_app.portal import patient_home
+
+        return await patient_home(request, patient_id, session, source, templates, notice)
     started = time.perf_counter()
     resources = await _load(source, patient_id)
     plan = practice_plan(request)
@@ -216,6 +223,7 @@ async def patient_page(
         "patient.html",
         {
             "session": session,
+            "role": role,
             "view": view,
             "team": team,
             "notice": notice_text(notice, count),
@@ -296,6 +304,7 @@ async def plan_preview(
     templates: TemplatesDep,
 ) -> Response:
     check_patient_access(session, patient_id)
+    role = require_clinician(session)
     from bhi_fhir.workflow import to_transaction_bundle
 
     workflow = await _workflow_plan(source, patient_id, request)
@@ -306,6 +315,7 @@ async def plan_preview(
         "plan.html",
         {
             "session": session,
+            "role": role,
             "patient_id": patient_id,
             "plan": workflow,
             "digest": _digest(bundle),
@@ -319,6 +329,7 @@ async def plan_apply(
     request: Request, patient_id: str, session: SessionDep, source: SourceDep, form: FormDep
 ) -> Response:
     check_patient_access(session, patient_id)
+    require_care_team(session)
     from bhi_fhir.workflow import to_transaction_bundle
 
     workflow = await _workflow_plan(source, patient_id, request)
@@ -377,6 +388,7 @@ async def log_time(
     request: Request, patient_id: str, session: SessionDep, source: SourceDep, form: FormDep
 ) -> Response:
     check_patient_access(session, patient_id)
+    require_care_team(session)
     from bhi_fhir.billing.representation import time_entry
 
     try:
@@ -447,6 +459,7 @@ async def change_task(
     form: FormDep,
 ) -> Response:
     check_patient_access(session, patient_id)
+    require_care_team(session)
     try:
         task = await source.read("Task", task_id)
     except FhirError as exc:
@@ -499,6 +512,7 @@ async def record_consent(
     request: Request, patient_id: str, session: SessionDep, source: SourceDep, form: FormDep
 ) -> Response:
     check_patient_access(session, patient_id)
+    require_care_team(session)
     if form.get("confirm") != "yes":
         raise Refusal("Consent not recorded", "Confirm that the patient gave consent.")
     plan = practice_plan(request)
