@@ -98,7 +98,9 @@ def configure(verbosity: int = 0, fmt: LogFormat = LogFormat.text) -> None:
         root.setLevel(logging.WARNING)
     for name in PACKAGE_LOGGERS:
         package = logging.getLogger(name)
-        package.setLevel(level_for(verbosity))
+        # The default (WARNING) is the root's: left unset, so a host that logs more (a test
+        # harness, an embedding service) still gets the package's records.
+        package.setLevel(logging.NOTSET if verbosity == 0 else level_for(verbosity))
         package.handlers.clear()  # e.g. left by an earlier serve's uvicorn set-up
         package.propagate = True
     quiet_url_loggers()
