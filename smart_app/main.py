@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from bhi_fhir.logs import quiet_url_loggers
 from bhi_fhir.sync import webhook
-from smart_app import launch, portal, registry, views
+from smart_app import jwks, launch, portal, registry, views
 from smart_app.config import Settings, get_settings
 from smart_app.deps import Refusal, render, set_session_cookie
 from smart_app.sessions import new_session, store_for
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The demo is sealed: no EHR launch and no notification receiver (it would sync the
         # FHIR server named by BHI_NOTIFY_SERVER), so nothing in it reaches the network.
         app.include_router(launch.router)
+        app.include_router(jwks.router)  # the public keys of private_key_jwt registrations
         # FHIR Subscription rest-hook receiver: a notification runs the sync.
         app.include_router(webhook.router, prefix="/fhir-notify")
 
