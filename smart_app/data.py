@@ -22,7 +22,7 @@ from bhi_fhir.fhir import (
     NotFound,
     PreconditionFailed,
 )
-from bhi_fhir.fhirjson import patient_of
+from bhi_fhir.fhirjson import etag_version, patient_of
 from bhi_fhir.registry.reader import (  # the registry's read, shared with the read model
     MENTAL_HEALTH_CARE_PLAN,
     REGISTRY_PAGE,
@@ -259,7 +259,7 @@ class MemorySource:
             if request.get("method") == "PUT" and request.get("ifMatch"):
                 kind, _, ident = str(request["url"]).partition("/")
                 current = self._by_key.get((kind, ident))
-                version = str(request["ifMatch"]).removeprefix('W/"').rstrip('"')
+                version = etag_version(str(request["ifMatch"]))
                 if current is None or current["meta"].get("versionId") != version:
                     raise PreconditionFailed(f"{kind} version conflict (412)")
         urls: dict[str, str] = {}

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.fhirjson import etag
 from bhi_fhir.sync.planning import provenance_for
 from bhi_fhir.workflow.plan import identifier_condition, transaction_entry
 
@@ -108,10 +109,8 @@ def create_entry(resource: Resource, identifier: str) -> Resource:
 
 def update_entry(resource: Resource, if_match: str | None) -> Resource:
     kind, ident = resource["resourceType"], resource["id"]
-    if if_match and not if_match.startswith("W/"):
-        if_match = f'W/"{if_match}"'
     return transaction_entry(resource, full_url(f"{kind}/{ident}/update"), "update",
-                             if_match=if_match)
+                             if_match=etag(if_match) if if_match else None)
 
 
 def transaction(entries: Sequence[Resource]) -> Resource:

@@ -56,6 +56,7 @@ from bhi_fhir.billing.encounter import (
 from bhi_fhir.billing.ledger import Month, PatientMonth, Reason
 from bhi_fhir.billing.representation import BILLED_UNITS_EXT, PARTICIPATION_TYPE
 from bhi_fhir.codes import BHI_IDENTIFIER, CPT, HCPCS
+from bhi_fhir.fhirjson import etag
 
 __all__ = [
     "NO_TIME_ENTRIES",
@@ -204,7 +205,7 @@ def _versioned_update(
     next_version = _next_version(version)
     request: Resource = {"method": "PUT", "url": f"Encounter/{resource_id}"}
     if version is not None:
-        request["ifMatch"] = f'W/"{version}"'
+        request["ifMatch"] = etag(version)
     target = f"Encounter/{resource_id}"
     if next_version is not None:
         target += f"/_history/{next_version}"

@@ -45,6 +45,7 @@ from bhi_fhir.fhir.errors import (
     error_from_response,
     error_from_transport,
 )
+from bhi_fhir.fhirjson import etag  # re-exported: bhi_fhir.fhir.etag
 
 logger = logging.getLogger(__name__)
 # A library never prints: without this, warnings reach stderr through logging.lastResort.
@@ -456,14 +457,6 @@ def _location_is(location: str, kind: str) -> bool:
 def _origin(url: httpx.URL) -> str:
     """``scheme://host[:port]`` — never the path or query, which can hold PHI."""
     return f"{url.scheme}://{url.netloc.decode()}"
-
-
-def etag(version: str | int) -> str:
-    """``W/"3"`` from 3, "3" or an ETag already in that form."""
-    text = str(version)
-    if text.startswith(('W/"', '"')):
-        return text
-    return f'W/"{text}"'
 
 
 def _resource_type(resource: Mapping[str, Any]) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
+from bhi_fhir.fhirjson import etag
 from bhi_fhir.measures import cms2, cms159
 from bhi_fhir.measures.common import (
     DENOMINATOR,
@@ -262,6 +263,6 @@ def plan_writes(reports: Iterable[Resource], existing: Mapping[str, Resource]) -
             version = (stored.get("meta") or {}).get("versionId")
             body = {**report, "id": stored["id"]}
             entry = transaction_entry(body, full_url_for(value), "update",
-                                      if_match=f'W/"{version}"' if version else None)
+                                      if_match=etag(version) if version else None)
             writes.append(Write(value, "update", entry))
     return writes

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
-from bhi_fhir.fhirjson import replaced_by, survivors
+from bhi_fhir.fhirjson import etag_version, replaced_by, survivors
 from bhi_fhir.instruments import Score, screening_observations, sex_of
 from bhi_fhir.instruments import full_url as observation_full_url
 from bhi_fhir.instruments.observations import response_key
@@ -353,7 +353,7 @@ def write_provenance_key(write: PlannedWrite) -> str:
     update starts from (so a repeated update finds its Provenance, a later one adds another)."""
     if write.method != "update":
         return f"provenance:{write.identifier}"
-    base_version = (write.if_match or "").removeprefix('W/"').rstrip('"')
+    base_version = etag_version(write.if_match)
     return f"provenance:{write.identifier}:update:{base_version}"
 
 

@@ -41,6 +41,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bhi_fhir.codes import BHI_IDENTIFIER, MENTAL_HEALTH_CARE_PLAN, SNOMED
+from bhi_fhir.fhirjson import etag
 from bhi_fhir.practice_plan import CareManager, PracticePlan
 from bhi_fhir.timeline import (
     OWN_ENROLLMENT,
@@ -424,7 +425,7 @@ def _close_for_deceased(
                 reason=f"{reason}: {kind} {resource['status']}",
                 sources=(source,),
                 full_url=f"{kind}/{existing['id']}",
-                if_match=f'W/"{version}"' if version else None,
+                if_match=etag(version) if version else None,
             )
         )
 
@@ -502,7 +503,7 @@ def apply(
                     result.skipped.append(Skipped(action.id, output.identifier, "unchanged"))
                     continue
                 version = (output.existing.get("meta") or {}).get("versionId")
-                if_match = f'W/"{version}"' if version else None
+                if_match = etag(version) if version else None
             result.writes.append(
                 PlannedWrite(
                     rule=action.id,
