@@ -72,8 +72,6 @@ from bhi_fhir.paths import examples_dir, profiles_dir
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
 from bhi_fhir.registry.model import refresh_after_sync
 from bhi_fhir.store import AuditRow, Store
-from bhi_fhir.sync.accounting import Ledger, mark_run, send_accounted
-from bhi_fhir.sync.chunks import transaction_parts
 from bhi_fhir.sync.planning import PatientPlan, SyncWrite, merge_contexts, plan_patient
 from bhi_fhir.sync.report import PatientDiff, Problem, RunReport
 from bhi_fhir.sync.source import (
@@ -186,7 +184,6 @@ class _Run:
         self.succeeded: set[str] = set()  # every write done (or none needed)
         self.stop: FhirError | None = None  # authorization/configuration: end the run
         self.merged: dict[str, list[str]] = {}  # surviving patient → replaced records planned
-        self.ledger = Ledger()  # what was counted; transactions of unknown outcome
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -247,8 +244,9 @@ class _Run:
             self.succeeded.update(self._with_merged(patients))
             self._tick(len(patients))
             return
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
         try:
-            await self._write(writes)
+            response = await self.client.transaction(bundle)
         except (PreconditionFailed, Conflict) as err:
             # Someone else wrote one of these resources meanwhile: re-read and re-plan.
             if attempt >= _CLASH_RETRIES:
@@ -269,6 +267,7 @@ class _Run:
             return
         for plan in plans:
             self._account(plan)
+        self._record(writes, response)
         self.succeeded.update(self._with_merged(patients))
         self._tick(len(patients))
 
@@ -301,7 +300,6 @@ class _Run:
         self.report.count_changes(plan.changes)
         self.report.unrecognised += plan.unrecognised
         self.report.future_dated += plan.future_dated
-        self.report.before_backfill += plan.before_backfill
         for message in plan.errors:
             self.report.problems.append(Problem(plan.patient, "plan", message))
 
@@ -347,34 +345,15 @@ class _Run:
         tag_writes(writes, self.config.tags)
         return [w.entry() for w in writes], writes
 
-    async def _write(self, writes: Sequence[SyncWrite]) -> None:
-        """``writes`` as transactions of at most ``max_entries`` entries, references kept
-        within each (``chunks``), in order; each counted by what it did on the server, also
-        when its answer was lost (``accounting``), and journaled as it commits. A failing part
-        raises: the parts before it stay written and counted, a re-plan finds them."""
-        mark_run(writes, self.report.run_id)
-        for part in transaction_parts(writes, self.config.max_entries):
-            response, outcomes = await send_accounted(
-                self.client, part, self.report.run_id, max_resends=self.config.max_retries,
-                ledger=self.ledger)
-            self._record(part, response, outcomes)
-
-    async def settle(self) -> None:
-        """Count what the transactions of unknown outcome wrote after all (``Ledger``)."""
-        try:
-            settled = await self.ledger.settle(self.client, self.report.run_id)
-        except FhirError:  # cannot tell now: a later run finds them on file
-            return
-        for writes, outcomes in settled:
-            self._record(writes, None, outcomes)
-
-    def _record(self, writes: Sequence[SyncWrite], response: Resource | None,
-                outcomes: Sequence[str]) -> None:
+    def _record(self, writes: Sequence[SyncWrite], response: Resource) -> None:
         rows: list[AuditRow] = []
-        answers = (response or {}).get("entry") or []
-        for i, (write, outcome) in enumerate(zip(writes, outcomes, strict=True)):
-            entry = answers[i] if i < len(answers) else {}
+        for write, entry in zip(writes, response.get("entry") or [], strict=False):
+            status = str((entry.get("response") or {}).get("status", ""))
             location = (entry.get("response") or {}).get("location")
+            if write.method == "update":
+                outcome = "updated"
+            else:
+                outcome = "created" if status.startswith("201") else "existed"
             if write.resource_type == "Provenance":
                 self.report.provenance[outcome] += 1
             else:
@@ -523,8 +502,6 @@ async def run_sync(
                               group_size=config.group_size)
         else:
             await asyncio.gather(*(one(g) for g in _groups(patients, config.group_size)))
-        if not config.dry_run:
-            await run.settle()
         if run.stop is not None:
             raise run.stop
         if not config.dry_run:
