@@ -54,11 +54,10 @@ risk is a new referral.
 
 from __future__ import annotations
 
-import calendar
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, tzinfo
+from datetime import date, tzinfo
 from typing import Any
 
 from bhi_fhir.codes import (
@@ -69,6 +68,9 @@ from bhi_fhir.codes import (
     MENTAL_HEALTH_CARE_PLAN,
     SNOMED,
 )
+from bhi_fhir.fhirjson import day as _day  # the day a date/dateTime is written on
+from bhi_fhir.fhirjson import day_in as _practice_day  # that day in the practice's zone
+from bhi_fhir.fhirjson import day_range as _death_days  # the days a partial date can mean
 from bhi_fhir.fhirjson import patient_of, replaced_by
 from bhi_fhir.instruments.result import ENTERED_IN_ERROR, SUICIDE_RISK, Score
 
@@ -202,30 +204,6 @@ def _versioned(ref: str, version: str | None) -> str:
     return f"{ref}/_history/{version}" if version else ref
 
 
-def _day(value: Any) -> date | None:
-    if not isinstance(value, str) or len(value) < 10:
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-
-
-def _practice_day(value: Any, zone: tzinfo | None) -> date | None:
-    """The calendar day of a FHIR date/dateTime in the practice's ``zone``. A dateTime with a
-    time carries its own offset (FHIR R4 dateTime: "If hours and minutes are specified, a time
-    zone SHALL be populated"), so 2026-11-27T07:30:00Z is the 26th in Los Angeles; a bare date
-    is that day wherever it is read; a time without a zone is taken as written."""
-    day = _day(value)
-    if day is None or zone is None or "T" not in value:
-        return day
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return day
-    return moment.astimezone(zone).date() if moment.tzinfo is not None else day
-
-
 def _is_future(value: Any, today: date, zone: tzinfo | None) -> bool:
     """True when ``value`` is after ``today`` at its own precision (a "2026-12" is after any
     day of November 2026; FHIR R4 dateTime allows year and year-month)."""
@@ -321,26 +299,6 @@ def _crisis_reasons(score: Score) -> list[str]:
 
 def _unversioned(ref: str) -> str:
     return ref.split("/_history/", 1)[0]
-
-
-def _death_days(value: Any) -> tuple[date, date] | None:
-    """The earliest and latest day a (possibly partial) deceasedDateTime can mean."""
-    if not isinstance(value, str):
-        return None
-    text = value[:10]
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return day, day
-        if len(text) == 7:
-            year, month = int(text[:4]), int(text[5:7])
-            last = calendar.monthrange(year, month)[1]
-            return date(year, month, 1), date(year, month, last)
-        if len(text) == 4:
-            return date(int(text), 1, 1), date(int(text), 12, 31)
-    except ValueError:
-        return None
-    return None
 
 
 def _own_record(patient: str, resources: Sequence[Resource]) -> Resource | None:

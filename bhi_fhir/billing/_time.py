@@ -15,6 +15,10 @@ from bhi_fhir.billing.codes import MONTHLY_CARE_MANAGEMENT_CODES
 from bhi_fhir.billing.rules import CodingKey
 from bhi_fhir.codes import BHI_ACTIVITY, CARE_MANAGEMENT_CONTACT, CPT, HCPCS
 
+# A FHIR date/dateTime/instant as an aware datetime (a partial date as its first instant, or
+# with end=True the first after it): the vocabulary's one reader.
+from bhi_fhir.fhirjson import moment as parse_datetime
+
 __all__ = [
     "Interval",
     "Month",
@@ -84,28 +88,6 @@ class Month:
 
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
-
-
-def parse_datetime(value: object, tz: tzinfo, *, end: bool = False) -> datetime | None:
-    """A FHIR date/dateTime/instant as an aware datetime; partial dates as their first instant
-    (or, with ``end``, the first instant after them). ``None`` when unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        if len(value) == 4:
-            start = datetime(int(value), 1, 1, tzinfo=tz)
-            return datetime(start.year + 1, 1, 1, tzinfo=tz) if end else start
-        if len(value) == 7:
-            month = Month.parse(value)
-            return month.end(tz) if end else month.start(tz)
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            start = datetime(day.year, day.month, day.day, tzinfo=tz)
-            return start + timedelta(days=1) if end else start
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
 
 def union(intervals: Iterable[Interval]) -> list[Interval]:

@@ -15,6 +15,8 @@ from datetime import date, timedelta
 from typing import Any, Final, Literal
 
 from bhi_fhir import fhirjson
+from bhi_fhir.fhirjson import day as day_of  # the day a date/dateTime is written on
+from bhi_fhir.fhirjson import day_range
 from bhi_fhir.instruments.result import Score
 from bhi_fhir.measures.valuesets import any_coding_in, codings
 
@@ -132,45 +134,16 @@ class Outcome:
                 and not self.has(DENOMINATOR_EXCEPTION) and not self.has(NUMERATOR))
 
 
-def day_of(value: object) -> date | None:
-    """The calendar day of a FHIR date or dateTime (a year or year-month: None)."""
-    if not isinstance(value, str) or len(value) < 10:
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-
-
 def _partial_start(value: object) -> date | None:
     """The first day a FHIR date/dateTime of any precision can mean."""
-    day = day_of(value)
-    if day is not None or not isinstance(value, str):
-        return day
-    try:
-        if len(value) == 7:
-            return date(int(value[:4]), int(value[5:7]), 1)
-        if len(value) == 4:
-            return date(int(value), 1, 1)
-    except ValueError:
-        return None
-    return None
+    days = day_range(value)
+    return days[0] if days else None
 
 
 def _partial_end(value: object) -> date | None:
     """The last day a FHIR date/dateTime of any precision can mean."""
-    day = day_of(value)
-    if day is not None or not isinstance(value, str):
-        return day
-    try:
-        if len(value) == 7:
-            year, month = int(value[:4]), int(value[5:7])
-            return date(year, month, calendar.monthrange(year, month)[1])
-        if len(value) == 4:
-            return date(int(value), 12, 31)
-    except ValueError:
-        return None
-    return None
+    days = day_range(value)
+    return days[1] if days else None
 
 
 def fmt(day: date) -> str:

@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bhi_fhir.fhirjson import instant as _instant  # a stored instant read back
 from bhi_fhir.store.models import Base, PendingPatient, RunRecord, Watermark, WriteAudit
 
 __all__ = ["STATE_URL_ENV", "AuditRow", "Store", "StoreOpenError", "default_state_url"]
@@ -72,11 +73,6 @@ def _shown(url: str) -> str:
 def _now() -> datetime:
     # Journal times are instants (UTC), not the practice's day (PracticePlan.today).
     return datetime.now(UTC)
-
-
-def _instant(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

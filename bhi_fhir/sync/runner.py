@@ -68,6 +68,7 @@ from bhi_fhir.fhir.errors import (
     failure_cause,
     safe_reason,
 )
+from bhi_fhir.fhirjson import instant as _instant  # a server's or stored instant
 from bhi_fhir.paths import examples_dir, profiles_dir
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
 from bhi_fhir.registry.model import refresh_after_sync
@@ -151,11 +152,6 @@ class SyncConfig:
     # PostgreSQL store; a claim not renewed for ``lease_s`` is taken over by another worker.
     shared: bool = False
     lease_s: float = 120.0
-
-
-def _instant(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class _Run:
