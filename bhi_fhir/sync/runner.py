@@ -83,7 +83,8 @@ from bhi_fhir.sync.source import (
     fetch_server_info,
 )
 from bhi_fhir.sync.workers import join_shared
-from bhi_fhir.workflow import Protocol, load_protocol
+from bhi_fhir.workflow import Protocol
+from bhi_fhir.workflow.protocol import default_protocol
 
 __all__ = ["DEFAULT_AGENT", "SyncConfig", "default_plan_path", "load_protocol_files", "run_sync"]
 
@@ -106,13 +107,8 @@ def default_plan_path() -> Path:
 
 
 def load_protocol_files(root: Path | None = None) -> Protocol:
-    root = root or profiles_dir()
-    resources = [
-        json.loads(path.read_text(encoding="utf-8"))
-        for sub in ("plandefinitions", "activitydefinitions")
-        for path in sorted((root / sub).glob("*.json"))
-    ]
-    return load_protocol(resources)
+    """The shipped protocol, as ``apply`` and the app load it (one loader)."""
+    return default_protocol(root)
 
 
 def _load_questionnaires(root: Path | None = None) -> dict[str, Resource]:

@@ -72,9 +72,9 @@ from bhi_fhir.sources import Origin, PatientBuckets, SourceError, expand_paths, 
 from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow.engine import WorkflowError, apply, caseload_manager, timeline_settings
 from bhi_fhir.workflow.plan import BundleEntries, Plan
-from bhi_fhir.workflow.protocol import Protocol, ProtocolError, load_protocol
+from bhi_fhir.workflow.protocol import Protocol, ProtocolError, default_protocol
 
-__all__ = ["ApplyReport", "default_protocol", "find_profiles", "run_apply"]
+__all__ = ["ApplyReport", "default_protocol", "run_apply"]
 
 _BUCKET_BYTES = 64 * 1024 * 1024
 # Resources that belong to no patient and are expected in an export: not errors.
@@ -97,23 +97,6 @@ _SHARED = frozenset(
 # files): skipped and counted, never errors.
 _SKIPPED = frozenset({"Provenance", "Medication", "Parameters", "OperationOutcome"})
 
-
-
-def find_profiles() -> Path:
-    """``profiles/`` of a source checkout, or the copy packaged as ``bhi_fhir/_profiles``."""
-    package = Path(__file__).resolve().parents[1]
-    for candidate in (package / "_profiles", package.parent / "profiles"):
-        if (candidate / "plandefinitions").is_dir():
-            return candidate
-    raise ProtocolError("cannot find the profiles/ directory with the protocol")
-
-
-def default_protocol(root: Path | None = None) -> Protocol:
-    root = root or find_profiles()
-    files = sorted((root / "plandefinitions").glob("*.json")) + sorted(
-        (root / "activitydefinitions").glob("*.json")
-    )
-    return load_protocol(json.loads(p.read_text(encoding="utf-8")) for p in files)
 
 
 @dataclass(slots=True)

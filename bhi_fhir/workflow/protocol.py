@@ -25,12 +25,15 @@ inherit key, sources and reason from their rule.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bhi_fhir.codes import BHI_BASE
+from bhi_fhir.paths import profiles_dir
 from bhi_fhir.workflow.fhirpath import Expression, ExpressionError, expression
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "Protocol",
     "ProtocolError",
     "Template",
+    "default_protocol",
     "load_protocol",
 ]
 
@@ -200,6 +204,18 @@ def _action(
         sources=sources,
         reason=reason,
     )
+
+
+def default_protocol(root: Path | None = None) -> Protocol:
+    """The protocol bhi-fhir ships: every PlanDefinition and ActivityDefinition under
+    ``profiles/`` (:func:`bhi_fhir.paths.profiles_dir`, or ``root``), compiled once per call."""
+    root = root or profiles_dir()
+    if not (root / "plandefinitions").is_dir():
+        raise ProtocolError(f"no protocol at {root} (plandefinitions/ expected)")
+    files = sorted((root / "plandefinitions").glob("*.json")) + sorted(
+        (root / "activitydefinitions").glob("*.json")
+    )
+    return load_protocol(json.loads(p.read_text(encoding="utf-8")) for p in files)
 
 
 def load_protocol(resources: Iterable[Mapping[str, Any]]) -> Protocol:
