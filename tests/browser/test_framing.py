@@ -95,3 +95,33 @@ def test_app_shows_inside_the_registered_ehr_only(
     assert frame.locator("#patient-name").count() == 0
     assert blocked, "Chromium did not report a frame-ancestors violation"
     context.close()
+
+
+def test_inside_the_ehr_frame_every_role_and_the_session_end_show(
+    browser: Any, setup: dict[str, Any], screenshots: Path
+) -> None:
+    """The patient-facing view and the session-ended page carry the EHR's frame-ancestors too:
+    a patient launched from the EHR's portal, then a clinician whose token the EHR revoked."""
+    state: AuthServerState = setup["state"]
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    launch = state.new_launch(patient="p1", fhirUser="Patient/p1")
+    src = f"{setup['app']}/launch?iss={quote(state.fhir_base)}&launch={launch}"
+    page.goto(f"{setup['ehr']}/frame?src={quote(src, safe='')}")
+    frame = page.frame_locator("#app")
+    frame.locator("#questionnaires").wait_for(timeout=15_000)
+    assert frame.locator("#log-time").count() == 0
+    page.screenshot(path=str(screenshots / "patient-facing-view-in-ehr-iframe.png"))
+    context.close()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    frame = _framed_launch(page, setup["ehr"], setup)
+    frame.locator("#patient-name").wait_for(timeout=15_000)
+    state.access_tokens.clear()  # the EHR revokes the session's tokens
+    state.refresh_tokens.clear()
+    page.frames[1].goto(f"{setup['app']}/patient/p1")  # the next page inside the frame
+    frame.locator("#relaunch").wait_for(timeout=15_000)
+    assert frame.locator("h1").inner_text() == "Your session has ended"
+    page.screenshot(path=str(screenshots / "session-ended-in-ehr-iframe.png"))
+    context.close()

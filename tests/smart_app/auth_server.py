@@ -80,6 +80,7 @@ class AuthServerState:
     clients: dict[str, Client] = field(default_factory=dict)
     launches: dict[str, dict[str, Any]] = field(default_factory=dict)  # launch id → context
     standalone_patient: str | None = None
+    standalone_user: str | None = None  # the fhirUser of a standalone launch's sign-in
     code_challenge_methods: list[str] = field(default_factory=lambda: ["S256"])
     capabilities: list[str] = field(
         default_factory=lambda: [
@@ -263,6 +264,8 @@ def create_auth_server(state: AuthServerState) -> FastAPI:
             context = dict(state.launches[p["launch"]])
         elif "launch/patient" in scopes and state.standalone_patient:
             context = {"patient": state.standalone_patient}
+            if state.standalone_user:
+                context["fhirUser"] = state.standalone_user
         code = secrets.token_urlsafe(24)
         granted = state.grant_scope or " ".join(
             s for s in scopes if s not in ("launch", "launch/patient", "launch/encounter")
