@@ -45,6 +45,7 @@ __all__ = [
     "Records",
     "ReferralTarget",
     "Screening",
+    "SyncSettings",
     "Team",
     "TeamMember",
     "Telehealth",
@@ -355,6 +356,17 @@ class Billing(_Strict):
     ] = "physician"
 
 
+class SyncSettings(_Strict):
+    """How ``bhi-fhir sync`` writes to the server (no clinical rule; practice choice).
+
+    ``backfill_days``: screening Observations are written only for responses authored within
+    this many days before the run's today (None: every response). Older screens still count
+    for the clinical timeline (baselines, treat-to-target) but are not written as
+    Observations, so a first sync over years of history does not copy all of it back."""
+
+    backfill_days: int | None = Field(default=None, ge=0)
+
+
 class PracticePlan(_Strict):
     practice: str
     team: Team
@@ -367,6 +379,7 @@ class PracticePlan(_Strict):
     records: Records = Records()
     telehealth: Telehealth = Telehealth()
     billing: Billing = Billing()
+    sync: SyncSettings = SyncSettings()
 
     @model_validator(mode="after")
     def _team_unique(self) -> PracticePlan:

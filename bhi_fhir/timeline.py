@@ -84,7 +84,9 @@ __all__ = [
     "build_timeline",
     "full_url_for",
     "is_enrollment",
+    "is_future_dated",
     "patient_of",
+    "practice_day",
     "replaced_by",
     "rule_of_identifier",
 ]
@@ -217,6 +219,16 @@ def _is_future(value: Any, today: date, zone: tzinfo | None) -> bool:
     except ValueError:
         return False
     return (year, month) > (today.year, today.month if month else 0)
+
+
+def is_future_dated(value: Any, today: date, zone: tzinfo | None) -> bool:
+    """A screen authored (``value``) after ``today`` in the practice's ``zone``: no fact."""
+    return _is_future(value, today, zone)
+
+
+def practice_day(value: Any, zone: tzinfo | None) -> date | None:
+    """The calendar day of a FHIR date/dateTime in the practice's ``zone`` (None: unreadable)."""
+    return _practice_day(value, zone)
 
 
 def _codings(concepts: Any) -> Iterable[Mapping[str, Any]]:

@@ -28,7 +28,7 @@ import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, tzinfo
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -39,7 +39,7 @@ from bhi_fhir.instruments import full_url as observation_full_url
 from bhi_fhir.instruments.observations import response_key
 from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.practice_plan import PracticePlan
-from bhi_fhir.timeline import build_timeline
+from bhi_fhir.timeline import build_timeline, is_future_dated, practice_day
 from bhi_fhir.workflow import Protocol, WorkflowError, apply, timeline_settings
 from bhi_fhir.workflow.plan import PlannedWrite, identifier_condition, transaction_entry
 
@@ -118,6 +118,7 @@ class PatientPlan:
     errors: list[str] = field(default_factory=list)  # skipped inputs, failed rules (no PHI)
     unrecognised: int = 0  # responses to questionnaires we do not score
     future_dated: int = 0  # screens authored after today: not facts (build_timeline)
+    before_backfill: int = 0  # responses older than sync.backfill_days: no Observations
     merged: list[str] = field(default_factory=list)  # replaced records planned as this patient
 
 
@@ -255,19 +256,25 @@ def plan_patient(
         screens = [dataclasses.replace(s, subject_ref=context.patient)
                    if s.subject_ref in context.merged else s for s in screens]
     # Only a response gets screening Observations written: a screen read from Observations
-    # already is one.
-    scored: list[tuple[Score, Resource]] = [
-        (s, latest[s.response_ref]) for s in screens if s.response_ref in latest
-    ]
+    # already is one. Neither a future-dated response (no fact) nor one older than the backfill
+    # horizon (a fact, kept for baselines) is written as Observations.
+    settings = timeline_settings(practice_plan)
+    scored: list[tuple[Score, Resource]] = []
+    for s in screens:
+        if s.response_ref not in latest:
+            continue
+        window = _observation_window(s.authored, today, settings.zone,
+                                     practice_plan.sync.backfill_days)
+        if window == "before-backfill":
+            result.before_backfill += 1
+        elif window is None:
+            scored.append((s, latest[s.response_ref]))
 
     resources: list[Resource] = [*context.resources, *context.responses]
     if context.patient_resource is not None:
         resources.append(context.patient_resource)
     try:
-        timeline = build_timeline(
-            context.patient, resources, screens, today,
-            timeline_settings(practice_plan),
-        )
+        timeline = build_timeline(context.patient, resources, screens, today, settings)
         result.future_dated = timeline.future_dated
         plan = apply(protocol, timeline, practice_plan)
     except (WorkflowError, ValueError, KeyError, TypeError) as exc:
@@ -346,6 +353,19 @@ def plan_patient(
             )
         )
     return result
+
+
+def _observation_window(
+    authored: str | None, today: date, zone: tzinfo | None, backfill_days: int | None
+) -> Literal["future", "before-backfill"] | None:
+    """Why a response's screen gets no screening Observations, or None when it does: authored
+    after today in the practice's zone, or more than ``backfill_days`` days before today."""
+    if is_future_dated(authored, today, zone):
+        return "future"
+    day = practice_day(authored, zone)
+    if backfill_days is not None and day is not None and (today - day).days > backfill_days:
+        return "before-backfill"
+    return None
 
 
 def write_provenance_key(write: PlannedWrite) -> str:

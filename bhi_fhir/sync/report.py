@@ -50,6 +50,8 @@ class RunReport:
     patients: int = 0
     unrecognised: int = 0  # responses to questionnaires we do not score
     future_dated: int = 0  # screens authored after the run's today: not facts, only counted
+    # Responses older than the plan's sync.backfill_days: facts, but no Observations written.
+    before_backfill: int = 0
     planned: dict[str, Counter[str]] = field(default_factory=dict)  # rule → {create, update, …}
     written: Counter[str] = field(default_factory=Counter)  # created / updated / existed
     provenance: Counter[str] = field(default_factory=Counter)
@@ -85,6 +87,7 @@ class RunReport:
             "patients": self.patients,
             "unrecognisedResponses": self.unrecognised,
             "futureDatedScreens": self.future_dated,
+            "beforeBackfill": self.before_backfill,
             "actions": {rule: dict(sorted(c.items())) for rule, c in sorted(self.planned.items())},
             "written": dict(sorted(self.written.items())),
             "provenance": dict(sorted(self.provenance.items())),
@@ -137,6 +140,9 @@ class RunReport:
         )
         if self.future_dated:
             lines.append(f"  future-dated: {self.future_dated} screens after today, not read")
+        if self.before_backfill:
+            lines.append(f"  backfill: {self.before_backfill} responses older than the plan's "
+                         "sync.backfill_days, not written as Observations")
         lines.append(f"  {self.duration_s:.1f}s, {self.requests} HTTP requests")
         if self.planned:
             lines.append("  actions:")

@@ -292,6 +292,7 @@ class _Run:
         self.report.count_changes(plan.changes)
         self.report.unrecognised += plan.unrecognised
         self.report.future_dated += plan.future_dated
+        self.report.before_backfill += plan.before_backfill
         for message in plan.errors:
             self.report.problems.append(Problem(plan.patient, "plan", message))
 
