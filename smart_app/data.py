@@ -29,6 +29,7 @@ from bhi_fhir.registry.reader import (  # the registry's read, shared with the r
     enrolled_ids,
     read_records,
 )
+from bhi_fhir.sources import SourceError, read_resources
 from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule, is_enrollment
 
 Resource = dict[str, Any]
@@ -139,10 +140,10 @@ class MemorySource:
     @classmethod
     def from_ndjson_dir(cls, folder: Path) -> MemorySource:
         items: list[Resource] = []
-        for path in sorted(folder.glob("*.ndjson")):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    items.append(json.loads(line))
+        for found in read_resources(sorted(folder.glob("*.ndjson"))):  # the one NDJSON reader
+            if isinstance(found, SourceError):
+                raise ValueError(f"demo clinic: {found}")
+            items.append(dict(found))
         return cls(items)
 
     @property
