@@ -34,6 +34,7 @@ from bhi_fhir.store import Store, StoreOpenError
 from smart_app import smart
 from smart_app.data import ClinicSource
 from smart_app.deps import FormDep, Refusal, SessionDep, TemplatesDep, render
+from smart_app.ehr_errors import ehr_refusal
 from smart_app.roles import require_clinician
 from smart_app.sessions import Session
 from smart_app.views import SourceDep, practice_plan, today_of
@@ -138,7 +139,7 @@ async def registry_page(
                 earlier_day=registry.earlier_day,
             )
     except FhirError as exc:
-        raise Refusal("Could not load the registry", str(exc), 502) from None
+        raise ehr_refusal("Could not load the registry", exc) from None
     rows = _sorted(rows, flag, sort)
     return render(
         request,
@@ -180,7 +181,7 @@ async def refresh_patient(
                                       [patient_id], today=today_of(request),
                                       plan=practice_plan(request), source="refresh")
     except FhirError as exc:
-        raise Refusal("Not refreshed", str(exc), 502) from None
+        raise ehr_refusal("Not refreshed", exc) from None
     return _back("refreshed" if rows.get(patient_id) is not None else "removed")
 
 
@@ -198,7 +199,7 @@ async def rebuild(
                                  today=today_of(request), plan=practice_plan(request),
                                  enrolled=source.enrolled_patients)
         except FhirError as exc:
-            raise Refusal("The registry was not read again", str(exc), 502) from None
+            raise ehr_refusal("The registry was not read again", exc) from None
     return _back("rebuilt")
 
 
