@@ -218,3 +218,49 @@ def test_a_refused_write_is_a_clinician_message_without_server_urls(
     assert NOT_ACCEPTED.split(":")[0] in refused.text
     assert "hapi.internal" not in refused.text and "HAPI-0001" not in refused.text
     assert ehr.base not in refused.text and "/fhir" not in refused.text
+
+
+# Status meanings: FHIR R4 RESTful API (hl7.org/fhir/R4/http.html: 412 for a stale If-Match,
+# 422 for a business rule, 410 for a deleted resource) and RFC 9110 §15 for the rest.
+@pytest.mark.parametrize(
+    ("status", "shown", "page_status"),
+    [
+        pytest.param(400, "did not accept this", 502, id="400-bad-request"),
+        pytest.param(403, "did not allow this", 403, id="403-scope"),
+        pytest.param(404, "no longer has this record", 404, id="404"),
+        pytest.param(409, "changed this record", 409, id="409-version-clash"),
+        pytest.param(410, "no longer has this record", 404, id="410-deleted"),
+        pytest.param(412, "changed this record", 409, id="412-stale-if-match"),
+        pytest.param(422, "did not accept this", 502, id="422-business-rule"),
+        pytest.param(501, "cannot read", 502, id="501-not-implemented"),
+        pytest.param(503, "did not answer in time", 503, id="503-retryable"),
+    ],
+)
+def test_ehr_refusals_read_in_clinician_terms(status: int, shown: str, page_status: int) -> None:
+    import httpx
+
+    from bhi_fhir.fhir.errors import error_from_response
+    from smart_app.deps import Refusal
+    from smart_app.ehr_errors import ehr_refusal
+
+    request = httpx.Request("POST", "http://hapi.internal:8080/fhir/Encounter/e1")
+    outcome = {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "processing",
+         "diagnostics": "http://hapi.internal:8080/fhir/Patient/p1 is not allowed here"}]}
+    exc = error_from_response(httpx.Response(status, json=outcome, request=request))
+    refusal = ehr_refusal("Time not logged", exc)
+    assert isinstance(refusal, Refusal) and refusal.status == page_status
+    assert shown in str(refusal)
+    assert "hapi.internal" not in str(refusal) and "Patient/p1" not in str(refusal)
+
+
+def test_a_401_past_the_renewal_ends_the_session() -> None:
+    import httpx
+
+    from bhi_fhir.fhir.errors import error_from_response
+    from smart_app.ehr_errors import ehr_refusal
+    from smart_app.tokens import SessionEnded
+
+    request = httpx.Request("GET", "http://ehr.example/fhir/Patient/p1")
+    exc = error_from_response(httpx.Response(401, request=request))
+    assert isinstance(ehr_refusal("Could not load the patient", exc), SessionEnded)
