@@ -5,8 +5,9 @@ client-confidential-asymmetric.md) signs its token-request assertions with a pri
 registers the public half with the EHR, as a JWKS or — so keys can rotate without a new
 registration — a JWKS URL. This route is that URL: one JWK per registration using
 ``private_key_jwt``, with the registration's ``kid`` and the algorithm the app signs with
-(RS384 for RSA, ES384 for EC, as ``smart.SmartPrivateKeyJWT`` does). Private parts are never
-included. The spec asks the key set's server to send ``Cache-Control``; it is public for an hour.
+(``bhi_fhir.fhir.auth.alg_for_key``: RS384 for RSA, ES384 for P-384, ES256 for P-256, as every
+assertion is signed). Private parts are never included. The spec asks the key set's server
+to send ``Cache-Control``; it is public for an hour.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from joserfc.errors import InvalidKeyTypeError
-from joserfc.jwk import ECKey, RSAKey
 
+from bhi_fhir.fhir.auth import alg_for_key, load_private_key, public_jwk
 from smart_app.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,16 +34,11 @@ def public_jwks(settings: Settings) -> dict[str, Any]:
     for registration in settings.registrations:
         if registration.client_auth != "private_key_jwt" or registration.private_key_path is None:
             continue
-        pem = registration.private_key_path.read_text()
-        try:
-            key: RSAKey | ECKey = RSAKey.import_key(pem)
-            alg = "RS384"
-        except (ValueError, TypeError, InvalidKeyTypeError):
-            key, alg = ECKey.import_key(pem), "ES384"
+        key = load_private_key(registration.private_key_path.read_text())
         assert registration.kid is not None
-        keys[registration.kid] = key.as_dict(private=False) | {
+        keys[registration.kid] = public_jwk(key) | {
             "kid": registration.kid,
-            "alg": alg,
+            "alg": alg_for_key(key),
             "use": "sig",
         }
     return {"keys": list(keys.values())}
@@ -53,7 +48,7 @@ def public_jwks(settings: Settings) -> dict[str, Any]:
 async def jwks(request: Request) -> Response:
     try:
         body = public_jwks(request.app.state.settings)
-    except (OSError, ValueError, TypeError, InvalidKeyTypeError) as exc:
+    except (OSError, ValueError, TypeError) as exc:
         logger.error("the app's key set could not be read (%s)", type(exc).__name__)
         return JSONResponse({"keys": []}, status_code=503, headers={"Cache-Control": "no-store"})
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=3600"})

@@ -24,9 +24,9 @@ from urllib.parse import urlencode
 import httpx
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
-from joserfc.jwk import ECKey, RSAKey
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
 
+from bhi_fhir.fhir.auth import alg_for_key, client_assertion, load_private_key
 from smart_app.config import EhrRegistration
 from smart_app.sessions import LaunchContext, TokenSet
 
@@ -246,40 +246,24 @@ def authorize_url(
 
 # --------------------------------------------------------------------------- tokens
 
-ASSERTION_LIFETIME = 300  # seconds: SMART's maximum for a client assertion's exp
-
 
 class SmartPrivateKeyJWT(PrivateKeyJWT):  # type: ignore[misc]
     """Authlib's ``private_key_jwt`` within SMART's rules (client-confidential-asymmetric.md).
 
     Authlib's default assertion lives 3600 s (SMART: ``exp`` at most 5 minutes ahead) and only
-    imports RSA keys; this signs RS384 or ES384 with ``kid`` and a fresh ``jti`` every time.
+    imports RSA keys; this signs with the one assertion builder the backend-services client
+    uses (``bhi_fhir.fhir.auth.client_assertion``): RS384, or ES384/ES256 by the EC key's
+    curve, with ``kid`` and a fresh ``jti`` every time.
     """
 
     def __init__(self, key_pem: str, kid: str) -> None:
-        self._ec = "EC PRIVATE" in key_pem or _is_ec(key_pem)
-        super().__init__(alg="ES384" if self._ec else "RS384")
+        self._key = load_private_key(key_pem)
+        super().__init__(alg=alg_for_key(self._key))
         self._kid = kid
 
     def sign(self, auth: Any, token_endpoint: str) -> Any:
-        key = (ECKey if self._ec else RSAKey).import_key(auth.client_secret)
-        return private_key_jwt_sign(
-            key,
-            client_id=auth.client_id,
-            token_endpoint=token_endpoint,
-            claims=None,  # a new dict, so a new jti, per assertion
-            header={"kid": self._kid, "typ": "JWT"},
-            alg=self.alg,
-            expires_in=ASSERTION_LIFETIME,
-        )
-
-
-def _is_ec(key_pem: str) -> bool:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
-    return isinstance(key, ec.EllipticCurvePrivateKey)
+        return client_assertion(self._key, client_id=auth.client_id, token_url=token_endpoint,
+                                kid=self._kid)
 
 
 def oauth_client(registration: EhrRegistration, timeout: float) -> AsyncOAuth2Client:

@@ -36,6 +36,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from bhi_fhir.fhir.errors import (
     AuthError,
@@ -108,6 +109,40 @@ def alg_for_key(key: PrivateKey) -> str:
     raise ValueError(f"EC curve {curve} is not supported: use P-384 (ES384) or P-256 (ES256)")
 
 
+def public_jwk(key: PrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> dict[str, Any]:
+    """The public JWK (RFC 7517) of a key or of a private key's public half: never private
+    members. ``kid``, ``alg`` and ``use`` are the caller's to add."""
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) \
+        else key
+    if isinstance(public, rsa.RSAPublicKey):
+        return dict(RSAAlgorithm.to_jwk(public, as_dict=True))
+    return dict(ECAlgorithm.to_jwk(public, as_dict=True))
+
+
+def client_assertion(
+    key: PrivateKey, *, client_id: str, token_url: str, kid: str,
+    jwks_url: str | None = None, now: float | None = None,
+) -> str:
+    """The signed JWT a confidential client authenticates a token request with
+    (``private_key_jwt``, RFC 7523; SMART client-confidential-asymmetric and Backend Services):
+    ``iss`` = ``sub`` = the client, ``aud`` the token endpoint, ``exp`` at most five minutes
+    ahead, a new ``jti`` every time; header ``kid``, ``typ: JWT`` and, when given, ``jku``; the
+    algorithm the key's type and curve fix (:func:`alg_for_key`)."""
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_url,
+        "iat": issued,
+        "exp": issued + ASSERTION_LIFETIME,
+        "jti": uuid.uuid4().hex,
+    }
+    headers = {"kid": kid, "typ": "JWT"}
+    if jwks_url:
+        headers["jku"] = jwks_url
+    return jwt.encode(claims, key, algorithm=alg_for_key(key), headers=headers)
+
+
 def negotiate_scope(supported: Any, write: bool = True) -> str:
     """The scopes to ask for, given ``scopes_supported`` from the SMART configuration.
 
@@ -175,19 +210,8 @@ class BackendServicesAuth(httpx.Auth):
 
     def client_assertion(self, token_url: str) -> str:
         """A fresh signed JWT for one token request (new ``jti`` every time)."""
-        now = int(self._clock())
-        claims = {
-            "iss": self._client_id,
-            "sub": self._client_id,
-            "aud": token_url,
-            "iat": now,
-            "exp": now + ASSERTION_LIFETIME,
-            "jti": uuid.uuid4().hex,
-        }
-        headers = {"kid": self._kid, "typ": "JWT"}
-        if self._jwks_url:
-            headers["jku"] = self._jwks_url
-        return jwt.encode(claims, self._key, algorithm=self._alg, headers=headers)
+        return client_assertion(self._key, client_id=self._client_id, token_url=token_url,
+                                kid=self._kid, jwks_url=self._jwks_url, now=self._clock())
 
     # --- the flow ----------------------------------------------------------------------------
 

@@ -24,13 +24,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import jwt
 import typer
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from bhi_fhir.fhir.auth import (
     BackendServicesAuth,
@@ -38,6 +37,7 @@ from bhi_fhir.fhir.auth import (
     PrivateKey,
     alg_for_key,
     load_private_key,
+    public_jwk,
 )
 
 __all__ = [
@@ -61,12 +61,7 @@ class SigningKey:
 
 def jwk_thumbprint(key: PrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
     """RFC 7638 SHA-256 thumbprint of the (public) key, base64url without padding."""
-    public = key.public_key() if isinstance(key, PrivateKey) else key
-    jwk: dict[str, Any] = (
-        RSAAlgorithm.to_jwk(public, as_dict=True)
-        if isinstance(public, rsa.RSAPublicKey)
-        else ECAlgorithm.to_jwk(public, as_dict=True)
-    )
+    jwk = public_jwk(key)
     members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
     digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode())
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
