@@ -13,12 +13,14 @@ import copy
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from bhi_fhir.fhir import FhirClient
 from bhi_fhir.paths import examples_dir
 from bhi_fhir.practice_plan import load_practice_plan
 from bhi_fhir.registry import build_registry, compute_rows, load_registry, refresh_patients
+from bhi_fhir.registry.model import refresh_after_sync
 from bhi_fhir.registry.reader import enrolled_ids, read_records
 from bhi_fhir.registry.rows import MALFORMED_FLAG, enrolled_in
 from bhi_fhir.store import Store
@@ -214,3 +216,54 @@ def test_enrolled_in_matches_the_enrollment_search(
     patient = {"resourceType": "Patient", "id": plan["subject"]["reference"].split("/")[1]}
     assert enrolled_in([patient, plan], enrollment_rule(PLAN)) is enrolled
     assert bool(run(_live(FakeFhir([patient, plan])))) is enrolled
+
+
+async def _after_sync(store: Store, fake: FakeFhir, *patients: str, dry_run: bool = False) -> None:
+    client = FhirClient(BASE, transport=fake.transport(), max_retries=0)
+    try:
+        await refresh_after_sync(store, BASE, client, patients, today=TODAY, plan=PLAN,
+                                 dry_run=dry_run)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("built", "dry_run", "requests"),
+    [
+        pytest.param(False, False, 0, id="registry-never-built-no-reads"),
+        pytest.param(True, True, 0, id="dry-run-no-reads"),
+        pytest.param(True, False, 1, id="in-use-one-batch"),
+    ],
+)
+def test_sync_refreshes_only_a_registry_in_use(
+    store: Store, clinic: FakeFhir, built: bool, dry_run: bool, requests: int
+) -> None:
+    fake = FakeFhir(clinic.resources)
+    if built:
+        run(_build(store, fake))
+    fake.put(_crisis_response("p00020"))
+    fake.requests = 0
+    run(_after_sync(store, fake, "Patient/p00020", dry_run=dry_run))
+    assert fake.requests == requests
+    if requests:
+        assert "crisis" in _stored(store)["p00020"]["flags"]
+
+
+def test_a_failed_refresh_never_fails_the_sync(store: Store, clinic: FakeFhir) -> None:
+    fake = FakeFhir(clinic.resources)
+    run(_build(store, fake))
+    before = _stored(store)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"resourceType": "OperationOutcome", "issue": []})
+
+    async def after() -> None:
+        client = FhirClient(BASE, transport=httpx.MockTransport(refuse), max_retries=0)
+        try:
+            await refresh_after_sync(store, BASE, client, ["Patient/p00020"], today=TODAY,
+                                     plan=PLAN)
+        finally:
+            await client.aclose()
+
+    run(after())
+    assert _stored(store) == before  # the older rows stay, with their read time
