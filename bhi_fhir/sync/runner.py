@@ -224,10 +224,11 @@ class _Run:
             return
         chunks = _write_chunks(plans, self.config.max_entries)
         if len(chunks) > 1:  # small transactions: HAPI's cost per entry grows with the size
-            by_patient = {plan.patient: plan for plan in plans}
-            for chunk in chunks:
-                members = [plan.patient for plan in chunk]
-                await self.process(members, attempt, [by_patient[p] for p in members])
+            # Whole patients each, so independent: in flight together (as many at once as the
+            # client allows, FhirClient max_concurrency), not one after another.
+            await asyncio.gather(*(
+                self.process([plan.patient for plan in chunk], attempt, chunk)
+                for chunk in chunks))
             return
         entries, writes = self._entries(plans)
         if not entries:
