@@ -27,12 +27,12 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 
 from bhi_fhir.fhir.auth import alg_for_key, client_assertion, load_private_key
+from bhi_fhir.fhir.smart_config import from_capability_statement, from_well_known
 from smart_app.config import EhrRegistration
 from smart_app.sessions import LaunchContext, TokenSet
 
 logger = logging.getLogger(__name__)
 
-OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
 class LaunchError(Exception):
@@ -104,16 +104,18 @@ async def discover(http: httpx.AsyncClient, iss: str) -> SmartConfiguration:
 
 
 def _from_well_known(body: dict[str, Any]) -> SmartConfiguration:
-    methods = body.get("code_challenge_methods_supported")
+    smart = from_well_known(body)  # the one SMART discovery reader
+    if smart is None:
+        raise LaunchError("Authorization server not usable", "it names no token URL", 502)
     return SmartConfiguration(
-        authorization_endpoint=_absolute(body.get("authorization_endpoint"), "authorize URL"),
-        token_endpoint=_absolute(body.get("token_endpoint"), "token URL"),
-        code_challenge_methods=tuple(methods) if isinstance(methods, list) else (),
-        capabilities=tuple(body.get("capabilities") or ()),
-        scopes_supported=tuple(body.get("scopes_supported") or ()),
+        authorization_endpoint=_absolute(smart.authorization_endpoint, "authorize URL"),
+        token_endpoint=_absolute(smart.token_endpoint, "token URL"),
+        code_challenge_methods=smart.code_challenge_methods,
+        capabilities=smart.capabilities,
+        scopes_supported=smart.scopes_supported,
         source="well-known",
-        issuer=_optional_url(body.get("issuer")),
-        jwks_uri=_optional_url(body.get("jwks_uri")),
+        issuer=_optional_url(smart.issuer),
+        jwks_uri=_optional_url(smart.jwks_uri),
     )
 
 
@@ -130,22 +132,16 @@ async def _from_capability_statement(http: httpx.AsyncClient, iss: str) -> Smart
             "CapabilityStatement",
             502,
         )
-    urls: dict[str, str] = {}
-    for rest in response.json().get("rest") or []:
-        for ext in (rest.get("security") or {}).get("extension") or []:
-            if ext.get("url") == OAUTH_URIS:
-                for sub in ext.get("extension") or []:
-                    if isinstance(sub.get("valueUri"), str):
-                        urls[sub.get("url")] = sub["valueUri"]
-    if "authorize" not in urls or "token" not in urls:
+    smart = from_capability_statement(response.json())  # the one SMART discovery reader
+    if smart is None or smart.authorization_endpoint is None:
         raise LaunchError(
             "Authorization server not found", "the FHIR server does not name one", 502
         )
     # The legacy extension cannot say which PKCE methods are supported; SMART 2.x servers
     # SHALL support S256, and the token call fails if this one does not.
     return SmartConfiguration(
-        authorization_endpoint=_absolute(urls["authorize"], "authorize URL"),
-        token_endpoint=_absolute(urls["token"], "token URL"),
+        authorization_endpoint=_absolute(smart.authorization_endpoint, "authorize URL"),
+        token_endpoint=_absolute(smart.token_endpoint, "token URL"),
         code_challenge_methods=("S256",),
         capabilities=(),
         scopes_supported=(),

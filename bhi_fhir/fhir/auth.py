@@ -45,6 +45,7 @@ from bhi_fhir.fhir.errors import (
     error_class_for_status,
     error_from_response,
 )
+from bhi_fhir.fhir.smart_config import from_well_known
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -267,13 +268,12 @@ class BackendServicesAuth(httpx.Auth):
                 f"{self._base_url}/.well-known/smart-configuration",
                 headers={"Accept": "application/json"},
             )
-            config = _json_body(response, "SMART configuration")
-            token_url = config.get("token_endpoint")
-            if not isinstance(token_url, str) or not token_url:
+            smart = from_well_known(_json_body(response, "SMART configuration"))
+            if smart is None or smart.token_endpoint is None:
                 raise AuthError(f"{self._base_url} advertises no token_endpoint")
-            self._token_url = token_url
+            self._token_url = smart.token_endpoint
             if self._scope is None:
-                self._scope = negotiate_scope(config.get("scopes_supported"), self._write)
+                self._scope = negotiate_scope(list(smart.scopes_supported), self._write)
         if self._scope is None:  # a token URL given, so no discovery: the v2 default
             self._scope = negotiate_scope(None, self._write)
         form = {

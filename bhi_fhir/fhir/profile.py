@@ -17,12 +17,14 @@ from typing import Any, Literal
 
 from bhi_fhir.fhir.client import FhirClient
 from bhi_fhir.fhir.errors import BadRequest, InvalidResponse, NotFound
+from bhi_fhir.fhir.smart_config import OAUTH_URIS as OAUTH_URIS  # re-exported
+from bhi_fhir.fhir.smart_config import SmartInfo as SmartInfo  # re-exported
+from bhi_fhir.fhir.smart_config import from_capability_statement, from_well_known
 
 # Resource types the workflow writes (CarePlan, hand-off Tasks, referrals, billing
 # Encounters, screening Observations, Provenance for every write) and the ones it reads.
 WRITE_TYPES = ("Task", "ServiceRequest", "CarePlan", "Encounter", "Observation", "Provenance")
 READ_TYPES = ("Patient", "QuestionnaireResponse")
-OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 CheckStatus = Literal["ok", "warn", "skip", "fail"]
 
@@ -54,38 +56,6 @@ class ResourceSupport:
                 if isinstance(p, dict) and p.get("name")
             ),
         )
-
-
-@dataclass(frozen=True)
-class SmartInfo:
-    """The SMART configuration the server advertises (well-known, else oauth-uris)."""
-
-    token_endpoint: str | None
-    authorization_endpoint: str | None = None
-    grant_types: tuple[str, ...] = ()
-    auth_methods: tuple[str, ...] = ()
-    capabilities: tuple[str, ...] = ()
-    source: Literal["well-known", "capability-statement"] = "well-known"
-
-    @property
-    def backend_services_gaps(self) -> tuple[str, ...]:
-        """What SMART Backend Services needs and the well-known configuration does not say
-        (SMART App Launch 2.2 conformance.md / backend-services.md): a ``token_endpoint``,
-        ``client_credentials`` in ``grant_types_supported`` and ``private_key_jwt`` in
-        ``token_endpoint_auth_methods_supported``."""
-        gaps = []
-        if self.source != "well-known" or not self.token_endpoint:
-            gaps.append("no token_endpoint in .well-known/smart-configuration")
-        if "client_credentials" not in self.grant_types:
-            gaps.append("client_credentials not in grant_types_supported")
-        if "private_key_jwt" not in self.auth_methods:
-            gaps.append("private_key_jwt not in token_endpoint_auth_methods_supported")
-        return tuple(gaps)
-
-    @property
-    def backend_services(self) -> bool:
-        """Whether the server advertises ``client_credentials`` with ``private_key_jwt``."""
-        return not self.backend_services_gaps
 
 
 @dataclass(frozen=True)
@@ -157,7 +127,7 @@ class ServerProfile:
             software=name or None,
             resources=resources,
             system_interactions=_codes(rest.get("interaction")),
-            smart=_smart_from_well_known(smart_config) or _smart_from_security(rest),
+            smart=from_well_known(smart_config) or from_capability_statement(capability),
         )
 
     # --- questions the sync asks --------------------------------------------------------------
@@ -342,34 +312,6 @@ def _server_rest(capability: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
-
-
-def _smart_from_well_known(config: Mapping[str, Any] | None) -> SmartInfo | None:
-    if not config or not config.get("token_endpoint"):
-        return None
-    return SmartInfo(
-        token_endpoint=str(config["token_endpoint"]),
-        authorization_endpoint=config.get("authorization_endpoint"),
-        grant_types=_strings(config.get("grant_types_supported")),
-        auth_methods=_strings(config.get("token_endpoint_auth_methods_supported")),
-        capabilities=_strings(config.get("capabilities")),
-    )
-
-
-def _smart_from_security(rest: Mapping[str, Any]) -> SmartInfo | None:
-    """Legacy discovery: the ``oauth-uris`` extension on ``rest.security``."""
-    security = rest.get("security") or {}
-    for extension in _dicts(security.get("extension")):
-        if extension.get("url") != OAUTH_URIS:
-            continue
-        uris = {e.get("url"): e.get("valueUri") for e in _dicts(extension.get("extension"))}
-        if uris.get("token"):
-            return SmartInfo(
-                token_endpoint=uris["token"],
-                authorization_endpoint=uris.get("authorize"),
-                source="capability-statement",
-            )
-    return None
 
 
 def _dicts(value: Any) -> Iterable[Mapping[str, Any]]:
