@@ -80,6 +80,8 @@ __all__ = [
 NDJSON = "application/fhir+ndjson"
 OUTPUT_FORMATS = (NDJSON, "application/ndjson", "ndjson")
 STATE_FILE = "bhi-export.state"
+# The longest wait between status polls, whatever Retry-After asks (HAPI always says 120 s).
+DEFAULT_MAX_POLL_INTERVAL = 300.0
 _STATE_FORMAT = 1
 # Kick-off statuses that mean "no $export here" (Bulk Data IG: a server without the
 # operation answers as for any unknown operation).
@@ -193,14 +195,16 @@ async def export(
     folder: Path,
     *,
     report: Report = _quiet,
-    max_poll_interval: float = 300.0,
+    max_poll_interval: float | None = None,
     check_capability: bool = True,
 ) -> ExportResult:
     """Run (or resume) the export ``request`` into ``folder``; see the module docstring.
 
     ``report`` hears one line per event (kick-off, each poll's X-Progress, each file).
-    ``max_poll_interval`` caps the wait between polls, whatever ``Retry-After`` says.
+    ``max_poll_interval`` caps the wait between polls, whatever ``Retry-After`` says
+    (default :data:`DEFAULT_MAX_POLL_INTERVAL`).
     """
+    max_poll_interval = max_poll_interval or DEFAULT_MAX_POLL_INTERVAL
     folder.mkdir(parents=True, exist_ok=True)
     state = read_state(folder)
     resumed = state is not None

@@ -158,6 +158,12 @@ def sync(
         float, typer.Option(help="--worker: seconds before a dead worker's patients are taken "
                             "over (renewed while working)")
     ] = 120.0,
+    bulk: Annotated[
+        Path | None,
+        typer.Option("--bulk", help="first run (no watermark yet): read the population from a "
+                     "Bulk Data $export into this folder (kept; a re-run resumes it) instead of "
+                     "searches; later runs search from the export's time"),
+    ] = None,
     failed: Annotated[
         bool, typer.Option("--failed", help="list the patients held after a refusal; no sync")
     ] = False,
@@ -201,6 +207,7 @@ def sync(
         workers=workers,
         shared=worker,
         lease_s=lease,
+        bulk=bulk,
         timeout=timeout,
         max_retries=max_retries,
         auth=cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
@@ -225,6 +232,8 @@ def sync(
         if task_ids:
             progress.advance(task_ids[0], n)
 
+    if bulk is not None and (worker or since):
+        _stop("--bulk is for a first run by one process: no --worker or --since", EXIT_CONFIG)
     if worker and (dry_run or since):
         _stop("--worker runs from the shared watermark and writes: no --dry-run or --since",
               EXIT_CONFIG)

@@ -78,6 +78,7 @@ from bhi_fhir.sync.report import PatientDiff, Problem, RunReport
 from bhi_fhir.sync.source import (
     Changed,
     ServerInfo,
+    fetch_bulk,
     fetch_changed,
     fetch_contexts,
     fetch_server_info,
@@ -148,6 +149,9 @@ class SyncConfig:
     # PostgreSQL store; a claim not renewed for ``lease_s`` is taken over by another worker.
     shared: bool = False
     lease_s: float = 120.0
+    # First run over a population (no watermark yet): read it from a Bulk Data export into
+    # this folder instead of searches (source.fetch_bulk); later runs search from its time.
+    bulk: Path | None = None
 
 
 class _Run:
@@ -466,8 +470,11 @@ async def run_sync(
         where = list(config.where)
         if config.patient:
             where.append(("subject", config.patient))
-        changed = await fetch_changed(client, info, since, where=where,
-                                      page_size=config.page_size)
+        if config.bulk is not None and since is None and not config.patient:
+            changed = await fetch_bulk(client, info, config.bulk, where=where)
+        else:
+            changed = await fetch_changed(client, info, since, where=where,
+                                          page_size=config.page_size)
         report.responses = len(changed.responses)
         for message in changed.invalid:
             report.problems.append(Problem(message.split(":", 1)[0], "read", message))

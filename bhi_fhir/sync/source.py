@@ -32,20 +32,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from bhi_fhir.codes import BHI_IDENTIFIER, LOINC
 from bhi_fhir.fhir import BadRequest, FhirClient, InvalidResponse, ServerError, ServerProfile
+from bhi_fhir.fhir.bulk import ExportRequest, export
 from bhi_fhir.fhirjson import patient_of, replaced_by
 from bhi_fhir.instruments import INSTRUMENTS
 from bhi_fhir.instruments.screens import OBSERVATION_KINDS
+from bhi_fhir.sources import SourceError, read_resources
 from bhi_fhir.sync.planning import PatientContext
 
 __all__ = [
     "CONTEXT_TYPES",
     "Changed",
     "ServerInfo",
+    "bulk_request",
+    "fetch_bulk",
     "fetch_changed",
     "fetch_contexts",
     "fetch_server_info",
@@ -105,6 +110,9 @@ class Changed:
     invalid: list[str] = field(default_factory=list)  # responses skipped (ids only)
     # Changed screening Observations not written by bhi-fhir (their patients are re-planned).
     observations: list[Resource] = field(default_factory=list)
+    # Every patient's context, already read from a Bulk Data export (fetch_bulk): the context
+    # reads then ask the server nothing.
+    preloaded: dict[str, PatientContext] | None = None
 
     @property
     def patients_changed(self) -> list[str]:
@@ -220,6 +228,9 @@ async def _read_contexts(
     client: FhirClient, info: ServerInfo, patients: Sequence[str], changed: Changed,
     page_size: int,
 ) -> dict[str, PatientContext]:
+    if changed.preloaded is not None:
+        return {p: changed.preloaded.get(p) or PatientContext(p, changed.patients.get(p))
+                for p in patients}
     contexts = {p: PatientContext(p, changed.patients.get(p)) for p in patients}
     urls = [_search_url(t, patients, page_size) for t in info.context_types]
     refs = quote(",".join(patients), safe="/,")
@@ -333,3 +344,88 @@ def _file(resource: Resource, contexts: dict[str, PatientContext]) -> None:
     else:
         ctx.resources.append(resource)
 
+
+# --- the first run over a population, from a Bulk Data export (sync --bulk) -------------------
+
+
+def bulk_request(info: ServerInfo, where: Sequence[tuple[str, str]] = ()) -> ExportRequest:
+    """A system-level export of what a first run reads by searches: Patients, Questionnaires,
+    every QuestionnaireResponse, the context types the server can search, screening
+    Observations (category survey, and bhi-fhir's own by identifier) and screening reports
+    (the panel codes). Of ``where``, the parameters every resource has (``_tag`` …) narrow
+    every type but Questionnaire (as the search's ``_include`` reads them unscoped), and all of
+    them QuestionnaireResponse — one ``_typeFilter`` per search the first run would make."""
+    common = [(k, v) for k, v in where if k.startswith("_")]
+    types = list(dict.fromkeys(("Patient", "Questionnaire", "QuestionnaireResponse",
+                                *info.context_types, *info.screen_types)))
+    filters: list[str] = []
+    for kind in types:
+        if kind == "Questionnaire":
+            continue
+        if kind == "Observation":
+            searches = [[_SURVEY]]
+            if "Observation" in info.context_types:
+                searches.append([("identifier", f"{BHI_IDENTIFIER}|")])
+        elif kind == "DiagnosticReport":
+            searches = [[("code", _PANEL_CODES)]]
+        else:
+            searches = [[]]
+        own = list(where) if kind == "QuestionnaireResponse" else common
+        filters += [f"{kind}?{urlencode([*search, *own])}" for search in searches
+                    if search or own]
+    return ExportRequest(types=tuple(types), type_filters=tuple(filters))
+
+
+async def fetch_bulk(
+    client: FhirClient, info: ServerInfo, folder: Path, *,
+    where: Sequence[tuple[str, str]] = (),
+) -> Changed:
+    """:func:`fetch_changed` for a first run (no watermark) from a Bulk Data export into
+    ``folder`` (:mod:`bhi_fhir.fhir.bulk`: resumable, the folder is kept), with every
+    patient's context read from the same files (``Changed.preloaded``). ``server_time`` is the
+    export's ``transactionTime``: the next run searches from there."""
+    result = await export(client, bulk_request(info, where), folder)
+    changed = Changed(server_time=result.transaction_time, preloaded={})
+    contexts: dict[str, PatientContext] = {}
+    for item in read_resources([folder]):
+        if isinstance(item, SourceError):
+            changed.invalid.append(f"{item.file}: unreadable line in the export ({item.line})")
+            continue
+        kind = item["resourceType"]
+        if kind == "Questionnaire":
+            if item.get("url"):
+                changed.questionnaires[str(item["url"])] = item
+            continue
+        if kind == "Patient" and item.get("id"):
+            changed.patients[f"Patient/{item['id']}"] = item
+            continue
+        ref = patient_of(item)
+        subject = (item.get("subject") or {}).get("reference")
+        if ref is None or (kind == "QuestionnaireResponse" and subject != ref):
+            if kind == "QuestionnaireResponse":
+                changed.invalid.append(
+                    f"QuestionnaireResponse/{item.get('id')}: skipped, no Patient subject")
+            continue
+        ctx = contexts.setdefault(ref, PatientContext(ref))
+        own = _own_identifiers(item) if kind == "Observation" else []
+        if own:
+            ctx.observation_ids.update(own)
+        elif kind == "QuestionnaireResponse":
+            ctx.responses.append(item)
+            changed.responses.append(item)
+            changed.newer(item)
+        else:
+            ctx.resources.append(item)
+            if kind == "Observation" and subject == ref and _is_survey(item):
+                changed.observations.append(item)
+                changed.newer(item)
+    for ref, ctx in contexts.items():
+        ctx.patient_resource = changed.patients.get(ref)
+    changed.preloaded = contexts
+    return changed
+
+
+def _is_survey(observation: Mapping[str, Any]) -> bool:
+    return any(coding.get("code") == _SURVEY[1]
+               for category in observation.get("category") or [] if isinstance(category, dict)
+               for coding in category.get("coding") or [] if isinstance(coding, dict))

@@ -21,13 +21,15 @@ import pytest
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import app
-from bhi_fhir.fhir import FhirClient
+from bhi_fhir.fhir import FhirClient, bulk
 from bhi_fhir.fhir.bulk import ExportRequest, export
 from bhi_fhir.fhirjson import patient_of
 from bhi_fhir.paths import examples_dir
 from bhi_fhir.sources import read_resources
+from bhi_fhir.sync import run_sync
 from tests.clinic_generator import clinic_generator
 from tests.integration.conftest import CASE_SYSTEM, TAG_SYSTEM, RunTag
+from tests.integration.test_sync import assert_complete, config, planned_creates, seed_clinic
 from tests.sync.clinic import _prefixed, clinic, delete_tagged, seed, team
 
 pytestmark = pytest.mark.integration
@@ -42,7 +44,8 @@ PATIENTS = 26  # every scenario of the generator once, the enrolled ones with bi
 @pytest.fixture(autouse=True)
 def _delete_case(fhir_base_url: str, case_id: str) -> Iterator[None]:
     yield
-    delete_tagged(fhir_base_url, f"{CASE_SYSTEM}|{case_id}", (*reversed(TYPES), "Group"))
+    delete_tagged(fhir_base_url, f"{CASE_SYSTEM}|{case_id}",
+                  ("Provenance", "ServiceRequest", "Observation", *reversed(TYPES), "Group"))
 
 
 def seed_case(base: str, run_tag: RunTag, case_id: str, folder: Path) -> list[dict[str, Any]]:
@@ -183,3 +186,38 @@ def _after_instant(instant: str) -> str:
     """An instant just after ``instant`` (its millisecond + 1): the seeding is before it."""
     when = datetime.fromisoformat(instant.replace("Z", "+00:00")) + timedelta(milliseconds=1)
     return when.isoformat(timespec="milliseconds")
+
+
+async def test_sync_bulk_first_run_plans_and_writes_as_the_searches_do(
+    fhir_base_url: str, run_tag: RunTag, case_id: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bulk, "DEFAULT_MAX_POLL_INTERVAL", 1.0)  # HAPI asks for 120 s
+    responses = seed_clinic(fhir_base_url, run_tag, case_id, PATIENTS)
+    for kind in ("ServiceRequest", "Observation", "Provenance"):
+        if kind not in run_tag.types_used:
+            run_tag.types_used.append(kind)
+    searched = await run_sync(config(fhir_base_url, run_tag, case_id, tmp_path / "a.db",
+                                     dry_run=True))
+    from_export = await run_sync(config(fhir_base_url, run_tag, case_id, tmp_path / "b.db",
+                                        dry_run=True, bulk=tmp_path / "dry"))
+    assert from_export.status == searched.status == "ok"
+    assert from_export.responses == searched.responses == responses
+    expected = planned_creates(searched)
+    assert expected and planned_creates(from_export) == expected
+    assert (tmp_path / "dry" / "QuestionnaireResponse.ndjson").is_file()
+
+    state = tmp_path / "c.db"
+    first = await run_sync(config(fhir_base_url, run_tag, case_id, state,
+                                  bulk=tmp_path / "export"))
+    assert first.status == "ok", first.problems
+    assert_complete(fhir_base_url, case_id, expected)
+    assert first.watermark  # the next run searches from the export's time
+    # Later runs search (the watermark is set): nothing new to write.
+    again = await run_sync(config(fhir_base_url, run_tag, case_id, state,
+                                  bulk=tmp_path / "export"))
+    # (it may read again the responses within the watermark's safety margin: nothing to write)
+    assert again.status == "ok" and not again.written
+    print(f"\nfirst run (dry run): searches {searched.requests} requests in "
+          f"{searched.duration_s:.1f} s, bulk {from_export.requests} in "
+          f"{from_export.duration_s:.1f} s; bulk run writing {first.duration_s:.1f} s")
