@@ -50,6 +50,30 @@ def _refuse(error: smart.LaunchError) -> Refusal:
     )
 
 
+DISCOVERY_TTL = 300.0  # seconds a server's SMART configuration is reused across launches
+
+
+async def _discovered(request: Request, iss: str, timeout: float) -> smart.SmartConfiguration:
+    """The SMART configuration of ``iss``, discovered once per ``DISCOVERY_TTL`` per app (not
+    on every launch: one request less between the EHR's click and the patient view). A
+    failed discovery, or a configuration the launch refuses, is not kept."""
+    cache: dict[str, tuple[float, smart.SmartConfiguration]] = getattr(
+        request.app.state, "smart_configurations", None
+    ) or {}
+    request.app.state.smart_configurations = cache
+    found = cache.get(iss)
+    if found is not None and time.monotonic() - found[0] < DISCOVERY_TTL:
+        return found[1]
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        try:
+            config = await smart.discover(http, iss)
+        except smart.LaunchError as exc:
+            raise _refuse(exc) from None
+    if "S256" in config.code_challenge_methods:  # one the launch refuses is asked again
+        cache[iss] = (time.monotonic(), config)
+    return config
+
+
 @router.get("/launch")
 async def launch(
     request: Request,
@@ -74,11 +98,7 @@ async def launch(
     if ehr_launch and not launch:
         raise Refusal("Launch refused", "The EHR sent an empty launch parameter.")
 
-    async with httpx.AsyncClient(timeout=settings.http_timeout) as http:
-        try:
-            config = await smart.discover(http, registration.iss)
-        except smart.LaunchError as exc:
-            raise _refuse(exc) from None
+    config = await _discovered(request, registration.iss, settings.http_timeout)
     scope = smart.requested_scopes(registration, config, ehr_launch=ehr_launch)
     state = smart.new_state()
     verifier = smart.new_code_verifier()
