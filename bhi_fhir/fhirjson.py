@@ -52,7 +52,10 @@ __all__ = [
     "survivors",
 ]
 
+# The package's two names for a FHIR resource as JSON: Resource where it is only read,
+# ResourceDict where the code builds or edits one.
 Resource = Mapping[str, Any]
+ResourceDict = dict[str, Any]
 
 # R4 Reference.reference literal: [base/]Type/id[/_history/version]
 # (https://hl7.org/fhir/R4/references.html#literal). Read tolerantly: an

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from bhi_fhir import fhirjson
-
-Resource = dict[str, Any]
+from bhi_fhir.fhirjson import ResourceDict as Resource
 
 _SUFFIXES = (".json", ".ndjson", ".jsonl")
 

@@ -68,10 +68,10 @@ from bhi_fhir.codes import (
     MENTAL_HEALTH_CARE_PLAN,
     SNOMED,
 )
+from bhi_fhir.fhirjson import Resource, patient_of, replaced_by
 from bhi_fhir.fhirjson import day as _day  # the day a date/dateTime is written on
 from bhi_fhir.fhirjson import day_in as _practice_day  # that day in the practice's zone
 from bhi_fhir.fhirjson import day_range as _death_days  # the days a partial date can mean
-from bhi_fhir.fhirjson import patient_of, replaced_by
 from bhi_fhir.instruments.result import ENTERED_IN_ERROR, SUICIDE_RISK, Score
 
 __all__ = [
@@ -91,7 +91,6 @@ __all__ = [
     "rule_of_identifier",
 ]
 
-Resource = Mapping[str, Any]
 
 # Statuses after which a request is finished; a generated resource in one of these is never
 # reopened by the same trigger. Task (§5 core Task status), ServiceRequest/CarePlan (revoked).

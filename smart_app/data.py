@@ -22,6 +22,7 @@ from bhi_fhir.fhir import (
     NotFound,
     PreconditionFailed,
 )
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import etag_version, patient_of
 from bhi_fhir.registry.reader import (  # the registry's read, shared with the read model
     MENTAL_HEALTH_CARE_PLAN,
@@ -31,8 +32,6 @@ from bhi_fhir.registry.reader import (  # the registry's read, shared with the r
 )
 from bhi_fhir.sources import SourceError, read_resources
 from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule, is_enrollment
-
-Resource = dict[str, Any]
 
 # What the caseload count reads of each active BHI CarePlan (bhi_fhir.workflow.caseload_manager:
 # status, what makes it the practice's own (identifier, instantiatesCanonical), the contributor

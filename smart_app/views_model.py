@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.practice_plan import PracticePlan
 
 # The registry's one computation, shared with the read model in the store (re-exported).
@@ -23,7 +24,6 @@ from bhi_fhir.timeline import TERMINAL_STATUSES
 
 logger = logging.getLogger(__name__)
 
-Resource = dict[str, Any]
 
 # Severity bands drawn behind the chart (bhi-domain.md §1.2 PHQ-9, §1.5 GAD-7).
 BANDS = {

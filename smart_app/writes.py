@@ -20,14 +20,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import etag
 from bhi_fhir.sync.planning import provenance_for
 from bhi_fhir.workflow.plan import identifier_condition, transaction_entry
-
-Resource = dict[str, Any]
 
 APP_DEVICE: Resource = {
     "type": "Device",

@@ -14,6 +14,7 @@ from bhi_fhir import fhirjson
 from bhi_fhir.billing.codes import MONTHLY_CARE_MANAGEMENT_CODES
 from bhi_fhir.billing.rules import CodingKey
 from bhi_fhir.codes import BHI_ACTIVITY, CARE_MANAGEMENT_CONTACT, CPT, HCPCS
+from bhi_fhir.fhirjson import ResourceDict as Resource
 
 # A FHIR date/dateTime/instant as an aware datetime (a partial date as its first instant, or
 # with end=True the first after it): the vocabulary's one reader.
@@ -34,7 +35,6 @@ __all__ = [
     "union",
 ]
 
-Resource = dict[str, Any]
 Interval = tuple[datetime, datetime]
 
 

@@ -99,11 +99,10 @@ from bhi_fhir.fhir.auth_factory import (
 )
 from bhi_fhir.fhir.client import FhirClient
 from bhi_fhir.fhir.errors import Conflict, FhirError, PreconditionFailed, exit_code_for
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_resources
 from bhi_fhir.sync.cli import checked_server
-
-Resource = dict[str, Any]
 
 
 class OutputFormat(StrEnum):

@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from html import escape
-from typing import Any, Final
+from typing import Final
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.encounter import Encounter
@@ -62,6 +62,7 @@ from bhi_fhir.billing.representation import (
     US_CORE_ENCOUNTER,
 )
 from bhi_fhir.codes import BHI_IDENTIFIER, V3_ACT_CODE
+from bhi_fhir.fhirjson import ResourceDict as Resource
 
 __all__ = [
     "billing_encounter",
@@ -75,7 +76,6 @@ __all__ = [
     "provenance_key",
 ]
 
-Resource = dict[str, Any]
 
 SERVICE_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/service-category"
 PROVENANCE_PARTICIPANT: Final = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"

@@ -84,6 +84,7 @@ from bhi_fhir.codes import (
     MENTAL_HEALTH_CARE_PLAN,
     SNOMED,
 )
+from bhi_fhir.fhirjson import ResourceDict as Resource
 
 __all__ = [
     "Diagnosis",
@@ -101,7 +102,6 @@ __all__ = [
     "role_of",
 ]
 
-Resource = dict[str, Any]
 
 _FAR_FUTURE: Final = datetime(9999, 1, 1, tzinfo=UTC)
 _FAR_PAST: Final = datetime(1, 1, 2, tzinfo=UTC)

@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from bhi_fhir.billing._time import codings, get_dict, get_list, reference_of
 from bhi_fhir.billing.codes import Program
@@ -56,6 +56,7 @@ from bhi_fhir.billing.encounter import (
 from bhi_fhir.billing.ledger import Month, PatientMonth, Reason
 from bhi_fhir.billing.representation import BILLED_UNITS_EXT, PARTICIPATION_TYPE
 from bhi_fhir.codes import BHI_IDENTIFIER, CPT, HCPCS
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import etag
 
 __all__ = [
@@ -71,7 +72,6 @@ __all__ = [
     "write_bundle",
 ]
 
-Resource = dict[str, Any]
 Action = Literal["create", "update", "unchanged", "stale", "cancel", "none"]
 
 NO_TIME_ENTRIES: Final = Reason(

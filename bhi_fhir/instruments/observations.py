@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, LOINC, OBSERVATION_CATEGORY
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.instruments.registry import BY_ID
 from bhi_fhir.instruments.result import Score
 from bhi_fhir.instruments.spec import InstrumentSpec
@@ -32,7 +33,6 @@ SEVERITY_SYSTEM: Final = "https://bhi-fhir.dev/fhir/CodeSystem/screening-severit
 UCUM: Final = "http://unitsofmeasure.org"
 _NAMESPACE: Final = uuid.UUID("6f1c1d0e-5b7a-4d43-9a43-0c6b7f1e2a10")
 
-Resource = dict[str, Any]
 
 
 def full_url(identifier_value: str) -> str:

@@ -53,6 +53,7 @@ from bhi_fhir.fhir.auth_factory import (
 )
 from bhi_fhir.fhir.client import FhirClient
 from bhi_fhir.fhir.errors import FhirError, exit_code_for
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.instruments.registry import INSTRUMENTS
 from bhi_fhir.instruments.scoring import sex_of
 from bhi_fhir.instruments.screens import screening_scores
@@ -74,7 +75,6 @@ from bhi_fhir.paths import profiles_dir
 from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_resources
 from bhi_fhir.sync.cli import checked_server
 
-Resource = dict[str, Any]
 # What the measures read; the rest of an export is dropped as it is read.
 _TYPES = frozenset({
     "Patient", "Encounter", "Condition", "Observation", "DiagnosticReport",

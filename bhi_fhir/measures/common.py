@@ -15,8 +15,8 @@ from datetime import date, timedelta
 from typing import Any, Final, Literal
 
 from bhi_fhir import fhirjson
+from bhi_fhir.fhirjson import Resource, day_range
 from bhi_fhir.fhirjson import day as day_of  # the day a date/dateTime is written on
-from bhi_fhir.fhirjson import day_range
 from bhi_fhir.instruments.result import Score
 from bhi_fhir.measures.valuesets import any_coding_in, codings
 
@@ -47,7 +47,6 @@ __all__ = [
     "unique",
 ]
 
-Resource = Mapping[str, Any]
 
 # MeasureReport.group.population codes (http://terminology.hl7.org/CodeSystem/measure-population)
 INITIAL_POPULATION: Final = "initial-population"

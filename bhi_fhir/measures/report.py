@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import etag
 from bhi_fhir.measures import cms2, cms159
 from bhi_fhir.measures.common import (
@@ -52,7 +53,6 @@ __all__ = [
     "summary_report",
 ]
 
-Resource = dict[str, Any]
 CARE_GAP_REASON: Final = f"{BHI_BASE}/StructureDefinition/care-gap-reason"
 _POPULATION_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/measure-population"
 _STRATIFIER_AGE: Final = "age-group"

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bhi_fhir.fhir import FhirClient, FhirError
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry.reader import enrolled_ids, read_records
 from bhi_fhir.registry.rows import enrolled_in, malformed_row, registry_row
@@ -61,7 +62,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Resource = dict[str, Any]
 # Many patients' records at once (the Patient first): ``read_records`` on a client, or the
 # app's ``ClinicSource.patients_resources``.
 RecordsReader = Callable[[list[str]], Awaitable[Mapping[str, list[Resource]]]]

@@ -12,11 +12,11 @@ records the live page reads. Requests, for ``p`` patients::
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 from urllib.parse import quote
 
 from bhi_fhir.codes import LOINC
 from bhi_fhir.fhir import BadRequest, FhirClient, InvalidResponse, ServerError
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import patient_of
 from bhi_fhir.instruments import INSTRUMENTS
 from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule, is_enrollment
@@ -30,7 +30,6 @@ __all__ = [
     "read_records",
 ]
 
-Resource = dict[str, Any]
 
 MENTAL_HEALTH_CARE_PLAN = "http://snomed.info/sct|718347000"
 

@@ -14,6 +14,7 @@ import logging
 from datetime import date, timedelta
 from typing import Any
 
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import patient_of
 from bhi_fhir.instruments import sex_of
 from bhi_fhir.instruments.screens import screening_scores
@@ -42,7 +43,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Resource = dict[str, Any]
 
 NO_CONTACT_DAYS = 28  # registry flag "no contact in 4 weeks"
 MALFORMED_FLAG = "malformed record"  # the registry row of a patient whose record cannot be read

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
+from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import etag_version, replaced_by, survivors
 from bhi_fhir.instruments import Score, screening_observations, sex_of
 from bhi_fhir.instruments import full_url as observation_full_url
@@ -56,7 +57,6 @@ __all__ = [
     "write_provenance_key",
 ]
 
-Resource = dict[str, Any]
 Method = Literal["create", "update"]
 
 BHI_RULE = f"{BHI_BASE}/CodeSystem/bhi-rule"  # Provenance.reason: the action id
