@@ -12,15 +12,27 @@ copy each, in this order:
                  POST every output (conditional create; a resource referencing one created after
                  it is fixed by a PUT). ``--naive-concurrency 1,8`` adds a row for a naive
                  client working on 8 patients at once;
-* ``prebuilt`` — the same output as ready-made transaction Bundles of the sync's sizes, 4 at
-                 once, only the POSTs timed (the server-bound limit).
+* ``prebuilt`` — the same output as ready-made transaction Bundles of the sync's sizes, 8 at
+                 once (the sync's client allows 8 requests in flight), only the POSTs timed
+                 (the server-bound limit);
+* ``N worker(s)`` (``--workers 1,2,4``) — N ``sync --worker`` processes (``SyncConfig(shared=
+                 True)``, same added latency) over one copy, sharing a throwaway PostgreSQL
+                 (tests/pg_server.py); timed from the moment all N are started and imported
+                 until the last ends; "claimed twice" counts patients two workers took.
 
-    .venv/bin/python benchmarks/bench_sync.py [--patients 780] [--naive-concurrency 1,8]
-                                              [--rtt-ms 0]
+    .venv/bin/python benchmarks/bench_sync.py [--patients 780] [--naive-concurrency 1,8 | 0]
+                                              [--rtt-ms 0,20,200] [--workers 1,2,4]
 
-``--rtt-ms`` adds that much latency to every request of all three contenders (one network round
+``--rtt-ms`` adds that much latency to every request of every contender (one network round
 trip; connections are reused), to show what loopback hides: an EHR's server is never 0.05 ms
-away. The figures the issue's targets are judged on are the default, ``--rtt-ms 0``.
+away; a comma-separated list prints one table per latency and a summary of every ratio to
+prebuilt. Sync and prebuilt run twice per table (sync, prebuilt, the workers, prebuilt, sync)
+and their means are compared, so load that drifts during a table favours neither.
+``--naive-concurrency 0`` leaves the naive client out (at 200 ms it takes about an hour at the
+default size). A reduced run, a few minutes per latency on an idle machine::
+
+    .venv/bin/python benchmarks/bench_sync.py --base http://127.0.0.1:8093/fhir --patients 120 \
+        --warmup-patients 60 --rtt-ms 0,20,200 --workers 1,2,4 --naive-concurrency 0
 
 ``naive/prebuilt`` is the ceiling: no client that writes this output can beat the naive one by
 more than that on this server, whatever it does with its requests.
@@ -52,6 +64,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import sys
 import time
 import uuid
@@ -80,6 +94,7 @@ from tests.sync.clinic import clinic, count, delete_tagged, seed, team
 CASE = "https://bhi-fhir.dev/test-case"
 TODAY = date(2026, 11, 26)
 RTT = 0.0  # seconds added to every request (--rtt-ms)
+PREBUILT_IN_FLIGHT = 8  # FhirClient's default max_concurrency, which bounds the sync too
 
 
 class RoundTrip(httpx.AsyncBaseTransport):
@@ -215,7 +230,9 @@ async def prebuilt(base: str, code: str) -> tuple[float, int, int]:
             bundles.append({"resourceType": "Bundle", "type": "transaction", "entry": entries})
     async with FhirClient(base, transport=RoundTrip()) as client:
         started = time.perf_counter()
-        gate = asyncio.Semaphore(4)
+        # as many in flight as the sync's client allows (FhirClient max_concurrency): the
+        # same concurrency on both sides
+        gate = asyncio.Semaphore(PREBUILT_IN_FLIGHT)
 
         async def post(bundle: dict) -> None:  # type: ignore[type-arg]
             async with gate:
@@ -237,56 +254,190 @@ async def main() -> None:
     parser.add_argument("--base", default="http://127.0.0.1:8080/fhir")
     parser.add_argument("--naive-concurrency", default="1",
                         help="patients the naive client works on at once; a comma-separated "
-                             "list gives one row each (the first is the reference)")
+                             "list gives one row each (the first is the reference); 0: no naive "
+                             "row (at 200 ms it takes an hour at full size)")
     parser.add_argument("--warmup-patients", type=int, default=150)
-    parser.add_argument("--rtt-ms", type=float, default=0.0,
-                        help="latency added to every request (see above)")
+    parser.add_argument("--rtt-ms", default="0",
+                        help="latency added to every request (see above); a comma-separated "
+                             "list, e.g. 0,20,200, gives one table each")
+    parser.add_argument("--workers", default="",
+                        help="comma-separated worker counts, e.g. 1,2,4: that many `sync "
+                             "--worker` processes over one copy, on a throwaway PostgreSQL "
+                             "(tests/pg_server.py)")
+    parser.add_argument("--child-worker", nargs=3, metavar=("STATE_URL", "CODE", "RTT_MS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     global RTT
-    RTT = args.rtt_ms / 1000
-    concurrency = [int(c) for c in str(args.naive_concurrency).split(",")]
+    if args.child_worker:
+        await child_worker(args.base, *args.child_worker)
+        return
+    latencies = [float(x) for x in str(args.rtt_ms).split(",")]
+    concurrency = [int(c) for c in str(args.naive_concurrency).split(",") if int(c) > 0]
+    worker_counts = [int(n) for n in str(args.workers).split(",") if n]
     run = uuid.uuid4().hex[:6]
-    warm = [f"bench-{run}-warm-{name}" for name in ("sync", "pre", "naive")]
-    codes = [f"bench-{run}-{name}" for name in
-             ("sync", "pre", *(f"naive{c}" for c in concurrency))]
     seed(args.base, team())
+    warm = [f"bench-{run}-warm-{name}" for name in ("sync", "pre", "naive")]
     for code in warm:
         seed_copy(args.base, args.warmup_patients, code)
-    responses = [seed_copy(args.base, args.patients, code) for code in codes]
-    print(f"clinic: {args.patients} patients, {responses[0]} responses per copy; "
-          f"{args.rtt_ms:g} ms added per request", flush=True)
+    pg = contextlib.ExitStack()
+    state_url = None
+    if worker_counts:
+        from tests.pg_server import running_pg_server
+
+        state_url = pg.enter_context(running_pg_server()).create_database()
+    tables = []
     try:
-        # Warm-up, untimed: each contender once on a small copy, so that all three meet a server
+        # Warm-up, untimed: each contender once on a small copy, so that all meet a server
         # whose JIT has compiled their code paths (a cold HAPI is ~1.6x slower on this run).
         await timed_sync(args.base, warm[0], run)
         await prebuilt(args.base, warm[1])
-        await naive(args.base, warm[2], 1)
+        if concurrency:
+            await naive(args.base, warm[2], 1)
         print("warm-up done", flush=True)
-        sync_wall, report = await timed_sync(args.base, codes[0], run)
+        for rtt_ms in latencies:
+            RTT = rtt_ms / 1000
+            tables.append(await one_latency(args, run, rtt_ms, concurrency, worker_counts,
+                                            state_url))
+    finally:
+        cleanup(args.base, warm)
+        pg.close()
+    print("\n== summary: wall time / prebuilt (target <= 1.1)")
+    print(f"{'ms added':>8} {'sync':>6} " + " ".join(f"{f'{n} wkr':>6}" for n in worker_counts))
+    for rtt_ms, row in zip(latencies, tables, strict=True):
+        print(f"{rtt_ms:8g} {row['sync']:6.2f} "
+              + " ".join(f"{row[f'workers{n}']:6.2f}" for n in worker_counts))
+
+
+async def one_latency(  # type: ignore[no-untyped-def]
+    args, run: str, rtt_ms: float, concurrency: list[int], worker_counts: list[int],
+    state_url: str | None,
+) -> dict[str, float]:
+    """One table: every contender over its own copy at ``rtt_ms`` added per request."""
+    tag = f"{rtt_ms:g}ms".replace(".", "_")
+    codes = {name: f"bench-{run}-{tag}-{name}" for name in
+             ("sync", "pre", "pre2", "sync2", *(f"naive{c}" for c in concurrency),
+              *(f"workers{n}" for n in worker_counts))}
+    responses = [seed_copy(args.base, args.patients, code) for code in codes.values()]
+    print(f"\nclinic: {args.patients} patients, {responses[0]} responses per copy; "
+          f"{rtt_ms:g} ms added per request", flush=True)
+    try:
+        # sync, prebuilt, the workers, prebuilt, sync: each figure the mean of a run early and
+        # a run late, so a machine whose load drifts during the table favours neither
+        sync_wall, report = await timed_sync(args.base, codes["sync"], run)
         sync_writes = sum(report.written.values()) + sum(report.provenance.values())
         print(f"sync: {sync_wall:.1f}s, {report.requests} requests", flush=True)
-        p_wall, p_requests, p_writes = await prebuilt(args.base, codes[1])
+        p_wall, p_requests, p_writes = await prebuilt(args.base, codes["pre"])
         print(f"prebuilt: {p_wall:.1f}s, {p_requests} requests", flush=True)
         naives = []
-        for c, code in zip(concurrency, codes[2:], strict=True):
-            naives.append((c, *await naive(args.base, code, c)))
+        for c in concurrency:
+            naives.append((c, *await naive(args.base, codes[f"naive{c}"], c)))
             print(f"naive ({c} at once): {naives[-1][1]:.1f}s", flush=True)
-        print(f"\n{'':18} {'wall s':>8} {'requests':>9} {'writes':>7}")
-        print(f"{'sync':18} {sync_wall:8.2f} {report.requests:9d} {sync_writes:7d}"
-              f"   ({report.status}, {len(report.errors)} errors)")
+        workers = []
+        for n in worker_counts:
+            assert state_url is not None
+            workers.append((n, *await timed_workers(args.base, codes[f"workers{n}"], n,
+                                                      state_url, rtt_ms)))
+            print(f"{n} workers: {workers[-1][1]:.1f}s", flush=True)
+        p_wall2 = (await prebuilt(args.base, codes["pre2"]))[0]
+        print(f"prebuilt: {p_wall2:.1f}s", flush=True)
+        sync_wall2 = (await timed_sync(args.base, codes["sync2"], run))[0]
+        print(f"sync: {sync_wall2:.1f}s", flush=True)
+        p_wall, sync_wall = (p_wall + p_wall2) / 2, (sync_wall + sync_wall2) / 2
+        print(f"\n{rtt_ms:g} ms added per request, {args.patients} patients (sync, prebuilt: "
+              "the mean of two runs, one before the others and one after)")
+        print(f"{'':18} {'wall s':>8} {'requests':>9} {'writes':>7} {'/prebuilt':>9}")
+        print(f"{'sync':18} {sync_wall:8.2f} {report.requests:9d} {sync_writes:7d} "
+              f"{sync_wall / p_wall:9.2f}   ({report.status}, {len(report.errors)} errors)")
+        for n, w_wall, w_requests, w_writes, w_patients, w_dup in workers:
+            print(f"{f'{n} worker(s)':18} {w_wall:8.2f} {w_requests:9d} {w_writes:7d} "
+                  f"{w_wall / p_wall:9.2f}   ({w_patients} patients, {w_dup} claimed twice)")
         for c, n_wall, n_requests, n_writes in naives:
             label = "naive (serial)" if c == 1 else f"naive ({c} at once)"
-            print(f"{label:18} {n_wall:8.2f} {n_requests:9d} {n_writes:7d}")
-        print(f"{'prebuilt':18} {p_wall:8.2f} {p_requests:9d} {p_writes:7d}")
-        print()
+            print(f"{label:18} {n_wall:8.2f} {n_requests:9d} {n_writes:7d} "
+                  f"{n_wall / p_wall:9.2f}")
+        print(f"{'prebuilt':18} {p_wall:8.2f} {p_requests:9d} {p_writes:7d} {1:9.2f}")
         for c, n_wall, n_requests, _ in naives:
             label = "naive (serial)" if c == 1 else f"naive ({c} at once)"
             print(f"{label}/sync: {n_requests / report.requests:.1f}x requests, "
                   f"{n_wall / sync_wall:.2f}x wall time "
                   f"(ceiling {label}/prebuilt: {n_wall / p_wall:.2f}x)")
-        print(f"sync/prebuilt: {sync_wall / p_wall:.2f}x wall time")
+        row = {"sync": sync_wall / p_wall}
+        row.update({f"workers{n}": w[1] / p_wall for w in workers for n in [w[0]]})
+        return row
     finally:
-        cleanup(args.base, warm + codes)
+        cleanup(args.base, list(codes.values()))
+
+
+async def timed_workers(
+    base: str, code: str, n: int, state_url: str, rtt_ms: float
+) -> tuple[float, int, int, int, int]:
+    """``n`` worker processes over one copy (one shared batch); the wall time from the moment
+    all of them are ready (interpreters started, imports done) until the last one ends.
+    Returns wall, requests, writes, patients processed (summed), patients claimed twice."""
+    reset_shared(state_url, base)
+    command = [sys.executable, __file__, "--base", base, "--child-worker", state_url, code,
+               str(rtt_ms)]
+    children = [await asyncio.create_subprocess_exec(
+        *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        for _ in range(n)]
+    for child in children:  # each says "ready" once imported
+        assert child.stdout is not None
+        await child.stdout.readline()
+    started = time.perf_counter()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        await child.stdin.drain()
+    outputs = [await child.communicate() for child in children]
+    wall = time.perf_counter() - started
+    reports = [json.loads(out.decode()) for out, _ in outputs]
+    assert all(r["status"] == "ok" for r in reports), reports
+    writes = sum(sum(r["written"].values()) + sum(r["provenance"].values()) for r in reports)
+    twice = twice_claimed(state_url)
+    return (wall, sum(r["httpRequests"] for r in reports), writes,
+            sum(r["patients"] for r in reports), twice)
+
+
+def reset_shared(state_url: str, base: str) -> None:
+    """A fresh batch for the next copy: no watermark, no open batch."""
+    from bhi_fhir.store import Store
+    from bhi_fhir.store.models import WorkBatch
+
+    store = Store.open(state_url)
+    try:
+        store.reset_watermark(base)
+        with store.engine.begin() as connection:
+            connection.execute(WorkBatch.__table__.delete())
+    finally:
+        store.close()
+
+
+def twice_claimed(state_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from bhi_fhir.store import Store
+    from bhi_fhir.store.models import WorkItem
+
+    store = Store.open(state_url)
+    try:
+        with store.engine.connect() as connection:
+            return int(connection.scalar(
+                select(func.count()).select_from(WorkItem).where(WorkItem.claims > 1)) or 0)
+    finally:
+        store.close()
+
+
+async def child_worker(base: str, state_url: str, code: str, rtt_ms: str) -> None:
+    """One ``sync --worker`` (the CLI's ``SyncConfig(shared=True)``) with the added latency:
+    says ready, waits for "go" on stdin, prints its JSON report."""
+    global RTT
+    RTT = float(rtt_ms) / 1000
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    report = await run_sync(SyncConfig(
+        server=base, today=TODAY, state_url=state_url, shared=True,
+        where=[("_tag", f"{CASE}|{code}")], tags=[(CASE, code)], transport=RoundTrip()))
+    print(report.to_json(), flush=True)
 
 
 async def timed_sync(base: str, code: str, run: str) -> tuple[float, Any]:
