@@ -95,6 +95,7 @@ from bhi_fhir.fhir.auth_factory import (
     PrivateKeyOption,
     ScopeOption,
     TokenUrlOption,
+    checked_server,
     cli_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
@@ -102,7 +103,6 @@ from bhi_fhir.fhir.errors import Conflict, FhirError, PreconditionFailed, exit_c
 from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_resources
-from bhi_fhir.sync.cli import checked_server
 
 
 class OutputFormat(StrEnum):

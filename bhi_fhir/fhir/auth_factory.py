@@ -22,15 +22,17 @@ import base64
 import hashlib
 import json
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import httpx
 import jwt
 import typer
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from bhi_fhir.exit_codes import EXIT_CONFIG
 from bhi_fhir.fhir.auth import (
     BackendServicesAuth,
     BearerAuth,
@@ -43,6 +45,7 @@ from bhi_fhir.fhir.auth import (
 __all__ = [
     "AuthSettings",
     "SigningKey",
+    "checked_server",
     "cli_auth",
     "jwk_thumbprint",
     "load_signing_key",
@@ -211,6 +214,25 @@ KidOption = Annotated[
     typer.Option("--kid", envvar="BHI_FHIR_KID",
                  help="key id of a PEM key (default: the JWK's kid, else its RFC 7638 thumbprint)"),
 ]
+
+
+def checked_server(url: str) -> str:
+    """``--server`` as given, once it is an http(s) URL with a host; otherwise one line on
+    stderr and exit 78 (configuration): retrying a mistyped URL cannot help. Every command
+    taking ``--server`` checks it so, before :func:`cli_auth` builds its credentials."""
+    try:
+        urllib.parse.urlsplit(url)  # stricter on brackets than httpx: "http://[bad"
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        _stop(f"--server {url!r} is not a URL: {exc}")
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        _stop(f"--server {url!r} is not an http(s) URL with a host, e.g. https://ehr.example/fhir")
+    return url
+
+
+def _stop(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_CONFIG)
 
 
 def cli_auth(

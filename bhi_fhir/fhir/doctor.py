@@ -40,6 +40,7 @@ from bhi_fhir.fhir.auth_factory import (
     PrivateKeyOption,
     ScopeOption,
     TokenUrlOption,
+    checked_server,
     cli_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
@@ -160,8 +161,6 @@ def doctor(
     ] = 0.0,
 ) -> None:
     """Check whether a FHIR server supports the BHI workflow, and what will be skipped."""
-    from bhi_fhir.sync.cli import checked_server  # the one --server check of every command
-
     checked_server(server)
     from bhi_fhir.sync.runner import default_plan_path
 

@@ -104,7 +104,7 @@ def export_command(
     max_retries: Annotated[int, typer.Option(help="retries per request")] = 5,
 ) -> None:
     """Bulk-export a server's data (system, Group or Patient level) into an NDJSON folder."""
-    from bhi_fhir.sync.cli import checked_server  # the one --server check of every command
+    from bhi_fhir.fhir.auth_factory import checked_server  # every command's --server check
 
     checked_server(server)
     try:

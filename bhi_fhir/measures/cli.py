@@ -49,6 +49,7 @@ from bhi_fhir.fhir.auth_factory import (
     PrivateKeyOption,
     ScopeOption,
     TokenUrlOption,
+    checked_server,
     cli_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
@@ -73,7 +74,6 @@ from bhi_fhir.measures.report import (
 )
 from bhi_fhir.paths import profiles_dir
 from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_resources
-from bhi_fhir.sync.cli import checked_server
 
 # What the measures read; the rest of an export is dropped as it is read.
 _TYPES = frozenset({

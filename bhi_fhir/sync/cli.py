@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import urllib.parse
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
@@ -42,6 +40,7 @@ from bhi_fhir.fhir.auth_factory import (
     PrivateKeyOption,
     ScopeOption,
     TokenUrlOption,
+    checked_server,
     cli_auth,
 )
 from bhi_fhir.fhir.errors import FhirError, exit_code_for
@@ -61,23 +60,6 @@ def _stop(message: str, code: int) -> NoReturn:
     """One line on stderr and the exit code: no traceback for a configuration mistake."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
-
-
-def checked_server(url: str) -> str:
-    """``--server`` as given, once it is an http(s) URL with a host; otherwise one line on
-    stderr and exit 78 (configuration): retrying a mistyped URL cannot help. Every command
-    taking ``--server`` checks it so."""
-    try:
-        urllib.parse.urlsplit(url)  # stricter on brackets than httpx: "http://[bad"
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, ValueError) as exc:
-        _stop(f"--server {url!r} is not a URL: {exc}", EXIT_CONFIG)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        _stop(
-            f"--server {url!r} is not an http(s) URL with a host, e.g. https://ehr.example/fhir",
-            EXIT_CONFIG,
-        )
-    return url
 
 
 def open_store(state_url: str | None) -> Store:
