@@ -221,13 +221,15 @@ class FhirClient:
         response = await self.request("DELETE", f"{resource_type}/{resource_id}")
         return _json(response) if response.content else None
 
-    async def transaction(self, bundle: Resource) -> Resource:
+    async def transaction(self, bundle: Resource, *, idempotent: bool = True) -> Resource:
         """All-or-nothing Bundle; any failing entry fails the whole request (4xx).
 
         Retried like a read: our transaction Bundles use ifNoneExist/ifMatch on every entry
-        (design decision 3), so repeating one cannot duplicate writes.
+        (design decision 3), so repeating one cannot duplicate writes. ``idempotent=False``:
+        a request the server may have processed (a timeout, a reset after sending, a 5xx other
+        than 503) is not repeated but raised, for a caller that finds the outcome first.
         """
-        return await self._post_bundle(bundle, "transaction")
+        return await self._post_bundle(bundle, "transaction", idempotent=idempotent)
 
     async def batch(self, bundle: Resource) -> Resource:
         """Independent entries; each response entry carries its own status."""
@@ -362,10 +364,11 @@ class FhirClient:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    async def _post_bundle(self, bundle: Resource, kind: str) -> Resource:
+    async def _post_bundle(self, bundle: Resource, kind: str, *, idempotent: bool = True
+                           ) -> Resource:
         if bundle.get("resourceType") != "Bundle" or bundle.get("type") != kind:
             raise ValueError(f"expected a Bundle of type {kind!r}")
-        response = await self.request("POST", self.base_url, body=bundle, idempotent=True)
+        response = await self.request("POST", self.base_url, body=bundle, idempotent=idempotent)
         result = _json(response)
         if result.get("resourceType") != "Bundle":
             raise InvalidResponse(f"{kind} response is not a Bundle")

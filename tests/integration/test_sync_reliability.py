@@ -125,11 +125,18 @@ class FaultProxy:
     Deterministic faults on transaction POSTs (``transaction_fault``, one of
     ``TRANSACTION_FAULTS``; None = off), on every transaction whose body contains
     ``transaction_match``: 401; 500; 422 with an OperationOutcome; 200 text/html (a login
-    page); forward, then drop the answer's last entry (HAPI wrote them all).
+    page); forward, then drop the answer's last entry (HAPI wrote them all); forward, then
+    lose the answer (HAPI committed): a connection reset (``lost-reset``), a gateway's 502
+    (``lost-502``) or a hang past the client's timeout (``lost-hang``); or hold the request
+    ``hang`` seconds (past the client's timeout), forward, then reset (``lost-late``: the
+    server commits after the client searched for the outcome).
+    ``transaction_fault_times`` limits how many transactions get the fault (None: all);
+    ``transaction_sizes`` records every transaction's entry count.
     """
 
     KINDS = ("503", "429", "hang", "reset")
-    TRANSACTION_FAULTS = ("401", "500", "422", "html", "drop-entry")
+    TRANSACTION_FAULTS = ("401", "500", "422", "html", "drop-entry", "lost-reset", "lost-502",
+                          "lost-hang", "lost-late")
 
     def __init__(self, upstream: str, *, rate: float = 0.0, hang: float = 10.0,
                  seed: int = 0) -> None:
@@ -138,6 +145,8 @@ class FaultProxy:
         self.rng = random.Random(seed)
         self.transaction_fault: str | None = None
         self.transaction_match = ""
+        self.transaction_fault_times: int | None = None
+        self.transaction_sizes: list[int] = []
         self.faults: Counter[str] = Counter()
         self.requests = 0
         self.server: asyncio.Server | None = None
@@ -175,17 +184,24 @@ class FaultProxy:
                 writer.write(_canned(fault))
                 await writer.drain()
                 return
+            if fault == "lost-late":  # reaches the server after the client gave up waiting
+                await asyncio.sleep(self.hang)
             keep = {"content-type", "accept", "if-none-exist", "if-match", "prefer",
                     "cache-control", "authorization"}
             upstream = await self.http.request(
                 method, self.upstream + target, content=body,
                 headers={k.strip(): v.strip() for k, v in headers if k.strip().lower() in keep},
             )
-            if fault == "hang":  # processed upstream, the answer never arrives in time
+            if fault in ("hang", "lost-hang"):  # processed upstream, no answer in time
                 self.faults[fault] += 1
                 await asyncio.sleep(self.hang)
                 return
-            if fault == "reset":  # processed upstream, the connection dies
+            if fault == "lost-502":  # committed upstream, a gateway answers 502
+                self.faults[fault] += 1
+                writer.write(_canned("502"))
+                await writer.drain()
+                return
+            if fault in ("reset", "lost-reset", "lost-late"):  # processed, the connection dies
                 self.faults[fault] += 1
                 transport = writer.transport
                 sock = transport.get_extra_info("socket")
@@ -216,14 +232,21 @@ class FaultProxy:
                 writer.close()
 
     def _faulty_transaction(self, method: str, body: bytes) -> bool:
-        if self.transaction_fault is None or method != "POST" or not body:
+        if method != "POST" or not body:
             return False
         try:
             bundle = json.loads(body)
         except ValueError:
             return False
-        return (isinstance(bundle, dict) and bundle.get("type") == "transaction"
-                and self.transaction_match in body.decode())
+        if not isinstance(bundle, dict) or bundle.get("type") != "transaction":
+            return False
+        self.transaction_sizes.append(len(bundle.get("entry") or []))
+        if (self.transaction_fault is None or self.transaction_match not in body.decode()
+                or self.transaction_fault_times == 0):
+            return False
+        if self.transaction_fault_times is not None:
+            self.transaction_fault_times -= 1
+        return True
 
 
 def _canned(fault: str) -> bytes:

@@ -90,5 +90,5 @@ def test_backfill_days_is_validated() -> None:
 
     text = default_plan_path().read_text(encoding="utf-8").replace(
         "# backfill_days = 365", "backfill_days = -1")
-    with pytest.raises(PracticePlanError, match="sync.backfill_days"):
+    with pytest.raises(PracticePlanError, match=r"sync\.backfill_days"):
         parse_practice_plan(tomllib.loads(text))
