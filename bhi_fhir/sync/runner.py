@@ -7,10 +7,14 @@ succeeded. A crash before that means the next run sees the same responses again,
 finished work on the server (unchanged) and completes the rest.
 
 Patients are processed in groups (one batch read per group, then transactions of at most
-``max_entries`` writes, whole patients each), several groups at once. Small transactions
-are what makes HAPI fast: its cost per entry grows with the transaction's size (Hibernate
-flushes and dirty-checks every entity of the transaction before each of its searches), so
-100-entry transactions ingest faster than 400-entry ones at a few more requests.
+``max_entries`` writes, whole patients each; a patient with more is cut into parts that
+keep their ``urn:uuid`` references inside, ``chunks``), several groups at once. Each write is
+counted by what it did on the server, also when a transaction's answer was lost
+(``accounting``: this run's Provenance is searched before anything is counted or re-sent).
+Small transactions are what makes HAPI fast: its cost per entry grows with the
+transaction's size (Hibernate flushes and dirty-checks every entity of the transaction
+before each of its searches), so 100-entry transactions ingest faster than 400-entry ones
+at a few more requests.
 A transaction that fails for one bad patient is split, so the others are still written; a
 version clash (412/409: someone wrote in between) re-reads and re-plans.
 
@@ -73,6 +77,8 @@ from bhi_fhir.paths import examples_dir, profiles_dir
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
 from bhi_fhir.registry.model import refresh_after_sync
 from bhi_fhir.store import AuditRow, Store
+from bhi_fhir.sync.accounting import Ledger, mark_run, send_accounted
+from bhi_fhir.sync.chunks import transaction_parts
 from bhi_fhir.sync.planning import PatientPlan, SyncWrite, merge_contexts, plan_patient
 from bhi_fhir.sync.report import PatientDiff, Problem, RunReport
 from bhi_fhir.sync.source import (
@@ -180,6 +186,7 @@ class _Run:
         self.succeeded: set[str] = set()  # every write done (or none needed)
         self.stop: FhirError | None = None  # authorization/configuration: end the run
         self.merged: dict[str, list[str]] = {}  # surviving patient → replaced records planned
+        self.ledger = Ledger()  # what was counted; transactions of unknown outcome
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -241,9 +248,8 @@ class _Run:
             self.succeeded.update(self._with_merged(patients))
             self._tick(len(patients))
             return
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
         try:
-            response = await self.client.transaction(bundle)
+            await self._write(writes)
         except (PreconditionFailed, Conflict) as err:
             # Someone else wrote one of these resources meanwhile: re-read and re-plan.
             if attempt >= _CLASH_RETRIES:
@@ -264,7 +270,6 @@ class _Run:
             return
         for plan in plans:
             self._account(plan)
-        self._record(writes, response)
         self.succeeded.update(self._with_merged(patients))
         self._tick(len(patients))
 
@@ -343,15 +348,34 @@ class _Run:
         tag_writes(writes, self.config.tags)
         return [w.entry() for w in writes], writes
 
-    def _record(self, writes: Sequence[SyncWrite], response: Resource) -> None:
+    async def _write(self, writes: Sequence[SyncWrite]) -> None:
+        """``writes`` as transactions of at most ``max_entries`` entries, references kept
+        within each (``chunks``), in order; each counted by what it did on the server, also
+        when its answer was lost (``accounting``), and journaled as it commits. A failing part
+        raises: the parts before it stay written and counted, a re-plan finds them."""
+        mark_run(writes, self.report.run_id)
+        for part in transaction_parts(writes, self.config.max_entries):
+            response, outcomes = await send_accounted(
+                self.client, part, self.report.run_id, max_resends=self.config.max_retries,
+                ledger=self.ledger)
+            self._record(part, response, outcomes)
+
+    async def settle(self) -> None:
+        """Count what the transactions of unknown outcome wrote after all (``Ledger``)."""
+        try:
+            settled = await self.ledger.settle(self.client, self.report.run_id)
+        except FhirError:  # cannot tell now: a later run finds them on file
+            return
+        for writes, outcomes in settled:
+            self._record(writes, None, outcomes)
+
+    def _record(self, writes: Sequence[SyncWrite], response: Resource | None,
+                outcomes: Sequence[str]) -> None:
         rows: list[AuditRow] = []
-        for write, entry in zip(writes, response.get("entry") or [], strict=False):
-            status = str((entry.get("response") or {}).get("status", ""))
+        answers = (response or {}).get("entry") or []
+        for i, (write, outcome) in enumerate(zip(writes, outcomes, strict=True)):
+            entry = answers[i] if i < len(answers) else {}
             location = (entry.get("response") or {}).get("location")
-            if write.method == "update":
-                outcome = "updated"
-            else:
-                outcome = "created" if status.startswith("201") else "existed"
             if write.resource_type == "Provenance":
                 self.report.provenance[outcome] += 1
             else:
@@ -503,6 +527,8 @@ async def run_sync(
                               group_size=config.group_size)
         else:
             await asyncio.gather(*(one(g) for g in _groups(patients, config.group_size)))
+        if not config.dry_run:
+            await run.settle()
         if run.stop is not None:
             raise run.stop
         if not config.dry_run:
