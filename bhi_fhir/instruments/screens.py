@@ -39,6 +39,7 @@ from bhi_fhir.instruments.weights import LOINC_SYSTEM
 
 __all__ = [
     "OBSERVATION_KINDS",
+    "SCREEN_CODES",
     "ScreenMerger",
     "is_screening_resource",
     "screen_source",
@@ -58,6 +59,7 @@ _SCREEN_CODES: Final = frozenset(
     for code in (spec.panel_code, spec.total_code, *(i.key for i in spec.items))
     if code
 )
+SCREEN_CODES: Final = _SCREEN_CODES  # what a server search for a patient's screens asks for
 
 
 def screening_scores(

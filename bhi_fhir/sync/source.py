@@ -16,7 +16,8 @@ Screens stored as Observations are found too: when the server can search
 Observation, one more search ``Observation?category=survey&_lastUpdated=ge<wm>&_sort=_lastUpdated``
 (its own ⌈m/c⌉ pages) names the patients whose screening Observations changed — bhi-fhir's own
 (``BHI_IDENTIFIER``) are left out, their response is the change — and each patient's context
-holds their survey Observations and screening DiagnosticReports (the panel codes), so
+holds their screening Observations (the instruments' codes) and screening DiagnosticReports
+(the panel codes), and of Encounters and Procedures only care-manager contacts, so
 ``screening_scores`` sees every screen the way ``apply`` does.
 
 Merged records: a changed record whose Patient has a ``link`` of type replaced-by (FHIR R4
@@ -36,12 +37,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from bhi_fhir.codes import BHI_IDENTIFIER, LOINC
+from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, CARE_MANAGEMENT_CONTACT, LOINC
 from bhi_fhir.fhir import BadRequest, FhirClient, InvalidResponse, ServerError, ServerProfile
 from bhi_fhir.fhir.bulk import ExportRequest, export
 from bhi_fhir.fhirjson import patient_of, replaced_by
 from bhi_fhir.instruments import INSTRUMENTS
-from bhi_fhir.instruments.screens import OBSERVATION_KINDS
+from bhi_fhir.instruments.screens import OBSERVATION_KINDS, SCREEN_CODES
 from bhi_fhir.sources import SourceError, read_resources
 from bhi_fhir.sync.planning import PatientContext
 
@@ -68,6 +69,15 @@ _QR_INCLUDES = ("QuestionnaireResponse:subject", "QuestionnaireResponse:question
 # category survey (bhi-domain.md §1.10, §6); a screening report carries the panel code.
 _SURVEY = ("category", "survey")
 _PANEL_CODES = ",".join(f"{LOINC}|{s.panel_code}" for s in INSTRUMENTS if s.panel_code)
+# A patient's screens stored as Observations, by code: the instruments' panel, total and item
+# LOINC codes (what the scorer reads; a survey Observation of another kind — a social-needs
+# panel, a fall scale — is not read). Codes without a system: a row that omits it still counts.
+_SCREEN_OBSERVATION_CODES = ",".join(sorted(SCREEN_CODES))
+# Of a patient's Encounters and Procedures the timeline reads only care-manager contacts
+# (BHI_ACTIVITY care-management-contact, as the billing ledger and the app log them), and the
+# workflow writes neither: years of an EHR's visits and procedures are left on the server.
+_CONTACT = quote(f"{BHI_ACTIVITY}|{CARE_MANAGEMENT_CONTACT}", safe="/:|")
+_CONTEXT_FILTERS = {"Encounter": f"type={_CONTACT}", "Procedure": f"code={_CONTACT}"}
 # replaced-by links followed beyond the changed records: a chain is short, a cycle stops early.
 _MERGE_HOPS = 4
 
@@ -198,6 +208,8 @@ def _search_url(resource_type: str, patients: Sequence[str], page_size: int) -> 
     url = f"{resource_type}?patient={quote(refs, safe='/,')}&_count={page_size}"
     if resource_type == "Observation":  # only the screening Observations we wrote
         url += "&identifier=" + quote(f"{BHI_IDENTIFIER}|", safe="/:") + "&_elements=identifier"
+    if resource_type in _CONTEXT_FILTERS:
+        url += "&" + _CONTEXT_FILTERS[resource_type]
     return url
 
 
@@ -235,7 +247,8 @@ async def _read_contexts(
     urls = [_search_url(t, patients, page_size) for t in info.context_types]
     refs = quote(",".join(patients), safe="/,")
     if "Observation" in info.screen_types:  # screens stored as Observations, whole
-        urls.append(f"Observation?patient={refs}&category=survey&_count={page_size}")
+        urls.append(f"Observation?patient={refs}&code={quote(_SCREEN_OBSERVATION_CODES, safe=',')}"
+                    f"&_count={page_size}")
     if "DiagnosticReport" in info.screen_types:  # Synthea's report around a total
         urls.append(f"DiagnosticReport?patient={refs}&code={quote(_PANEL_CODES, safe='/:,|')}"
                     f"&_count={page_size}")
