@@ -125,7 +125,7 @@ def sync(
     ] = None,
     group_size: Annotated[int, typer.Option(help="patients per batch read and transaction")] = 25,
     max_entries: Annotated[
-        int, typer.Option(help="writes per transaction (whole patients)")
+        int, typer.Option(help="entries per transaction (a larger patient is split)")
     ] = 100,
     workers: Annotated[int, typer.Option(help="groups in flight at once")] = 4,
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 30.0,
