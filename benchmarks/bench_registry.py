@@ -83,13 +83,11 @@ TYPES = ("Task", "CarePlan", "Encounter", "Consent", "QuestionnaireResponse", "P
 
 def _page(rows: list[dict[str, Any]], freshness: dict[str, Any]) -> str:
     """The registry page as smart_app/registry.py renders it."""
-    from smart_app.registry import _sorted
+    from smart_app.registry import page_context
 
-    ordered = _sorted(rows, None, "flags")
     session = {"csrf_token": "x" * 43, "context": {"patient": None}, "demo": False}
     return TEMPLATES.get_template("registry.html").render(
-        session=session, rows=ordered, review=[r for r in ordered if r["review"]],
-        agenda=[r for r in ordered if r["flags"]], flag="", sort="flags",
+        session=session, **page_context(rows, None, "flags", 1),
         today=TODAY.isoformat(), fhir_requests=0, freshness=freshness, notice=None, demo=False,
         now=time.time(), url_for=lambda *a, **k: "",
     )

@@ -39,7 +39,7 @@ from smart_app.roles import require_clinician
 from smart_app.sessions import Session
 from smart_app.views import SourceDep, practice_plan, today_of
 
-__all__ = ["refresh_after_write", "registry_store", "router"]
+__all__ = ["page_context", "refresh_after_write", "registry_store", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ NOTICES = {
     "removed": "the patient is no longer enrolled and left the registry",
     "rebuilt": "the registry was read again from the EHR",
 }
+# Rows of the caseload table per page: a page of 1,000 rows takes longer to render than to read
+# from the store. Sorting, filtering, the review list and the agenda cover every row.
+PAGE_ROWS = 100
 _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR id (R4 datatypes: id)
 
 
@@ -110,6 +113,7 @@ async def registry_page(
     flag: str | None = None,
     sort: str = "flags",
     notice: str | None = None,
+    page: int = 1,
 ) -> Response:
     _allowed(session)
     today = today_of(request)
@@ -140,24 +144,40 @@ async def registry_page(
             )
     except FhirError as exc:
         raise ehr_refusal("Could not load the registry", exc) from None
-    rows = _sorted(rows, flag, sort)
     return render(
         request,
         templates,
         "registry.html",
         {
             "session": session,
-            "rows": rows,
-            "review": [r for r in rows if r["review"]],
-            "agenda": [r for r in rows if r["flags"]],
-            "flag": flag or "",
-            "sort": sort,
+            **page_context(rows, flag, sort, page),
             "today": today.isoformat(),
             "fhir_requests": source.request_count,
             "freshness": freshness,
             "notice": NOTICES.get(notice or ""),
         },
     )
+
+
+def page_context(
+    rows: list[dict[str, Any]], flag: str | None, sort: str, page: int
+) -> dict[str, Any]:
+    """What registry.html shows of the rows: filtered and sorted, the caseload table's page,
+    the review list and the agenda (of every row)."""
+    rows = _sorted(rows, flag, sort)
+    caseload = [r for r in rows if not r["status"]]
+    pages = max(1, -(-len(caseload) // PAGE_ROWS))
+    page = min(max(1, page), pages)
+    return {
+        "rows": rows,
+        "table_rows": caseload[(page - 1) * PAGE_ROWS : page * PAGE_ROWS],
+        "page": page,
+        "pages": pages,
+        "review": [r for r in rows if r["review"]],
+        "agenda": [r for r in rows if r["flags"]],
+        "flag": flag or "",
+        "sort": sort,
+    }
 
 
 def _back(notice: str) -> Response:
