@@ -22,17 +22,19 @@ untimed warm-up view (the server's and Python's first-call costs).
     BHI_HAPI_PORT=8095 tools/hapi/start
     .venv/bin/python benchmarks/bench_registry.py --base http://127.0.0.1:8095/fhir
 
-Measured 2026-11-30 (HAPI 8.8.0, 1 GB heap, SQLite store, 2 cores shared with other work,
-load average ~5; 20 read-model views and 5 live views per size)::
+Measured 2026-11-30 (HAPI 8.8.0, 1 GB heap, 2 cores shared with other work at a load average
+of ~22; 40 read-model views and 5 live views per size; the page's caseload table 100 rows)::
 
      patients enrolled |     read model p95 requests |           live p95 requests
-          100       10 |    0.017 (0.005)        0 |     1.97 (1.03)        2   measured
-        1,000      100 |    0.077 (0.036)        0 |     5.91 (3.77)        3   measured
-       10,000    1,000 |    0.833 (0.193)        0 |    59.10 (37.73)      25   extrapolated
+          100       10 |    0.030 (0.011)        0 |     1.78 (0.72)        2   measured
+        1,000      100 |    0.074 (0.034)        0 |     5.96 (2.95)        3   measured
+       10,000    1,000 |    0.158 (0.117)        0 |    59.59 (29.52)      25   extrapolated
 
-The read model's 10,000 p95 is the loaded machine's noise around a median of 0.19 s (one read
-of 1,000 rows, 20-70 ms, and rendering a 690 KB page, 40-180 ms); computing the 1,000 rows
-took 1.2 s, paid once per change by sync or the app, not per view.
+The same read model on PostgreSQL (``--state-url``, a throwaway cluster from
+tests/pg_server.py, ``--live-max 0``): p95 0.020, 0.046 and 0.169 s. Computing the 1,000
+enrolled rows took 2.7 s, paid once per change by sync or the app, not per view. Before the
+table was paged, rendering all 1,000 rows made the 10,000 p95 0.83 s at a load of ~5 and 1.5 s
+at ~30 (medians 0.19 and 0.29 s).
 
 Prints a table. No assertions.
 """
