@@ -1,4 +1,4 @@
-"""Benchmark: score + facts + rules per QuestionnaireResponse, in-process (issue 4).
+"""Benchmark: score + facts + rules per QuestionnaireResponse, in-process.
 
 A synthetic clinic (examples/generate_clinic.py scenarios) is generated patient by patient and
 streamed through the whole pure pipeline: ``score_response`` for every response →
@@ -14,7 +14,7 @@ Side by side:
   compiled     every expression compiled once (fhirpathpy.compile), evaluated every time
   naive        every expression parsed and evaluated on every call (fhirpathpy.evaluate):
                the simple baseline the ratios are against
-The target (issue 4) is >= 5,000 responses/s on one core. Rates are given per wall-clock second
+The target is >= 5,000 responses/s on one core. Rates are given per wall-clock second
 and per CPU second of this process (``time.process_time``): on a shared machine the CPU rate is
 the one-core figure, the wall rate what this run happened to get.
 

@@ -1,8 +1,9 @@
 """Code systems, codes and identifier systems shared across the package.
 
-Clinical codes come from ../shared/reference/bhi-domain.md (sections 1, 4.4, 5); the
+Clinical codes are LOINC, SNOMED CT, ICD-10-CM and HL7 terminology, as US Core and the
+FHIR care-plan-category value set use them; the
 ``https://bhi-fhir.dev/fhir/...`` systems are this project's own, for concepts no public code
-system names (a SNOMED concept for "collaborative care" was not found, bhi-domain.md §4.4).
+system names (SNOMED CT has no concept for "collaborative care" care plans).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ CAREPLAN_CATEGORY_US_CORE: Final = "http://hl7.org/fhir/us/core/CodeSystem/carep
 CONSENT_SCOPE: Final = "http://terminology.hl7.org/CodeSystem/consentscope"
 REQUEST_PRIORITY: Final = "http://hl7.org/fhir/request-priority"
 
-# CarePlan categories (bhi-domain.md §4.4)
+# CarePlan categories (https://hl7.org/fhir/6.0.0-ballot3/valueset-care-plan-category.html)
 ASSESS_PLAN: Final = "assess-plan"
 MENTAL_HEALTH_CARE_PLAN: Final = "718347000"  # SNOMED "Mental health care plan (record artifact)"
 MENTAL_HEALTH_CRISIS_PLAN: Final = "401276009"  # SNOMED "Mental health crisis plan"

@@ -221,7 +221,7 @@ class Crisis(_Strict):
     levels: dict[str, str] = {"high": "emergency-department", "moderate": "crisis-stabilization"}
     # Risk → ServiceRequest.priority (§3: stat for high, urgent for moderate).
     priorities: dict[str, Priority] = {"high": "stat", "moderate": "urgent"}
-    # Same-day suicide risk assessment priority (§3 "asap" row; issue default).
+    # Same-day suicide risk assessment priority (§3 "asap" row).
     assessment_priority: Priority = "asap"
     # Responses older than this are history, not a current crisis (backfills over years of
     # data must not order same-day assessments for old responses). Practice choice.
@@ -259,7 +259,7 @@ class TreatToTarget(_Strict):
     remission_below: int = Field(default=5, ge=1)  # §2.1 PHQ-9 <5 (GAD-7 <5, [M])
     review_window_start_week: int = Field(default=8, ge=1)  # §2.2 weeks 8–12
     review_window_end_week: int = Field(default=12, ge=1)  # §2.2
-    baseline_lookback_days: int = Field(default=30, ge=0)  # issue 4: from 30 days before
+    baseline_lookback_days: int = Field(default=30, ge=0)  # baseline may precede enrollment by this
 
     @model_validator(mode="after")
     def _window(self) -> TreatToTarget:

@@ -144,11 +144,11 @@ def is_enrollment(resource: Resource, rule: EnrollmentRule = OWN_ENROLLMENT) -> 
 
 @dataclass(frozen=True, slots=True)
 class TimelineSettings:
-    """The practice-plan values the facts depend on (defaults: bhi-domain.md)."""
+    """The practice-plan values the facts depend on (defaults: the practice plan's)."""
 
     remission_below: int = 5  # §2.1
     response_drop_percent: float = 50  # §2.1
-    baseline_lookback_days: int = 30  # issue 4
+    baseline_lookback_days: int = 30  # the baseline may precede enrollment by this much
     review_window_start_week: int = 8  # §2.2
     review_window_end_week: int = 12  # §2.2
     phq9_positive: int = 10  # §1.2 (choosing the primary target)

@@ -256,7 +256,7 @@ def _team(plan: PracticePlan | None) -> list[dict[str, str]]:
 
 
 async def _workflow_plan(source: ClinicSource, patient_id: str, request: Request) -> Any:
-    """The protocol's plan for one patient, with the practice's caseloads (issue 4).
+    """The protocol's plan for one patient, with the practice's caseloads.
 
     A new enrollment (and the engage/consent Tasks before it) goes to the care manager with the
     lowest active caseload (``bhi_fhir.workflow.assign_care_manager``). The caseloads are

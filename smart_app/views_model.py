@@ -25,7 +25,7 @@ from bhi_fhir.timeline import TERMINAL_STATUSES
 logger = logging.getLogger(__name__)
 
 
-# Severity bands drawn behind the chart (bhi-domain.md §1.2 PHQ-9, §1.5 GAD-7).
+# Severity bands drawn behind the chart (PHQ-9: Kroenke 2001; GAD-7: Spitzer 2006).
 BANDS = {
     "phq9": [
         (0, 4, "minimal"),

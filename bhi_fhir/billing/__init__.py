@@ -4,7 +4,8 @@ Pure core (no I/O, clock or environment): :mod:`.codes` (minutes → CPT/HCPCS c
 :mod:`.ledger` (Encounters → counted minutes and per patient-month requirements),
 :mod:`.encounter` (a billable month → US Core Encounter + Provenance, as a transaction),
 :mod:`.writeback` (the month's bill vs the one on the server → create / update / nothing).
-The shell is :mod:`.cli` (``bhi-fhir bill``). Sources: ../shared/reference/bhi-domain.md §4, §2.2.
+The shell is :mod:`.cli` (``bhi-fhir bill``). Sources: CMS MLN909432 "Behavioral Health
+Integration Services", the CPT 99492-99494/99484 descriptors, NGS Medicare's CoCM/BHI pages.
 """
 
 from bhi_fhir.billing._time import Month

@@ -38,7 +38,7 @@ Billing configuration comes from the practice plan (``--plan FILE``: its ``[team
 ``[billing]`` sections, :func:`bhi_fhir.billing.rules.rules_from_plan`) or from ``--rules FILE``
 (TOML or JSON, a bare ``BillingRules``; a ``[billing]`` table of that shape is accepted), plus
 ``--billing-practitioner`` / ``--timezone`` overrides and ``--care-manager`` additions (CoCM
-minutes are the care managers' time only, bhi-domain.md §6).
+minutes are the care managers' time only: CMS MLN909432, CPT 99492-99494 descriptors).
 """
 
 from __future__ import annotations

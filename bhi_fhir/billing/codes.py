@@ -4,7 +4,8 @@ Pure: minutes, program, month kind and payer rules in; ``list[BilledCode]`` out.
 Every threshold is a value of :class:`Thresholds` with a sourced default, so a practice plan
 can override it; nothing else in the package hard-codes a minute count.
 
-Source: ../shared/reference/bhi-domain.md §4 (Medicare, CY2025–CY2026).
+Sources: CMS MLN909432 "Behavioral Health Integration Services", the CPT descriptors and the
+CPT time midpoint rule (Medicare, CY2025–CY2026).
 
 Collaborative care (CoCM, §4.1, §4.2 — CPT midpoint rule, a unit counts once its midpoint is
 passed):
@@ -135,7 +136,7 @@ def code_system(code: str) -> str:
 
 
 class Thresholds(BaseModel):
-    """Minute thresholds; defaults from bhi-domain.md §4.1/§4.2 (and §7.1, §7.2)."""
+    """Minute thresholds; defaults from the CPT descriptors and the CPT time midpoint rule."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -154,7 +155,7 @@ DEFAULT_THRESHOLDS: Final = Thresholds()
 
 
 class PayerRules(BaseModel):
-    """What one payer changes about the codes (bhi-domain.md §4.1, §7.4)."""
+    """What one payer changes about the codes (add-on caps vary: NC Medicaid allows 4 a month)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

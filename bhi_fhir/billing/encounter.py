@@ -13,7 +13,7 @@ identifier          BHI_IDENTIFIER | ``billing-<program>-<patient id>-<YYYY-MM>`
                     ``ifNoneExist`` on that identifier, so re-running never duplicates it.
 status              ``finished`` — a month is billed once its time has accrued (§4.3).
 class               ``VR`` when every counted contact was phone or video, else ``AMB``
-                    (v3-ActCode, bhi-domain.md §4.4).
+                    (v3-ActCode, https://build.fhir.org/ig/HL7/UTG/ValueSet-encounter-class.html).
 type                one CodeableConcept per billed code: CPT (99492, 99493, 99494, 99484) or
                     HCPCS (G2214, G0323, G0568–G0570). US Core's Encounter Type value set
                     includes all of CPT (§4.4); HCPCS codes fall under its extensible binding.

@@ -3,7 +3,7 @@
 Pure: resources (plain FHIR JSON dicts, read tolerantly), the month and the practice's
 :class:`~bhi_fhir.billing.rules.BillingRules` in; :class:`PatientMonth` records out.
 
-Counting rules (bhi-domain.md §4.2, §4.3, §2.2; issue 6):
+Counting rules (CPT time rules, CMS MLN909432 and the NC Medicaid episode definition):
 
 - A ledger entry is a *finished* Encounter typed BHI_ACTIVITY ``care-management-contact``
   (:mod:`bhi_fhir.billing.representation`). Its time is ``period`` (start–end), or ``start`` +

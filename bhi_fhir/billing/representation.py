@@ -18,7 +18,7 @@ meta.profile           US Core Encounter (mandatory: status, class, type, subjec
 identifier             the recording system's identifier (e.g. the EHR's, or ours)
 status                 ``finished`` — only finished contacts count
 class                  v3-ActCode ``AMB`` in person, ``VR`` for phone and video (both are
-                       "virtual" in the encounter-class value set, bhi-domain.md §4.4)
+                       "virtual" in the encounter-class value set, HL7 UTG v3-ActCode)
 type                   BHI_ACTIVITY ``care-management-contact`` (decided project-wide; a US
                        Core Encounter Type code has no "care management contact" concept)
 subject                the Patient

@@ -1,4 +1,4 @@
-"""The practice's billing configuration, with defaults sourced from bhi-domain.md §4.
+"""The practice's billing configuration, with Medicare defaults (CMS MLN909432, CPT).
 
 Everything the billing core needs from the practice is here and nowhere else. A practice
 states it in its practice plan (:mod:`bhi_fhir.practice_plan`: ``[team]`` and ``[billing]``);

@@ -1,9 +1,9 @@
-"""AUDIT-C — alcohol use, 3 items (bhi-domain.md §1.7). Panel 72109-2, total 75626-2, 0–12.
+"""AUDIT-C — alcohol use, 3 items. Panel 72109-2, total 75626-2, 0–12.
 
 Positive at >= 4 for men and >= 3 for women (US Core Questionnaire-AUDIT-C); when the
 patient's sex is not known the lower cut point (3) is used, so a positive screen is not missed.
-Skip logic: "Never" (0) on Q1 skips Q2 and Q3 (WHO AUDIT guidelines, Babor et al. 2001,
-bhi-domain.md §6); they are then not missing and count 0, so the screen is complete, total 0.
+Skip logic: "Never" (0) on Q1 skips Q2 and Q3 (WHO AUDIT guidelines, Babor et al.
+2001); they are then not missing and count 0, so the screen is complete, total 0.
 When every point comes from Q1 (Q2 = Q3 = 0) drinking is probably within limits: flagged
 ``points-from-q1-only`` for the clinician. 68517-2 (days with X+ drinks) is a different single
 question screen: accepted in a response, never added into the AUDIT-C total (§1.7 pitfall).
@@ -64,5 +64,5 @@ SPEC = InstrumentSpec(
     total_aliases=("auditc-total", "audit-c-total"),
     judge=judge,
     skipped=skipped,
-    source="bhi-domain.md §1.7, §6; US Core Questionnaire-AUDIT-C; Babor 2001",
+    source="US Core Questionnaire-AUDIT-C; Babor 2001",
 )

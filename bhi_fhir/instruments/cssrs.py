@@ -1,4 +1,4 @@
-"""C-SSRS screener, "recent" version (bhi-domain.md §1.6). Panel 93373-9.
+"""C-SSRS screener, "recent" version (Columbia triage guidelines). Panel 93373-9.
 
 Yes/no items (LA33-6 Yes, LA32-8 No). Q3–Q5 are asked only if Q2 = Yes; 6b only if Q6 = Yes.
 No total: the result is a triage risk level by the highest item endorsed (Columbia triage
@@ -86,6 +86,6 @@ SPEC = InstrumentSpec(
     canonical_tokens=("93373-9", "c-ssrs", "cssrs"),
     sums=False,
     judge=judge,
-    source="bhi-domain.md §1.6; US BH Profiles IG QuestionnaireResponse-C-SSRS-example-1; "
+    source="US BH Profiles IG QuestionnaireResponse-C-SSRS-example-1; "
     "Columbia triage guidelines",
 )

@@ -1,4 +1,4 @@
-"""EPDS — Edinburgh Postnatal Depression Scale, 10 items (bhi-domain.md §1.8).
+"""EPDS — Edinburgh Postnatal Depression Scale, 10 items (Cox, Holden & Sagovsky 1987).
 
 Panel 71354-5, total 99046-5; items scored 0–3, range 0–30. Several items are reverse-scored
 on the paper form, so points come from the answer weights (our Questionnaire
@@ -56,5 +56,5 @@ SPEC = InstrumentSpec(
     canonical_tokens=("71354-5", "epds", "edinburgh"),
     total_aliases=("epds-total",),
     judge=judge,
-    source="bhi-domain.md §1.8; Cox, Holden & Sagovsky 1987",
+    source="Cox, Holden & Sagovsky 1987",
 )

@@ -1,4 +1,4 @@
-"""GAD-2 — GAD-7 items 1–2 (bhi-domain.md §1.5).
+"""GAD-2 — GAD-7 items 1–2 (Kroenke 2007).
 
 Range 0–6, positive at >= 3 (Kroenke 2007). The GAD-2 panel and total LOINC codes are
 UNVERIFIED: the panel is recognised by its canonical or by a response holding exactly the two
@@ -27,5 +27,5 @@ SPEC = InstrumentSpec(
     cut_point=3,
     canonical_tokens=("gad-2", "gad2"),
     total_aliases=("gad2-total", "gad2-total-score"),
-    source="bhi-domain.md §1.5; Kroenke 2007",
+    source="Kroenke 2007",
 )

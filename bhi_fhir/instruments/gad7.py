@@ -1,4 +1,4 @@
-"""GAD-7 — Generalized Anxiety Disorder, 7 items (bhi-domain.md §1.5).
+"""GAD-7 — Generalized Anxiety Disorder, 7 items (Spitzer 2006).
 
 Panel 69737-5, total 70274-6, range 0–21; bands 0–4 minimal, 5–9 mild, 10–14 moderate,
 15–21 severe; positive at >= 10 (Spitzer 2006). No suicide item. Some LOINC forms answer
@@ -35,5 +35,5 @@ SPEC = InstrumentSpec(
     cut_point=10,
     canonical_tokens=("69737-5", "gad-7", "gad7"),
     total_aliases=("gad7-total", "gad-7-total", "gad7-total-score"),
-    source="bhi-domain.md §1.5; Spitzer 2006; PHR IG GAD-7 example",
+    source="Spitzer 2006; PHR IG GAD-7 example",
 )

@@ -1,7 +1,7 @@
 """Screening Observations (and DiagnosticReports) → one ``Score`` per screening event. Pure.
 
 EHRs and test servers hold many screens as Observations, not QuestionnaireResponses
-(bhi-domain.md §1.10, §6). The shapes read here:
+(US Core Observation Screening Assessment; Synthea 3.3 output). The shapes read here:
 
 - **US Core Observation Screening Assessment**: a panel Observation (the instrument's LOINC
   panel code, e.g. 44249-1) whose ``hasMember`` lists item Observations (``valueCodeableConcept``

@@ -1,4 +1,4 @@
-"""US Core Screening Assessment Observations for a scored response (bhi-domain.md §1.10).
+"""US Core Screening Assessment Observations for a scored response.
 
 One panel Observation (the instrument's LOINC panel code) whose ``hasMember`` lists an
 Observation per answered item (its answer Coding — the LA code — as valueCodeableConcept, as

@@ -1,4 +1,4 @@
-"""PHQ-2 — the first two PHQ-9 items (bhi-domain.md §1.3).
+"""PHQ-2 — the first two PHQ-9 items (Arroll 2010).
 
 Panel 55757-9, total 55758-7, items 44250-9 and 44255-8, range 0–6. Positive at >= 3 (the
 authors' preferred cut point; Arroll 2010); the cut point is configurable in the practice plan.
@@ -27,5 +27,5 @@ SPEC = InstrumentSpec(
     cut_point=3,
     canonical_tokens=("55757-9", "phq-2", "phq2"),
     total_aliases=("phq2-total", "phq2-total-score", "phq-2-total"),
-    source="bhi-domain.md §1.3; Arroll 2010; PACIO Cognitive Status IG representative assessments",
+    source="Arroll 2010; PACIO Cognitive Status IG representative assessments",
 )

@@ -1,4 +1,4 @@
-"""PHQ-9 — Patient Health Questionnaire, 9 items (bhi-domain.md §1.2).
+"""PHQ-9 — Patient Health Questionnaire, 9 items (Kroenke 2001).
 
 Panel 44249-1, total 44261-6, range 0–27; bands 0–4/5–9/10–14/15–19/20–27 (Kroenke 2001);
 positive at >= 10 (HEDIS DSF, Arroll 2010). Item 9 (44260-8) above 0 is a crisis flag
@@ -54,5 +54,5 @@ SPEC = InstrumentSpec(
     canonical_tokens=("44249-1", "phq-9", "phq9"),
     total_aliases=("phq9-total", "phq-9-total", "phq9-total-score"),
     judge=judge_item9,
-    source="bhi-domain.md §1.2; US Core Questionnaire-phq-9-example; Kroenke 2001; Arroll 2010",
+    source="US Core Questionnaire-phq-9-example; Kroenke 2001; Arroll 2010",
 )

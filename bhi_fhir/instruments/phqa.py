@@ -1,4 +1,4 @@
-"""PHQ-A — PHQ-9 Modified for Adolescents / PHQ-9M (bhi-domain.md §1.4).
+"""PHQ-A — PHQ-9 Modified for Adolescents / PHQ-9M (NIMH ASQ toolkit).
 
 Panel 89206-7, total 89204-2; items 1–9 sum to 0–27 with the PHQ-9 bands; total >= 10 points
 to major depression. The item ORDER differs from the adult PHQ-9: item 1 is "down, depressed,
@@ -68,5 +68,5 @@ SPEC = InstrumentSpec(
     canonical_tokens=("89206-7", "phq-a", "phqa", "phq-9m", "phq9m", "phq-9-modified"),
     total_aliases=("phqa-total",),
     judge=judge,
-    source="bhi-domain.md §1.4; NIMH ASQ toolkit PHQ-A; PACIO representative assessments",
+    source="NIMH ASQ toolkit PHQ-A; PACIO representative assessments",
 )

@@ -3,7 +3,7 @@
 ``profiles/questionnaires/*.json`` is this module's output (regenerate with
 ``python -m bhi_fhir.instruments.questionnaires profiles/questionnaires``; a test checks the
 committed files match). Answer options carry ``itemWeight`` and ``ordinalValue`` so any
-SDC-aware tool scores them as we do. Where bhi-domain.md marks LOINC item codes UNVERIFIED
+SDC-aware tool scores them as we do. Where the LOINC item codes are not verified
 (PHQ-A items, GAD-2 panel/total, EPDS items) items carry no code, only our linkId.
 EPDS items are integer items 0–3 (the reverse-scored form's points are entered directly, as
 the Danish KL-gateway EPDS Questionnaire does) so no unverified answer codes are needed.
@@ -27,7 +27,7 @@ ORDINAL_VALUE: Final = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
 
 Answer = tuple[str, str, int | None]  # LA code, display, points
 
-FREQUENCY: Final[tuple[Answer, ...]] = (  # LL358-3, bhi-domain.md §1.1
+FREQUENCY: Final[tuple[Answer, ...]] = (  # LOINC answer list LL358-3
     ("LA6568-5", "Not at all", 0),
     ("LA6569-3", "Several days", 1),
     ("LA6570-1", "More than half the days", 2),

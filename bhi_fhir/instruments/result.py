@@ -13,7 +13,7 @@ INCOMPLETE = "incomplete"
 UNRECOGNISED = "unrecognised"
 # An incomplete sum scale whose answered items already decide the screen: positive when they
 # reach the cut point with every missing item at 0, negative when they cannot reach it with
-# every missing item at its maximum (bhi-domain.md §1.9). ``total`` stays None.
+# every missing item at its maximum. ``total`` stays None.
 POSITIVE_BY_BOUND = "positive-by-bound"
 NEGATIVE_BY_BOUND = "negative-by-bound"
 # The response was entered in error: not scored, never a screen.

@@ -3,8 +3,9 @@ the patient's sex) in, a ``Score`` out.
 
 A partial response is never summed: if a required item is missing or its answer has no
 knowable points, the result has no total, no band and ``complete`` is false — while a crisis
-item that *is* answered still raises ``suicide-risk`` (bhi-domain.md §1.9). A sum scale's
-partial answers can still decide the screen: positive when they already reach the cut point,
+item that *is* answered still raises ``suicide-risk`` (item 9 above 0 needs same-day
+follow-up whatever the total, https://www.calcipedia.org/calculators/phq-9-calculator). A sum
+scale's partial answers can still decide the screen: positive when they already reach the cut point,
 negative when they cannot reach it with every missing item at its maximum (§1.9).
 
 Only a final response (status ``completed`` or ``amended``) is a screen; see ``Score``.

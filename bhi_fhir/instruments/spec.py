@@ -2,8 +2,8 @@
 
 Each instrument module (``phq9.py``, ``gad7.py`` …) declares one ``InstrumentSpec`` and cites
 its source; the scorer (``scoring.py``) is generic over them. Item keys are LOINC codes where
-bhi-domain.md §1 verifies them, and this project's linkIds (``profiles/questionnaires/``)
-where it marks the LOINC item codes UNVERIFIED — never a guessed code.
+public examples (US Core, PACIO, US BH Profiles) verify them, and this project's linkIds
+(``profiles/questionnaires/``) where the LOINC item codes are not verified — never a guessed code.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class InstrumentSpec:
         return None
 
 
-LL358_3 = "LL358-3"  # the shared PHQ/GAD frequency answer list (bhi-domain.md §1.1)
+LL358_3 = "LL358-3"  # the shared PHQ/GAD frequency answer list (LOINC)
 
 PHQ_BANDS = (
     Band(0, 4, "none-minimal"),

@@ -1,4 +1,6 @@
-"""Resolve the points of one answer, in the order bhi-domain.md §1.9 gives.
+"""Resolve the points of one answer from the places FHIR records them (the ``itemWeight``
+extension, https://build.fhir.org/ig/HL7/fhir-extensions/StructureDefinition-itemWeight.html;
+fhirpath.js ``weight()``), in this order:
 
 1. ``itemWeight`` (or the older ``ordinalValue``) on the Questionnaire's matching answerOption,
    when the Questionnaire is given;
@@ -153,7 +155,7 @@ def _integral(value: object) -> int:
 
 def parse_total(item: Mapping[str, Any]) -> float | None:
     """A total carried in the response: valueDecimal/Integer/Quantity, or a numeric valueString
-    (US Core's 44261-6 example uses ``valueString: "12"``, bhi-domain.md §1.9)."""
+    (US Core's 44261-6 example uses ``valueString: "12"``)."""
     for answer in item.get("answer") or ():
         if not isinstance(answer, Mapping):
             continue

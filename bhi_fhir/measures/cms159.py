@@ -2,7 +2,7 @@
 
 Follows the published FHIR CQL (cqframework/ecqm-content-qicore-2025
 ``input/cql/CMS159FHIRDepressionRemissionatTwelveMonths.cql``;
-https://ecqi.healthit.gov/ecqm/ec/2026/cms0159v14; bhi-domain.md §2.4):
+https://ecqi.healthit.gov/ecqm/ec/2026/cms0159v14):
 
 - **Denominator Identification Period** = [period start − 14 months, period start − 2 months).
 - **Depression encounter**: a finished Encounter whose ``type`` is in "Contact or Office

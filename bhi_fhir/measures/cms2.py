@@ -1,7 +1,7 @@
 """CMS2: Preventive Care and Screening: Screening for Depression and Follow-Up Plan. Pure.
 
 Follows the published FHIR CQL (cqframework/ecqm-content-qicore-2025
-``input/cql/PCSDepressionScreenAndFollowUpFHIR.cql``; bhi-domain.md §2.4):
+``input/cql/PCSDepressionScreenAndFollowUpFHIR.cql``):
 
 - **Initial population = denominator**: age ≥ 12 at the start of the measurement period, and
   a *qualifying encounter*: a finished Encounter whose ``type`` is in "Encounter to Screen for
@@ -23,7 +23,8 @@ Follows the published FHIR CQL (cqframework/ecqm-content-qicore-2025
 A screen is either what the CQL reads — an Observation coded LOINC 73832-8 (adult) or
 73831-0 (adolescent) with value SNOMED 428181000124104 positive / 428171000124102 negative —
 or a depression instrument scored by bhi-fhir, positive by the instrument's own cut point
-(bhi-domain.md §1.2: CMS2 leaves positivity to the tool). Which instrument is age-appropriate
+(CMS2 leaves positivity to the tool: ONC Jira CQM-4639,
+https://oncprojectracking.healthit.gov/support/browse/CQM-4639). Which instrument is age-appropriate
 is the practice's reading of the measure (the CQL keys it on the LOINC code the EHR chose):
 PHQ-A (PHQ-9 Modified for Teens) is an adolescent tool, EPDS an adult one, PHQ-9 and PHQ-2
 both (they are validated in adolescents as well, https://apal.arizona.edu/node/151).

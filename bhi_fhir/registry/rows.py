@@ -128,7 +128,8 @@ def record_status(facts: dict[str, Any]) -> str:
     record" (Patient.active false or replaced-by), or "" for a patient in the caseload.
 
     A deceased or inactive patient is shown apart from the caseload, never with work flags
-    such as "no contact 4 weeks": the protocol gives them no new work (bhi-domain.md §6).
+    such as "no contact 4 weeks": the protocol gives them no new work (Medicare pays
+    no services dated after death).
     """
     death = facts.get("deceased")
     if isinstance(death, dict) and str(death.get("date") or "") <= str(facts.get("today")):

@@ -66,7 +66,8 @@ CONTEXT_TYPES = (
 )  # fmt: skip
 _QR_INCLUDES = ("QuestionnaireResponse:subject", "QuestionnaireResponse:questionnaire")
 # Screens stored as Observations: US Core screening assessments and Synthea totals carry the
-# category survey (bhi-domain.md §1.10, §6); a screening report carries the panel code.
+# category survey (US Core Observation Screening Assessment; Synthea 3.3); a screening report
+# carries the panel code.
 _SURVEY = ("category", "survey")
 _PANEL_CODES = ",".join(f"{LOINC}|{s.panel_code}" for s in INSTRUMENTS if s.panel_code)
 # A patient's screens stored as Observations, by code: the instruments' panel, total and item

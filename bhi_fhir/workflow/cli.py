@@ -1,6 +1,6 @@
 """`bhi-fhir apply`: run the BHI protocol over FHIR files (the shell around the pure engine).
 
-Contract (issue 4)::
+Contract::
 
     bhi-fhir apply INPUT... --plan practice-plan.toml [--today YYYY-MM-DD]
                    [--out bundle.json] [--format json]
@@ -22,7 +22,7 @@ finds it again; a changed copy of it counts as another response (a duplicate Tas
 never a lost crisis). Conditional creates are keyed by identifier and patient, so two merged
 exports that reuse a response id do not share a crisis write.
 
-Caseloads: new enrollments go to the care manager with the lowest active caseload (issue 4).
+Caseloads: new enrollments go to the care manager with the lowest active caseload.
 The caseload of each manager is counted from the input while it is read — active BHI CarePlans
 (SNOMED 718347000) naming the manager as a contributor (``workflow.caseload_manager``) — and
 every enrollment the run plans is added as it is planned.

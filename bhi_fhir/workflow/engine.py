@@ -27,8 +27,8 @@ cancellation with ``statusReason``, the active BHI CarePlan for the practice pla
 
 Conventions linking the outputs of one rule: Tasks are ``basedOn`` the rule's CarePlan and
 listed in its ``activity``; a Task's ``focus`` is the rule's ServiceRequest (SDOH referral
-pattern, bhi-domain.md §5). Resources lacking a narrative get a generated one (US Core
-CarePlan requires ``text``, §5).
+pattern, HL7 SDOHCC-TaskForReferralManagement). Resources lacking a narrative get a generated
+one (US Core CarePlan requires ``text``).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def assign_care_manager(
     plan: PracticePlan, caseloads: Mapping[str, int] | None = None, current: list[str] | None = None
 ) -> CareManager:
     """The patient's care manager: the one already on their CarePlan (``current``), else the
-    one with the lowest active caseload that has room (issue 4), else the least loaded."""
+    one with the lowest active caseload that has room, else the least loaded."""
     managers = plan.team.care_managers
     for ref in current or []:
         for manager in managers:

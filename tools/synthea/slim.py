@@ -6,7 +6,7 @@ Kept: Patient, Condition (billing diagnoses), the timeline's context types (Care
 ServiceRequest, Encounter, Consent, Procedure, QuestionnaireResponse, as in
 bhi_fhir/sync/source.py CONTEXT_TYPES), Questionnaire, Observations with category ``survey``,
 and the DiagnosticReports whose ``result`` points at a kept Observation (Synthea records each
-PHQ/GAD/AUDIT-C screen as such a report plus its total, bhi-domain.md §6). Everything else
+PHQ/GAD/AUDIT-C screen as such a report plus its total, seen in Synthea 3.3 output). Everything else
 (Claim, ExplanationOfBenefit, Medication*, Immunization, labs and vitals, Provenance …) goes.
 
 Bulk NDJSON is streamed line by line into slim/bulk/<Type>.ndjson; each transaction Bundle is
@@ -33,7 +33,7 @@ KEEP = frozenset({
     "Procedure", "QuestionnaireResponse", "Questionnaire",
 })
 SURVEY = "survey"
-# Screening totals bhi-fhir scores (bhi-domain.md §1.2-§1.8), for the printed summary.
+# Screening totals bhi-fhir scores (LOINC total codes), for the printed summary.
 TOTALS = {
     "44261-6": "PHQ-9", "55758-7": "PHQ-2", "89204-2": "PHQ-A", "70274-6": "GAD-7",
     "75626-2": "AUDIT-C", "99046-5": "EPDS",
