@@ -427,3 +427,32 @@ def test_bill_finds_no_bhi_month_in_synthea_visits(population: Population) -> No
     assert result.exit_code == 0, result.output[-3000:]
     report = json.loads(result.stdout)
     assert report["errors"] == [] and report["patients"] == []
+
+
+def test_measure_reads_the_server_as_it_reads_the_files(fhir_base_url: str,
+                                                        population: Population) -> None:
+    """The quality measures (CMS2, CMS159) decide every Synthea patient alike from the server
+    (``measure --server``'s searches) and from the same records as files (``--input``)."""
+    from bhi_fhir.fhir import FhirClient
+    from bhi_fhir.measures.cli import Run, measure_files, measure_patient, read_server
+    from bhi_fhir.measures.common import Period
+    from bhi_fhir.measures.report import MEASURES
+
+    period = Period.year(population.today.year)
+    measures = list(MEASURES.values())
+    files = measure_files([population.folder], measures, period)
+
+    async def from_server() -> Run:
+        run = Run()
+        async with FhirClient(fhir_base_url) as fhir:
+            by_patient = await read_server(fhir, period)
+        for patient in sorted(set(by_patient) & set(population.patients)):
+            measure_patient(patient, by_patient[patient], measures, period, {}, run)
+        return run
+
+    server = asyncio.run(from_server())
+    for measure in measures:
+        want = {o.patient: (o.populations, o.reason) for o in files.outcomes.get(measure.id, [])}
+        got = {o.patient: (o.populations, o.reason) for o in server.outcomes.get(measure.id, [])}
+        assert got == want, measure.id
+    assert files.outcomes.get("CMS2"), "the population has CMS2 patients"
