@@ -77,7 +77,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bhi_fhir.fhir import FhirClient
+from bhi_fhir.fhir import Conflict, FhirClient
 from bhi_fhir.practice_plan import load_practice_plan
 from bhi_fhir.sync import PatientPlan, SyncConfig, SyncWrite, plan_patient, run_sync
 from bhi_fhir.sync.runner import (
@@ -236,6 +236,13 @@ async def prebuilt(base: str, code: str) -> tuple[float, int, int]:
 
         async def post(bundle: dict) -> None:  # type: ignore[type-arg]
             async with gate:
+                for attempt in range(5):
+                    try:
+                        await client.transaction(bundle)
+                        return
+                    except Conflict:  # HAPI: two transactions created one tag at once;
+                        # resent as the sync re-plans (every entry is conditional)
+                        await asyncio.sleep(0.2 * (attempt + 1))
                 await client.transaction(bundle)
 
         await asyncio.gather(*(post(b) for b in bundles))
