@@ -118,7 +118,7 @@ def test_fhirpath_view_joins_routes_with_the_directory() -> None:
 
 def test_record_and_stale_screen_defaults() -> None:
     # A plan without [records] or the new screening key gets the documented defaults:
-    # re-screen a stale positive screen before enrollment (bhi-domain.md §2.1-§2.3) and revoke
+    # re-screen a stale positive screen before enrollment (AIMS Center CoCM workflow) and revoke
     # a deceased patient's BHI CarePlan (FHIR R4 request-status "revoked").
     data = _data()
     data.pop("records")

@@ -15,7 +15,7 @@ total, read through ``bhi_fhir.instruments.screens``) go through:
 
 A case with ``plan`` runs every surface with a practice plan whose [screening] values differ
 (one threshold serves them all). Expected values come from the sources cited in each row's id
-(bhi-domain.md sections, which carry their public sources, or the primary source named).
+(the public source named there).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ PLAN = examples_dir() / "practice-plan.toml"
 PATIENT_ID = "p-1"
 LOINC = "http://loinc.org"
 SURVEY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
-CSSRS_RISK = "93374-7"  # C-SSRS suicide risk level (bhi-domain §1.6)
+CSSRS_RISK = "93374-7"  # C-SSRS suicide risk level (Columbia C-SSRS triage guidelines)
 CRISIS = "crisis-assessment"
 # The rule a positive screen of each instrument starts (bhi-protocol.json): a depression or
 # anxiety screen → engage (§2.3 phase 1); a positive AUDIT-C → brief intervention (§1.7).
@@ -81,35 +81,35 @@ CSSRS_HIGH = yes_no({CSSRS_Q1: True, CSSRS_Q2: True, CSSRS_Q3: True, CSSRS_Q4: T
 
 CASES = [
     pytest.param(Case("phq9", phq9([2, 2, 1, 1, 1, 1, 1, 1, 0]), True, False),
-                 id="phq9-complete-10-positive (bhi-domain §1.2: >=10, Kroenke 2001)"),
+                 id="phq9-complete-10-positive (>=10, Kroenke 2001)"),
     pytest.param(Case("phq9", phq9([2, 2, 1, 1, 1, 1, 1, 0, 0]), False, False),
-                 id="phq9-complete-9-negative (bhi-domain §1.2: >=10, Kroenke 2001)"),
+                 id="phq9-complete-9-negative (>=10, Kroenke 2001)"),
     pytest.param(Case("phq9", phq9([3, 3, 2, 2, None, None, None, None, 0]), True, False),
-                 id="phq9-incomplete-answered-10-positive-by-bound (bhi-domain §1.9)"),
+                 id="phq9-incomplete-answered-10-positive-by-bound (missing items at 0)"),
     pytest.param(Case("phq9", phq9([1, 1, 1, 1, 1, None, None, None, 0]), None, False),
-                 id="phq9-incomplete-5-of-up-to-14-undecided (bhi-domain §1.9)"),
+                 id="phq9-incomplete-5-of-up-to-14-undecided (missing items 0-3)"),
     pytest.param(Case("phq9", phq9([1, 1, 1, 1, 1, 1, None, 0, 0]), False, False),
-                 id="phq9-incomplete-6-of-up-to-9-negative-by-bound (bhi-domain §1.9)"),
+                 id="phq9-incomplete-6-of-up-to-9-negative-by-bound (missing items at 3)"),
     pytest.param(Case("phq9", phq9([1, 1, 0, 0, 0, 0, 0, 0, 1]), False, True),
-                 id="phq9-item9=1-total-3-crisis-not-positive (bhi-domain §1.2 crisis flag)"),
+                 id="phq9-item9=1-total-3-crisis-not-positive (Kroenke 2001 crisis flag)"),
     pytest.param(Case("phq9", phq9([2, 2, 2, 2, 1, 1, 1, 1, 2]), None, True,
                       status="in-progress"),
                  id="phq9-in-progress-item9=2-crisis-kept-not-a-screen "
-                    "(bhi-domain §1.2; FHIR R4 QuestionnaireResponse.status)"),
+                    "(Kroenke 2001; FHIR R4 QuestionnaireResponse.status)"),
     pytest.param(Case("phq9", phq9([3, 3, 2, 2, 2, 1, 1, 1, 2]), None, False,
                       status="entered-in-error"),
                  id="phq9-entered-in-error-counts-for-nothing "
                     "(FHIR R4 QuestionnaireResponse.status)"),
     pytest.param(Case("auditc", audit(0, None, None), False, False),
-                 id="auditc-never-skips-q2-q3-total-0 (bhi-domain §6, Babor 2001)"),
+                 id="auditc-never-skips-q2-q3-total-0 (Babor 2001)"),
     pytest.param(Case("auditc", audit(2, 1, 0), True, False, gender="female"),
-                 id="auditc-female-3-positive (bhi-domain §1.7: >=3 women)"),
+                 id="auditc-female-3-positive (US Core Questionnaire-AUDIT-C: >=3 women)"),
     pytest.param(Case("auditc", audit(2, 0, 0), False, False, gender="female"),
-                 id="auditc-female-2-negative (bhi-domain §1.7: >=3 women)"),
+                 id="auditc-female-2-negative (US Core Questionnaire-AUDIT-C: >=3 women)"),
     pytest.param(Case("auditc", audit(2, 1, 0), False, False, gender="male"),
-                 id="auditc-male-3-negative (bhi-domain §1.7: >=4 men)"),
+                 id="auditc-male-3-negative (US Core Questionnaire-AUDIT-C: >=4 men)"),
     pytest.param(Case("auditc", audit(2, 1, 1), True, False, gender="male"),
-                 id="auditc-male-4-positive (bhi-domain §1.7: >=4 men)"),
+                 id="auditc-male-4-positive (US Core Questionnaire-AUDIT-C: >=4 men)"),
     pytest.param(Case("auditc", audit(2, 1, 1), False, False, gender="male",
                       plan={"auditc_positive_male": 5}),
                  id="auditc-male-4-below-a-plan-cut-of-5 (practice choice, practice-plan.toml)"),
@@ -118,15 +118,15 @@ CASES = [
                  id="auditc-female-3-below-a-plan-cut-of-4 (practice choice, "
                     "practice-plan.toml)"),
     pytest.param(Case("cssrs", CSSRS_HIGH, True, True),
-                 id="cssrs-high-crisis (bhi-domain §1.6 high: Q4 yes; §3)"),
+                 id="cssrs-high-crisis (Columbia C-SSRS triage guidelines high: Q4 yes; SAFE-T)"),
     pytest.param(Case("phq9", phq9([3, 3, 2, 2, 2, 1, 1, 1, 0]), True, False,
                       deceased="2026-11-20", authored="2026-11-10"),
                  id="deceased-positive-screen-no-work "
-                    "(bhi-domain §6 no services after death; FHIR R4 Patient.deceased[x])"),
+                    "(Medicare pays no services after death; FHIR R4 Patient.deceased[x])"),
     pytest.param(Case("phq9", phq9([2, 2, 1, 1, 1, 1, 1, 1, 2]), True, True, gender=None),
-                 id="no-gender-crisis-screen-still-acted-on (bhi-domain §1.2, §3)"),
+                 id="no-gender-crisis-screen-still-acted-on (Kroenke 2001, SAFE-T)"),
     pytest.param(Case("phq9", [], True, False, total_only=12),
-                 id="synthea-report-and-total-12-positive (bhi-domain §6 Synthea 3.3, §1.2)"),
+                 id="synthea-report-and-total-12-positive (Synthea 3.3, Kroenke 2001)"),
 ]
 
 
@@ -139,7 +139,7 @@ def resources_of(case: Case) -> tuple[dict[str, Any], list[dict[str, Any]], str]
         patient["deceasedDateTime"] = case.deceased
     subject = {"reference": f"Patient/{PATIENT_ID}"}
     if case.total_only is not None:
-        # Synthea 3.3 (bhi-domain §6): a DiagnosticReport with the panel code whose one
+        # Synthea 3.3: a DiagnosticReport with the panel code whose one
         # result is the total Observation, valueQuantity {score}, category survey.
         total = {"resourceType": "Observation", "id": "total-1", "status": "final",
                  "category": [{"coding": [{"system": SURVEY_SYSTEM, "code": "survey"}]}],

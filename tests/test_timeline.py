@@ -1,4 +1,4 @@
-"""A patient's facts (bhi_fhir.timeline); rows cite bhi-domain.md."""
+"""A patient's facts (bhi_fhir.timeline); rows cite their public sources."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_facts_are_plain_json() -> None:
 
 
 def test_enrollment_from_our_active_careplan() -> None:
-    # bhi-domain.md §4.4 (CarePlan category 718347000) and §2.2 (the episode starts with the
+    # CarePlan category 718347000 (FHIR care-plan-category value set); the episode starts with the
     # referral: period.start = enrollment date) (our own CarePlan).
     facts = timeline([], [careplan(20)]).facts
     assert facts["enrolled"] is True
@@ -99,7 +99,7 @@ def test_enrollment_is_our_own_careplan(
     ids=["30-days-before", "31-days-before"],
 )
 def test_baseline_window(days_before_enrollment: int, is_baseline: bool) -> None:
-    # Issue 4: baseline = first PHQ-9 from 30 days before enrollment onwards.
+    # Baseline = first PHQ-9 from 30 days before enrollment onwards.
     early = score("phq9", 20, 60 + days_before_enrollment, ident="early")
     later = score("phq9", 14, 58, ident="later")
     latest = score("phq9", 7, 3, ident="latest")
@@ -127,7 +127,7 @@ def test_primary_target_is_the_positive_instrument() -> None:
 
 
 def test_consent_scope_treatment() -> None:
-    # §4.3 consent documented; issue 4: active Consent with scope treatment.
+    # §4.3 consent documented; read as an active Consent with scope treatment.
     assert timeline([], [consent()]).facts["consent"]["onFile"] is True
     inactive = consent()
     inactive["status"] = "inactive"
@@ -206,7 +206,7 @@ def test_today_is_an_argument() -> None:
     assert tl.facts["today"] == "2026-11-27"
 
 
-# --- Scores as facts: status, bounds (bhi-domain.md §1.9) and what is a screen
+# --- Scores as facts: status, bounds and what is a screen
 def _scored(items: list[dict[str, Any]], *, rid: str, days_ago: int = 5,
             status: str = "completed", canonical: str | None = None, sex: str = "female"
             ) -> Score:

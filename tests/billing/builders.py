@@ -19,7 +19,7 @@ BHCM2 = "Practitioner/bhcm2"
 PSYCH = "Practitioner/psych"
 ENTRY_SYSTEM = "urn:example:ehr:time-entry"
 
-# The practice names its care managers: CoCM minutes are their time (bhi-domain.md §6).
+# The practice names its care managers: CoCM minutes are their time (CMS MLN909432).
 RULES = BillingRules(
     timezone="America/New_York", billing_practitioner=PCP, care_managers=[BHCM, BHCM2]
 )

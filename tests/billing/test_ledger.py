@@ -31,7 +31,7 @@ from .builders import (
 )
 from .sources import (
     CPT_ONE_PERSON,
-    ISSUE6,
+    LEDGER_RULES,
     S22_EPISODE,
     S41,
     S41_APCM,
@@ -68,13 +68,13 @@ def reasons(pm: PatientMonth) -> set[str]:
     ("entries", "minutes", "source"),
     [
         # same clinician, overlapping: union (10:00-10:45)
-        ([("2026-10-05 10:00", 30, BHCM), ("2026-10-05 10:15", 30, BHCM)], 45, ISSUE6),
+        ([("2026-10-05 10:00", 30, BHCM), ("2026-10-05 10:15", 30, BHCM)], 45, LEDGER_RULES),
         # same clinician, one inside the other
-        ([("2026-10-05 10:00", 60, BHCM), ("2026-10-05 10:10", 20, BHCM)], 60, ISSUE6),
+        ([("2026-10-05 10:00", 60, BHCM), ("2026-10-05 10:10", 20, BHCM)], 60, LEDGER_RULES),
         # same clinician, touching: no double count, no gap
-        ([("2026-10-05 10:00", 30, BHCM), ("2026-10-05 10:30", 30, BHCM)], 60, ISSUE6),
+        ([("2026-10-05 10:00", 30, BHCM), ("2026-10-05 10:30", 30, BHCM)], 60, LEDGER_RULES),
         # duplicate entry (recorded twice)
-        ([("2026-10-05 10:00", 36, BHCM), ("2026-10-05 10:00", 36, BHCM)], 36, ISSUE6),
+        ([("2026-10-05 10:00", 36, BHCM), ("2026-10-05 10:00", 36, BHCM)], 36, LEDGER_RULES),
         # different clinicians at the same time: one person's time (test_whose_minutes.py)
         ([("2026-10-05 10:00", 30, BHCM), ("2026-10-05 10:00", 30, BHCM2)], 30, CPT_ONE_PERSON),
         # separate days add up
@@ -102,14 +102,14 @@ def test_minutes_round_down_at_least_rule():
 def test_length_without_period_end():
     e = entry("2026-10-05 10:00", 40)
     e["period"] = {"start": e["period"]["start"]}
-    assert cocm([*chart(), e]).minutes == 40, ISSUE6
+    assert cocm([*chart(), e]).minutes == 40, LEDGER_RULES
 
 
 def test_date_only_period_takes_its_minutes_from_length():
     # A contact documented as "2026-10-05, 40 min" is 40 minutes, not the whole day.
     e = entry("2026-10-05 10:00", 40)
     e["period"] = {"start": "2026-10-05", "end": "2026-10-05"}
-    assert cocm([*chart(), e]).minutes == 40, ISSUE6
+    assert cocm([*chart(), e]).minutes == 40, LEDGER_RULES
 
 
 def test_date_only_period_without_length_is_not_counted():
@@ -118,7 +118,7 @@ def test_date_only_period_without_length_is_not_counted():
     e.pop("length", None)
     record = group_by_patient([*chart(), e])[PATIENT]
     months, rejected = close_month(record, Month.parse("2026-10"), RULES)
-    assert sum(m.minutes for m in months) == 0, ISSUE6
+    assert sum(m.minutes for m in months) == 0, LEDGER_RULES
     assert [r.reason for r in rejected] == ["no period.start with period.end or length"]
 
 
@@ -165,7 +165,7 @@ def test_minutes_after_discharge_do_not_count():
         entry("2026-10-20 10:00", 30),
     ]
     pm = cocm(resources)
-    assert (pm.recorded_minutes, pm.minutes) == (50, 20), ISSUE6
+    assert (pm.recorded_minutes, pm.minutes) == (50, 20), LEDGER_RULES
     assert pm.entries == (resources[-2]["id"] and f"Encounter/{resources[-2]['id']}",)
 
 
@@ -176,7 +176,7 @@ def test_re_enrolment_after_discharge_counts_again():
         entry("2026-10-12 10:00", 30),  # between plans: not counted
         entry("2026-10-20 10:00", 40),
     ]
-    assert cocm(resources).minutes == 40, ISSUE6
+    assert cocm(resources).minutes == 40, LEDGER_RULES
 
 
 # ------------------------------------------------------------------ exclusions
@@ -381,7 +381,7 @@ def test_g0323_when_the_billing_clinician_is_a_psychologist():
     rules = RULES.model_copy(
         update={"program": "bhi", "billing_practitioners": {"Practitioner/psy": "psychologist"}}
     )
-    # G0323 counts the psychologist's own time (bhi-domain.md §6, §4.1).
+    # G0323 counts the psychologist's own time (CMS MLN909432).
     resources = [*chart(), entry("2026-10-05 10:00", 20, clinician="Practitioner/psy")]
     resources[2]["participant"].append({"member": {"reference": "Practitioner/psy"}})
     pm = bill(resources, rules=rules)["bhi"]

@@ -123,7 +123,7 @@ def test_plan_consultant_on_the_care_team_by_reference():
 
 
 def test_time_from_someone_not_on_the_plans_team_is_not_counted():
-    """CoCM minutes are the plan's care managers' time (bhi-domain.md §6, §4.3 Team)."""
+    """CoCM minutes are the plan's care managers' time (CMS MLN909432; NGS Medicare team)."""
     rules = rules_from_plan(load_practice_plan(PLAN))
     resources = [*chart(), entry("2026-10-05 10:00", 40, clinician=BHCM)]
     (month,), rejected = close_month(group_by_patient(resources)[PATIENT], Month(2026, 10), rules)

@@ -152,8 +152,8 @@ def test_server_text_is_shown_verbatim_not_as_markup_or_emoji() -> None:
 
 
 def test_screening_total_codes_are_the_registrys() -> None:
-    """bhi-domain.md §1.2 PHQ-9 44261-6, §1.3 PHQ-2 55758-7, §1.4 PHQ-A 89204-2, §1.5 GAD-7
-    70274-6, §1.7 AUDIT-C 75626-2, §1.8 EPDS 99046-5."""
+    """LOINC totals: PHQ-9 44261-6, PHQ-2 55758-7, PHQ-A 89204-2, GAD-7 70274-6, AUDIT-C
+    75626-2, EPDS 99046-5 (US Core and PACIO examples, Synthea 3.3 output)."""
     from bhi_fhir.fhir.doctor_data import SCREENING_TOTAL_CODES
 
     assert set(SCREENING_TOTAL_CODES) == {

@@ -1,7 +1,7 @@
 """One PHQ-9 screen stored three ways, for the surface tests (apply, sync, app, score).
 
-Shapes: a QuestionnaireResponse (LL358-3 LA answers, bhi-domain.md §1.1, §1.2); Synthea 3.3
-(bhi-domain.md §6: a DiagnosticReport with the panel code 44249-1 whose one ``result`` is the
+Shapes: a QuestionnaireResponse (LL358-3 LA answers, US Core PHQ-9 example); Synthea 3.3
+output (a DiagnosticReport with the panel code 44249-1 whose one ``result`` is the
 total Observation 44261-6, category ``survey``, ``valueQuantity`` unit ``{score}``, no items;
 in a transaction Bundle every reference is a ``urn:uuid:`` fullUrl); bhi-fhir's own derived
 Observations (``screening_observations``, ``derivedFrom`` the response, §1.10).

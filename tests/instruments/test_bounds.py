@@ -1,4 +1,5 @@
-"""Certain results of incomplete sum scales (bhi-domain.md §1.9 "Missing items").
+"""Certain results of incomplete sum scales (each missing item adds at least 0
+and at most its maximum).
 
 An incomplete response has no total and no band. Its answered items bound the total: at least
 their sum (every missing item 0), at most that plus every missing item's maximum. When the
@@ -55,7 +56,7 @@ ROWS = [
                  None, None, (4, 10), id="phq9-7-items-4-undecided"),
     pytest.param(answered(PHQ9, [2, 1, 0, 0, 0, 0, 0]), PHQ9_Q, None, None,
                  False, NEG, (3, 9), id="phq9-7-items-3-negative"),
-    # the practice plan's cut point replaces 10 (bhi-domain.md §1.3 "make it configurable")
+    # the practice plan's cut point replaces 10 (Arroll 2010 reports two PHQ-2 cut points)
     pytest.param(answered(PHQ9, [3, 3, 3, 2, 0, 0, 0, 0]), PHQ9_Q, None, 12,
                  None, None, (11, 14), id="phq9-cut-12-at-11-undecided"),
     pytest.param(answered(PHQ9, [3, 3, 3, 3, 0, 0, 0, 0]), PHQ9_Q, None, 12,

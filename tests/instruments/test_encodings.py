@@ -1,4 +1,4 @@
-"""Recognition and answer-weight resolution across encodings (bhi-domain.md §1.9)."""
+"""Recognition and answer-weight resolution across encodings (FHIR itemWeight, US Core)."""
 
 from __future__ import annotations
 

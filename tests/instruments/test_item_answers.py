@@ -33,13 +33,13 @@ CSSRS_NONE = yes_no({Q1: False, Q2: False, Q6: False})
 
 # (canonical, items, linkId of the non-scored item, its answer, rejected?)
 NON_SCORED = [
-    # PHQ-9 functional difficulty 69722-7, not part of the total (bhi-domain.md §1.2, §6;
+    # PHQ-9 functional difficulty 69722-7, not part of the total (US Core PHQ-9 example;
     # US Core Questionnaire-phq-9-example)
     *(pytest.param(PHQ9_Q, PHQ9_ALL, "/69722-7", coding(code), False, id=f"phq9-69722-7-{code}")
       for code in ("LA6572-7", "LA6573-5", "LA6575-0", "LA6574-3")),
     pytest.param(PHQ9_Q, PHQ9_ALL, "/69722-7", coding("LA9999-9"), True,
                  id="phq9-69722-7-unknown-code"),
-    # PHQ-A extra items (NIMH ASQ toolkit PHQ-A, bhi-domain.md §1.4): difficulty and Y/N
+    # PHQ-A extra items (NIMH ASQ toolkit PHQ-A): difficulty and Y/N
     *(pytest.param(PHQA_Q, PHQA_ALL, "phqa-difficulty", coding(code), False,
                    id=f"phqa-difficulty-{code}")
       for code in ("LA6572-7", "LA6573-5", "LA6575-0", "LA6574-3")),
@@ -53,7 +53,7 @@ NON_SCORED = [
     pytest.param(PHQA_Q, PHQA_ALL, "phqa-past-year", {"valueInteger": 2}, True,
                  id="phqa-past-year-2-out-of-range"),
     # AUDIT-C: 68517-2 days with X+ drinks in the past year, a count 0-366, never in the total
-    # (bhi-domain.md §1.7; US Core Questionnaire-AUDIT-C)
+    # (US Core Questionnaire-AUDIT-C)
     *(pytest.param(None, audit(1, 0, 0), "/68517-2", {"valueInteger": n}, False,
                    id=f"auditc-68517-2-{n}-days") for n in (0, 1, 365, 366)),
     pytest.param(None, audit(1, 0, 0), "/68517-2", {"valueInteger": 367}, True,
@@ -94,7 +94,7 @@ def _committed_options() -> list[Any]:
 def test_every_option_of_our_questionnaires_is_accepted(
     questionnaire: dict[str, Any], link_id: str, code: str
 ) -> None:
-    # The answer lists of profiles/questionnaires (bhi-domain.md §1.1-§1.7) score without
+    # The answer lists of profiles/questionnaires (LOINC answer lists) score without
     # invalid-answer, with and without the Questionnaire's weights.
     qr = response([{"linkId": link_id, "answer": [coding(code)]}],
                   canonical=questionnaire["url"])
@@ -132,7 +132,7 @@ def test_auditc_skip_logic(points: tuple[int | None, int | None, int | None], co
 @pytest.mark.parametrize(
     ("answers", "complete"),
     [
-        # Q3-Q5 are asked only if Q2 = Yes; 6b only if Q6 = Yes (bhi-domain.md §1.6; the
+        # Q3-Q5 are asked only if Q2 = Yes; 6b only if Q6 = Yes (C-SSRS screener; the
         # 93373-9 Questionnaire's enableWhen; Columbia screener)
         ({Q1: True, Q2: False, Q6: False}, True),
         ({Q1: True, Q2: True, Q6: False}, False),

@@ -2,9 +2,9 @@
 
 Sources: US Core Observation Screening Assessment
 (https://hl7.org/fhir/us/core/StructureDefinition-us-core-observation-screening-assessment.html,
-bhi-domain.md §1.10: panel + hasMember items with LA codes + total, category survey) and its
+panel + hasMember items with LA codes + total, category survey) and its
 PHQ-9 examples (Observation-PHQ9-panel-example-44249-1; the 44261-6 total with
-``valueString: "12"``, §1.9); Synthea 3.3 output (bhi-domain.md §6: a DiagnosticReport with the
+``valueString: "12"``); Synthea 3.3 output (a DiagnosticReport with the
 panel code whose one ``result`` is the total Observation, ``valueQuantity`` ``{score}``, no
 items, ``urn:uuid:`` references in transaction Bundles); bands and cut points per §1.2–§1.8.
 """
@@ -28,7 +28,7 @@ from bhi_fhir.instruments.result import NOT_FINAL
 from tests.instruments.build import FREQ, PHQ9, frequency, response
 
 US_CORE = "US Core observation-screening-assessment"
-SYNTHEA = "bhi-domain.md §6 Synthea 3.3"
+SYNTHEA = "Synthea 3.3 output"
 WHEN = "2026-11-02T10:00:00Z"
 SURVEY = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                        "code": "survey"}]}]

@@ -2,7 +2,7 @@
 scorer: ``score_response``, ``bhi-fhir score --plan``, scored screening Observations and the
 brief-intervention rule all decide on one threshold. Both sides of each sex's cut point.
 
-Sources: AUDIT-C positive at >= 4 for men and >= 3 for women (bhi-domain.md §1.7, US Core
+Sources: AUDIT-C positive at >= 4 for men and >= 3 for women (US Core
 Questionnaire-AUDIT-C); the women's (lower) cut point when sex is not known (auditc.py, the
 brief-intervention rule's ``iif(%facts.sex = 'male', …male, …female)``). A practice may move
 them (practice-plan.toml ``[screening]``, a practice choice): the 5 / 4 rows below stand for
@@ -26,7 +26,7 @@ from bhi_fhir.paths import examples_dir
 from bhi_fhir.practice_plan import PracticePlan, parse_practice_plan
 from tests.instruments.build import audit, response
 
-US_CORE = "bhi-domain.md §1.7, US Core Questionnaire-AUDIT-C"
+US_CORE = "US Core Questionnaire-AUDIT-C"
 PLAN = "practice choice: plan sets male 5 / female 4"
 
 
@@ -76,7 +76,7 @@ def test_score_response_takes_the_plan(
 def test_lone_total_observation_takes_the_plan(
     male: int | None, female: int | None, sex: str | None, total: int, positive: bool
 ) -> None:
-    # A Synthea-style lone AUDIT-C total (bhi-domain.md §6): 75626-2, valueQuantity {score}.
+    # A Synthea-style lone AUDIT-C total (Synthea 3.3): 75626-2, valueQuantity {score}.
     total_obs = {
         "resourceType": "Observation", "id": "t", "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "75626-2"}]},

@@ -171,7 +171,7 @@ def test_a_large_bundle_is_scored_entry_by_entry(tmp_path: Path) -> None:
     assert len(rows) == 2000 and all(row["positive"] is True for row in rows)
 
 
-# Screens stored as Observations (bhi-domain.md §6 Synthea 3.3: DiagnosticReport 44249-1 + one
+# Screens stored as Observations (Synthea 3.3: DiagnosticReport 44249-1 + one
 # total Observation 44261-6, urn:uuid references in a transaction Bundle; §1.10 our own
 # Observations derivedFrom the response). PHQ-9 15: moderately severe, positive (§1.2).
 WHEN = "2026-11-02T10:00:00Z"

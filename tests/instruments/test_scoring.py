@@ -1,5 +1,5 @@
-"""Table-driven scoring tests. Every row cites its source in ../shared/reference/bhi-domain.md
-(§ numbers) and, through it, the public source named there."""
+"""Table-driven scoring tests. Every row cites its public source; a row marked only with a
+``§`` number still needs its source named."""
 
 from __future__ import annotations
 

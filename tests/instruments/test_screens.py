@@ -1,6 +1,6 @@
 """screening_scores: one Score per screen, however the screen is stored; table-driven.
 
-Sources: bhi-domain.md §6 (Synthea 3.3: DiagnosticReport 44249-1 + total Observation 44261-6,
+Sources: Synthea 3.3 output (DiagnosticReport 44249-1 + total Observation 44261-6,
 no items, so nothing is known about item 9), §1.10 (US Core screening assessments, derivedFrom
 the response), §1.2 (PHQ-9 bands and cut point 10, Kroenke 2001; item 9 > 0 is a crisis).
 """

@@ -25,7 +25,7 @@ from bhi_fhir.fhir import FhirClient
 pytestmark = pytest.mark.integration
 
 _register()
-MONTH = "2026-10"  # a closed month (today is after it); bhi-domain.md §4.3: bill once accrued
+MONTH = "2026-10"  # a closed month (today is after it); NGS Medicare CoCM/BHI: bill once accrued
 
 
 def _urn() -> str:
@@ -222,7 +222,7 @@ def test_bill_a_month_twice_writes_one_encounter(fhir_base_url, run_tag, case_id
     args = [
         "bill", "--month", MONTH, "--server", fhir_base_url, "--format", "json",
         "--patient", patient, "--billing-practitioner", ids["pcp"], "--timezone", "UTC",
-        "--care-manager", ids["bhcm"],  # CoCM minutes are BHCM time (bhi-domain.md §6)
+        "--care-manager", ids["bhcm"],  # CoCM minutes are BHCM time (CMS MLN909432)
     ]  # fmt: skip
     runner = CliRunner()
     http = httpx.Client(headers={"Accept": "application/fhir+json", "Cache-Control": "no-cache"})
@@ -232,7 +232,7 @@ def test_bill_a_month_twice_writes_one_encounter(fhir_base_url, run_tag, case_id
         report = json.loads(first.stdout)
         (row,) = report["patients"]
         assert row["minutes"] == 80
-        # first month of the episode, 80 minutes: 99492 (36–85), bhi-domain.md §4.2
+        # first month of the episode, 80 minutes: 99492 (36–85), CPT time midpoint rule
         assert row["codes"] == [{"code": "99492", "units": 1}]
         assert row["month_kind"] == "initial"
         assert row["billable"], row["reasons"]
@@ -272,7 +272,7 @@ def test_late_time_entry_updates_the_bill(fhir_base_url, run_tag, case_id):
     args = [
         "bill", "--month", MONTH, "--server", fhir_base_url, "--format", "json",
         "--patient", patient, "--billing-practitioner", ids["pcp"], "--timezone", "UTC",
-        "--care-manager", ids["bhcm"],  # CoCM minutes are BHCM time (bhi-domain.md §6)
+        "--care-manager", ids["bhcm"],  # CoCM minutes are BHCM time (CMS MLN909432)
     ]  # fmt: skip
     runner = CliRunner()
     http = httpx.Client(headers={"Accept": "application/fhir+json", "Cache-Control": "no-cache"})
@@ -293,7 +293,7 @@ def test_late_time_entry_updates_the_bill(fhir_base_url, run_tag, case_id):
         report = json.loads(second.stdout)
         (row,) = report["patients"]
         assert row["minutes"] == 100
-        # initial month, 100 minutes: 99492 + 99494 x1 (86–115), bhi-domain.md §4.2, §7.2
+        # initial month, 100 minutes: 99492 + 99494 x1 (86–115), CPT time midpoint rule, BCBSND
         assert row["codes"] == [{"code": "99492", "units": 1}, {"code": "99494", "units": 1}]
         assert row["result"] == "updated"
         assert "codes" in row["changed"] and "minutes" in row["changed"]

@@ -2,7 +2,7 @@
 
 Source of every row unless it says otherwise: cqframework/ecqm-content-qicore-2025
 ``input/cql/CMS159FHIRDepressionRemissionatTwelveMonths.cql`` (cited as "CQL <definition>"),
-https://ecqi.healthit.gov/ecqm/ec/2026/cms0159v14, bhi-domain.md §2.4. Measurement period
+https://ecqi.healthit.gov/ecqm/ec/2026/cms0159v14. Measurement period
 2026, so the Denominator Identification Period is 2024-11-01 to 2025-10-31 and an index PHQ-9
 on 2025-03-10 has the Measure Assessment Period 2026-01-09 to 2026-05-09.
 """

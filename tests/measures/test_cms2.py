@@ -1,8 +1,8 @@
 """CMS2 (Screening for Depression and Follow-Up Plan), row by row against the published CQL.
 
 Source of every row unless it says otherwise: cqframework/ecqm-content-qicore-2025
-``input/cql/PCSDepressionScreenAndFollowUpFHIR.cql`` (cited below as "CQL <definition>"), as
-summarised in bhi-domain.md §2.4. Measurement period 2026.
+``input/cql/PCSDepressionScreenAndFollowUpFHIR.cql`` (cited below as "CQL <definition>"), and
+the ONC Jira thread CQM-4639 where a row says so. Measurement period 2026.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ ROWS = [
     pytest.param([ADULT, VISIT], [score("phq9", "2026-03-05", 3)], DEN,
                  id="negative-day-after-visit-out (CQL on or before day of start)"),
     pytest.param([ADULT, VISIT], [score("phq2", "2026-03-04", 1)], NUM,
-                 id="negative-phq2-counts (bhi-domain 1.2: CMS2 leaves positivity to the tool)"),
+                 id="negative-phq2-counts (ONC CQM-4639: CMS2 leaves positivity to the tool)"),
     pytest.param([ADULT, VISIT], [score("phq9", "2026-03-04", 3, status="in-progress")], DEN,
                  id="not-final-screen-out (CQL status = final)"),
     # --- follow-up of a positive screen: during the visit or ≤ 2 days after its end ------------
@@ -124,7 +124,7 @@ ROWS = [
     pytest.param([patient("2011-06-01"), VISIT], [score("epds", "2026-03-04", 2, positive=False)],
                  DEN, id="age-14-adult-only-tool-out (CQL Patient Age 12 to 16: adolescent)"),
     pytest.param([patient("2011-06-01"), VISIT], [score("phqa", "2026-03-04", 3)], NUM,
-                 id="age-14-phq-a-in (CQL Patient Age 12 to 16: adolescent; bhi-domain 1.4)"),
+                 id="age-14-phq-a-in (CQL Patient Age 12 to 16: adolescent; PACIO PHQ-9M 89204-2)"),
     pytest.param([patient("2008-06-01"), VISIT, screen_observation("o1", "2026-03-04", False)],
                  [], NUM, id="age-17-adult-screen-in (CQL Patient Age 17: either screen)"),
     pytest.param([patient("2007-06-01"), VISIT,

@@ -131,9 +131,9 @@ def _line(resource: dict[str, Any]) -> str:
 
 
 def _phq9_response(rid: str, day: str, points: list[int]) -> dict[str, Any]:
-    answers = ["LA6568-5", "LA6569-3", "LA6570-1", "LA6571-9"]  # bhi-domain.md §1.1
+    answers = ["LA6568-5", "LA6569-3", "LA6570-1", "LA6571-9"]  # LOINC LL358-3
     items = ["44250-9", "44255-8", "44259-0", "44254-1", "44251-7", "44258-2", "44252-5",
-             "44253-3", "44260-8"]  # bhi-domain.md §1.2
+             "44253-3", "44260-8"]  # Kroenke 2001
     return {"resourceType": "QuestionnaireResponse", "id": rid, "status": "completed",
             "questionnaire": "http://loinc.org/q/44249-1", "subject": {"reference": "Patient/p1"},
             "authored": day,

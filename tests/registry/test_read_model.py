@@ -118,7 +118,7 @@ def test_the_built_registry_is_the_live_registry(store: Store, clinic: FakeFhir)
 
 def _crisis_response(patient: str) -> dict[str, Any]:
     # PHQ-9 item 9 ("thoughts that you would be better off dead") above 0: a same-day safety
-    # assessment (Kroenke 2001; bhi-domain.md §1.2, §3).
+    # assessment (Kroenke 2001; SAFE-T).
     qr = response(frequency(PHQ9, [2, 2, 2, 2, 1, 1, 1, 1, 1]), rid=f"crisis-{patient}",
                   patient=patient, canonical="http://loinc.org/q/44249-1")
     qr["authored"] = "2026-11-25T10:00:00Z"

@@ -1,4 +1,4 @@
-"""The app's plan preview/apply assigns a new enrollment by caseload (issue 4), like
+"""The app's plan preview/apply assigns a new enrollment by caseload, like
 ``bhi-fhir apply``: active BHI CarePlans counted per care manager (``count_caseloads``, one
 search), the lowest caseload relative to the practice plan's capacity wins
 (Garcia capacity 60, Okafor 45 in examples/practice-plan.toml)."""

@@ -138,7 +138,7 @@ class MergeServer(FakeServer):
 
 
 def _response_on(patient: str, qr_id: str = "qr-old") -> dict[str, Any]:
-    qr = _qr(patient, qr_id)  # PHQ-9 moderate, suicide item answered: crisis (bhi-domain.md §1.2)
+    qr = _qr(patient, qr_id)  # PHQ-9 moderate, suicide item answered: crisis (Kroenke 2001)
     qr["authored"] = TODAY_AUTHORED
     return qr
 
@@ -234,7 +234,7 @@ async def test_a_re_run_writes_nothing_new(tmp_path: Path) -> None:
 async def test_crisis_on_a_replaced_record_without_its_survivor_still_goes_out(
     tmp_path: Path, stored_patients: list[dict[str, Any]], source: str,
 ) -> None:
-    """R4 Patient.link replaced-by + bhi-domain.md §1.2/§3: a crisis answer is never lost; the
+    """R4 Patient.link replaced-by + Kroenke 2001, SAFE-T: a crisis answer is never lost; the
     record is inactive, so crisis work only, on the record itself, its reason naming the link."""
     server = MergeServer(stored_patients, [_response_on("Patient/old")])
     report = await run_sync(_config(server, tmp_path))

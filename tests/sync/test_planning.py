@@ -80,7 +80,7 @@ def test_provenance_key_gives_a_stable_full_url_and_tag() -> None:
     assert len(a.resource["entity"]) == 1 and "entity" not in b.resource
 
 
-# A screen however it is stored, counted once: bhi-domain.md §6
+# A screen however it is stored, counted once: Synthea 3.3
 # (Synthea 3.3 report + total, no items), §1.10 (our own Observations derivedFrom the
 # response), §1.2 (PHQ-9 15 positive at cut point 10, Kroenke 2001).
 _WHEN = "2026-11-20T10:00:00Z"

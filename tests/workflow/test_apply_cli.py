@@ -1,4 +1,4 @@
-"""`bhi-fhir apply`: the contract from issue 4."""
+"""`bhi-fhir apply`: the contract in its module docstring."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ CRISIS = "crisis-assessment"
 
 
 def _qr(patient: str, qr_id: str | None, authored: str = "2026-11-02") -> dict[str, Any]:
-    """The PHQ-9 example with item 9 > 0 (a same-day crisis assessment, bhi-domain.md §1.2)."""
+    """The PHQ-9 example with item 9 > 0 (a same-day crisis assessment, Kroenke 2001)."""
     qr = json.loads((ROOT / "examples" / "screening" / "phq9-moderate-item9.json").read_text())
     qr.pop("id", None)
     if qr_id is not None:

@@ -54,7 +54,8 @@ def test_bundle_parses_with_fhirclient_strict(clinic_bundle: dict[str, Any]) -> 
 
 
 def test_careplans_meet_us_core(clinic_bundle: dict[str, Any]) -> None:
-    # bhi-domain.md §5: text, status, intent, category assess-plan, subject = Patient; §4.4.
+    # US Core CarePlan: text, status, intent, category assess-plan, subject = Patient;
+    # categories from the FHIR care-plan-category value set.
     plans = [e["resource"] for e in clinic_bundle["entry"]
              if e["resource"]["resourceType"] == "CarePlan"]  # fmt: skip
     assert plans

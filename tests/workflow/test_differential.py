@@ -1,6 +1,6 @@
 """Differential checks: optimisations of score + facts + rules must not change any result.
 
-The goldens were generated with the engine before the performance work (issue 4):
+The goldens were generated with the engine before the performance work:
 
 * ``golden/clinic-apply.json`` is ``bhi-fhir apply examples/clinic --plan
   examples/practice-plan.toml --today 2026-11-26 --format json``; ``golden/clinic-bundle.json``

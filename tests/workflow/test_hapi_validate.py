@@ -1,4 +1,4 @@
-"""Every resource the engine writes passes `$validate` on a real FHIR server (issue 4).
+"""Every resource the engine writes passes `$validate` on a real FHIR server.
 
 Integration tier: needs a server at BHI_FHIR_BASE_URL (default http://127.0.0.1:8080/fhir,
 started by tools/hapi/start); skipped without one unless BHI_REQUIRE_HAPI=1.

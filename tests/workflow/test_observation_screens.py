@@ -1,6 +1,6 @@
 """apply: a screen is a screen however it is stored, counted once.
 
-Sources: bhi-domain.md §6 (Synthea 3.3: DiagnosticReport 44249-1 + one total Observation
+Sources: Synthea 3.3 output (DiagnosticReport 44249-1 + one total Observation
 44261-6, no items, so nothing is known about item 9), §1.10 (our own Observations derivedFrom
 the response), §1.2 (PHQ-9 15 is positive, cut point 10, Kroenke 2001).
 """

@@ -4,9 +4,9 @@ stale or missing field may suppress.
 Sources: FHIR R4 Patient (https://hl7.org/fhir/R4/patient.html): ``deceased[x]`` "indicates if
 the individual is deceased or not", ``active`` "whether this patient record is in active use",
 ``link.type`` replaced-by "the patient resource containing this link must no longer be used";
-Medicare pays no services dated after death (bhi-domain.md §6); request-status "revoked" =
+Medicare pays no services dated after death (CMS claims edits); request-status "revoked" =
 terminated before completion (https://hl7.org/fhir/R4/valueset-request-status.html); crisis
-(bhi-domain.md §1.2 item 9 > 0 needs same-day follow-up whatever the total, §3).
+(Kroenke 2001 item 9 > 0 needs same-day follow-up whatever the total, SAFE-T).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def test_deceased_gets_no_new_work(rule: str, deceased: bool) -> None:
     scores, resources, source = SCENARIOS[rule]
     record = _patient(deceasedDateTime=day(1)) if deceased else _patient()
     rules = fired(scores, [record, *resources])
-    assert (rule in rules) is not deceased, f"{source}; deceased: bhi-domain.md §6"
+    assert (rule in rules) is not deceased, f"{source}; deceased: no services after death"
 
 
 def _open_work() -> list[dict[str, Any]]:

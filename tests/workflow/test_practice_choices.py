@@ -1,6 +1,6 @@
 """Practice choices the engine must respect: screening recency, AUDIT-C Q1-only, caseloads.
 
-Rows cite bhi-domain.md or name the practice-plan key that makes them a practice choice
+Rows cite a public source or name the practice-plan key that makes them a practice choice
 (examples/practice-plan.toml documents each default).
 """
 
@@ -169,7 +169,7 @@ def test_q1_only_flag_comes_from_the_scorer() -> None:
     assert "every point from Q1" in write.reason
 
 
-# --- caseloads from the input (issue 4: lowest active caseload) ------------------------------
+# --- caseloads from the input (lowest active caseload) ---------------------------------------
 GARCIA, OKAFOR = "Practitioner/bhcm-garcia", "Practitioner/bhcm-okafor"  # capacity 60 / 45
 
 CASELOAD_ROWS = [

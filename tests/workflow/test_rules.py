@@ -1,6 +1,6 @@
-"""Table-driven tests per rule, with boundary rows; every row cites bhi-domain.md.
+"""Table-driven tests per rule, with boundary rows; every row cites its public source.
 
-Thresholds are the example practice plan's, which are the bhi-domain.md defaults.
+Thresholds are the example practice plan's, which are the package defaults.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_screening_rules(
 
 
 def test_enrolled_patient_is_not_engaged_again() -> None:
-    # Issue 4 / §2.3: enrollment = active CarePlan with SNOMED 718347000 (§4.4).
+    # §2.3: enrollment = active CarePlan with SNOMED 718347000 (§4.4).
     rules = fired([score("phq9", 14, 20), score("phq9", 12, 2)], [careplan(14), contact(3)])
     assert not {"engage", "consent", "enroll"} & set(rules)
 
@@ -70,7 +70,7 @@ def test_enroll_outputs_careplan_tasks_and_care_team() -> None:
 
 
 def test_new_enrollment_goes_to_lowest_caseload() -> None:
-    # Issue 4: new enrollments go to the care manager with the lowest active caseload.
+    # New enrollments go to the care manager with the lowest active caseload.
     tl = timeline([score("phq9", 15, 2)], [patient(), consent()])
     loads = {"Practitioner/bhcm-garcia": 40, "Practitioner/bhcm-okafor": 10}
     result = apply(protocol(), tl, plan(), caseloads=loads)
@@ -99,7 +99,7 @@ CRISIS_ROWS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     (
         {"instrument": "cssrs", "total": None, "risk": "moderate"},
         {"assessment": True, "referral": "urgent"},
-        "§3 proposed mapping: urgent for moderate (issue 4 default)",
+        "§3 proposed mapping: urgent for moderate (package default)",
     ),
     (
         {"instrument": "cssrs", "total": None, "risk": "high"},
