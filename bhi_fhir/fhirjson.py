@@ -23,7 +23,8 @@ day in the practice's time zone, :func:`day_range` the days a partial date can m
 :func:`moment` a date as an instant (a partial one as its first instant, or with ``end`` the
 first after it), :func:`instant` a stored instant read back. A version-aware update sends
 ``If-Match`` as a weak ETag (R4 https://hl7.org/fhir/R4/http.html#versioning):
-:func:`etag` writes it, :func:`etag_version` reads the version back.
+:func:`etag` writes it, :func:`etag_version` reads the version back. What a server answered
+for each entry of a batch or transaction is :func:`entry_answers` (:class:`EntryAnswer`).
 """
 
 from __future__ import annotations
@@ -31,15 +32,19 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 __all__ = [
+    "EntryAnswer",
     "add_full_url",
     "contained",
     "day",
     "day_in",
     "day_range",
+    "entry_answer",
+    "entry_answers",
     "etag",
     "etag_version",
     "full_urls",
@@ -275,3 +280,43 @@ def etag(version: str | int) -> str:
 def etag_version(tag: str | None) -> str:
     """The version an ETag names: "3" from ``W/"3"``, ``"3"`` or 3; "" for none."""
     return (tag or "").removeprefix("W/").strip('"')
+
+
+# ------------------------------------------------------------- batch/transaction answers
+
+
+@dataclass(frozen=True, slots=True)
+class EntryAnswer:
+    """What the server answered for one entry of a batch or transaction
+    (R4 ``Bundle.entry.response``, https://hl7.org/fhir/R4/bundle-definitions.html#Bundle.entry.response):
+    ``status`` the HTTP status line ("201 Created"; "" when missing), ``location`` where the
+    resource was written ("" when not given)."""
+
+    status: str = ""
+    location: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx: the entry was carried out (created, matched, updated or read)."""
+        return self.status.startswith("2")
+
+    @property
+    def created(self) -> bool:
+        """201: the server created the resource, rather than finding it (a conditional create
+        that matched answers 200)."""
+        return self.status.startswith("201")
+
+
+def entry_answer(entry: object) -> EntryAnswer:
+    """The answer carried by one response-Bundle entry; an empty one for anything else."""
+    answer = entry.get("response") if isinstance(entry, Mapping) else None
+    if not isinstance(answer, Mapping):
+        return EntryAnswer()
+    return EntryAnswer(str(answer.get("status") or "").strip(),
+                       str(answer.get("location") or ""))
+
+
+def entry_answers(response: Resource) -> list[EntryAnswer]:
+    """The answer to each entry of a batch-response or transaction-response, in order."""
+    entries = response.get("entry")
+    return [entry_answer(e) for e in entries] if isinstance(entries, list) else []

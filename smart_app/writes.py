@@ -24,7 +24,7 @@ from typing import Literal
 
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhirjson import ResourceDict as Resource
-from bhi_fhir.fhirjson import etag
+from bhi_fhir.fhirjson import entry_answers, etag
 from bhi_fhir.sync.planning import provenance_for
 from bhi_fhir.workflow.plan import identifier_condition, transaction_entry
 
@@ -118,8 +118,5 @@ def transaction(entries: Sequence[Resource]) -> Resource:
 
 def created(response: Resource, index: int = 0) -> bool:
     """Whether entry ``index`` of a transaction-response was newly created (201), not matched."""
-    entries = response.get("entry") or []
-    if index >= len(entries):
-        return True
-    status = str((entries[index].get("response") or {}).get("status", ""))
-    return status.startswith("201")
+    answers = entry_answers(response)
+    return index >= len(answers) or answers[index].created

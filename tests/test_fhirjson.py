@@ -9,11 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bhi_fhir.fhirjson import (
+    EntryAnswer,
     add_full_url,
     contained,
     day,
     day_in,
     day_range,
+    entry_answer,
+    entry_answers,
     etag,
     etag_version,
     full_urls,
@@ -279,3 +282,38 @@ def test_etag_version(tag: str | None, version: str) -> None:
     assert etag_version(tag) == version
     if version:
         assert etag_version(etag(version)) == version
+
+
+# --- batch/transaction answers (R4 Bundle.entry.response; http.html#transaction) -------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "ok", "created", "location"),
+    [
+        pytest.param({"response": {"status": "201 Created", "location": "Task/1/_history/1"}},
+                     True, True, "Task/1/_history/1", id="201-created"),
+        pytest.param({"response": {"status": "201"}}, True, True, "", id="201-bare-code"),
+        pytest.param({"response": {"status": "200 OK", "location": "Task/1/_history/1"}},
+                     True, False, "Task/1/_history/1", id="200-conditional-create-matched"),
+        pytest.param({"response": {"status": " 204 No Content "}}, True, False, "",
+                     id="204-space-trimmed"),
+        pytest.param({"response": {"status": "412 Precondition Failed"}}, False, False, "",
+                     id="412-refused"),
+        pytest.param({"response": {}}, False, False, "", id="no-status"),
+        pytest.param({}, False, False, "", id="no-response"),
+        pytest.param("not an entry", False, False, "", id="not-an-entry"),
+    ],
+)  # fmt: skip
+def test_entry_answer(entry: object, ok: bool, created: bool, location: str) -> None:
+    answer = entry_answer(entry)
+    assert (answer.ok, answer.created, answer.location) == (ok, created, location)
+
+
+def test_entry_answers_in_order() -> None:
+    response = {"resourceType": "Bundle", "type": "transaction-response", "entry": [
+        {"response": {"status": "201 Created", "location": "Encounter/9/_history/1"}},
+        {"response": {"status": "200 OK"}},
+    ]}  # fmt: skip
+    assert entry_answers(response) == [
+        EntryAnswer("201 Created", "Encounter/9/_history/1"), EntryAnswer("200 OK", "")]
+    assert entry_answers({"resourceType": "Bundle"}) == []

@@ -101,6 +101,7 @@ from bhi_fhir.fhir.auth_factory import (
 from bhi_fhir.fhir.client import FhirClient
 from bhi_fhir.fhir.errors import Conflict, FhirError, PreconditionFailed, exit_code_for
 from bhi_fhir.fhirjson import ResourceDict as Resource
+from bhi_fhir.fhirjson import entry_answers
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_resources
 
@@ -386,11 +387,9 @@ async def existing_bills(fhir: FhirClient, months: Iterable[PatientMonth]) -> di
 
 def _created(response: Resource) -> str:
     """ "created" / "exists" from the Encounter entry of a create transaction's response."""
-    for answer in response.get("entry") or []:
-        location = str((answer.get("response") or {}).get("location", ""))
-        if location.startswith("Encounter/"):
-            status = str(answer["response"].get("status", ""))
-            return "created" if status.startswith("201") else "exists"
+    for answer in entry_answers(response):
+        if answer.location.startswith("Encounter/"):
+            return "created" if answer.created else "exists"
     return "exists"
 
 

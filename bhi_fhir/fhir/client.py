@@ -45,7 +45,10 @@ from bhi_fhir.fhir.errors import (
     error_from_response,
     error_from_transport,
 )
-from bhi_fhir.fhirjson import etag  # re-exported: bhi_fhir.fhir.etag
+from bhi_fhir.fhirjson import (
+    entry_answer,
+    etag,  # re-exported: bhi_fhir.fhir.etag
+)
 
 logger = logging.getLogger(__name__)
 # A library never prints: without this, warnings reach stderr through logging.lastResort.
@@ -434,13 +437,12 @@ def _check_transaction_response(request: Resource, response: Resource) -> None:
             f"for {len(sent)} sent"
         )
     for position, (ours, theirs) in enumerate(zip(sent, got, strict=True)):
-        answer = theirs.get("response") if isinstance(theirs, dict) else None
-        status = str((answer or {}).get("status", "")).strip()
-        if not status.startswith("2"):
+        answer = entry_answer(theirs)
+        if not answer.ok:
             raise InvalidResponse(
-                f"transaction response entry {position}: status {status or 'missing'}"
+                f"transaction response entry {position}: status {answer.status or 'missing'}"
             )
-        location = str((answer or {}).get("location") or "")
+        location = answer.location
         resource = ours.get("resource") if isinstance(ours, dict) else None
         kind = str(resource.get("resourceType") or "") if isinstance(resource, dict) else ""
         if location and kind and not _location_is(location, kind):

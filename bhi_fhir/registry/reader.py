@@ -17,7 +17,7 @@ from urllib.parse import quote
 from bhi_fhir.codes import LOINC
 from bhi_fhir.fhir import BadRequest, FhirClient, InvalidResponse, ServerError
 from bhi_fhir.fhirjson import ResourceDict as Resource
-from bhi_fhir.fhirjson import patient_of
+from bhi_fhir.fhirjson import entry_answer, patient_of
 from bhi_fhir.instruments import INSTRUMENTS
 from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule, is_enrollment
 
@@ -108,7 +108,7 @@ async def _search_all(client: FhirClient, urls: list[str]) -> list[Resource]:
         )
         entries = batch.get("entry") or []
         if len(entries) != len(urls) or not all(
-            str((e.get("response") or {}).get("status", "")).startswith("2")
+            entry_answer(e).ok
             and isinstance(e.get("resource"), dict)
             for e in entries
         ):

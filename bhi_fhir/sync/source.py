@@ -40,7 +40,7 @@ from urllib.parse import quote, urlencode
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, CARE_MANAGEMENT_CONTACT, LOINC
 from bhi_fhir.fhir import BadRequest, FhirClient, InvalidResponse, ServerError, ServerProfile
 from bhi_fhir.fhir.bulk import ExportRequest, export
-from bhi_fhir.fhirjson import patient_of, replaced_by
+from bhi_fhir.fhirjson import entry_answer, patient_of, replaced_by
 from bhi_fhir.instruments import INSTRUMENTS
 from bhi_fhir.instruments.screens import OBSERVATION_KINDS, SCREEN_CODES
 from bhi_fhir.sources import SourceError, read_resources
@@ -292,10 +292,11 @@ async def _batch_search(client: FhirClient, urls: Sequence[str]) -> list[Resourc
         }
         response = await client.batch(bundle)
         for url, entry in zip(urls, response.get("entry") or [], strict=False):
-            status = str((entry.get("response") or {}).get("status", ""))
+            answer = entry_answer(entry)
             page = entry.get("resource")
-            if not status.startswith("2") or not isinstance(page, dict):
-                raise InvalidResponse(f"context search {url.split('?', 1)[0]} answered {status}")
+            if not answer.ok or not isinstance(page, dict):
+                raise InvalidResponse(
+                    f"context search {url.split('?', 1)[0]} answered {answer.status}")
             pages.append(page)
             pages += [p async for p in _next_pages(client, page)]
     return pages
