@@ -25,6 +25,7 @@ from typing import Literal
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import entry_answers, etag
+from bhi_fhir.provenance import agent
 from bhi_fhir.sync.planning import provenance_for
 from bhi_fhir.workflow.plan import identifier_condition, transaction_entry
 
@@ -33,7 +34,6 @@ APP_DEVICE: Resource = {
     "identifier": {"system": BHI_IDENTIFIER, "value": "bhi-fhir-smart-app"},
     "display": "bhi-fhir SMART app",
 }
-PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 APP_RULE = "app"  # Provenance.reason code (bhi-rule) for a clinician's action in the app
 _USER_TYPES = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson", "Person")
 _NS = uuid.uuid5(uuid.NAMESPACE_URL, f"{BHI_IDENTIFIER}/smart-app")
@@ -84,10 +84,7 @@ def provenance_entry(
     )
     resource = write.resource
     if user is not None:
-        author = {
-            "type": {"coding": [{"system": PROVENANCE_PARTICIPANT, "code": "author"}]},
-            "who": {"reference": user},
-        }
+        author = agent({"reference": user}, role="author")
         device = resource["agent"][0]
         device["onBehalfOf"] = {"reference": user}
         resource["agent"] = [author, device]

@@ -63,6 +63,7 @@ from bhi_fhir.billing.representation import (
 )
 from bhi_fhir.codes import BHI_IDENTIFIER, V3_ACT_CODE
 from bhi_fhir.fhirjson import ResourceDict as Resource
+from bhi_fhir.provenance import agent, provenance
 
 __all__ = [
     "billing_encounter",
@@ -78,8 +79,6 @@ __all__ = [
 
 
 SERVICE_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/service-category"
-PROVENANCE_PARTICIPANT: Final = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
-DATA_OPERATION: Final = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 _UUID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, BHI_IDENTIFIER)
 _CLASS_DISPLAY: Final = {"AMB": "ambulatory", "VR": "virtual"}
 
@@ -194,37 +193,25 @@ def billing_provenance(
     (``CREATE`` for the first version, ``UPDATE`` when late or corrected time re-billed it)."""
     if recorded.tzinfo is None:
         raise ValueError("recorded must be timezone-aware")
-    agent: Resource = {
-        "type": {"coding": [{"system": PROVENANCE_PARTICIPANT, "code": "assembler"}]},
-        "who": {
-            "type": "Device",
-            "identifier": {"system": BHI_IDENTIFIER, "value": "bhi-fhir"},
-            "display": "bhi-fhir billing",
-        },
+    device = {
+        "type": "Device",
+        "identifier": {"system": BHI_IDENTIFIER, "value": "bhi-fhir"},
+        "display": "bhi-fhir billing",
     }
-    if month.billing_practitioner is not None:
-        agent["onBehalfOf"] = {"reference": month.billing_practitioner}
     verb = "billed" if activity == "CREATE" else "re-billed" if month.billable else "withdrew"
     summary = (
         f"bhi-fhir {verb} {month.program} {month.month} from {len(month.entries)} time entries"
     )
-    resource: Resource = {
-        "resourceType": "Provenance",
-        "meta": {"tag": [{"system": BHI_IDENTIFIER, "code": key or provenance_key(month)}]},
-        "text": {
-            "status": "generated",
-            "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{escape(summary)}</div>',
-        },
-        "target": [{"reference": target}],
-        "occurredPeriod": {
-            "start": month.month.first_day().isoformat(),
-            "end": month.month.last_day().isoformat(),
-        },
-        "recorded": recorded.isoformat(),
-        "activity": {"coding": [{"system": DATA_OPERATION, "code": activity}]},
-        "agent": [agent],
-        "entity": [{"role": "source", "what": {"reference": ref}} for ref in month.entries],
-    }
+    resource = provenance(
+        [target],
+        key=key or provenance_key(month),
+        operation=activity,
+        recorded=recorded.isoformat(),
+        agents=[agent(device, on_behalf_of=month.billing_practitioner)],
+        sources=month.entries,
+        summary=summary,
+        occurred=(month.month.first_day().isoformat(), month.month.last_day().isoformat()),
+    )
     Provenance.model_validate(resource)
     return resource
 

@@ -40,6 +40,8 @@ from bhi_fhir.instruments import full_url as observation_full_url
 from bhi_fhir.instruments.observations import response_key
 from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.practice_plan import PracticePlan
+from bhi_fhir.provenance import agent as provenance_agent
+from bhi_fhir.provenance import provenance
 from bhi_fhir.timeline import build_timeline, is_future_dated, practice_day
 from bhi_fhir.workflow import Protocol, WorkflowError, apply, timeline_settings
 from bhi_fhir.workflow.plan import PlannedWrite, identifier_condition, transaction_entry
@@ -61,8 +63,6 @@ Method = Literal["create", "update"]
 
 BHI_RULE = f"{BHI_BASE}/CodeSystem/bhi-rule"  # Provenance.reason: the action id
 SCREENING_RULE = "screening"  # the "rule" of screening Observations in reports
-DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
-PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 _PROVENANCE_NS = uuid.uuid5(uuid.NAMESPACE_URL, f"{BHI_IDENTIFIER}/provenance")
 
 
@@ -157,23 +157,15 @@ def provenance_for(
     recorded: str,
 ) -> SyncWrite:
     """A Provenance for ``targets`` (fullUrls in the same transaction, or Type/id)."""
-    resource: Resource = {
-        "resourceType": "Provenance",
-        "meta": {"tag": [{"system": BHI_IDENTIFIER, "code": key}]},
-        "target": [{"reference": t} for t in targets],
-        "recorded": recorded,
-        "activity": {"coding": [{"system": DATA_OPERATION, "code": operation}]},
-        "reason": [{"coding": [{"system": BHI_RULE, "code": rule}], "text": reason}],
-        "agent": [
-            {
-                "type": {"coding": [{"system": PROVENANCE_PARTICIPANT, "code": "assembler"}]},
-                "who": agent,
-            }
-        ],
-    }
-    entities = [{"role": "source", "what": {"reference": s}} for s in dict.fromkeys(sources)]
-    if entities:
-        resource["entity"] = entities
+    resource = provenance(
+        targets,
+        key=key,
+        operation=operation,
+        recorded=recorded,
+        agents=[provenance_agent(agent)],
+        sources=sources,
+        reason={"coding": [{"system": BHI_RULE, "code": rule}], "text": reason},
+    )
     return SyncWrite(
         rule=rule,
         identifier=key,
