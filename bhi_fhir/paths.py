@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 
@@ -18,3 +20,13 @@ def profiles_dir() -> Path:
 
 def examples_dir() -> Path:
     return _bundled("examples")
+
+
+def bundled_questionnaires(root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The screening Questionnaires shipped in profiles/questionnaires, by canonical url."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(((root or profiles_dir()) / "questionnaires").glob("*.json")):
+        q = json.loads(path.read_text(encoding="utf-8"))
+        if q.get("url"):
+            out[str(q["url"])] = q
+    return out

@@ -72,7 +72,7 @@ from bhi_fhir.measures.report import (
     subject_list_report,
     summary_report,
 )
-from bhi_fhir.paths import profiles_dir
+from bhi_fhir.paths import bundled_questionnaires
 from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_resources
 
 # What the measures read; the rest of an export is dropped as it is read.
@@ -103,15 +103,6 @@ class Run:
     writes: list[Write] = field(default_factory=list)
 
 
-def _questionnaires() -> dict[str, Resource]:
-    out: dict[str, Resource] = {}
-    for path in sorted((profiles_dir() / "questionnaires").glob("*.json")):
-        q = json.loads(path.read_text(encoding="utf-8"))
-        if q.get("url"):
-            out[str(q["url"])] = q
-    return out
-
-
 def measure_patient(
     patient: str, resources: Sequence[Resource], measures: Sequence[MeasureDef], period: Period,
     questionnaires: dict[str, Resource], run: Run,
@@ -132,7 +123,7 @@ def measure_patient(
 def measure_files(paths: list[Path], measures: Sequence[MeasureDef], period: Period) -> Run:
     """Every patient in ``paths``, a bucket of patients at a time (as ``bill`` reads)."""
     run = Run()
-    questionnaires = _questionnaires()
+    questionnaires = bundled_questionnaires()
     total = sum(p.stat().st_size for p in expand_paths(paths) if p.is_file())
     count = max(1, -(-total // _BUCKET_BYTES))
     with tempfile.TemporaryDirectory(prefix="bhi-fhir-measure-") as tmp:
@@ -244,7 +235,7 @@ async def write_reports(fhir: FhirClient, reports: list[Resource]) -> list[Write
 async def _run_server(server: str, auth: httpx.Auth | None, measures: Sequence[MeasureDef],
                       period: Period, write: bool, when: str) -> tuple[Run, list[Resource]]:
     run = Run()
-    questionnaires = _questionnaires()
+    questionnaires = bundled_questionnaires()
     async with FhirClient(server, auth=auth) as fhir:
         by_patient = await read_server(fhir, period)
         for patient in sorted(by_patient):
