@@ -56,6 +56,25 @@ transaction and ~7.6 ms per request of the naive client, so even ready-made Bund
 region network): sync 44.2 s, naive (serial) 194.6 s (4.40x), 8 at once 96.1 s (2.17x), prebuilt
 36.1 s (sync/prebuilt 1.22x); the ceiling rose to 5.38x.
 
+Measured 2026-11-30 (the reduced run above, 100 patients, 136 responses, 1,584 writes per copy;
+HAPI 8.8.0, 2 GB heap, on a 2-core machine shared with other engineers' servers and test
+runs, load average 10-20 throughout: the wall times are several times an idle machine's and
+the ratios move by +-0.3 between runs, so they show direction, not the third digit).
+Wall time / prebuilt (target <= 1.1); 0 patients claimed twice in every worker run:
+
+    ms added   sync  1 worker  2 workers  4 workers   prebuilt s
+           0   1.14      1.17       1.05       1.93        33.9
+          20   1.29      1.02       1.22       1.29        20.0
+         200   1.50      1.26       1.38       2.11        11.0
+
+Before a group's transactions were put in flight together (they went one after another),
+at 0 ms and 200 patients the sync took 2.2x prebuilt at prebuilt's then 4 in flight (31.2 s vs
+13.3 s on a lighter load); a same-load pair after it: sync 15.7 s, prebuilt at 4 in flight
+24.9 s. Not met: the 200 ms target (the sync's reads before its first write — metadata, the
+changed search, the Observation search, a group's context batch — are round trips prebuilt
+does not make) and 4 workers (four processes' searches and planning compete with HAPI for two
+cores; each worker's client keeps 8 requests in flight).
+
 Prints wall times, request counts and ratios. No assertions. Leaves data tagged
 ``https://bhi-fhir.dev/test-case|bench-<run>`` and deletes it at the end.
 """
