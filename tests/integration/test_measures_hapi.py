@@ -24,9 +24,9 @@ from bhi_fhir.measures.valuesets import codes
 from bhi_fhir.paths import profiles_dir
 
 PERIOD = "2031"
-_ANSWERS = ["LA6568-5", "LA6569-3", "LA6570-1", "LA6571-9"]  # bhi-domain.md §1.1
+_ANSWERS = ["LA6568-5", "LA6569-3", "LA6570-1", "LA6571-9"]  # LOINC LL358-3
 _ITEMS = ["44250-9", "44255-8", "44259-0", "44254-1", "44251-7", "44258-2", "44252-5",
-          "44253-3", "44260-8"]  # bhi-domain.md §1.2
+          "44253-3", "44260-8"]  # US Core PHQ-9 example
 
 
 def _phq9(rid: str, patient: str, day: str, total: int) -> dict[str, Any]:

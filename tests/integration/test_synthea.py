@@ -3,7 +3,7 @@
 The population (``tools/synthea/generate``, seed 42, 30 living patients plus those who died,
 ages 12-80, 10 years of history; ``.ci/run`` generates it, cached in tools/synthea/out/) holds
 screens as EHRs hold them: a DiagnosticReport and one total Observation per PHQ-2, PHQ-9, PHQ-A,
-GAD-7 and AUDIT-C (bhi-domain.md §6). "Today" is a week after the newest positive depression or
+GAD-7 and AUDIT-C (Synthea 3.3 output). "Today" is a week after the newest positive depression or
 anxiety screen of a living patient, and the population is taken as the clinic knew it that day
 (``tools/synthea/as_of.py``), so the look-back window holds some positives and not others;
 every id gets a per-run prefix, so runs sharing a server never touch each other's resources.
@@ -319,7 +319,7 @@ def test_apply_engages_recent_positives_and_nothing_older(
 ) -> None:
     """Every look-back rule reaches exactly the living patients whose latest screen is positive
     and inside screening.lookback_days; a positive older than that, or a negative, gets no
-    work (README "Who is worked"; the plan's cut points, bhi-domain.md §1)."""
+    work (README "Who is worked"; the plan's cut points)."""
     assert not applied["errors"], applied["errors"][:3]
     expected, fired = _expected(population), _fired(applied)
     assert expected["engage"], "today was chosen so that some positive is within the window"
@@ -417,8 +417,8 @@ def test_sync_plans_what_apply_plans_and_writes_what_it_reports(
 
 
 def test_bill_finds_no_bhi_month_in_synthea_visits(population: Population) -> None:
-    """Synthea records visits but no BHI care-management time (bhi-domain.md §4.3: the codes
-    need the minutes), so month close bills nothing and fails on nothing."""
+    """Synthea records visits but no BHI care-management time (the CoCM/BHI codes
+    need care-manager minutes, CMS MLN909432), so month close bills nothing and fails on nothing."""
     month = f"{population.today.year:04d}-{population.today.month:02d}"
     result = CliRunner().invoke(app, ["bill", "--month", month, "--input", str(population.folder),
                                       "--plan", str(PLAN), "--format", "json"])
