@@ -2,7 +2,8 @@
 
 Each command is a plain function next to the code it drives (``score`` in instruments, ``apply``
 in workflow, ``sync`` and ``subscribe`` in sync, ``bill`` in billing, ``measure`` in measures,
-``doctor`` and ``export`` in fhir); this module imports them and registers them on :data:`app`.
+``doctor`` and ``export`` in fhir, ``registry`` in registry); this module imports them and
+registers them on :data:`app`.
 No command module imports this one. ``serve`` is declared here and imports the SMART app
 (``smart_app``) only when it runs, so the library never imports the app.
 """
@@ -20,6 +21,7 @@ from bhi_fhir.fhir.export_cli import export_command
 from bhi_fhir.instruments.cli import score_command
 from bhi_fhir.logs import LogFormat
 from bhi_fhir.measures.cli import measure_command
+from bhi_fhir.registry.cli import registry_command
 from bhi_fhir.sync.cli import subscribe, sync
 from bhi_fhir.workflow.cli import apply_command
 
@@ -82,6 +84,7 @@ for name, command in (
     ("measure", measure_command),
     ("doctor", doctor),
     ("export", export_command),
+    ("registry", registry_command),
     ("serve", serve),
 ):
     app.command(name)(command)

@@ -9,6 +9,7 @@ must equal the row the live page computes from the server at that moment.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -148,5 +149,34 @@ def test_an_app_write_updates_the_patients_row(
                                     data={"csrf_token": csrf})
             assert refreshed.status_code == 303
             assert _stored(store, fhir_base_url)[patient]["refreshed_by"] == "refresh"
+    finally:
+        store.close()
+
+
+def test_the_registry_command_builds_the_rows_the_live_page_computes(
+    fhir_base_url: str, run_tag: RunTag, case_id: str, tmp_path: Path
+) -> None:
+    """``bhi-fhir registry`` (the nightly rebuild) stores every enrolled patient's row for the
+    day asked, equal to the live computation; a second build replaces, never duplicates."""
+    from typer.testing import CliRunner
+
+    from bhi_fhir.cli import app
+
+    seed_clinic(fhir_base_url, run_tag, case_id, 20)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    args = ["registry", "--server", fhir_base_url, "--state-url", state,
+            "--plan", str(examples_dir() / "practice-plan.toml"),
+            "--today", TODAY.isoformat(), "--format", "json"]
+    for _ in range(2):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    store = Store.open(state)
+    try:
+        stored = _ours(_stored(store, fhir_base_url), case_id)
+        assert stored and stored == _ours(asyncio.run(_live(fhir_base_url)), case_id)
+        assert {r["refreshed_by"] for r in load_registry(store, fhir_base_url, TODAY).rows} \
+            == {"build"}
+        assert len(load_registry(store, fhir_base_url, TODAY).rows) \
+            == json.loads(result.stdout)["rows"]
     finally:
         store.close()

@@ -1,0 +1,93 @@
+"""``bhi-fhir registry --server URL --state-url URL``: build the registry read model from the EHR.
+
+The app builds the model on its first registry view and ``sync``, the notification receiver and
+the app's own writes keep the rows they touch current. Figures that move with the calendar
+(weeks in treatment, days without contact, this month's minutes) are as of the day a row was
+computed, so a practice runs this once a night (cron, a scheduler) to recompute every row for
+the new day, and once before go-live so no clinician waits for the first build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bhi_fhir.exit_codes import EXIT_BAD_INPUT
+from bhi_fhir.fhir.auth_factory import (
+    BearerTokenOption,
+    ClientIdOption,
+    JwksUrlOption,
+    KidOption,
+    PrivateKeyOption,
+    ScopeOption,
+    TokenUrlOption,
+    checked_server,
+    cli_auth,
+)
+from bhi_fhir.fhir.client import FhirClient
+from bhi_fhir.fhir.errors import FhirError, exit_code_for
+from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
+from bhi_fhir.registry.model import build_registry
+from bhi_fhir.sync.cli import open_store
+from bhi_fhir.sync.runner import default_plan_path
+
+
+def registry_command(
+    server: Annotated[str, typer.Option("--server", help="FHIR base URL (the app's iss)")],
+    state_url: Annotated[
+        str | None,
+        typer.Option("--state-url", envvar="BHI_STATE_URL",
+                     help="operational store the app reads (SQLAlchemy URL; default: the "
+                     "state file)"),
+    ] = None,
+    plan: Annotated[Path | None, typer.Option("--plan", help="practice plan TOML")] = None,
+    today: Annotated[
+        str | None,
+        typer.Option("--today", help="YYYY-MM-DD (default: today in the plan's billing.timezone)"),
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    token: BearerTokenOption = None,
+    client_id: ClientIdOption = None,
+    private_key: PrivateKeyOption = None,
+    jwks_url: JwksUrlOption = None,
+    scope: ScopeOption = None,
+    token_url: TokenUrlOption = None,
+    kid: KidOption = None,
+    timeout: Annotated[float, typer.Option(help="seconds per request")] = 60.0,
+) -> None:
+    """Build (or rebuild) the registry read model: every enrolled patient's row for today."""
+    checked_server(server)
+    try:
+        practice = load_practice_plan(plan or default_plan_path())
+    except PracticePlanError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        day = date.fromisoformat(today) if today else practice.today()
+    except ValueError:
+        raise typer.BadParameter(f"--today expects YYYY-MM-DD, got {today!r}") from None
+    auth = cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
+                    jwks_url=jwks_url, scope=scope, token_url=token_url, kid=kid, write=False)
+    store = open_store(state_url)
+
+    async def run() -> int:
+        async with FhirClient(server, auth=auth, timeout=timeout) as fhir:
+            rows = await build_registry(store, server, fhir, today=day, plan=practice)
+        return len(rows)
+
+    try:
+        count = asyncio.run(run())
+    except FhirError as err:
+        typer.echo(f"error: registry build from {server} failed: {err}", err=True)
+        raise typer.Exit(exit_code_for(err)) from None
+    finally:
+        store.close()
+    if output == "json":
+        typer.echo(json.dumps({"server": server, "day": day.isoformat(), "rows": count}))
+    else:
+        typer.echo(f"registry built for {day.isoformat()}: {count} enrolled patients")
