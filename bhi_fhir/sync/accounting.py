@@ -24,6 +24,7 @@ from typing import Any
 
 from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
 from bhi_fhir.fhir import FhirClient, FhirError, RetryableError
+from bhi_fhir.fhirjson import entry_answers
 from bhi_fhir.sync.planning import SyncWrite
 
 __all__ = [
@@ -222,8 +223,7 @@ async def send_accounted(
             attempt += 1
             await asyncio.sleep(backoff * attempt)
             continue
-        answered = [str((e.get("response") or {}).get("status", ""))
-                    for e in response.get("entry") or []]
+        answered = [answer.status for answer in entry_answers(response)]
         answered += [""] * (len(writes) - len(answered))
         check = _existed_keys(writes, answered)  # 200: earlier, or a lost attempt of ours
         ours = await provenance_of_run(client, check, run_id) if check else set()

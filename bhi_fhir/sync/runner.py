@@ -45,7 +45,6 @@ them again.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -72,8 +71,9 @@ from bhi_fhir.fhir.errors import (
     failure_cause,
     safe_reason,
 )
+from bhi_fhir.fhirjson import entry_answers
 from bhi_fhir.fhirjson import instant as _instant  # a server's or stored instant
-from bhi_fhir.paths import examples_dir, profiles_dir
+from bhi_fhir.paths import bundled_questionnaires, examples_dir
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
 from bhi_fhir.registry.model import refresh_after_sync
 from bhi_fhir.store import AuditRow, Store
@@ -116,15 +116,6 @@ def default_plan_path() -> Path:
 def load_protocol_files(root: Path | None = None) -> Protocol:
     """The shipped protocol, as ``apply`` and the app load it (one loader)."""
     return default_protocol(root)
-
-
-def _load_questionnaires(root: Path | None = None) -> dict[str, Resource]:
-    out: dict[str, Resource] = {}
-    for path in sorted(((root or profiles_dir()) / "questionnaires").glob("*.json")):
-        q = json.loads(path.read_text(encoding="utf-8"))
-        if q.get("url"):
-            out[str(q["url"])] = q
-    return out
 
 
 @dataclass
@@ -180,7 +171,7 @@ class _Run:
         self.today = config.today or practice_plan.today()  # the practice's day, billing.timezone
         # Provenance.recorded is an instant, not a day: UTC.
         self.recorded = datetime.now(UTC).isoformat(timespec="seconds")
-        self.questionnaires = {**_load_questionnaires(), **changed.questionnaires}
+        self.questionnaires = {**bundled_questionnaires(), **changed.questionnaires}
         self.failed_patients: set[str] = set()  # transient: hold the watermark below them
         self.pending: set[str] = set()  # held in the store when the run started
         self.succeeded: set[str] = set()  # every write done (or none needed)
@@ -372,10 +363,9 @@ class _Run:
     def _record(self, writes: Sequence[SyncWrite], response: Resource | None,
                 outcomes: Sequence[str]) -> None:
         rows: list[AuditRow] = []
-        answers = (response or {}).get("entry") or []
+        answers = entry_answers(response or {})
         for i, (write, outcome) in enumerate(zip(writes, outcomes, strict=True)):
-            entry = answers[i] if i < len(answers) else {}
-            location = (entry.get("response") or {}).get("location")
+            location = answers[i].location if i < len(answers) else None
             if write.resource_type == "Provenance":
                 self.report.provenance[outcome] += 1
             else:
