@@ -92,6 +92,7 @@ class Settings(BaseSettings):
 
     base_url: str = "http://127.0.0.1:8000"  # public URL of the app; redirect_uri = base/callback
     registrations: list[EhrRegistration] = Field(default_factory=list)
+    cds_clients: dict[str, str] = Field(default_factory=dict)  # CDS Hooks: JWT iss → JWKS URL
     default_iss: str | None = None  # standalone launch without ?iss=
     cookie_name: str = "bhi_session"
     cookie_secure: bool = True  # SameSite=None needs Secure; false only for http://127.0.0.1

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from bhi_fhir.logs import quiet_url_loggers
 from bhi_fhir.sync import webhook
-from smart_app import jwks, launch, portal, registry, views
+from smart_app import cds, jwks, launch, portal, registry, views
 from smart_app.config import Settings, get_settings
 from smart_app.deps import Refusal, render, set_session_cookie
 from smart_app.sessions import new_session, store_for
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FHIR server named by BHI_NOTIFY_SERVER), so nothing in it reaches the network.
         app.include_router(launch.router)
         app.include_router(jwks.router)  # the public keys of private_key_jwt registrations
+        app.include_router(cds.router)  # CDS Hooks 2.0 (smart_app/cds.py)
         # FHIR Subscription rest-hook receiver: a notification runs the sync.
         app.include_router(webhook.router, prefix="/fhir-notify")
 

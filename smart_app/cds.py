@@ -1,0 +1,383 @@
+"""CDS Hooks 2.0 service: bhi-fhir's protocol as cards in the EHR's patient view.
+
+Specification: https://cds-hooks.hl7.org/2.0/ (discovery, the hook request, cards, feedback,
+security). One service, ``patient-view``:
+
+* ``GET /cds-services`` — discovery: the service, its prefetch templates (the searches the
+  patient view reads, ``bhi_fhir.registry.reader.PATIENT_SEARCHES``, so a prefetched record and a
+  fetched one are the same record).
+* ``POST /cds-services/bhi-fhir-patient-view`` — cards computed by the workflow engine's own
+  ``apply`` for this one patient (the same rules, the same Task/ServiceRequest resources with the
+  same business identifiers): a suggestion is the planned write itself, so once the EHR has
+  created it the next call sees it (``existing``) and no longer suggests it. Suggestion uuids
+  are derived from those identifiers, so the same suggestion keeps its uuid across calls.
+* ``POST /cds-services/bhi-fhir-patient-view/feedback`` — accepted, counted, not stored.
+
+The EHR authenticates with a JWT bearer (spec "Trusting CDS Clients"): signed with a key of
+the JWKS registered for its issuer (``Settings.cds_clients``: issuer → JWKS URL, the allow-list),
+``aud`` this service's URL, ``exp``, ``iat`` and a ``jti`` not seen before. Anything else: 401.
+A record not prefetched is read from ``fhirServer`` with ``fhirAuthorization.access_token``
+only when that server is one of the app's SMART registrations (the token goes nowhere else).
+Logs carry counts and reasons only, never patient ids or record content.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.fhir import FhirError
+from bhi_fhir.practice_plan import PracticePlan
+from bhi_fhir.registry.reader import PATIENT_SEARCHES, SEARCH_FILTERS
+from bhi_fhir.registry.rows import timeline_of
+from bhi_fhir.workflow.plan import Plan, PlannedWrite
+from smart_app.data import FhirSource
+from smart_app.idtoken import ALGORITHMS, LEEWAY, IdTokenError, _key_for
+from smart_app.views import practice_plan, today_of
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+SPEC = "https://cds-hooks.hl7.org/2.0/"
+SERVICE_ID = "bhi-fhir-patient-view"
+_PATIENT = "{{context.patientId}}"
+
+
+def _template(kind: str, param: str) -> str:
+    filters = "".join(f"&{k}={v}" for k, v in SEARCH_FILTERS.get(kind, {}).items())
+    return f"{kind}?{param}=Patient/{_PATIENT}&_count=1000{filters}"
+
+
+# Prefetch key → template: the Patient and each search the patient view reads.
+PREFETCH: dict[str, str] = {"patient": f"Patient/{_PATIENT}"} | {
+    kind[0].lower() + kind[1:]: _template(kind, param) for kind, param in PATIENT_SEARCHES
+}
+
+SERVICE = {
+    "hook": "patient-view",
+    "id": SERVICE_ID,
+    "title": "bhi-fhir behavioral health integration",
+    "description": "Crisis risk without a completed safety assessment, positive screens not yet "
+    "engaged, enrolled patients not improving, and overdue care-manager contact, with the "
+    "Tasks and ServiceRequests bhi-fhir's protocol would create.",
+    "prefetch": PREFETCH,
+    "usageRequirements": "Register the EHR's JWT issuer and JWKS URL (BHI_APP_CDS_CLIENTS) and, "
+    "for fetching what is not prefetched, the FHIR server as a SMART registration.",
+}
+
+
+@dataclass(frozen=True)
+class CardKind:
+    """One card: which protocol rules feed it, how urgent, what it says."""
+
+    key: str
+    indicator: str  # info | warning | critical (spec "Card Attributes")
+    rules: tuple[str, ...]
+    summary: str  # < 140 characters (spec)
+
+
+# Rules of profiles/plandefinitions/bhi-protocol.json → the card that shows their writes.
+CARD_KINDS: tuple[CardKind, ...] = (
+    CardKind("crisis", "critical", ("crisis-assessment", "crisis-referral"),
+             "Crisis risk on a recent screen: safety assessment not completed"),
+    CardKind("engage", "warning", ("engage", "consent", "enroll"),
+             "Positive behavioral health screen, not yet engaged in care"),
+    CardKind("review", "warning", ("psychiatric-review",),
+             "Enrolled and not improving in the review window: psychiatric case review"),
+    CardKind("contact", "info", ("outreach",),
+             "No care-manager contact or measurement within the practice's window"),
+)
+
+
+class CdsError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+# --------------------------------------------------------------------------- security
+
+_seen_jti: dict[str, float] = {}  # jti → exp: a token is accepted once
+
+
+async def verify_client_jwt(request: Request, http: httpx.AsyncClient) -> dict[str, Any]:
+    """The claims of the EHR's bearer JWT; :class:`CdsError` 401 when it cannot be trusted."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise CdsError(401, "a JWT bearer token is required")
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+        alg = jwt.get_unverified_header(token).get("alg")
+    except jwt.PyJWTError:
+        raise CdsError(401, "the bearer token is not a JWT") from None
+    issuer = unverified.get("iss")
+    clients = request.app.state.settings.cds_clients
+    jwks_url = clients.get(issuer) if isinstance(issuer, str) else None
+    if jwks_url is None:
+        raise CdsError(401, "the token's issuer is not an allowed CDS client")
+    if alg not in ALGORITHMS:
+        raise CdsError(401, f"tokens signed with {alg!s} are not accepted")
+    try:
+        key = await _key_for(http, jwks_url, jwt.get_unverified_header(token).get("kid"))
+    except IdTokenError:
+        raise CdsError(401, "the token's key is not in the issuer's key set") from None
+    audience = request.app.state.settings.base_url.rstrip("/") + request.url.path
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, key.key, algorithms=[alg], audience=audience, issuer=issuer, leeway=LEEWAY,
+            options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise CdsError(401, f"the bearer token is not valid ({type(exc).__name__})") from None
+    now = time.time()
+    for jti, exp in list(_seen_jti.items()):
+        if exp + LEEWAY < now:
+            del _seen_jti[jti]
+    if str(claims["jti"]) in _seen_jti:
+        raise CdsError(401, "the bearer token was already used (jti)")
+    _seen_jti[str(claims["jti"])] = float(claims["exp"])
+    return claims
+
+
+# --------------------------------------------------------------------------- the record
+
+
+def _prefetched(prefetch: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The Patient first, then every prefetched resource; None if any template is missing
+    (a key absent, or the Patient null): then the record is read from the server."""
+    patient = prefetch.get("patient")
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+        return None
+    if any(key not in prefetch for key in PREFETCH):
+        return None
+    resources = [patient]
+    for key in PREFETCH:
+        if key == "patient" or prefetch[key] is None:  # null: the client found nothing
+            continue
+        bundle = prefetch[key]
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise CdsError(400, f"prefetch {key} is not a Bundle")
+        resources += [
+            e["resource"] for e in bundle.get("entry") or []
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        ]
+    return resources
+
+
+async def _record(request: Request, body: Mapping[str, Any], patient_id: str) -> tuple[
+    list[dict[str, Any]], FhirSource | None
+]:
+    prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
+    found = _prefetched(prefetch or {})
+    server = body.get("fhirServer")
+    auth = body.get("fhirAuthorization")
+    token = auth.get("access_token") if isinstance(auth, dict) else None
+    settings = request.app.state.settings
+    source = None
+    if isinstance(server, str) and isinstance(token, str) and token:
+        if settings.registration_for(server) is None:
+            raise CdsError(412, "fhirServer is not a FHIR server this app is registered with")
+        source = FhirSource(server.rstrip("/"), token, settings.http_timeout)
+    if found is not None:
+        return found, source
+    if source is None:
+        # Spec "Prefetch": without the data and without a way to fetch it, 412.
+        raise CdsError(412, "the record was not prefetched and no fhirServer with "
+                            "fhirAuthorization was given to fetch it")
+    try:
+        return await source.patient_resources(patient_id), source
+    except FhirError as exc:
+        await source.aclose()  # the caller never sees this source
+        logger.warning("CDS Hooks: reading the record failed (%s)", type(exc).__name__)
+        raise CdsError(412, "the record could not be read from fhirServer") from None
+
+
+# --------------------------------------------------------------------------- cards
+
+
+def _uuid(*parts: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "|".join((BHI_IDENTIFIER, *parts))))
+
+
+def _suggestions(writes: list[PlannedWrite], titles: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One suggestion per rule firing (its writes share the identifier key)."""
+    groups: dict[tuple[str, str], list[PlannedWrite]] = {}
+    for write in writes:
+        groups.setdefault((write.rule, write.identifier.split(":", 1)[-1]), []).append(write)
+    return [
+        {
+            "label": titles.get(rule, rule),
+            "uuid": _uuid(*(w.identifier for w in group)),
+            "isRecommended": True,
+            "actions": [
+                {"type": w.method, "description": w.reason[:500], "resource": w.resource}
+                for w in group
+            ],
+        }
+        for (rule, _key), group in groups.items()
+    ]
+
+
+def _evidence(kind: CardKind, facts: Mapping[str, Any], writes: list[PlannedWrite],
+              plan: PracticePlan) -> str:
+    if kind.key == "crisis":
+        crises = facts.get("crises") or []
+        return "; ".join(
+            f"{c.get('instrument', 'screen')} on {c.get('date', '?')}: {c.get('reason', '')}"
+            for c in crises
+        ) or "a crisis screen without a completed assessment"
+    if kind.key == "contact":
+        window = plan.handoffs.contact_interval_days
+        contacts = (facts.get("contacts") or {}).get("daysWithout")
+        measured = (facts.get("measurement") or {}).get("daysWithout")
+        return (f"{contacts} days without care-manager contact (window {window} days); "
+                f"{measured} days since the last PHQ-9/GAD-7 (cadence "
+                f"{plan.handoffs.measurement_interval_days} days)")
+    reasons = list(dict.fromkeys(w.reason for w in writes if w.reason))
+    return "; ".join(reasons)[:500]
+
+
+def cards_for(
+    result: Plan, facts: Mapping[str, Any], plan: PracticePlan, *, titles: Mapping[str, str],
+    protocol_url: str, app_url: str,
+) -> list[dict[str, Any]]:
+    """The cards for one patient's workflow plan (pure)."""
+    cards = []
+    for kind in CARD_KINDS:
+        writes = [w for w in result.writes if w.rule in kind.rules]
+        # An assessment already ordered and still open is still a crisis without a completed
+        # assessment: the card stays (without suggestions: the order exists).
+        open_crisis = kind.key == "crisis" and any(
+            s.rule == "crisis-assessment" and s.why == "unchanged" for s in result.skipped
+        )
+        if not writes and not open_crisis:
+            continue
+        rules = sorted({w.rule for w in writes} or {"crisis-assessment"})
+        card: dict[str, Any] = {
+            "uuid": _uuid(result.patient, kind.key, *sorted(w.identifier for w in writes)),
+            "summary": kind.summary,
+            "indicator": kind.indicator,
+            "detail": f"**Evidence:** {_evidence(kind, facts, writes, plan)}\n\n"
+            f"Rule: {', '.join(titles.get(r, r) for r in rules)}.",
+            "source": {"label": "bhi-fhir BHI protocol and practice plan", "url": protocol_url},
+            "links": [{"label": "Open bhi-fhir for this patient", "url": app_url,
+                       "type": "smart"}],
+        }
+        suggestions = _suggestions(writes, titles)
+        if suggestions:
+            card["suggestions"] = suggestions
+            card["selectionBehavior"] = "any"
+        cards.append(card)
+    return cards
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@router.get("/cds-services")
+async def discovery() -> Response:
+    return JSONResponse({"services": [SERVICE]})
+
+
+@router.post("/cds-services/{service_id}")
+async def call_service(request: Request, service_id: str) -> Response:
+    if service_id != SERVICE_ID:
+        return _error(404, "no such CDS service")
+    started = time.perf_counter()
+    source: FhirSource | None = None
+    try:
+        async with httpx.AsyncClient(timeout=request.app.state.settings.http_timeout) as http:
+            await verify_client_jwt(request, http)
+        try:
+            body = await request.json()
+        except ValueError:
+            raise CdsError(400, "the request body is not JSON") from None
+        if not isinstance(body, dict) or body.get("hook") != "patient-view":
+            raise CdsError(400, "this service answers the patient-view hook")
+        context = body.get("context")
+        patient_id = context.get("patientId") if isinstance(context, dict) else None
+        if not isinstance(patient_id, str) or not patient_id or not isinstance(
+            body.get("hookInstance"), str
+        ):
+            raise CdsError(400, "hookInstance and context.patientId are required")
+        plan = practice_plan(request)
+        if plan is None:
+            raise CdsError(500, "the app has no practice plan configured")
+        resources, source = await _record(request, body, patient_id)
+        cards = await _cards(request, resources, plan, source)
+    except CdsError as exc:
+        logger.info("CDS Hooks %s refused: %s", SERVICE_ID, exc)
+        return _error(exc.status, str(exc))
+    finally:
+        if source is not None:
+            await source.aclose()
+    logger.info("CDS Hooks %s: %d cards in %.0f ms", SERVICE_ID, len(cards),
+                (time.perf_counter() - started) * 1000)
+    return JSONResponse({"cards": cards})
+
+
+async def _cards(request: Request, resources: list[dict[str, Any]], plan: PracticePlan,
+                 source: FhirSource | None) -> list[dict[str, Any]]:
+    from bhi_fhir.workflow import apply, count_caseloads
+    from bhi_fhir.workflow.cli import default_protocol
+
+    protocol = default_protocol()
+    timeline = timeline_of(resources, today_of(request), plan)
+    # As the app's plan page: caseloads counted only when they pick the care manager.
+    caseloads: dict[str, int] | None = None
+    managers = {m.reference for m in plan.team.care_managers}
+    current = timeline.facts.get("enrollment", {}).get("contributors") or []
+    if source is not None and len(managers) > 1 and not managers & set(current):
+        try:
+            caseloads = count_caseloads(await source.active_bhi_careplans(), plan)
+        except FhirError as exc:
+            logger.warning("CDS Hooks: caseloads not counted (%s)", type(exc).__name__)
+    result = apply(protocol, timeline, plan, caseloads=caseloads)
+    titles = {a.id: a.title for a in protocol.actions}
+    base = request.app.state.settings.base_url.rstrip("/")
+    return cards_for(
+        result, timeline.facts, plan, titles=titles,
+        protocol_url=protocol.plandefinitions[0] if protocol.plandefinitions else base,
+        app_url=f"{base}/launch",
+    )
+
+
+@router.post("/cds-services/{service_id}/feedback")
+async def feedback(request: Request, service_id: str) -> Response:
+    if service_id != SERVICE_ID:
+        return _error(404, "no such CDS service")
+    try:
+        async with httpx.AsyncClient(timeout=request.app.state.settings.http_timeout) as http:
+            await verify_client_jwt(request, http)
+        body = await request.json()
+    except CdsError as exc:
+        return _error(exc.status, str(exc))
+    except ValueError:
+        return _error(400, "the request body is not JSON")
+    items = body.get("feedback") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        return _error(400, "feedback must be a list")
+    outcomes: dict[str, int] = {}
+    for item in items:
+        outcome = item.get("outcome") if isinstance(item, dict) else None
+        key = outcome if outcome in ("accepted", "overridden") else "other"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    logger.info("CDS Hooks %s feedback: %s", SERVICE_ID, outcomes)  # counts only
+    return JSONResponse({}, status_code=200)

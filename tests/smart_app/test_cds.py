@@ -1,0 +1,382 @@
+"""CDS Hooks 2.0 service (smart_app/cds.py): discovery, hook calls, cards, JWT, prefetch/fetch.
+
+Shapes are checked against a JSON schema written from the specification's required fields
+and value sets (https://cds-hooks.hl7.org/2.0/ — "Discovery", "HTTP Request", "CDS Service
+Response": card summary < 140 characters, indicator info|warning|critical, source.label,
+suggestion label, action type create|update|delete, link label/url/type absolute|smart);
+the published schemas were not found in a reachable form here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import jsonschema
+import jwt
+import pytest
+import respx
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi.testclient import TestClient
+from jwt.algorithms import ECAlgorithm
+
+from bhi_fhir.codes import BHI_IDENTIFIER
+from smart_app.cds import PREFETCH, SERVICE_ID
+from smart_app.config import EhrRegistration, Settings
+from smart_app.main import create_app
+from tests.instruments.screen_records import phq9_response
+
+APP_URL = "http://testserver"
+SERVICE_URL = f"{APP_URL}/cds-services/{SERVICE_ID}"
+EHR_ISS = "https://ehr.example"
+JWKS_URL = "https://ehr.example/.well-known/jwks.json"
+FHIR = "https://ehr.example/fhir"
+TODAY = "2026-11-26"
+
+KEY = ec.generate_private_key(ec.SECP384R1())
+OTHER_KEY = ec.generate_private_key(ec.SECP384R1())
+KID = "ehr-cds-1"
+
+
+def _jwk(key: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    return {**jwk, "kid": kid, "use": "sig", "alg": "ES384"}
+
+
+def token(**overrides: Any) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": EHR_ISS, "sub": "ehr-client", "aud": SERVICE_URL,
+                              "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex}
+    key = overrides.pop("_key", KEY)
+    kid = overrides.pop("_kid", KID)
+    alg = overrides.pop("_alg", "ES384")
+    claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
+
+
+# --------------------------------------------------------------------------- the spec's shapes
+
+_CARD = {
+    "type": "object",
+    "required": ["summary", "indicator", "source"],
+    "properties": {
+        "uuid": {"type": "string"},
+        "summary": {"type": "string", "maxLength": 139},
+        "detail": {"type": "string"},
+        "indicator": {"enum": ["info", "warning", "critical"]},
+        "source": {"type": "object", "required": ["label"],
+                   "properties": {"label": {"type": "string"}, "url": {"type": "string"}}},
+        "suggestions": {"type": "array", "items": {
+            "type": "object", "required": ["label"],
+            "properties": {
+                "label": {"type": "string"}, "uuid": {"type": "string"},
+                "isRecommended": {"type": "boolean"},
+                "actions": {"type": "array", "items": {
+                    "type": "object", "required": ["type", "description"],
+                    "properties": {"type": {"enum": ["create", "update", "delete"]},
+                                   "description": {"type": "string"},
+                                   "resource": {"type": "object",
+                                                "required": ["resourceType"]}}}}}}},
+        "selectionBehavior": {"enum": ["at-most-one", "any"]},
+        "links": {"type": "array", "items": {
+            "type": "object", "required": ["label", "url", "type"],
+            "properties": {"type": {"enum": ["absolute", "smart"]},
+                           "appContext": {"type": "string"}}}},
+    },
+}
+RESPONSE_SCHEMA = {"type": "object", "required": ["cards"],
+                   "properties": {"cards": {"type": "array", "items": _CARD}}}
+DISCOVERY_SCHEMA = {
+    "type": "object", "required": ["services"],
+    "properties": {"services": {"type": "array", "items": {
+        "type": "object", "required": ["hook", "description", "id"],
+        "properties": {"hook": {"type": "string"}, "title": {"type": "string"},
+                       "description": {"type": "string"}, "id": {"type": "string"},
+                       "prefetch": {"type": "object",
+                                    "additionalProperties": {"type": "string"}},
+                       "usageRequirements": {"type": "string"}}}}},
+}
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def ehr() -> Iterator[respx.MockRouter]:
+    with respx.mock(assert_all_called=False) as router:
+        router.get(JWKS_URL).mock(return_value=httpx.Response(
+            200, json={"keys": [_jwk(KEY, KID)]}))
+        yield router
+
+
+@pytest.fixture
+def client(ehr: respx.MockRouter) -> Iterator[TestClient]:
+    settings = Settings(  # type: ignore[call-arg]
+        base_url=APP_URL, cookie_secure=False, today=TODAY,
+        registrations=[EhrRegistration(iss=FHIR, client_id="bhi")],
+        cds_clients={EHR_ISS: JWKS_URL},
+    )
+    with TestClient(create_app(settings), base_url=APP_URL) as test_client:
+        yield test_client
+
+
+def patient(pid: str = "p1") -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1980-01-01"}
+
+
+def prefetch_of(resources: list[dict[str, Any]], pid: str = "p1") -> dict[str, Any]:
+    """Every prefetch template answered, as a CDS client would: the Patient and searchsets."""
+    out: dict[str, Any] = {"patient": patient(pid)}
+    for key, template in PREFETCH.items():
+        if key == "patient":
+            continue
+        kind = template.split("?", 1)[0]
+        out[key] = {"resourceType": "Bundle", "type": "searchset", "entry": [
+            {"resource": r} for r in resources if r["resourceType"] == kind]}
+    return out
+
+
+def hook_request(prefetch: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+                            "context": {"userId": "Practitioner/pr1", "patientId": "p1"}}
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    body.update(extra)
+    return body
+
+
+def call(client: TestClient, body: dict[str, Any], bearer: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {bearer or token()}"}
+    return client.post(f"/cds-services/{SERVICE_ID}", json=body, headers=headers)
+
+
+def cards_of(client: TestClient, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    response = call(client, hook_request(prefetch_of(resources)))
+    assert response.status_code == 200, response.text
+    jsonschema.validate(response.json(), RESPONSE_SCHEMA)
+    cards: list[dict[str, Any]] = response.json()["cards"]
+    return cards
+
+
+def enrolled(start: str) -> dict[str, Any]:
+    """bhi-fhir's own active BHI CarePlan (the enrollment), as examples/clinic stores it."""
+    return {
+        "resourceType": "CarePlan", "id": "cp1", "meta": {"versionId": "1"},
+        "identifier": [{"system": BHI_IDENTIFIER,
+                        "value": "enroll.careplan:QuestionnaireResponse/qr-0/_history/1"}],
+        "status": "active", "intent": "plan",
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "718347000"}]}],
+        "subject": {"reference": "Patient/p1"}, "period": {"start": start},
+        "contributor": [{"reference": "Practitioner/bhcm-okafor"}],
+    }
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def test_discovery_lists_the_patient_view_service(client: TestClient) -> None:
+    response = client.get("/cds-services")
+    assert response.status_code == 200
+    jsonschema.validate(response.json(), DISCOVERY_SCHEMA)
+    (service,) = response.json()["services"]
+    assert service["hook"] == "patient-view" and service["id"] == SERVICE_ID
+    assert service["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+    kinds = {t.split("?", 1)[0] for t in service["prefetch"].values()}
+    assert {"QuestionnaireResponse", "Observation", "CarePlan", "Task", "ServiceRequest",
+            "Encounter"} <= kinds
+    assert "category=survey" in service["prefetch"]["observation"]  # screens, not vitals
+
+
+# --------------------------------------------------------------------------- card rules
+
+CRISIS_POINTS = [3, 3, 3, 3, 3, 0, 0, 0, 1]  # item 9 = 1
+TEN = [3, 3, 3, 1, 0, 0, 0, 0, 0]
+NINE = [3, 3, 3, 0, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("resources", "kind", "expected"),
+    [
+        # PHQ-9 item 9 > 0 needs same-day follow-up whatever the total (Kroenke 2001; PHQ-9
+        # instructions); the plan's crisis.consider_within_days = 14 (practice choice).
+        ([phq9_response("p1", "2026-11-12T10:00:00Z", points=CRISIS_POINTS)],
+         "critical", True),
+        ([phq9_response("p1", "2026-11-11T10:00:00Z", points=CRISIS_POINTS)],
+         "critical", False),
+        # Positive depression screen at PHQ-9 total >= 10 (Kroenke 2001, cut point 10).
+        ([phq9_response("p1", "2026-11-20T10:00:00Z", points=TEN)], "warning", True),
+        ([phq9_response("p1", "2026-11-20T10:00:00Z", points=NINE)], "warning", False),
+        # No care-manager contact >= 4 weeks (AIMS Center registry flag; plan
+        # handoffs.contact_interval_days = 28): enrolled 28 days ago vs 27.
+        ([enrolled("2026-10-29")], "info", True),
+        ([enrolled("2026-10-30")], "info", False),
+    ],
+    ids=["crisis-14-days", "crisis-15-days-history", "phq9-10-positive", "phq9-9-negative",
+         "no-contact-28-days", "contact-27-days"],
+)
+def test_card_rules(client: TestClient, resources: list[dict[str, Any]], kind: str,
+                    expected: bool) -> None:
+    cards = cards_of(client, resources)
+    found = [c for c in cards if c["indicator"] == kind]
+    assert bool(found) is expected, [c["summary"] for c in cards]
+    for card in found:
+        assert card["source"]["label"] and card["source"]["url"].startswith("https://")
+        assert card["detail"].startswith("**Evidence:**")
+        assert card["links"] == [{"label": "Open bhi-fhir for this patient",
+                                  "url": f"{APP_URL}/launch", "type": "smart"}]
+        assert card["suggestions"]
+        for suggestion in card["suggestions"]:
+            for action in suggestion["actions"]:
+                identifiers = [i["value"] for i in action["resource"]["identifier"]
+                               if i["system"] == BHI_IDENTIFIER]
+                assert identifiers  # the workflow's business identifier
+
+
+def test_crisis_suggestions_are_the_workflow_writes_and_accepting_twice_writes_once(
+    client: TestClient,
+) -> None:
+    screen = phq9_response("p1", "2026-11-25T10:00:00Z", points=CRISIS_POINTS)
+    (crisis,) = [c for c in cards_of(client, [screen]) if c["indicator"] == "critical"]
+    kinds = {a["resource"]["resourceType"] for s in crisis["suggestions"] for a in s["actions"]}
+    assert {"ServiceRequest", "Task"} <= kinds
+    again = [c for c in cards_of(client, [screen]) if c["indicator"] == "critical"]
+    assert again[0]["suggestions"][0]["uuid"] == crisis["suggestions"][0]["uuid"]  # stable
+
+    # The EHR accepted: the suggested resources now exist (with server ids).
+    stored = [screen]
+    for n, action in enumerate(a for s in crisis["suggestions"] for a in s["actions"]):
+        resource = copy.deepcopy(action["resource"])
+        resource["id"] = f"created-{n}"
+        resource["meta"] = {"versionId": "1"}
+        stored.append(resource)
+    after = [c for c in cards_of(client, stored) if c["indicator"] == "critical"]
+    created = {w["uuid"] for w in crisis["suggestions"]}
+    suggested_again = {s["uuid"] for c in after for s in c.get("suggestions", [])
+                       if all(a["type"] == "create" for a in s["actions"])}
+    assert not created & suggested_again  # no second create of the same identifiers
+
+
+# --------------------------------------------------------------------------- prefetch vs fetch
+
+
+def _batch_answer(resources: list[dict[str, Any]]) -> Any:
+    def answer(request: httpx.Request) -> httpx.Response:
+        bundle = json.loads(request.content)
+        entries = []
+        for entry in bundle["entry"]:
+            kind = entry["request"]["url"].split("?", 1)[0]
+            matched = [patient()] if kind == "Patient" else [
+                r for r in resources if r["resourceType"] == kind]
+            entries.append({"resource": {"resourceType": "Bundle", "type": "searchset",
+                                         "entry": [{"resource": r} for r in matched]},
+                            "response": {"status": "200 OK"}})
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "batch-response",
+                                         "entry": entries})
+    return answer
+
+
+def test_missing_prefetch_is_fetched_with_the_fhir_authorization(
+    client: TestClient, ehr: respx.MockRouter
+) -> None:
+    screen = phq9_response("p1", "2026-11-25T10:00:00Z", points=CRISIS_POINTS)
+    route = ehr.post(FHIR).mock(side_effect=_batch_answer([screen]))
+    # A new patient and several care managers: the caseloads are counted (one search).
+    caseloads = ehr.get(f"{FHIR}/CarePlan").mock(return_value=httpx.Response(
+        200, json={"resourceType": "Bundle", "type": "searchset", "entry": []}))
+    body = hook_request(None, fhirServer=FHIR, fhirAuthorization={
+        "access_token": "ehr-token", "token_type": "Bearer", "expires_in": 300,
+        "scope": "patient/*.rs", "subject": "cds"})
+    response = call(client, body)
+    assert response.status_code == 200, response.text
+    assert route.call_count == 1
+    assert route.calls[0].request.headers["authorization"] == "Bearer ehr-token"
+    assert caseloads.call_count == 1
+    fetched = response.json()["cards"]
+    prefetched = cards_of(client, [screen])
+    assert fetched == prefetched  # the same record, the same cards
+
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [({}, 412),  # no prefetch, no fhirServer (spec "Prefetch": 412)
+     ({"fhirServer": "https://elsewhere.example/fhir",
+       "fhirAuthorization": {"access_token": "t"}}, 412)],  # the token only to a known server
+    ids=["no-fhir-server", "unregistered-fhir-server"],
+)
+def test_no_way_to_read_the_record_is_412(client: TestClient, extra: dict[str, Any],
+                                          status: int) -> None:
+    assert call(client, hook_request(None, **extra)).status_code == status
+
+
+# --------------------------------------------------------------------------- JWT
+
+
+@pytest.mark.parametrize(
+    "bearer",
+    [
+        None,
+        "not-a-jwt",
+        "iss",
+        "aud",
+        "exp",
+        "jti",
+        "signature",
+        "hs256",
+    ],
+    ids=["no-header", "not-a-jwt", "unknown-issuer", "other-audience", "expired", "no-jti",
+         "other-key", "hmac"],
+)
+def test_untrusted_bearer_is_401(client: TestClient, bearer: str | None) -> None:
+    now = int(time.time())
+    tokens = {
+        "not-a-jwt": "not-a-jwt",
+        "iss": token(iss="https://rogue.example"),
+        "aud": token(aud=f"{APP_URL}/cds-services/other"),
+        "exp": token(iat=now - 900, exp=now - 600),
+        "jti": token(jti=None),
+        "signature": token(_key=OTHER_KEY),
+        "hs256": jwt.encode({"iss": EHR_ISS, "aud": SERVICE_URL, "exp": now + 60, "iat": now,
+                             "jti": "x"}, "secret-secret-secret-secret-secret", algorithm="HS256"),
+    }
+    headers = {} if bearer is None else {"Authorization": f"Bearer {tokens[bearer]}"}
+    response = client.post(f"/cds-services/{SERVICE_ID}", json=hook_request(prefetch_of([])),
+                           headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_token_is_accepted_once(client: TestClient) -> None:
+    bearer = token()
+    assert call(client, hook_request(prefetch_of([])), bearer).status_code == 200
+    assert call(client, hook_request(prefetch_of([])), bearer).status_code == 401
+
+
+def test_feedback_counts_outcomes_without_phi(client: TestClient,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    when = "2026-11-26T10:00:00Z"
+    body = {"feedback": [
+        {"card": str(uuid.uuid4()), "outcome": "accepted", "outcomeTimestamp": when,
+         "acceptedSuggestions": [{"id": str(uuid.uuid4())}]},
+        {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": when,
+         "overrideReason": {"userComment": "Patient p1 declined"}},
+    ]}
+    bearer = token(aud=SERVICE_URL + "/feedback")  # aud: the URL the request is sent to
+    response = client.post(f"/cds-services/{SERVICE_ID}/feedback", json=body,
+                           headers={"Authorization": f"Bearer {bearer}"})
+    assert response.status_code == 200
+    assert "'accepted': 1" in caplog.text and "'overridden': 1" in caplog.text
+    assert "p1" not in caplog.text and "declined" not in caplog.text
+
+
+def test_hook_logs_no_patient_data(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    screen = phq9_response("p1", "2026-11-25T10:00:00Z", points=CRISIS_POINTS)
+    assert cards_of(client, [screen])
+    assert "p1" not in caplog.text and "qr-1" not in caplog.text
