@@ -88,18 +88,14 @@ from bhi_fhir.billing.writeback import (
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, CARE_MANAGEMENT_CONTACT
 from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.fhir.auth_factory import (
-    BearerTokenOption,
-    ClientIdOption,
-    JwksUrlOption,
-    KidOption,
-    PrivateKeyOption,
-    ScopeOption,
-    TokenUrlOption,
+    NO_AUTH,
+    AuthSettings,
     checked_server,
-    cli_auth,
+    exit_on_failed_request,
+    with_server_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
-from bhi_fhir.fhir.errors import Conflict, FhirError, PreconditionFailed, exit_code_for
+from bhi_fhir.fhir.errors import Conflict, PreconditionFailed
 from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import entry_answers
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
@@ -568,6 +564,7 @@ def _table(rows: list[dict[str, Any]], rejected: list[Rejected], console: Consol
 # ------------------------------------------------------------------------------- command
 
 
+@with_server_auth
 def bill(
     month: Annotated[str, typer.Option("--month", help="calendar month to bill, YYYY-MM")],
     server: Annotated[
@@ -618,13 +615,7 @@ def bill(
             "minutes count only their time",
         ),
     ] = None,
-    token: BearerTokenOption = None,
-    client_id: ClientIdOption = None,
-    private_key: PrivateKeyOption = None,
-    jwks_url: JwksUrlOption = None,
-    scope: ScopeOption = None,
-    token_url: TokenUrlOption = None,
-    kid: KidOption = None,
+    credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
 ) -> None:
     """Close a month: minutes → codes → one billing Encounter per billable patient-month."""
     try:
@@ -658,7 +649,7 @@ def bill(
             f"{the_month} has not ended: bill it once its time has accrued, or use --dry-run",
             param_hint="--month",
         )
-    try:
+    with exit_on_failed_request("error: "):
         report = asyncio.run(
             _run(
                 the_month,
@@ -667,17 +658,12 @@ def bill(
                 input_files or [],
                 dry_run,
                 out,
-                cli_auth(server, bearer_token=token, client_id=client_id,
-                         private_key=private_key, jwks_url=jwks_url, scope=scope,
-                         token_url=token_url, kid=kid) if server is not None else None,
+                credentials.for_command(server) if server is not None else None,
                 now,
                 set(patients or ()),
                 cancel_orphaned,
             )
         )
-    except FhirError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exit_code_for(exc)) from None
     rows, rejected, errors = report.rows, report.rejected, report.errors
     notes = []
     if month_open:

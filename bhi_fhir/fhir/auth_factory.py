@@ -1,7 +1,9 @@
 """One way to build a FHIR server's authentication from command-line options or settings.
 
-Every command that talks to a server (``sync``, ``bill``, ``doctor``, ``subscribe``) and the
-notification receiver take the same options:
+Every command that talks to a server (``sync``, ``subscribe``, ``bill``, ``measure``,
+``doctor``, ``export``, ``registry``) takes the same options, declared once here and put in
+its signature by :func:`with_server_auth`; the notification receiver reads the same settings
+from its environment (:meth:`AuthSettings.from_env`):
 
 * ``--bearer-token`` — a static token obtained elsewhere; or
 * ``--client-id`` + ``--private-key`` — SMART Backend Services (``client_credentials`` with a
@@ -19,20 +21,24 @@ is all a client assertion needs. Authlib stays where it is, the SMART app's OAut
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import inspect
 import json
 import os
 import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import jwt
 import typer
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from bhi_fhir.exit_codes import EXIT_CONFIG
+from bhi_fhir.exit_codes import EXIT_CONFIG, EXIT_TEMPFAIL
 from bhi_fhir.fhir.auth import (
     BackendServicesAuth,
     BearerAuth,
@@ -41,14 +47,18 @@ from bhi_fhir.fhir.auth import (
     load_private_key,
     public_jwk,
 )
+from bhi_fhir.fhir.errors import FhirError, exit_code_for
 
 __all__ = [
+    "NO_AUTH",
     "AuthSettings",
     "SigningKey",
     "checked_server",
     "cli_auth",
+    "exit_on_failed_request",
     "jwk_thumbprint",
     "load_signing_key",
+    "with_server_auth",
 ]
 
 # RFC 7638 §3.2: the members of the thumbprint's JSON, per key type.
@@ -176,6 +186,17 @@ class AuthSettings:
             jwks_url=self.jwks_url,
         )
 
+    def for_command(self, server: str, *, write: bool = True) -> httpx.Auth | None:
+        """:meth:`build` for a command: a bad combination is a usage error (exit 2)."""
+        try:
+            return self.build(server, write=write)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--client-id/--private-key") from None
+
+
+# No credentials: unauthenticated access (a server command's default before its options fill it).
+NO_AUTH = AuthSettings()
+
 
 # --- the command-line options, one definition for every command --------------------------------
 
@@ -247,9 +268,67 @@ def cli_auth(
     kid: str | None = None,
     write: bool = True,
 ) -> httpx.Auth | None:
-    """:meth:`AuthSettings.build` for a command: a bad combination is a usage error (exit 2)."""
+    """:meth:`AuthSettings.for_command` from the options one by one."""
     settings = AuthSettings(bearer_token, client_id, private_key, jwks_url, scope, token_url, kid)
+    return settings.for_command(server, write=write)
+
+
+# The seven options every server command takes, in this order: the command's parameter name
+# (as Typer names the option's value), the option, and the AuthSettings field it fills.
+_AUTH_OPTIONS: tuple[tuple[str, Any, str], ...] = (
+    ("token", BearerTokenOption, "bearer_token"),
+    ("client_id", ClientIdOption, "client_id"),
+    ("private_key", PrivateKeyOption, "private_key"),
+    ("jwks_url", JwksUrlOption, "jwks_url"),
+    ("scope", ScopeOption, "scope"),
+    ("token_url", TokenUrlOption, "token_url"),
+    ("kid", KidOption, "kid"),
+)
+
+_Command = Callable[..., None]
+
+
+def with_server_auth(command: _Command) -> _Command:
+    """A command that talks to a server declares one parameter
+    ``credentials: AuthSettings = NO_AUTH`` where its authentication options go; this puts
+    the seven options (``--bearer-token``, ``--client-id``, ``--private-key``, ``--jwks-url``,
+    ``--scope``, ``--token-url``, ``--kid``, each with its ``BHI_FHIR_*`` variable) in that
+    place of the signature Typer reads, and calls the command with them as one
+    :class:`AuthSettings`.
+    ``credentials.for_command(server, write=...)`` then builds the ``httpx.Auth``."""
+    signature = inspect.signature(command, eval_str=True)
+    params = list(signature.parameters.values())
+    at = [p.name for p in params].index("credentials")
+    options = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option)
+        for name, option, _ in _AUTH_OPTIONS
+    ]
+    # Keyword-only from the first option on: Typer passes every value by name.
+    rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params[at + 1:]]
+    new_signature = signature.replace(parameters=[*params[:at], *options, *rest])
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        values = {field: kwargs.pop(name, None) for name, _, field in _AUTH_OPTIONS}
+        command(*args, **kwargs, credentials=AuthSettings(**values))
+
+    run.__signature__ = new_signature  # type: ignore[attr-defined]
+    run.__annotations__ = {
+        p.name: p.annotation for p in new_signature.parameters.values()
+    } | {"return": signature.return_annotation}
+    return run
+
+
+@contextmanager
+def exit_on_failed_request(prefix: str, *, retry_hint: str | None = None) -> Iterator[None]:
+    """A request to the server that failed ends the command: ``prefix`` and the error's
+    message on one stderr line (``retry_hint`` on a second one when running again may help),
+    and the exit code :func:`bhi_fhir.fhir.errors.exit_code_for` gives; no traceback."""
     try:
-        return settings.build(server, write=write)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--client-id/--private-key") from None
+        yield
+    except FhirError as err:
+        code = exit_code_for(err)
+        typer.echo(f"{prefix}{err}", err=True)
+        if retry_hint and code == EXIT_TEMPFAIL:
+            typer.echo(retry_hint, err=True)
+        raise typer.Exit(code) from None

@@ -33,15 +33,11 @@ from rich.text import Text
 
 from bhi_fhir.exit_codes import EXIT_BAD_INPUT, EXIT_CONFIG
 from bhi_fhir.fhir.auth_factory import (
-    BearerTokenOption,
-    ClientIdOption,
-    JwksUrlOption,
-    KidOption,
-    PrivateKeyOption,
-    ScopeOption,
-    TokenUrlOption,
+    NO_AUTH,
+    AuthSettings,
     checked_server,
-    cli_auth,
+    exit_on_failed_request,
+    with_server_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
 from bhi_fhir.fhir.doctor_data import (
@@ -50,7 +46,7 @@ from bhi_fhir.fhir.doctor_data import (
     check_plan_references,
     count_screening_data,
 )
-from bhi_fhir.fhir.errors import FhirError, RetryableError, exit_code_for
+from bhi_fhir.fhir.errors import RetryableError
 from bhi_fhir.fhir.profile import Readiness, ServerProfile
 from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
 
@@ -137,6 +133,7 @@ def _diagnose_within(wait: float, attempt: Callable[[], Coroutine[Any, Any, _T]]
             time.sleep(WAIT_STEP)
 
 
+@with_server_auth
 def doctor(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
     output: Annotated[
@@ -147,13 +144,7 @@ def doctor(
         typer.Option("--plan", help="practice plan TOML whose references must exist on the "
                      "server (default: the example, as sync uses)"),
     ] = None,
-    token: BearerTokenOption = None,
-    client_id: ClientIdOption = None,
-    private_key: PrivateKeyOption = None,
-    jwks_url: JwksUrlOption = None,
-    scope: ScopeOption = None,
-    token_url: TokenUrlOption = None,
-    kid: KidOption = None,
+    credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 15.0,
     wait: Annotated[
         float, typer.Option(help="seconds to keep trying a server that does not answer yet "
@@ -169,13 +160,9 @@ def doctor(
     except PracticePlanError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None  # as sync and bill report a plan
-    auth = cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
-                    jwks_url=jwks_url, scope=scope, token_url=token_url, kid=kid, write=False)
-    try:
+    auth = credentials.for_command(server, write=False)
+    with exit_on_failed_request(f"error: cannot check {server}: "):
         diagnosis = _diagnose_within(wait, lambda: _diagnose(server, auth, timeout, practice_plan))
-    except FhirError as err:
-        typer.echo(f"error: cannot check {server}: {err}", err=True)
-        raise typer.Exit(exit_code_for(err)) from None
     readiness = diagnosis.readiness()
     if output is OutputFormat.json:
         typer.echo(json.dumps(diagnosis.to_dict(), indent=2))

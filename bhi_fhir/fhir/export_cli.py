@@ -20,16 +20,13 @@ from typing import Annotated
 
 import typer
 
-from bhi_fhir.exit_codes import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_TEMPFAIL
+from bhi_fhir.exit_codes import EXIT_BAD_INPUT, EXIT_FAILURE
 from bhi_fhir.fhir.auth_factory import (
-    BearerTokenOption,
-    ClientIdOption,
-    JwksUrlOption,
-    KidOption,
-    PrivateKeyOption,
-    ScopeOption,
-    TokenUrlOption,
-    cli_auth,
+    NO_AUTH,
+    AuthSettings,
+    checked_server,
+    exit_on_failed_request,
+    with_server_auth,
 )
 from bhi_fhir.fhir.bulk import (
     NDJSON,
@@ -41,7 +38,6 @@ from bhi_fhir.fhir.bulk import (
     summary_lines,
 )
 from bhi_fhir.fhir.client import FhirClient
-from bhi_fhir.fhir.errors import FhirError, exit_code_for
 
 
 class OutputFormat(StrEnum):
@@ -57,6 +53,7 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
     return tuple(v.strip() for value in values or [] for v in value.split(",") if v.strip())
 
 
+@with_server_auth
 def export_command(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
     out: Annotated[
@@ -93,19 +90,11 @@ def export_command(
                             "says")
     ] = 300.0,
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.text,
-    token: BearerTokenOption = None,
-    client_id: ClientIdOption = None,
-    private_key: PrivateKeyOption = None,
-    jwks_url: JwksUrlOption = None,
-    scope: ScopeOption = None,
-    token_url: TokenUrlOption = None,
-    kid: KidOption = None,
+    credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 60.0,
     max_retries: Annotated[int, typer.Option(help="retries per request")] = 5,
 ) -> None:
     """Bulk-export a server's data (system, Group or Patient level) into an NDJSON folder."""
-    from bhi_fhir.fhir.auth_factory import checked_server  # every command's --server check
-
     checked_server(server)
     try:
         request = ExportRequest(
@@ -119,8 +108,7 @@ def export_command(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    auth = cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
-                    jwks_url=jwks_url, scope=scope, token_url=token_url, kid=kid, write=False)
+    auth = credentials.for_command(server, write=False)
 
     async def run() -> ExportResult:
         async with FhirClient(server, auth=auth, timeout=timeout,
@@ -129,15 +117,12 @@ def export_command(
                                 max_poll_interval=max_poll_interval)
 
     try:
-        result = asyncio.run(run())
+        with exit_on_failed_request(f"error: export from {server} failed: ",
+                                    retry_hint=f"run the same command again to resume ({out})"):
+            result = asyncio.run(run())
     except FolderInUse as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    except FhirError as err:
-        typer.echo(f"error: export from {server} failed: {err}", err=True)
-        if exit_code_for(err) == EXIT_TEMPFAIL:
-            typer.echo(f"run the same command again to resume ({out})", err=True)
-        raise typer.Exit(exit_code_for(err)) from None
     if output is OutputFormat.json:
         typer.echo(json.dumps({
             "folder": str(result.folder),

@@ -42,18 +42,13 @@ from bhi_fhir import fhirjson
 from bhi_fhir.codes import BHI_IDENTIFIER, LOINC
 from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.fhir.auth_factory import (
-    BearerTokenOption,
-    ClientIdOption,
-    JwksUrlOption,
-    KidOption,
-    PrivateKeyOption,
-    ScopeOption,
-    TokenUrlOption,
+    NO_AUTH,
+    AuthSettings,
     checked_server,
-    cli_auth,
+    exit_on_failed_request,
+    with_server_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
-from bhi_fhir.fhir.errors import FhirError, exit_code_for
 from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.instruments.registry import INSTRUMENTS
 from bhi_fhir.instruments.scoring import sex_of
@@ -303,6 +298,7 @@ def _table(run: Run, measures: Sequence[MeasureDef], period: Period, console: Co
         console.print(care)
 
 
+@with_server_auth
 def measure_command(
     period_text: Annotated[str, typer.Option("--period", help="measurement year, e.g. 2026")],
     server: Annotated[
@@ -322,13 +318,7 @@ def measure_command(
         bool, typer.Option("--write", help="write the MeasureReports back to --server "
                            "(idempotent: created, updated or left unchanged)")
     ] = False,
-    token: BearerTokenOption = None,
-    client_id: ClientIdOption = None,
-    private_key: PrivateKeyOption = None,
-    jwks_url: JwksUrlOption = None,
-    scope: ScopeOption = None,
-    token_url: TokenUrlOption = None,
-    kid: KidOption = None,
+    credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
 ) -> None:
     """Quality measures (CMS2, CMS159) over a measurement year, as FHIR MeasureReports."""
     period = _parse_period(period_text)
@@ -345,13 +335,9 @@ def measure_command(
     when = datetime.now(UTC).isoformat(timespec="seconds")
     if server is not None:
         checked_server(server)
-        auth = cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
-                        jwks_url=jwks_url, scope=scope, token_url=token_url, kid=kid)
-        try:
+        auth = credentials.for_command(server)
+        with exit_on_failed_request("error: "):
             run, reports = asyncio.run(_run_server(server, auth, measures, period, write, when))
-        except FhirError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exit_code_for(exc)) from None
     else:
         run = measure_files(list(input_files or []), measures, period)
         reports = build_reports(run, measures, period, when)

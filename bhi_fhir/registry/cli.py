@@ -19,24 +19,20 @@ import typer
 
 from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.fhir.auth_factory import (
-    BearerTokenOption,
-    ClientIdOption,
-    JwksUrlOption,
-    KidOption,
-    PrivateKeyOption,
-    ScopeOption,
-    TokenUrlOption,
+    NO_AUTH,
+    AuthSettings,
     checked_server,
-    cli_auth,
+    exit_on_failed_request,
+    with_server_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
-from bhi_fhir.fhir.errors import FhirError, exit_code_for
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.registry.model import build_registry
 from bhi_fhir.sync.cli import open_store
 from bhi_fhir.sync.runner import default_plan_path
 
 
+@with_server_auth
 def registry_command(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL (the app's iss)")],
     state_url: Annotated[
@@ -51,13 +47,7 @@ def registry_command(
         typer.Option("--today", help="YYYY-MM-DD (default: today in the plan's billing.timezone)"),
     ] = None,
     output: Annotated[str, typer.Option("--format", help="text or json")] = "text",
-    token: BearerTokenOption = None,
-    client_id: ClientIdOption = None,
-    private_key: PrivateKeyOption = None,
-    jwks_url: JwksUrlOption = None,
-    scope: ScopeOption = None,
-    token_url: TokenUrlOption = None,
-    kid: KidOption = None,
+    credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 60.0,
 ) -> None:
     """Build (or rebuild) the registry read model: every enrolled patient's row for today."""
@@ -71,8 +61,7 @@ def registry_command(
         day = date.fromisoformat(today) if today else practice.today()
     except ValueError:
         raise typer.BadParameter(f"--today expects YYYY-MM-DD, got {today!r}") from None
-    auth = cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
-                    jwks_url=jwks_url, scope=scope, token_url=token_url, kid=kid, write=False)
+    auth = credentials.for_command(server, write=False)
     store = open_store(state_url)
 
     async def run() -> int:
@@ -81,10 +70,8 @@ def registry_command(
         return len(rows)
 
     try:
-        count = asyncio.run(run())
-    except FhirError as err:
-        typer.echo(f"error: registry build from {server} failed: {err}", err=True)
-        raise typer.Exit(exit_code_for(err)) from None
+        with exit_on_failed_request(f"error: registry build from {server} failed: "):
+            count = asyncio.run(run())
     finally:
         store.close()
     if output == "json":

@@ -33,17 +33,12 @@ from bhi_fhir.exit_codes import (
     exit_code_for_cause,
 )
 from bhi_fhir.fhir.auth_factory import (
-    BearerTokenOption,
-    ClientIdOption,
-    JwksUrlOption,
-    KidOption,
-    PrivateKeyOption,
-    ScopeOption,
-    TokenUrlOption,
+    NO_AUTH,
+    AuthSettings,
     checked_server,
-    cli_auth,
+    exit_on_failed_request,
+    with_server_auth,
 )
-from bhi_fhir.fhir.errors import FhirError, exit_code_for
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.store import Store, StoreOpenError
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
@@ -81,6 +76,7 @@ def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
     return out
 
 
+@with_server_auth
 def sync(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
     plan: Annotated[
@@ -102,13 +98,7 @@ def sync(
         str | None,
         typer.Option("--today", help="YYYY-MM-DD (default: today in the plan's billing.timezone)"),
     ] = None,
-    token: BearerTokenOption = None,
-    client_id: ClientIdOption = None,
-    private_key: PrivateKeyOption = None,
-    jwks_url: JwksUrlOption = None,
-    scope: ScopeOption = None,
-    token_url: TokenUrlOption = None,
-    kid: KidOption = None,
+    credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
     agent: Annotated[
         str | None,
         typer.Option("--agent", help="Provenance agent reference (default: the bhi-fhir Device "
@@ -192,8 +182,7 @@ def sync(
         bulk=bulk,
         timeout=timeout,
         max_retries=max_retries,
-        auth=cli_auth(server, bearer_token=token, client_id=client_id, private_key=private_key,
-                      jwks_url=jwks_url, scope=scope, token_url=token_url, kid=kid),
+        auth=credentials.for_command(server),
     )
     if agent:
         config.agent = {"reference": agent}
@@ -279,6 +268,7 @@ def _iso(value: datetime) -> str:
 SUBSCRIPTION_CRITERIA = "QuestionnaireResponse?"
 
 
+@with_server_auth
 def subscribe(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
     endpoint: Annotated[
@@ -290,13 +280,7 @@ def subscribe(
         typer.Option("--secret", envvar="BHI_NOTIFY_SECRET",
                      help="shared secret the server sends as X-BHI-Notify-Secret"),
     ] = None,
-    token: BearerTokenOption = None,
-    client_id: ClientIdOption = None,
-    private_key: PrivateKeyOption = None,
-    jwks_url: JwksUrlOption = None,
-    scope: ScopeOption = None,
-    token_url: TokenUrlOption = None,
-    kid: KidOption = None,
+    credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
     tag: Annotated[
         list[str] | None,
         typer.Option("--tag", help="SYSTEM|CODE meta.tag on the Subscription (repeatable)"),
@@ -307,15 +291,10 @@ def subscribe(
 
     checked_server(server)
     tags = [tuple(t.rsplit("|", 1)) for t in tag or [] if "|" in t]
-    try:
+    with exit_on_failed_request("subscribe failed: "):
         sub_id, created = asyncio.run(ensure_subscription(
             server, endpoint, criteria=SUBSCRIPTION_CRITERIA, secret=secret,
-            auth=cli_auth(server, bearer_token=token, client_id=client_id,
-                          private_key=private_key, jwks_url=jwks_url, scope=scope,
-                          token_url=token_url, kid=kid),
+            auth=credentials.for_command(server),
             tags=[(s, c) for s, c in tags],
         ))
-    except FhirError as err:
-        typer.echo(f"subscribe failed: {err.message}", err=True)
-        raise typer.Exit(exit_code_for(err)) from None
     sys.stdout.write(f"Subscription/{sub_id} {'created' if created else 'already registered'}\n")
