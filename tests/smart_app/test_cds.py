@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm
 
 from bhi_fhir.codes import BHI_IDENTIFIER
-from smart_app.cds import PREFETCH, SERVICE_ID
+from smart_app.cds import CARD_KINDS, PREFETCH, SERVICE_ID
 from smart_app.config import EhrRegistration, Settings
 from smart_app.main import create_app
 from tests.instruments.screen_records import phq9_response
@@ -200,34 +200,55 @@ TEN = [3, 3, 3, 1, 0, 0, 0, 0, 0]
 NINE = [3, 3, 3, 0, 0, 0, 0, 0, 0]
 
 
+SIXTEEN = [3, 3, 3, 3, 3, 1, 0, 0, 0]
+EIGHT = [3, 3, 2, 0, 0, 0, 0, 0, 0]
+
+
+def treated(start: str, follow_up: list[int]) -> list[dict[str, Any]]:
+    """Enrolled at ``start`` with a PHQ-9 baseline of 16 and one follow-up on 2026-11-20."""
+    return [enrolled(start),
+            phq9_response("p1", "2026-09-28T10:00:00Z", rid="qr-base", points=SIXTEEN),
+            phq9_response("p1", "2026-11-20T10:00:00Z", rid="qr-follow", points=follow_up)]
+
+
+CARD = {kind.key: kind for kind in CARD_KINDS}
+
+
 @pytest.mark.parametrize(
     ("resources", "kind", "expected"),
     [
         # PHQ-9 item 9 > 0 needs same-day follow-up whatever the total (Kroenke 2001; PHQ-9
         # instructions); the plan's crisis.consider_within_days = 14 (practice choice).
-        ([phq9_response("p1", "2026-11-12T10:00:00Z", points=CRISIS_POINTS)],
-         "critical", True),
-        ([phq9_response("p1", "2026-11-11T10:00:00Z", points=CRISIS_POINTS)],
-         "critical", False),
+        ([phq9_response("p1", "2026-11-12T10:00:00Z", points=CRISIS_POINTS)], "crisis", True),
+        ([phq9_response("p1", "2026-11-11T10:00:00Z", points=CRISIS_POINTS)], "crisis", False),
         # Positive depression screen at PHQ-9 total >= 10 (Kroenke 2001, cut point 10).
-        ([phq9_response("p1", "2026-11-20T10:00:00Z", points=TEN)], "warning", True),
-        ([phq9_response("p1", "2026-11-20T10:00:00Z", points=NINE)], "warning", False),
+        ([phq9_response("p1", "2026-11-20T10:00:00Z", points=TEN)], "engage", True),
+        ([phq9_response("p1", "2026-11-20T10:00:00Z", points=NINE)], "engage", False),
         # No care-manager contact >= 4 weeks (AIMS Center registry flag; plan
         # handoffs.contact_interval_days = 28): enrolled 28 days ago vs 27.
-        ([enrolled("2026-10-29")], "info", True),
-        ([enrolled("2026-10-30")], "info", False),
+        ([enrolled("2026-10-29")], "contact", True),
+        ([enrolled("2026-10-30")], "contact", False),
+        # Psychiatric case review for non-responders from week 8 (Unützer 2002 IMPACT / AIMS
+        # Center treat-to-target; response = PHQ-9 drop >= 50 %, Kroenke 2001): 16 → 9 is a
+        # 43.75 % drop, 16 → 8 is 50 %; week 8 (56 days) vs week 7 (55 days).
+        (treated("2026-10-01", NINE), "review", True),
+        (treated("2026-10-01", EIGHT), "review", False),
+        (treated("2026-10-02", NINE), "review", False),
     ],
     ids=["crisis-14-days", "crisis-15-days-history", "phq9-10-positive", "phq9-9-negative",
-         "no-contact-28-days", "contact-27-days"],
+         "no-contact-28-days", "contact-27-days", "week-8-drop-43pc", "week-8-drop-50pc",
+         "week-7-drop-43pc"],
 )
 def test_card_rules(client: TestClient, resources: list[dict[str, Any]], kind: str,
                     expected: bool) -> None:
     cards = cards_of(client, resources)
-    found = [c for c in cards if c["indicator"] == kind]
+    found = [c for c in cards if c["summary"] == CARD[kind].summary]
     assert bool(found) is expected, [c["summary"] for c in cards]
     for card in found:
+        assert card["indicator"] == CARD[kind].indicator
         assert card["source"]["label"] and card["source"]["url"].startswith("https://")
         assert card["detail"].startswith("**Evidence:**")
+        assert "\n" not in card["detail"].split("\n\n")[0]  # the evidence in one line
         assert card["links"] == [{"label": "Open bhi-fhir for this patient",
                                   "url": f"{APP_URL}/launch", "type": "smart"}]
         assert card["suggestions"]
