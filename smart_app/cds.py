@@ -15,7 +15,8 @@ security). One service, ``patient-view``:
 
 The EHR authenticates with a JWT bearer (spec "Trusting CDS Clients"): signed with a key of
 the JWKS registered for its issuer (``Settings.cds_clients``: issuer → JWKS URL, the allow-list),
-``aud`` this service's URL, ``exp``, ``iat`` and a ``jti`` not seen before. Anything else: 401.
+``aud`` this service's URL, ``sub``, ``exp``, ``iat`` and a ``jti`` not seen before.
+Anything else: 401.
 A record not prefetched is read from ``fhirServer`` with ``fhirAuthorization.access_token``
 only when that server is one of the app's SMART registrations (the token goes nowhere else).
 Logs carry counts and reasons only, never patient ids or record content.
@@ -142,7 +143,7 @@ async def verify_client_jwt(request: Request, http: httpx.AsyncClient) -> dict[s
     try:
         claims: dict[str, Any] = jwt.decode(
             token, key.key, algorithms=[alg], audience=audience, issuer=issuer, leeway=LEEWAY,
-            options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+            options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
         )
     except jwt.PyJWTError as exc:
         raise CdsError(401, f"the bearer token is not valid ({type(exc).__name__})") from None
@@ -380,4 +381,4 @@ async def feedback(request: Request, service_id: str) -> Response:
         key = outcome if outcome in ("accepted", "overridden") else "other"
         outcomes[key] = outcomes.get(key, 0) + 1
     logger.info("CDS Hooks %s feedback: %s", SERVICE_ID, outcomes)  # counts only
-    return JSONResponse({}, status_code=200)
+    return Response(status_code=200)  # the spec asks for 200 and no body

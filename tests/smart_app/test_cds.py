@@ -347,11 +347,12 @@ def test_no_way_to_read_the_record_is_412(client: TestClient, extra: dict[str, A
         "aud",
         "exp",
         "jti",
+        "sub",
         "signature",
         "hs256",
     ],
     ids=["no-header", "not-a-jwt", "unknown-issuer", "other-audience", "expired", "no-jti",
-         "other-key", "hmac"],
+         "no-sub", "other-key", "hmac"],
 )
 def test_untrusted_bearer_is_401(client: TestClient, bearer: str | None) -> None:
     now = int(time.time())
@@ -361,6 +362,7 @@ def test_untrusted_bearer_is_401(client: TestClient, bearer: str | None) -> None
         "aud": token(aud=f"{APP_URL}/cds-services/other"),
         "exp": token(iat=now - 900, exp=now - 600),
         "jti": token(jti=None),
+        "sub": token(sub=None),  # the CDS client's client_id (spec: REQUIRED)
         "signature": token(_key=OTHER_KEY),
         "hs256": jwt.encode({"iss": EHR_ISS, "aud": SERVICE_URL, "exp": now + 60, "iat": now,
                              "jti": "x"}, "secret-secret-secret-secret-secret", algorithm="HS256"),
