@@ -1,7 +1,7 @@
 """CDS Hooks 2.0 service: bhi-fhir's protocol as cards in the EHR's patient view.
 
 Specification: https://cds-hooks.hl7.org/2.0/ (discovery, the hook request, cards, feedback,
-security). One service, ``patient-view``:
+security). One service for ``patient-view`` (and the same for ``encounter-start``):
 
 * ``GET /cds-services`` — discovery: the service, its prefetch templates (the searches the
   patient view reads, ``bhi_fhir.registry.reader.PATIENT_SEARCHES``, so a prefetched record and a
@@ -52,6 +52,7 @@ router = APIRouter()
 
 SPEC = "https://cds-hooks.hl7.org/2.0/"
 SERVICE_ID = "bhi-fhir-patient-view"
+ENCOUNTER_SERVICE_ID = "bhi-fhir-encounter-start"
 _PATIENT = "{{context.patientId}}"
 
 
@@ -65,17 +66,23 @@ PREFETCH: dict[str, str] = {"patient": f"Patient/{_PATIENT}"} | {
     kind[0].lower() + kind[1:]: _template(kind, param) for kind, param in PATIENT_SEARCHES
 }
 
-SERVICE = {
-    "hook": "patient-view",
-    "id": SERVICE_ID,
-    "title": "bhi-fhir behavioral health integration",
-    "description": "Crisis risk without a completed safety assessment, positive screens not yet "
-    "engaged, enrolled patients not improving, and overdue care-manager contact, with the "
-    "Tasks and ServiceRequests bhi-fhir's protocol would create.",
-    "prefetch": PREFETCH,
-    "usageRequirements": "Register the EHR's JWT issuer and JWKS URL (BHI_APP_CDS_CLIENTS) and, "
-    "for fetching what is not prefetched, the FHIR server as a SMART registration.",
-}
+_DESCRIPTION = (
+    "Crisis risk without a completed safety assessment, positive screens not yet engaged, "
+    "enrolled patients not improving, and overdue care-manager contact, with the Tasks and "
+    "ServiceRequests bhi-fhir's protocol would create."
+)
+_USAGE = (
+    "Register the EHR's JWT issuer and JWKS URL (BHI_APP_CDS_CLIENTS) and, for fetching what "
+    "is not prefetched, the FHIR server as a SMART registration."
+)
+# Service id → its hook. encounter-start (a visit begins) gets the same cards as patient-view:
+# both carry context.patientId, the only context the cards read.
+HOOKS = {SERVICE_ID: "patient-view", ENCOUNTER_SERVICE_ID: "encounter-start"}
+SERVICES = [
+    {"hook": hook, "id": service_id, "title": f"bhi-fhir behavioral health ({hook})",
+     "description": _DESCRIPTION, "prefetch": PREFETCH, "usageRequirements": _USAGE}
+    for service_id, hook in HOOKS.items()
+]
 
 
 @dataclass(frozen=True)
@@ -294,12 +301,13 @@ def cards_for(
 
 @router.get("/cds-services")
 async def discovery() -> Response:
-    return JSONResponse({"services": [SERVICE]})
+    return JSONResponse({"services": SERVICES})
 
 
 @router.post("/cds-services/{service_id}")
 async def call_service(request: Request, service_id: str) -> Response:
-    if service_id != SERVICE_ID:
+    hook = HOOKS.get(service_id)
+    if hook is None:
         return _error(404, "no such CDS service")
     started = time.perf_counter()
     source: FhirSource | None = None
@@ -310,8 +318,8 @@ async def call_service(request: Request, service_id: str) -> Response:
             body = await request.json()
         except ValueError:
             raise CdsError(400, "the request body is not JSON") from None
-        if not isinstance(body, dict) or body.get("hook") != "patient-view":
-            raise CdsError(400, "this service answers the patient-view hook")
+        if not isinstance(body, dict) or body.get("hook") != hook:
+            raise CdsError(400, f"this service answers the {hook} hook")
         context = body.get("context")
         patient_id = context.get("patientId") if isinstance(context, dict) else None
         if not isinstance(patient_id, str) or not patient_id or not isinstance(
@@ -324,12 +332,12 @@ async def call_service(request: Request, service_id: str) -> Response:
         resources, source = await _record(request, body, patient_id)
         cards = await _cards(request, resources, plan, source)
     except CdsError as exc:
-        logger.info("CDS Hooks %s refused: %s", SERVICE_ID, exc)
+        logger.info("CDS Hooks %s refused: %s", service_id, exc)
         return _error(exc.status, str(exc))
     finally:
         if source is not None:
             await source.aclose()
-    logger.info("CDS Hooks %s: %d cards in %.0f ms", SERVICE_ID, len(cards),
+    logger.info("CDS Hooks %s: %d cards in %.0f ms", service_id, len(cards),
                 (time.perf_counter() - started) * 1000)
     return JSONResponse({"cards": cards})
 
@@ -362,7 +370,7 @@ async def _cards(request: Request, resources: list[dict[str, Any]], plan: Practi
 
 @router.post("/cds-services/{service_id}/feedback")
 async def feedback(request: Request, service_id: str) -> Response:
-    if service_id != SERVICE_ID:
+    if service_id not in HOOKS:
         return _error(404, "no such CDS service")
     try:
         async with httpx.AsyncClient(timeout=request.app.state.settings.http_timeout) as http:
@@ -380,5 +388,5 @@ async def feedback(request: Request, service_id: str) -> Response:
         outcome = item.get("outcome") if isinstance(item, dict) else None
         key = outcome if outcome in ("accepted", "overridden") else "other"
         outcomes[key] = outcomes.get(key, 0) + 1
-    logger.info("CDS Hooks %s feedback: %s", SERVICE_ID, outcomes)  # counts only
+    logger.info("CDS Hooks %s feedback: %s", service_id, outcomes)  # counts only
     return Response(status_code=200)  # the spec asks for 200 and no body

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm
 
 from bhi_fhir.codes import BHI_IDENTIFIER
-from smart_app.cds import CARD_KINDS, PREFETCH, SERVICE_ID
+from smart_app.cds import CARD_KINDS, ENCOUNTER_SERVICE_ID, PREFETCH, SERVICE_ID
 from smart_app.config import EhrRegistration, Settings
 from smart_app.main import create_app
 from tests.instruments.screen_records import phq9_response
@@ -184,8 +184,9 @@ def test_discovery_lists_the_patient_view_service(client: TestClient) -> None:
     response = client.get("/cds-services")
     assert response.status_code == 200
     jsonschema.validate(response.json(), DISCOVERY_SCHEMA)
-    (service,) = response.json()["services"]
+    service, encounter = response.json()["services"]
     assert service["hook"] == "patient-view" and service["id"] == SERVICE_ID
+    assert encounter["hook"] == "encounter-start" and encounter["prefetch"] == service["prefetch"]
     assert service["prefetch"]["patient"] == "Patient/{{context.patientId}}"
     kinds = {t.split("?", 1)[0] for t in service["prefetch"].values()}
     assert {"QuestionnaireResponse", "Observation", "CarePlan", "Task", "ServiceRequest",
@@ -403,3 +404,16 @@ def test_hook_logs_no_patient_data(client: TestClient, caplog: pytest.LogCapture
     screen = phq9_response("p1", "2026-11-25T10:00:00Z", points=CRISIS_POINTS)
     assert cards_of(client, [screen])
     assert "p1" not in caplog.text and "qr-1" not in caplog.text
+
+
+def test_encounter_start_gets_the_same_cards(client: TestClient) -> None:
+    screen = phq9_response("p1", "2026-11-25T10:00:00Z", points=CRISIS_POINTS)
+    body = hook_request(prefetch_of([screen]), hook="encounter-start")
+    body["context"]["encounterId"] = "e1"
+    url = f"{APP_URL}/cds-services/{ENCOUNTER_SERVICE_ID}"
+    response = client.post(url, json=body, headers={"Authorization": f"Bearer {token(aud=url)}"})
+    assert response.status_code == 200, response.text
+    assert response.json()["cards"] == cards_of(client, [screen])
+    wrong = client.post(url, json=hook_request(prefetch_of([screen])),
+                        headers={"Authorization": f"Bearer {token(aud=url)}"})
+    assert wrong.status_code == 400  # a patient-view request to the encounter-start service
