@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bhi_fhir.exit_codes import EXIT_BAD_INPUT, EXIT_CONFIG
+from bhi_fhir.exit_codes import EXIT_CONFIG
 from bhi_fhir.fhir.auth_factory import (
     NO_AUTH,
     AuthSettings,
@@ -48,7 +48,7 @@ from bhi_fhir.fhir.doctor_data import (
 )
 from bhi_fhir.fhir.errors import RetryableError
 from bhi_fhir.fhir.profile import Readiness, ServerProfile
-from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
+from bhi_fhir.practice_plan import PracticePlan
 
 _STYLE = {"ok": "green", "warn": "yellow", "skip": "dim", "fail": "bold red"}
 
@@ -153,13 +153,9 @@ def doctor(
 ) -> None:
     """Check whether a FHIR server supports the BHI workflow, and what will be skipped."""
     checked_server(server)
-    from bhi_fhir.sync.runner import default_plan_path
+    from bhi_fhir.sync.cli import load_plan  # imported when the command runs, as before
 
-    try:
-        practice_plan = load_practice_plan(plan or default_plan_path())
-    except PracticePlanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None  # as sync and bill report a plan
+    practice_plan = load_plan(plan)  # as sync and registry report a plan that cannot be used
     auth = credentials.for_command(server, write=False)
     with exit_on_failed_request(f"error: cannot check {server}: "):
         diagnosis = _diagnose_within(wait, lambda: _diagnose(server, auth, timeout, practice_plan))

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bhi_fhir.exit_codes import EXIT_BAD_INPUT
 from bhi_fhir.fhir.auth_factory import (
     NO_AUTH,
     AuthSettings,
@@ -26,10 +24,8 @@ from bhi_fhir.fhir.auth_factory import (
     with_server_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
-from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.registry.model import build_registry
-from bhi_fhir.sync.cli import open_store
-from bhi_fhir.sync.runner import default_plan_path
+from bhi_fhir.sync.cli import load_plan, open_store, parse_today
 
 
 @with_server_auth
@@ -52,15 +48,8 @@ def registry_command(
 ) -> None:
     """Build (or rebuild) the registry read model: every enrolled patient's row for today."""
     checked_server(server)
-    try:
-        practice = load_practice_plan(plan or default_plan_path())
-    except PracticePlanError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    try:
-        day = date.fromisoformat(today) if today else practice.today()
-    except ValueError:
-        raise typer.BadParameter(f"--today expects YYYY-MM-DD, got {today!r}") from None
+    practice = load_plan(plan)
+    day = parse_today(today) or practice.today()
     auth = credentials.for_command(server, write=False)
     store = open_store(state_url)
 

@@ -39,7 +39,7 @@ from bhi_fhir.fhir.auth_factory import (
     exit_on_failed_request,
     with_server_auth,
 )
-from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
+from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
 from bhi_fhir.store import Store, StoreOpenError
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
 
@@ -64,6 +64,23 @@ def open_store(state_url: str | None) -> Store:
         return Store.open(state_url)
     except StoreOpenError as exc:
         _stop(f"--state-url: {exc}", EXIT_TEMPFAIL if exc.transient else EXIT_CONFIG)
+
+
+def load_plan(path: Path | None) -> PracticePlan:
+    """The practice plan of ``--plan`` (default: the shipped example); one that cannot be used
+    exits 2 with one line on stderr, before any work."""
+    try:
+        return load_practice_plan(path or default_plan_path())
+    except PracticePlanError as exc:
+        _stop(str(exc), EXIT_BAD_INPUT)
+
+
+def parse_today(text: str | None) -> date | None:
+    """``--today`` as a date (None when not given); not YYYY-MM-DD is a usage error."""
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        raise typer.BadParameter(f"--today expects YYYY-MM-DD, got {text!r}") from None
 
 
 def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
@@ -150,10 +167,7 @@ def sync(
     if failed or resolve:
         _held(server.rstrip("/"), state_url, resolve or [], output)
         return
-    try:
-        today_date = date.fromisoformat(today) if today else None
-    except ValueError:
-        raise typer.BadParameter(f"--today expects YYYY-MM-DD, got {today!r}") from None
+    today_date = parse_today(today)
     tag_pairs = []
     for value in tag or []:
         system, sep, code = value.rpartition("|")
@@ -161,10 +175,7 @@ def sync(
             raise typer.BadParameter("--tag expects SYSTEM|CODE")
         tag_pairs.append((system, code))
     plan_path = plan or default_plan_path()
-    try:
-        load_practice_plan(plan_path)  # a plan that cannot be used stops before any work
-    except PracticePlanError as exc:
-        _stop(str(exc), EXIT_BAD_INPUT)
+    load_plan(plan_path)  # a plan that cannot be used stops before any work
     config = SyncConfig(
         server=server,
         plan_path=plan_path,
