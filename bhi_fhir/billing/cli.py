@@ -6,10 +6,10 @@ FHIR server (``--server``) or from files (``--input``: NDJSON / Bundle / JSON, t
 shape). The pure core (:mod:`bhi_fhir.billing.ledger`) decides each patient-month.
 
 From a server, a patient's Encounters are read by ``date``, only as far back as the rules
-look: the episode look-back (``episode_gap_months``, §2.2) plus the initiating-visit window
-(``initiating_visit_lookback_days``, §4.3) before the month; when the episode reaches further
-back (continuous service), further windows are read until its start and the year before it
-are covered (:func:`bhi_fhir.billing.ledger.history_start`).
+look: the episode look-back (``episode_gap_months``, NC Medicaid, AMA) plus the initiating-visit
+window (``initiating_visit_lookback_days``, CMS MLN909432) before the month; when the episode
+reaches further back (continuous service), further windows are read until its start and the year
+before it are covered (:func:`bhi_fhir.billing.ledger.history_start`).
 
 The month-close is re-computable (:mod:`bhi_fhir.billing.writeback`): the server's billing
 Encounters for the month are looked up by identifier; a new bill is a conditional create, a
@@ -278,8 +278,8 @@ _MAX_HISTORY_WINDOWS = 20
 
 def first_window_start(month: Month, rules: BillingRules) -> datetime:
     """Where a patient's Encounter history is first read from: the episode look-back
-    (``episode_gap_months``, §2.2) and the initiating-visit window before it
-    (``initiating_visit_lookback_days``, §4.3)."""
+    (``episode_gap_months``, NC Medicaid, AMA) and the initiating-visit window before it
+    (``initiating_visit_lookback_days``, CMS MLN909432)."""
     tz = ZoneInfo(rules.timezone)
     return month.shift(-rules.episode_gap_months).start(tz) - timedelta(
         days=rules.initiating_visit_lookback_days
@@ -316,7 +316,8 @@ async def _record(
     for group in groups:
         for resource in group:
             _add_once(record, resource, seen)
-    # Episodes that reach further back (continuous service) need more history: §2.2, §4.3.
+    # Episodes that reach further back (continuous service) need more history: NC Medicaid, AMA, CMS
+    # MLN909432.
     for _ in range(_MAX_HISTORY_WINDOWS):
         needed = history_start(record, month, rules)
         if needed >= fetched_from:

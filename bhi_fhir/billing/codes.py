@@ -7,7 +7,7 @@ can override it; nothing else in the package hard-codes a minute count.
 Sources: CMS MLN909432 "Behavioral Health Integration Services", the CPT descriptors and the
 CPT time midpoint rule (Medicare, CY2025–CY2026).
 
-Collaborative care (CoCM, §4.1, §4.2 — CPT midpoint rule, a unit counts once its midpoint is
+Collaborative care (CoCM, CPT descriptors — CPT midpoint rule, a unit counts once its midpoint is
 passed):
 
 =============  ==========================  ===========================================
@@ -22,21 +22,22 @@ subsequent     31–75                       99493
 subsequent     76–105 / 106–135 / …        99493 + 99494 ×1 / ×2 / …
 =============  ==========================  ===========================================
 
-+99494 units are capped per payer (§4.1, §7.4: NC Medicaid 4, one vendor 2) by
++99494 units are capped per payer (NC Medicaid 4, one vendor 2) by
 :class:`PayerRules.max_99494_units`; no cap unless the payer sets one.
 
-General BHI (§4.1): 99484 at ≥ 20 minutes ("at least", §4.2, §7.1), billed as G0323 when the
-billing clinician is a clinical psychologist, clinical social worker, mental-health counselor or
-marriage and family therapist. Never with CoCM codes for the same patient-month (§4.3) — that is
-a patient-month rule, enforced in :mod:`bhi_fhir.billing.ledger`.
+General BHI (CPT descriptors): 99484 at ≥ 20 minutes ("at least": the CPT 99484 descriptor), billed
+as G0323 when the billing clinician is a clinical psychologist, clinical social worker,
+mental-health counselor or marriage and family therapist. Never with CoCM codes for the same
+patient-month (CMS MLN909432) — that is a patient-month rule, enforced in
+:mod:`bhi_fhir.billing.ledger`.
 
-RHC/FQHC (§4.3): from 2026 they bill the same CoCM codes (G0512 is retired) under the same
+RHC/FQHC (AHRQ, CY2026): from 2026 they bill the same CoCM codes (G0512 is retired) under the same
 midpoint rule; the 2018–2025 rules (G0511/G0512) are not implemented and are refused.
 
-APCM behavioral-health add-ons (§4.1, CY2026): G0568 / G0569 / G0570, valued like 99492 / 99493
+APCM behavioral-health add-ons (CY2026 PFS): G0568 / G0569 / G0570, valued like 99492 / 99493
 / 99484, billed only with an APCM base code (G0556–G0558) by the same practitioner in the same
 month, instead of (never with) the standalone CoCM/BHI codes; no 99494 equivalent. They are not
-time-based (§4.1, §7.8), so any counted minute in the month qualifies.
+time-based (CY2026 PFS; GillCompliance), so any counted minute in the month qualifies.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ __all__ = [
 Program = Literal["cocm", "bhi"]
 MonthKind = Literal["initial", "subsequent"]
 Setting = Literal["office", "fqhc", "rhc"]
-# Who bills: physician or NPP (NP, PA, CNS, CNM) for CoCM (§4.3 "Team"); G0323 adds clinical
-# psychologists, clinical social workers and, since 2024, counselors and MFTs (§4.1).
+# Who bills: physician or NPP (NP, PA, CNS, CNM) for CoCM (CMS MLN909432, care team); G0323 adds
+# clinical psychologists, clinical social workers and, since 2024, counselors and MFTs (HCPCS
+# G0323).
 Qualification = Literal[
     "physician", "np", "pa", "cns", "cnm", "psychologist", "csw", "counselor", "mft"
 ]
@@ -107,8 +109,8 @@ MONTHLY_CARE_MANAGEMENT_CODES: Final[frozenset[str]] = (
     COCM_CODES | GENERAL_BHI_CODES | APCM_BASE_CODES | APCM_ADDON_CODES
 )
 
-APCM_BH_FIRST_YEAR: Final = 2026  # §4.1: G0568–G0570 effective 1 Jan 2026
-RHC_FQHC_CPT_FIRST_YEAR: Final = 2026  # §4.3: G0512 retired 1 Jan 2026
+APCM_BH_FIRST_YEAR: Final = 2026  # CY2026 PFS: G0568–G0570 effective 1 Jan 2026
+RHC_FQHC_CPT_FIRST_YEAR: Final = 2026  # AHRQ, CY2026: G0512 retired 1 Jan 2026
 
 
 class UnsupportedBillingRules(ValueError):

@@ -11,15 +11,16 @@ element             value, and why
 identifier          BHI_IDENTIFIER | ``billing-<program>-<patient id>-<YYYY-MM>``: patient,
                     month and program make one bill; the transaction writes it with
                     ``ifNoneExist`` on that identifier, so re-running never duplicates it.
-status              ``finished`` — a month is billed once its time has accrued (§4.3).
+status              ``finished`` — a month is billed once its time has accrued (CMS MLN909432).
 class               ``VR`` when every counted contact was phone or video, else ``AMB``
                     (v3-ActCode, https://build.fhir.org/ig/HL7/UTG/ValueSet-encounter-class.html).
 type                one CodeableConcept per billed code: CPT (99492, 99493, 99494, 99484) or
                     HCPCS (G2214, G0323, G0568–G0570). US Core's Encounter Type value set
-                    includes all of CPT (§4.4); HCPCS codes fall under its extensible binding.
-                    Units: an extension ``billed-units`` (positiveInt) on that CodeableConcept,
-                    also in ``text`` ("99494 x2"). Repeating a coding per unit would be lost by
-                    any consumer that de-duplicates codings, and R4 Encounter has no quantity.
+                    includes all of CPT (US Core Encounter Type); HCPCS codes fall under its
+                    extensible binding. Units: an extension ``billed-units`` (positiveInt) on that
+                    CodeableConcept, also in ``text`` ("99494 x2"). Repeating a coding per unit
+                    would be lost by any consumer that de-duplicates codings, and R4 Encounter has
+                    no quantity.
 subject             the Patient.
 participant         billing practitioner (v3 ParticipationType ``PPRF``, primary performer) and
                     each care manager whose time was counted (``SPRF``, secondary performer).

@@ -12,20 +12,20 @@ Counting rules (CPT time rules, CMS MLN909432 and the NC Medicaid episode defini
   ``treatment`` (from ``dateTime``/``provision.period.start`` to ``provision.period.end``).
 - Minutes after discharge do not count: a BHI CarePlan (SNOMED 718347000) with ``period.end``
   blocks time from that end until a later BHI CarePlan starts.
-- Time of separately billed services is excluded (§4.2): an Encounter of the patient carrying
+- Time of separately billed services is excluded (AAP News): an Encounter of the patient carrying
   any other CPT/HCPCS code (psychotherapy, an E/M, …) removes its span from the same clinician's
   entries (from everyone's when it names no participant); an entry that itself carries such a
   code is not care-management time at all. Time while the patient is inpatient or in observation
-  (class IMP/ACUTE/NONAC/OBSENC) is excluded for everyone (§4.2, AAP News).
+  (class IMP/ACUTE/NONAC/OBSENC) is excluded for everyone (AAP News).
 - Overlapping entries of the same clinician for the same patient count once (interval union);
   different clinicians' time adds up.
 - Calendar months in the practice's time zone; an entry crossing midnight at month end is split.
-  Minutes are whole minutes, rounded down ("at least" codes need the full minutes, §4.2).
+  Minutes are whole minutes, rounded down ("at least" codes need the full minutes: CPT descriptors).
 - Initial vs subsequent CoCM month: a month is *initial* when the patient had no CoCM service
   (counted CoCM minutes, or a CoCM code billed) in the previous ``episode_gap_months`` (6)
-  months — a new episode after ≥ 6 months without CoCM service (§2.2, §7.3).
+  months — a new episode after ≥ 6 months without CoCM service (CPT; NC Medicaid citing AMA).
 
-Requirements per patient-month (§4.3), each missing one a :class:`Reason`:
+Requirements per patient-month (CMS MLN909432), each missing one a :class:`Reason`:
 consent documented by the end of the month; an initiating visit (E/M, AWV, IPPE, TCM, 90791)
 within ``initiating_visit_lookback_days`` (365) before the episode began, up to the month's end
 ("new patients or anyone not seen within the past year"); for CoCM, a psychiatric consultant on
@@ -351,8 +351,9 @@ def _consent_windows(record: PatientRecord, rules: BillingRules, tz: tzinfo) -> 
 def _discharge_blocks(record: PatientRecord, tz: tzinfo) -> tuple[list[Interval], list[str]]:
     """Spans after a BHI episode ended (until a later BHI CarePlan starts), and warnings.
 
-    The episode ends at the CarePlan's ``period.end`` (a date ends with its day, §2.2). A plan
-    ``completed`` or ``revoked`` without ``period.end`` ended at the latest when it was last
+    The episode ends at the CarePlan's ``period.end`` (a date ends with its day; episode of care: NC
+    Medicaid citing AMA). A plan ``completed`` or ``revoked`` without ``period.end`` ended at the
+    latest when it was last
     changed (``meta.lastUpdated``); without that either, its end is unknown (a warning)."""
     plans: list[Interval] = []
     warnings: list[str] = []
@@ -383,7 +384,7 @@ def _discharge_blocks(record: PatientRecord, tz: tzinfo) -> tuple[list[Interval]
 
 
 def _after_death(record: PatientRecord, tz: tzinfo) -> tuple[datetime | None, bool]:
-    """The first instant after the date of death (no service is dated after it, §6), and
+    """The first instant after the date of death (Medicare pays no services dated after it), and
     whether the patient is recorded deceased without a date (``deceasedBoolean``)."""
     patient = record.resource or {}
     moment = parse_datetime(patient.get("deceasedDateTime"), tz)
@@ -695,7 +696,7 @@ Role = Literal["care-manager", "psychiatric-consultant", "billing-practitioner",
 def role_of(
     clinician: str, members: Sequence[tuple[str | None, list[Any]]], rules: BillingRules
 ) -> Role:
-    """The care-team role of whoever logged an entry (§4.3 Team).
+    """The care-team role of whoever logged an entry (CMS MLN909432, care team).
 
     The practice plan's team first (``care_managers``, ``psychiatric_consultants``, the billing
     practitioners), then the role codings of the patient's CareTeam at that time
@@ -726,7 +727,7 @@ _ROLE_TEXT: Final[dict[Role, str]] = {
 def _eligibility(
     record: PatientRecord, rules: BillingRules, billing_practitioner: str | None, tz: tzinfo
 ) -> Eligibility:
-    """Whose minutes count (§6, §4.1, §4.3 Team):
+    """Whose minutes count (CPT descriptors; CMS MLN909432):
 
     - CoCM (99492/99493/99494, G2214, and the APCM add-ons valued like them): behavioral health
       care manager time only; the psychiatric consultant's and the billing practitioner's work
@@ -972,8 +973,8 @@ def close_month(
 def history_start(record: PatientRecord, month: Month, rules: BillingRules) -> datetime:
     """The earliest instant :func:`close_month` needs the patient's Encounters from, judged on
     the Encounters in ``record``: every program's episode start ``E`` must be decided (the
-    ``episode_gap_months`` before ``E`` seen, §2.2) and the initiating-visit window
-    (``initiating_visit_lookback_days`` before ``E``, §4.3) covered.
+    ``episode_gap_months`` before ``E`` seen, NC Medicaid, AMA) and the initiating-visit window
+    (``initiating_visit_lookback_days`` before ``E``, CMS MLN909432) covered.
 
     A server fetch starts at ``month - gap - lookback``; while this returns an earlier instant
     than what was fetched, the episode reaches further back and more must be read.
@@ -1005,7 +1006,8 @@ def _in_month(rejected: Rejected, record: PatientRecord, window: Interval, tz: t
 
 
 def _no_bhi_with_cocm(results: list[PatientMonth]) -> list[PatientMonth]:
-    """99484/G0323 never with CoCM codes for the same patient-month (§4.3 Same month)."""
+    """99484/G0323 never with CoCM codes for the same patient-month (vendor billing guides; to be
+    confirmed in the CPT text)."""
     if not any(r.program == "cocm" and r.codes for r in results):
         return results
     out = []

@@ -10,14 +10,14 @@ practice plan                              BillingRules
 billing.program ``cocm`` / ``general-bhi``   program ``cocm`` / ``bhi``
 billing.setting ``physician-office``/fqhc/rhc  setting ``office`` / ``fqhc`` / ``rhc``
 billing.timezone                           timezone
-billing.*_minutes                          thresholds (§4.1, §4.2, §7.1, §7.2)
-billing.addon_max_units                    default_payer.max_99494_units (§4.1, §7.4)
+billing.*_minutes                          thresholds (CPT descriptors and midpoint rule)
+billing.addon_max_units                    default_payer.max_99494_units (payer caps vary)
 billing.payers.<key>.addon_max_units       payers[<key>].max_99494_units
-billing.billing_practitioner_qualification billing_practitioner_qualification (§4.1 G0323)
-team.billing_practitioner                  billing_practitioner (§4.3 Team)
-team.care_managers                         care_managers (whose minutes count, §6)
+billing.billing_practitioner_qualification billing_practitioner_qualification (HCPCS G0323)
+team.billing_practitioner                  billing_practitioner (CMS MLN909432)
+team.care_managers                         care_managers (whose minutes count, CMS MLN909432)
 team.psychiatric_consultant                psychiatric_consultants (matched on CareTeams)
-consent.scope                              consent_scope (§4.3 Consent)
+consent.scope                              consent_scope (CMS MLN909432)
 =========================================  =================================================
 
 A bare ``BillingRules`` file (``bhi-fhir bill --rules``) is still accepted for what the plan
@@ -60,7 +60,7 @@ def _codes(system: str, *codes: str) -> list[CodingKey]:
     return [CodingKey(system=system, code=c) for c in codes]
 
 
-# §4.3 "Initiating visit": an E/M (office/outpatient 99202–99205, 99211–99215), AWV
+# CMS MLN909432 "Initiating visit": an E/M (office/outpatient 99202–99205, 99211–99215), AWV
 # (G0438/G0439), IPPE (G0402), TCM (99495/99496) or a psychiatric diagnostic evaluation (90791).
 DEFAULT_INITIATING_VISIT_CODES: Final[tuple[CodingKey, ...]] = (
     *_codes(CPT, "99202", "99203", "99204", "99205"),
