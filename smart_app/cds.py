@@ -199,12 +199,13 @@ async def _record(request: Request, body: Mapping[str, Any], patient_id: str) ->
     token = auth.get("access_token") if isinstance(auth, dict) else None
     settings = request.app.state.settings
     source = None
-    if isinstance(server, str) and isinstance(token, str) and token:
-        if settings.registration_for(server) is None:
-            raise CdsError(412, "fhirServer is not a FHIR server this app is registered with")
-        source = FhirSource(server.rstrip("/"), token, settings.http_timeout)
+    known = isinstance(server, str) and settings.registration_for(server) is not None
+    if known and isinstance(token, str) and token:
+        source = FhirSource(str(server).rstrip("/"), token, settings.http_timeout)
     if found is not None:
         return found, source
+    if server is not None and not known:
+        raise CdsError(412, "fhirServer is not a FHIR server this app is registered with")
     if source is None:
         # Spec "Prefetch": without the data and without a way to fetch it, 412.
         raise CdsError(412, "the record was not prefetched and no fhirServer with "

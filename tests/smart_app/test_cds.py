@@ -417,3 +417,10 @@ def test_encounter_start_gets_the_same_cards(client: TestClient) -> None:
     wrong = client.post(url, json=hook_request(prefetch_of([screen])),
                         headers={"Authorization": f"Bearer {token(aud=url)}"})
     assert wrong.status_code == 400  # a patient-view request to the encounter-start service
+
+
+def test_full_prefetch_needs_no_registered_fhir_server(client: TestClient) -> None:
+    """The token is never sent to an unknown server, but a complete prefetch is enough."""
+    body = hook_request(prefetch_of([]), fhirServer="https://elsewhere.example/fhir",
+                        fhirAuthorization={"access_token": "t"})
+    assert call(client, body).status_code == 200
