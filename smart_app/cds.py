@@ -194,6 +194,8 @@ async def _record(request: Request, body: Mapping[str, Any], patient_id: str) ->
 ]:
     prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
     found = _prefetched(prefetch or {})
+    if found is not None and found[0].get("id") != patient_id:
+        raise CdsError(400, "the prefetched Patient is not context.patientId")
     server = body.get("fhirServer")
     auth = body.get("fhirAuthorization")
     token = auth.get("access_token") if isinstance(auth, dict) else None

@@ -424,3 +424,7 @@ def test_full_prefetch_needs_no_registered_fhir_server(client: TestClient) -> No
     body = hook_request(prefetch_of([]), fhirServer="https://elsewhere.example/fhir",
                         fhirAuthorization={"access_token": "t"})
     assert call(client, body).status_code == 200
+
+
+def test_prefetch_of_another_patient_is_refused(client: TestClient) -> None:
+    assert call(client, hook_request(prefetch_of([], pid="p2"))).status_code == 400
