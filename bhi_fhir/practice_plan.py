@@ -6,8 +6,9 @@ referral directory, screening cut points, hand-off windows and cadences, treat-t
 definitions, telehealth use and billing rules. The protocol's PlanDefinitions read these values
 as ``%plan`` (see :meth:`PracticePlan.fhirpath_view`), so no threshold is a literal in a rule.
 
-Defaults cite ../shared/reference/bhi-domain.md (``§`` below). Values marked *practice choice*
-have no public default; the shipped value is a starting point for the practice's clinical lead.
+Defaults name their public source (publication, measure, code set or CMS guidance). Values marked
+*practice choice* have no public default; the shipped value is a starting point for the practice's
+clinical lead.
 
 Errors name the key path and the problem, e.g. ``crisis.levels.high: unknown level 'icu'``.
 """
@@ -55,8 +56,8 @@ __all__ = [
 ]
 
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-Priority = Literal["routine", "urgent", "asap", "stat"]  # http://hl7.org/fhir/request-priority, §3
-Risk = Literal["low", "moderate", "high"]  # C-SSRS screener triage, §1.6
+Priority = Literal["routine", "urgent", "asap", "stat"]  # http://hl7.org/fhir/request-priority
+Risk = Literal["low", "moderate", "high"]  # C-SSRS screener triage (Columbia)
 Instrument = Literal["phq9", "phq2", "phqa", "gad7", "gad2", "cssrs", "auditc", "epds"]
 
 _REFERENCE_TYPES = (
@@ -110,45 +111,45 @@ class TeamMember(_Strict):
 
 
 class CareManager(TeamMember):
-    # Caseload capacity is a practice choice (staffing, §2.3 "caseload size").
+    # Caseload capacity is a practice choice (staffing, AIMS Center "caseload size").
     capacity: int = Field(default=60, ge=1)
 
 
 class Team(_Strict):
-    """§4.3 Team: billing practitioner, BHCM(s), psychiatric consultant."""
+    """CMS MLN909432 Team: billing practitioner, BHCM(s), psychiatric consultant."""
 
     billing_practitioner: TeamMember
     care_managers: list[CareManager] = Field(min_length=1)
     psychiatric_consultant: TeamMember
-    # Who receives same-day crisis Tasks (§3 "same-day safety assessment"); practice choice.
+    # Who receives same-day crisis Tasks (same-day safety assessment, SAFE-T); practice choice.
     clinician_on_duty: TeamMember
 
 
 class Screening(_Strict):
     instruments: list[Instrument] = ["phq9", "phq2", "gad7", "cssrs", "auditc"]
-    phq9_positive: int = Field(default=10, ge=1, le=27)  # §1.2, HEDIS DSF ≥10
-    phqa_positive: int = Field(default=10, ge=1, le=27)  # §1.4 / §2.4 PHQ-9M ≥10
-    phq2_positive: int = Field(default=3, ge=1, le=6)  # §1.3, authors' cut point ≥3
-    gad7_positive: int = Field(default=10, ge=1, le=21)  # §1.5, Spitzer 2006 ≥10
-    gad2_positive: int = Field(default=3, ge=1, le=6)  # §1.5 ≥3
-    epds_positive: int = Field(default=10, ge=1, le=30)  # §1.8 / §2.4 HEDIS ≥10
-    auditc_positive_male: int = Field(default=4, ge=1, le=12)  # §1.7 ≥4 men
-    auditc_positive_female: int = Field(default=3, ge=1, le=12)  # §1.7 ≥3 women
+    phq9_positive: int = Field(default=10, ge=1, le=27)  # HEDIS DSF ≥10 (Kroenke 2001; Arroll 2010)
+    phqa_positive: int = Field(default=10, ge=1, le=27)  # HEDIS DSF-E PHQ-9M ≥10 (PHQ-A: NIMH ASQ)
+    phq2_positive: int = Field(default=3, ge=1, le=6)  # Arroll 2010, authors' cut point ≥3
+    gad7_positive: int = Field(default=10, ge=1, le=21)  # Spitzer 2006 ≥10
+    gad2_positive: int = Field(default=3, ge=1, le=6)  # GAD-2 ≥3 (Kroenke 2007)
+    epds_positive: int = Field(default=10, ge=1, le=30)  # HEDIS DSF-E ≥10
+    auditc_positive_male: int = Field(default=4, ge=1, le=12)  # US Core AUDIT-C ≥4 men
+    auditc_positive_female: int = Field(default=3, ge=1, le=12)  # US Core AUDIT-C ≥3 women
     # A screen older than this many days is history, not a reason to act: engage, consent,
     # phq9-followup and brief-intervention only fire for screens from the last lookback_days,
     # so a backfill over years of data creates no Tasks for stale positive screens. Practice
     # choice; the default matches HEDIS DSF-E's follow-up within 30 days of a positive screen
-    # (§2.4).
+    # (HEDIS DSF-E).
     lookback_days: int = Field(default=30, ge=0)
     # A positive AUDIT-C whose every point comes from Q1 (Q2 = Q3 = 0): drinking is probably
-    # within limits (§1.7). "note": the brief-intervention Task is still created and says so,
-    # the clinician decides; "skip": no Task. Practice choice.
+    # within limits (US Core AUDIT-C). "note": the brief-intervention Task is still created and says
+    # so, the clinician decides; "skip": no Task. Practice choice.
     auditc_q1_only: Literal["note", "skip"] = "note"
     # Consent on file but the latest positive screen is older than lookback_days: "rescreen"
     # (default) = a Task to repeat the PHQ-9/GAD-7 first, enrollment then fires on the new
     # screen; "enroll" = enroll on the old screen. Treat-to-target needs a baseline from
-    # baseline_lookback_days before enrollment (§2.1, §2.2) and phase 2 starts with an
-    # assessment with validated scales (§2.3); a stale screen gives neither.
+    # baseline_lookback_days before enrollment (NCQA DRR-E, Bao 2016) and phase 2 starts with an
+    # assessment with validated scales (AIMS Center); a stale screen gives neither.
     stale_screen_at_enrollment: Literal["rescreen", "enroll"] = "rescreen"
 
     @property
@@ -171,15 +172,15 @@ class Screening(_Strict):
 class Handoffs(_Strict):
     # Time from a positive screen to the first BHCM contact: practice choice (no public default).
     first_contact_days: int = Field(default=7, ge=0)
-    # No care-manager contact for this long → outreach. §2.2 first follow-up within 4 weeks;
-    # §2.3 registry flag "no contact ≥4 weeks".
+    # No care-manager contact for this long → outreach. Bao 2016 first follow-up within 4 weeks;
+    # AIMS Center registry flag "no contact ≥4 weeks".
     contact_interval_days: int = Field(default=28, ge=1)
-    # Measurement cadence (PHQ-9/GAD-7). §2.2 "a score at every contact"; 4 weeks matches the
+    # Measurement cadence (PHQ-9/GAD-7). HEDIS DMS-E "a score at every contact"; 4 weeks matches the
     # contact interval. Also the due date of the enrollment follow-up measurement Task.
     measurement_interval_days: int = Field(default=28, ge=1)
-    # Initial BHCM assessment after enrollment (§2.3 phase 2): practice choice.
+    # Initial BHCM assessment after enrollment (AIMS Center phase 2): practice choice.
     initial_assessment_days: int = Field(default=7, ge=0)
-    # Weekly systematic caseload review (§2.2, required element of 99492/99493 §4.1).
+    # Weekly systematic caseload review (a required element of the CPT 99492/99493 descriptors).
     caseload_review_weekday: Weekday = "wednesday"
     caseload_review_attendees: list[str] = []
 
@@ -197,7 +198,7 @@ class Handoffs(_Strict):
 
 
 class ReferralTarget(_Strict):
-    """One level of care in the crisis referral directory (§3 levels of care)."""
+    """One level of care in the crisis referral directory (SAMHSA 2020 levels of care)."""
 
     name: str
     performer: str  # Organization/… or HealthcareService/…
@@ -212,16 +213,17 @@ class ReferralTarget(_Strict):
 
 
 class Crisis(_Strict):
-    # Who keeps the referral directory current (§2.3, AMA: crisis referral-list ownership).
+    # Who keeps the referral directory current (AIMS Center, AMA: crisis referral-list ownership).
     maintained_by: str
     directory: dict[str, ReferralTarget]
     # C-SSRS risk → directory level for the crisis-referral rule. Risks not listed get no
-    # referral (the same-day assessment still fires). §3 proposed mapping [L]: high → ED or
-    # mobile crisis; moderate → practice choice.
+    # referral (the same-day assessment still fires). A design proposal, set by the clinical lead:
+    # high → ED or mobile crisis; moderate → practice choice.
     levels: dict[str, str] = {"high": "emergency-department", "moderate": "crisis-stabilization"}
-    # Risk → ServiceRequest.priority (§3: stat for high, urgent for moderate).
+    # Risk → ServiceRequest.priority (FHIR request-priority; design choice: stat for high, urgent
+    # for moderate).
     priorities: dict[str, Priority] = {"high": "stat", "moderate": "urgent"}
-    # Same-day suicide risk assessment priority (§3 "asap" row).
+    # Same-day suicide risk assessment priority (asap; FHIR request-priority).
     assessment_priority: Priority = "asap"
     # Responses older than this are history, not a current crisis (backfills over years of
     # data must not order same-day assessments for old responses). Practice choice.
@@ -255,10 +257,10 @@ class Crisis(_Strict):
 
 
 class TreatToTarget(_Strict):
-    response_drop_percent: float = Field(default=50, gt=0, le=100)  # §2.1 ≥50% drop
-    remission_below: int = Field(default=5, ge=1)  # §2.1 PHQ-9 <5 (GAD-7 <5, [M])
-    review_window_start_week: int = Field(default=8, ge=1)  # §2.2 weeks 8–12
-    review_window_end_week: int = Field(default=12, ge=1)  # §2.2
+    response_drop_percent: float = Field(default=50, gt=0, le=100)  # NCQA DRR-E ≥50% drop
+    remission_below: int = Field(default=5, ge=1)  # NCQA DRR-E PHQ-9 <5 (GAD-7 <5, [M])
+    review_window_start_week: int = Field(default=8, ge=1)  # Bao 2016 weeks 8–12
+    review_window_end_week: int = Field(default=12, ge=1)  # Bao 2016
     baseline_lookback_days: int = Field(default=30, ge=0)  # baseline may precede enrollment by this
 
     @model_validator(mode="after")
@@ -278,7 +280,7 @@ class Records(_Strict):
     """What the patient's own record says about new work (FHIR R4 Patient.deceased[x],
     Patient.active, Patient.link, https://hl7.org/fhir/R4/patient.html). A deceased patient
     gets no new work and bhi-fhir's open Tasks for them are proposed for cancellation
-    (Medicare pays no services after death, §6); an inactive record gets no new work."""
+    (Medicare pays no services after death); an inactive record gets no new work."""
 
     # A deceased patient's active BHI CarePlan: "revoked" (default: FHIR request-status
     # "terminated prior to the known full completion", https://hl7.org/fhir/R4/valueset-request-status.html),
@@ -297,23 +299,23 @@ class Enrollment(_Strict):
 
 
 class Consent(_Strict):
-    # §4.3 consent: documented; read as an active Consent with this scope.
+    # CMS MLN909432 consent: documented; read as an active Consent with this scope.
     scope: str = "treatment"
     # Narrow to Consents carrying this category code (any system); None = any category.
     category: str | None = None
 
 
 class Telehealth(_Strict):
-    virtual_contacts: bool = True  # §4.3: CoCM contacts may be in person, phone or video
-    place_of_service_home: str = "10"  # §4.3
-    place_of_service_other: str = "02"  # §4.3
-    modifier_video: str = "95"  # §4.3
-    modifier_audio: str = "93"  # §4.3
+    virtual_contacts: bool = True  # CMS MLN909432: CoCM contacts may be in person, phone or video
+    place_of_service_home: str = "10"  # CMS place of service 10: patient's home
+    place_of_service_other: str = "02"  # CMS place of service 02: telehealth elsewhere
+    modifier_video: str = "95"  # CPT modifier 95: real-time audio-video
+    modifier_audio: str = "93"  # CPT modifier 93: audio-only
 
 
 class Payer(_Strict):
     """One payer's billing rules, keyed in ``billing.payers`` by the Coverage.payor display,
-    reference or identifier value (§4.1 +99494 notes, §7.4: caps vary by payer)."""
+    reference or identifier value (NC Medicaid 4 a month, one vendor 2: caps vary by payer)."""
 
     name: str | None = None
     addon_max_units: int | None = Field(default=None, ge=0)  # None = billing.addon_max_units
@@ -322,19 +324,19 @@ class Payer(_Strict):
 class Billing(_Strict):
     program: Literal["cocm", "general-bhi"] = "cocm"
     setting: Literal["physician-office", "fqhc", "rhc"] = "physician-office"
-    # §4.2 CPT midpoint rule and §4.1 minimums.
+    # CPT midpoint rule and the CPT descriptors' minimums.
     cocm_first_month_minutes: int = 36
     cocm_later_month_minutes: int = 31
     g2214_minutes: int = 16
     addon_first_month_minutes: int = 86
     addon_later_month_minutes: int = 76
     addon_unit_minutes: int = 30
-    addon_max_units: int = Field(default=4, ge=0)  # §4.1/§7.4 payer-configurable (NC Medicaid 4)
-    general_bhi_minutes: int = 20  # §4.1 99484 "at least 20 min", §7.1
-    # Payers whose rules differ from the defaults above (§4.1/§7.4); none by default.
+    addon_max_units: int = Field(default=4, ge=0)  # payer-configurable (NC Medicaid 4)
+    general_bhi_minutes: int = 20  # CPT 99484 "at least 20 min"
+    # Payers whose rules differ from the defaults above (e.g. +99494 caps); none by default.
     payers: dict[str, Payer] = {}
-    # The IANA zone the practice's calendar months are counted in (§4.3 calendar-month service
-    # period). Practice choice: set it to the practice's own zone.
+    # The IANA zone the practice's calendar months are counted in (CMS MLN909432 calendar-month
+    # service period). Practice choice: set it to the practice's own zone.
     timezone: str = "UTC"
 
     @field_validator("timezone")
@@ -350,7 +352,8 @@ class Billing(_Strict):
             ) from None
         return value
 
-    # §4.3 Team / §4.1 G0323: the billing practitioner's qualification picks 99484 vs G0323.
+    # CMS MLN909432 care team / HCPCS G0323: the billing practitioner's qualification picks 99484 vs
+    # G0323.
     billing_practitioner_qualification: Literal[
         "physician", "np", "pa", "cns", "cnm", "psychologist", "csw", "counselor", "mft"
     ] = "physician"

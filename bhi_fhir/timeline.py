@@ -10,17 +10,21 @@ The facts are a plain JSON-shaped dict, so the protocol's FHIRPath conditions ca
                        (see ``_score_fact``); ``suicideItemUnknown`` when a total came
                        without its suicide item
     latest             {instrument: newest score of that instrument}
-    enrolled           bool: the practice's own active BHI CarePlan (``is_enrollment``, §4.4)
+    enrolled           bool: the practice's own active BHI CarePlan (``is_enrollment``, FHIR
+                       care-plan-category)
     enrollment         {carePlan, source, start, contributors}
     weeksInTreatment   whole weeks since enrollment.start
-    reviewPeriod       "weeks-8-12", "weeks-13-17", ... once the review window has started (§2.2)
-    consent            {onFile, consent, source, date}: active Consent, scope treatment (§4.3)
+    reviewPeriod       "weeks-8-12", "weeks-13-17", ... once the review window has started (Bao
+                       2016)
+    consent            {onFile, consent, source, date}: active Consent, scope treatment (CMS
+                       MLN909432)
     contacts           {count, last, daysWithout}: care-manager contacts (see ``_contact_date``)
-    measurement        {last, daysWithout}: PHQ-9/GAD-7 since enrollment (§2.2 cadence)
+    measurement        {last, daysWithout}: PHQ-9/GAD-7 since enrollment (HEDIS DMS-E cadence)
     targets            {phq9: target, gad7: target}; target = {instrument, baseline, latest,
-                       improvementPercent, remission, response} (§2.1)
+                       improvementPercent, remission, response} (NCQA DRR-E)
     target             the primary target (the instrument the patient screened positive on)
-    crises             responses that need a same-day safety assessment (§1.2, §1.4, §1.6, §1.8, §3)
+    crises             responses that need a same-day safety assessment (PHQ-9 item 9, PHQ-A suicide
+                       items, C-SSRS risk, EPDS item 10; SAFE-T)
     crisisAssessments  the open same-day assessment episode to write, or [] ("Crisis episodes")
     crisisReferrals    one open referral episode per C-SSRS risk to write, or []
     deceased           {date, latest} when the Patient says deceased (deceasedBoolean true: {})
@@ -31,7 +35,7 @@ The facts are a plain JSON-shaped dict, so the protocol's FHIRPath conditions ca
                        resourceType, status, version, active}
     openRules          rule ids with at least one generated resource still active
 
-Care-manager contacts (§2.3 "contact count and last contact date"): a finished or in-progress
+Care-manager contacts (AIMS Center "contact count and last contact date"): a finished or in-progress
 Encounter, or a completed/in-progress Procedure, coded BHI_ACTIVITY ``care-management-contact``
 (the billing ledger's entries), plus a *completed* engage or outreach Task that bhi-fhir
 generated: completing that Task records that the care manager reached the patient.
@@ -93,14 +97,14 @@ __all__ = [
 
 
 # Statuses after which a request is finished; a generated resource in one of these is never
-# reopened by the same trigger. Task (§5 core Task status), ServiceRequest/CarePlan (revoked).
+# reopened by the same trigger. Task (FHIR R4 Task status), ServiceRequest/CarePlan (revoked).
 TERMINAL_STATUSES = frozenset(
     {"completed", "cancelled", "failed", "rejected", "entered-in-error", "revoked"}
 )
 _CONTACT_TASK_CODES = frozenset({"engage", "outreach"})
-_PHQ9_ITEM9 = "44260-8"  # §1.2
+_PHQ9_ITEM9 = "44260-8"  # LOINC, PHQ-9 item 9
 _SUICIDE_ITEM_UNKNOWN = "suicide-item-unknown"  # observation_scores.SUICIDE_ITEM_UNKNOWN
-_MEASURES = ("phq9", "gad7")  # treat-to-target instruments, §2.1
+_MEASURES = ("phq9", "gad7")  # treat-to-target instruments, NCQA DRR-E
 LABELS = {
     "phq9": "PHQ-9",
     "phq2": "PHQ-2",
@@ -146,17 +150,17 @@ def is_enrollment(resource: Resource, rule: EnrollmentRule = OWN_ENROLLMENT) -> 
 class TimelineSettings:
     """The practice-plan values the facts depend on (defaults: the practice plan's)."""
 
-    remission_below: int = 5  # §2.1
-    response_drop_percent: float = 50  # §2.1
+    remission_below: int = 5  # NCQA DRR-E
+    response_drop_percent: float = 50  # NCQA DRR-E
     baseline_lookback_days: int = 30  # the baseline may precede enrollment by this much
-    review_window_start_week: int = 8  # §2.2
-    review_window_end_week: int = 12  # §2.2
-    phq9_positive: int = 10  # §1.2 (choosing the primary target)
-    gad7_positive: int = 10  # §1.5
-    consent_scope: str = "treatment"  # §4.3
+    review_window_start_week: int = 8  # Bao 2016
+    review_window_end_week: int = 12  # Bao 2016
+    phq9_positive: int = 10  # Kroenke 2001 (choosing the primary target)
+    gad7_positive: int = 10  # Spitzer 2006
+    consent_scope: str = "treatment"  # CMS MLN909432
     consent_category: str | None = None
     crisis_within_days: int = 14  # practice choice
-    count_virtual_contacts: bool = True  # §4.3 telehealth
+    count_virtual_contacts: bool = True  # CMS MLN909432 telehealth
     enrollment: EnrollmentRule = OWN_ENROLLMENT  # our own CarePlan, or the practice's rule
     # The practice's zone (billing.timezone): a screen's day is its day there. None: the
     # day as written (the first ten characters).
@@ -290,7 +294,8 @@ def _score_fact(
 
 
 def _crisis_reasons(score: Score) -> list[str]:
-    """Why a response needs a same-day assessment (§1.2 item 9, §1.4, §1.6, §1.8), or []."""
+    """Why a response needs a same-day assessment (PHQ-9 item 9, Kroenke 2001; PHQ-A suicide items,
+    NIMH ASQ toolkit; C-SSRS risk, Columbia triage; EPDS item 10), or []."""
     reasons: list[str] = []
     if score.instrument in ("phq9", "phqa"):
         item9 = score.items.get(_PHQ9_ITEM9)
@@ -486,7 +491,7 @@ def _target(
     start: date | None,
     settings: TimelineSettings,
 ) -> dict[str, Any] | None:
-    """Baseline → latest for one instrument (§2.1), or None without a baseline."""
+    """Baseline → latest for one instrument (NCQA DRR-E), or None without a baseline."""
     if start is None:
         return None
     since = date.fromordinal(start.toordinal() - settings.baseline_lookback_days)

@@ -5,20 +5,20 @@ committed files can be regenerated and diffed. Every patient is synthetic.
 
 Each patient follows one scenario, chosen so that every rule of the protocol fires somewhere,
 and every boundary the tests check (scores 4/5 and 9/10, weeks 7/8/12, 49%/50% improvement)
-occurs in the clinic. Responses are LOINC-coded (bhi-domain.md §1): PHQ-9 items 44250-9 …
+occurs in the clinic. Responses are LOINC-coded: PHQ-9 items 44250-9 …
 44260-8 with LA6568-5/LA6569-3/LA6570-1/LA6571-9, GAD-7, PHQ-2, C-SSRS screener (93373-9, LA33-6
 yes / LA32-8 no) and AUDIT-C.
 
-Billing (bhi-domain.md §4): after the scenarios, :func:`add_billing` gives every enrolled
-patient what a billable CoCM patient-month needs (§4.3) — an initiating E/M office visit on the
-day of the baseline screen (CPT in Encounter.type), a CareTeam with the practice plan's billing
+Billing (CMS MLN909432): after the scenarios, :func:`add_billing` gives every enrolled
+patient what a billable CoCM patient-month needs (CMS MLN909432) — an initiating E/M office visit on
+the day of the baseline screen (CPT in Encounter.type), a CareTeam with the practice plan's billing
 practitioner, care manager and psychiatric consultant (SNOMED 80584001) — and timed
 care-management entries (:func:`bhi_fhir.billing.representation.time_entry`) in 2026-09, 2026-10
 and 2026-11 (up to the day before the scenario's last contact, so no workflow fact changes).
 ``TIME_PLANS`` fixes the minutes per scenario instance so that ``bhi-fhir bill --month 2026-10``
-shows every §4.2 threshold and the reasons a month is not billable (no consent, under 16 min).
-This pass draws from its own seeded generator and its own ids, so the scenario resources (and
-the benchmark stream built from ``SCENARIOS``) are unchanged by it.
+shows every CPT midpoint-rule threshold and the reasons a month is not billable (no consent, under
+16 min). This pass draws from its own seeded generator and its own ids, so the scenario resources
+(and the benchmark stream built from ``SCENARIOS``) are unchanged by it.
 
     python examples/generate_clinic.py                 # examples/clinic/, 66 patients
     python examples/generate_clinic.py --patients 10000 --out /tmp/clinic   # benchmark size
@@ -45,17 +45,17 @@ SNOMED = "http://snomed.info/sct"
 BHI_ACTIVITY = "https://bhi-fhir.dev/fhir/CodeSystem/bhi-activity"
 BHI_IDENTIFIER = "https://bhi-fhir.dev/fhir/identifier"
 
-# bhi-domain.md §1.1 (LL358-3): points → LA code
+# LOINC LL358-3: points → LA code
 FREQUENCY = ["LA6568-5", "LA6569-3", "LA6570-1", "LA6571-9"]
-PHQ9_ITEMS = [  # §1.2, item order 1..9
+PHQ9_ITEMS = [  # LOINC, item order 1..9
     "44250-9", "44255-8", "44259-0", "44254-1", "44251-7", "44258-2", "44252-5", "44253-3",
     "44260-8",
 ]  # fmt: skip
-GAD7_ITEMS = ["69725-0", "68509-9", "69733-4", "69734-2", "69735-9", "69689-8", "69736-7"]  # §1.5
-PHQ2_ITEMS = ["44250-9", "44255-8"]  # §1.3
-CSSRS_ITEMS = ["93246-7", "93247-5", "93248-3", "93249-1", "93250-9", "93267-3"]  # §1.6
+GAD7_ITEMS = ["69725-0", "68509-9", "69733-4", "69734-2", "69735-9", "69689-8", "69736-7"]  # LOINC
+PHQ2_ITEMS = ["44250-9", "44255-8"]  # LOINC
+CSSRS_ITEMS = ["93246-7", "93247-5", "93248-3", "93249-1", "93250-9", "93267-3"]  # LOINC
 YES, NO = "LA33-6", "LA32-8"
-# §1.7 AUDIT-C answers by points
+# AUDIT-C answers by points (US Core AUDIT-C)
 AUDITC = {
     "68518-0": ["LA6270-8", "LA18926-8", "LA18927-6", "LA18928-4", "LA18929-2"],
     "68519-8": ["LA15694-5", "LA15695-2", "LA18930-0", "LA18931-8", "LA18932-6"],
@@ -65,7 +65,8 @@ CARE_MANAGERS = ["Practitioner/bhcm-garcia", "Practitioner/bhcm-okafor"]
 PRACTICE_PLAN = Path(__file__).parent / "practice-plan.toml"
 CPT = "http://www.ama-assn.org/go/cpt"
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-PSYCHIATRIST = "80584001"  # SNOMED "Psychiatrist (occupation)": the consultant's role (§4.3 Team)
+# SNOMED "Psychiatrist (occupation)": the consultant's role (CMS MLN909432 Team)
+PSYCHIATRIST = "80584001"
 TIME_ENTRY_SYSTEM = "urn:example:riverside-ehr:time-entry"  # the EHR's time-entry identifiers
 
 Resource = dict[str, Any]
@@ -141,7 +142,7 @@ def phq2(clinic: Clinic, patient: str, total: int, days_ago: int) -> str:
 
 
 def cssrs(clinic: Clinic, patient: str, risk: str, days_ago: int) -> str:
-    # §1.6 triage: high = Q4 or Q5 yes; moderate = Q3 yes; low = only Q1 or Q2 yes.
+    # Columbia C-SSRS triage: high = Q4 or Q5 yes; moderate = Q3 yes; low = only Q1 or Q2 yes.
     answers = {
         "high": [YES, YES, YES, YES, NO, NO],
         "moderate": [YES, YES, YES, NO, NO, NO],
@@ -220,7 +221,7 @@ def contact(
     clinic: Clinic, patient: str, days_ago: int, manager: str, virtual: bool = False
 ) -> None:
     """A care-management contact: the care manager's own time, so it names them as performer
-    (as ``time_entry`` does); CoCM minutes are care-manager time (bhi-domain.md §6)."""
+    (as ``time_entry`` does); CoCM minutes are care-manager time (CMS MLN909432)."""
     clinic.add(
         {
             "resourceType": "Encounter",
@@ -340,40 +341,41 @@ def _outreach(c: Clinic, p: str, m: str) -> None:
 
 
 SCENARIOS: list[Scenario] = [
-    ("phq9-4", "nothing (§1.2 minimal)", _s_phq9(4)),
-    ("phq9-5", "nothing (§1.2 mild, below 10)", _s_phq9(5)),
-    ("phq9-9", "nothing (§1.2 below 10)", _s_phq9(9)),
-    ("phq9-10", "engage + consent (§1.2 positive at 10)", _s_phq9(10)),
-    ("gad7-12", "engage + consent (§1.5)", _gad),
-    ("phq9-15-consent", "engage + enroll (§2.3, §4.3)", _screen_consent),
-    ("phq9-item9", "crisis-assessment (§1.2 item 9)", _s_phq9(8, item9=1)),
-    ("cssrs-high", "crisis-assessment + crisis-referral stat (§1.6, §3)", _cssrs("high")),
+    ("phq9-4", "nothing (Kroenke 2001 minimal)", _s_phq9(4)),
+    ("phq9-5", "nothing (Kroenke 2001 mild, below 10)", _s_phq9(5)),
+    ("phq9-9", "nothing (Kroenke 2001 below 10)", _s_phq9(9)),
+    ("phq9-10", "engage + consent (Kroenke 2001 positive at 10)", _s_phq9(10)),
+    ("gad7-12", "engage + consent (Spitzer 2006)", _gad),
+    ("phq9-15-consent", "engage + enroll (AIMS Center, CMS MLN909432)", _screen_consent),
+    ("phq9-item9", "crisis-assessment (Kroenke 2001 item 9)", _s_phq9(8, item9=1)),
+    ("cssrs-high", "crisis-assessment + crisis-referral stat (Columbia triage)", _cssrs("high")),
     ("cssrs-moderate", "crisis-assessment + crisis-referral urgent", _cssrs("moderate")),
     ("cssrs-low", "crisis-assessment only", _cssrs("low")),
     ("cssrs-none", "nothing", _cssrs("none")),
-    ("phq2-4", "phq9-followup (§1.3)", _phq2_then(None)),
-    ("phq2-then-phq9", "nothing: PHQ-9 done the same day (§2.4)", _phq2_then(6)),
-    ("auditc-f3", "brief-intervention (female ≥3, §1.7)", _auditc(1, 1, 1)),
-    ("auditc-m3", "nothing for a man (≥4, §1.7)", _auditc(1, 1, 1)),
-    ("week9-25pct", "psychiatric-review (§2.2)", _enrolled(9, 16, 12)),
-    ("week9-50pct", "nothing: response (§2.1)", _enrolled(9, 16, 8)),
-    ("week7-no-change", "nothing yet: before week 8 (§2.2)", _enrolled(7, 16, 15)),
-    ("week10-remission", "relapse-prevention (§2.1)", _enrolled(10, 14, 4)),
-    ("week6-no-contact", "outreach (§2.2, §2.3)", _outreach),
+    ("phq2-4", "phq9-followup (Arroll 2010)", _phq2_then(None)),
+    ("phq2-then-phq9", "nothing: PHQ-9 done the same day (HEDIS DSF-E)", _phq2_then(6)),
+    ("auditc-f3", "brief-intervention (female ≥3, US Core AUDIT-C)", _auditc(1, 1, 1)),
+    ("auditc-m3", "nothing for a man (≥4, US Core AUDIT-C)", _auditc(1, 1, 1)),
+    ("week9-25pct", "psychiatric-review (Bao 2016)", _enrolled(9, 16, 12)),
+    ("week9-50pct", "nothing: response (NCQA DRR-E)", _enrolled(9, 16, 8)),
+    ("week7-no-change", "nothing yet: before week 8 (Bao 2016)", _enrolled(7, 16, 15)),
+    ("week10-remission", "relapse-prevention (NCQA DRR-E)", _enrolled(10, 14, 4)),
+    ("week6-no-contact", "outreach (Bao 2016, AIMS Center)", _outreach),
     ("week3-on-track", "nothing", _enrolled(3, 13, 11)),
     ("engaged-before", "consent; engage completed, not reopened", _engaged_before),
     ("two-crises", "crisis-assessment twice (never deduplicated)", _two_crises),
     ("stale-screens", "nothing: positive screens older than the lookback", _stale_screens),
-    ("auditc-q1-only-f", "brief-intervention, noting Q1-only points (§1.7)", _auditc(3, 0, 0)),
+    ("auditc-q1-only-f", "brief-intervention noting Q1-only points (US Core)", _auditc(3, 0, 0)),
 ]
 
 
-# --- billing: initiating visit, care team, care-management time (bhi-domain.md §4) --------------
+# --- billing: initiating visit, care team, care-management time (CMS MLN909432) --------------
 # Per scenario, one plan per instance (patients 15, 40, 65 … of a scenario take plans 0, 1, 2 …,
 # cycling). Minutes of each contact by month; "engage" = outreach calls between the positive
-# screen and consent (recorded, never counted: §4.3 consent). Months are counted from the
+# screen and consent (recorded, never counted: CMS MLN909432 consent). Months are counted from the
 # enrollment day on; 2026-09 makes 2026-10 a later CoCM month (99493) for September enrollments.
-# The 2026-10 outcome each plan is built for (§4.2, physician office, first/later month):
+# The 2026-10 outcome each plan is built for (CPT midpoint rule, physician office, first/later
+# month):
 TimePlan = dict[str, tuple[int, ...]]
 TIME_PLANS: dict[str, list[TimePlan]] = {
     "week9-25pct": [  # enrolled in September: 2026-10 is a later month
@@ -400,7 +402,7 @@ TIME_PLANS: dict[str, list[TimePlan]] = {
         {"engage": (12,), "2026-10": (10,), "2026-11": (30, 15)},  # 10 → nothing (<16)
     ],
     "stale-screens": [  # positive PHQ-9 on 12 October, calls, never consented
-        {"engage": (15, 10, 10)},  # → nothing: no consent (§4.3)
+        {"engage": (15, 10, 10)},  # → nothing: no consent (CMS MLN909432)
         {"engage": (20, 10)},
     ],
     # week6-no-contact: enrolled, visit and team, but no contact at all (the outreach rule).

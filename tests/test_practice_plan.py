@@ -36,17 +36,18 @@ def test_defaults_match_bhi_domain() -> None:
     for section in ("screening", "handoffs", "treat_to_target"):
         data.pop(section)
     plan = parse_practice_plan(data)
-    assert plan.screening.phq9_positive == 10  # §1.2
-    assert plan.screening.phq2_positive == 3  # §1.3
-    assert plan.screening.gad7_positive == 10  # §1.5
+    assert plan.screening.phq9_positive == 10  # Kroenke 2001
+    assert plan.screening.phq2_positive == 3  # Arroll 2010
+    assert plan.screening.gad7_positive == 10  # Spitzer 2006
     assert (plan.screening.auditc_positive_male, plan.screening.auditc_positive_female) == (4, 3)
-    assert plan.treat_to_target.response_drop_percent == 50  # §2.1
-    assert plan.treat_to_target.remission_below == 5  # §2.1
+    assert plan.treat_to_target.response_drop_percent == 50  # NCQA DRR-E
+    assert plan.treat_to_target.remission_below == 5  # NCQA DRR-E
     assert (plan.treat_to_target.review_window_start_week,
-            plan.treat_to_target.review_window_end_week) == (8, 12)  # §2.2  # fmt: skip
-    assert plan.handoffs.contact_interval_days == 28  # §2.2 / §2.3
-    assert plan.crisis.priorities == {"high": "stat", "moderate": "urgent"}  # §3
-    assert plan.crisis.assessment_priority == "asap"  # §3
+            plan.treat_to_target.review_window_end_week) == (8, 12)  # Bao 2016  # fmt: skip
+    assert plan.handoffs.contact_interval_days == 28  # Bao 2016 / AIMS Center
+    # FHIR request-priority; design proposal
+    assert plan.crisis.priorities == {"high": "stat", "moderate": "urgent"}
+    assert plan.crisis.assessment_priority == "asap"  # SAFE-T same-day assessment
 
 
 def test_unknown_level_names_the_key() -> None:

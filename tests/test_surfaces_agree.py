@@ -52,7 +52,8 @@ SURVEY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
 CSSRS_RISK = "93374-7"  # C-SSRS suicide risk level (Columbia C-SSRS triage guidelines)
 CRISIS = "crisis-assessment"
 # The rule a positive screen of each instrument starts (bhi-protocol.json): a depression or
-# anxiety screen → engage (§2.3 phase 1); a positive AUDIT-C → brief intervention (§1.7).
+# anxiety screen → engage (AIMS Center phase 1); a positive AUDIT-C → brief intervention (US Core
+# AUDIT-C).
 WORK_RULE = {"phq9": "engage", "auditc": "brief-intervention", "cssrs": None}
 
 
@@ -71,7 +72,7 @@ class Case:
 
 
 def phq9(points: list[int | None]) -> list[dict[str, Any]]:
-    """PHQ-9 items by points, None leaving the item unanswered (§1.1 LA codes)."""
+    """PHQ-9 items by points, None leaving the item unanswered (LOINC LL358-3 LA codes)."""
     keys = [k for k, p in zip(PHQ9, points, strict=True) if p is not None]
     return frequency(keys, [p for p in points if p is not None])
 

@@ -61,9 +61,10 @@ _EHR_SYSTEM = "urn:example:riverside-ehr:bhi-careplan"
     [
         # what bhi-fhir writes (its identifier system) is enrollment
         pytest.param(careplan(20), OWN_ENROLLMENT, True, id="ours-by-identifier"),
-        # §2.2: an ended episode (a completed plan) is no enrollment, ours or not
+        # NC Medicaid, AMA: an ended episode (a completed plan) is no enrollment, ours or not
         pytest.param(careplan(20, status="completed"), OWN_ENROLLMENT, False, id="ours-completed"),
-        # decision 10: another service's mental-health care plan (§4.4 718347000) is context
+        # decision 10: another service's mental-health care plan (FHIR care-plan-category 718347000)
+        # is context
         pytest.param(_elsewhere(careplan(20)), OWN_ENROLLMENT, False, id="another-service"),
         pytest.param({**_elsewhere(careplan(3650)), "identifier": []}, OWN_ENROLLMENT, False,
                      id="decades-old-no-identifier"),
@@ -109,7 +110,7 @@ def test_baseline_window(days_before_enrollment: int, is_baseline: bool) -> None
 
 
 def test_improvement_remission_response() -> None:
-    # §2.1: response ≥50% drop; remission < 5.
+    # NCQA DRR-E: response ≥50% drop; remission < 5.
     target = timeline(
         [score("phq9", 16, 60), score("phq9", 4, 3)], [careplan(58)]
     ).facts["target"]
@@ -121,13 +122,13 @@ def test_improvement_remission_response() -> None:
 
 
 def test_primary_target_is_the_positive_instrument() -> None:
-    # §2.1 applies to PHQ-9 and GAD-7; an anxiety patient is followed on GAD-7.
+    # NCQA DRR-E applies to PHQ-9 and GAD-7; an anxiety patient is followed on GAD-7.
     scores = [score("phq9", 3, 50), score("gad7", 14, 50), score("gad7", 8, 3)]
     assert timeline(scores, [careplan(45)]).facts["target"]["instrument"] == "gad7"
 
 
 def test_consent_scope_treatment() -> None:
-    # §4.3 consent documented; read as an active Consent with scope treatment.
+    # CMS MLN909432 consent documented; read as an active Consent with scope treatment.
     assert timeline([], [consent()]).facts["consent"]["onFile"] is True
     inactive = consent()
     inactive["status"] = "inactive"
@@ -135,7 +136,7 @@ def test_consent_scope_treatment() -> None:
 
 
 def test_contacts_include_completed_engage_task() -> None:
-    # §2.3 contact count and last contact date.
+    # AIMS Center contact count and last contact date.
     task = {
         "resourceType": "Task",
         "id": "t1",
@@ -175,7 +176,7 @@ def test_existing_generated_resources_by_identifier() -> None:
 
 
 def test_crises_list_every_response() -> None:
-    # §1.2 item 9 > 0; §1.6 any C-SSRS risk; one entry per response.
+    # Kroenke 2001 item 9 > 0; Columbia triage any C-SSRS risk; one entry per response.
     scores = [
         score("phq9", 3, 2, item9=1),
         score("cssrs", None, 1, risk="low"),
@@ -186,7 +187,7 @@ def test_crises_list_every_response() -> None:
 
 
 def test_review_period() -> None:
-    # §2.2 review window weeks 8–12.
+    # Bao 2016 review window weeks 8–12.
     assert "reviewPeriod" not in timeline([], [careplan(55)]).facts  # week 7
     assert timeline([], [careplan(56)]).facts["reviewPeriod"] == "weeks-8-12"
     assert timeline([], [careplan(90)]).facts["reviewPeriod"] == "weeks-8-12"  # week 12
@@ -233,7 +234,7 @@ def test_score_fact_exposes_status_and_bounds() -> None:
 
 
 def test_non_final_response_is_no_screen_but_its_crisis_is_kept() -> None:
-    # FHIR R4 QuestionnaireResponse.status: only completed/amended are final; §1.2 item 9.
+    # FHIR R4 QuestionnaireResponse.status: only completed/amended are final; Kroenke 2001 item 9.
     done = _scored(frequency(PHQ9, [2] * 6 + [0] * 3), rid="done", days_ago=10, canonical=PHQ9_Q)
     draft = _scored(frequency(PHQ9, [3] * 8 + [1]), rid="draft", days_ago=1, canonical=PHQ9_Q,
                     status="in-progress")
@@ -260,7 +261,8 @@ PHQ2_Q = "http://loinc.org/q/55757-9"
 @pytest.mark.parametrize(
     ("items", "canonical", "status", "gender", "rule", "reason"),
     [
-        # §1.9: 8 PHQ-9 items at 10 reach the cut point 10 (Kroenke 2001) whatever item 9 holds
+        # answered-item bounds: 8 PHQ-9 items at 10 reach the cut point 10 (Kroenke 2001) whatever
+        # item 9 holds
         (PHQ9_8_ITEMS_10, PHQ9_Q, "completed", "female", "engage",
          "PHQ-9 at least 10 (incomplete) on"),
         (frequency(PHQ9[:8], [3, 3, 2, 1, 0, 0, 0, 0]), PHQ9_Q, "completed", "female", "engage",
@@ -274,7 +276,7 @@ PHQ2_Q = "http://loinc.org/q/55757-9"
         (frequency(GAD7[:6], [3, 3, 3, 1, 0, 0]), None, "completed", "female", "engage",
          "GAD-7 at least 10 (incomplete) on"),
         (frequency(GAD7[:6], [3, 3, 3, 0, 0, 0]), None, "completed", "female", "engage", None),
-        # PHQ-2 item 1 = 3 reaches 3 (Arroll 2010) -> a PHQ-9 (§1.3); item 1 = 2 undecided
+        # PHQ-2 item 1 = 3 reaches 3 (Arroll 2010) -> a PHQ-9; item 1 = 2 undecided
         (frequency(PHQ9[:1], [3]), PHQ2_Q, "completed", "female", "phq9-followup",
          "PHQ-2 at least 3 (incomplete) on"),
         (frequency(PHQ9[:1], [2]), PHQ2_Q, "completed", "female", "phq9-followup", None),

@@ -6,7 +6,8 @@ Skip logic: "Never" (0) on Q1 skips Q2 and Q3 (WHO AUDIT guidelines, Babor et al
 2001); they are then not missing and count 0, so the screen is complete, total 0.
 When every point comes from Q1 (Q2 = Q3 = 0) drinking is probably within limits: flagged
 ``points-from-q1-only`` for the clinician. 68517-2 (days with X+ drinks) is a different single
-question screen: accepted in a response, never added into the AUDIT-C total (§1.7 pitfall).
+question screen: accepted in a response, never added into the AUDIT-C total (US Core AUDIT-C
+example).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Yes/no items (LA33-6 Yes, LA32-8 No). Q3–Q5 are asked only if Q2 = Yes; 6b only if Q6 = Yes.
 No total: the result is a triage risk level by the highest item endorsed (Columbia triage
-guidelines; item-based, not a count of yeses — §7 item 10):
+guidelines; item-based, not a count of yeses — Columbia triage):
 
 - high: Q4 or Q5 = Yes, or Q6 = Yes and 6b = Yes (behavior in the past 3 months);
 - moderate: Q3 = Yes, or Q6 = Yes for lifetime only;

@@ -6,7 +6,8 @@ on the paper form, so points come from the answer weights (our Questionnaire
 position of an answer. Item LOINC codes are UNVERIFIED: items are keyed by our linkIds.
 Positive at >= 10 (HEDIS DSF instrument list); bands: below 10 ``below-threshold``, 10–12
 ``possible-depression``, 13 and over ``probable-depression`` (the >= 13 "probable depression"
-cut point some programs use, §1.8). Item 10 (thoughts of self-harm) above 0 → ``suicide-risk``.
+cut point some programs use, HEDIS DSF-E). Item 10 (thoughts of self-harm) above 0 →
+``suicide-risk``.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def judge_item9(
     spec: InstrumentSpec, points: Mapping[str, int], complete: bool, total: int | None,
     sex: str | None, positive: bool | None = None,
 ) -> Judgement:
-    """Any answer above 0 on item 9 needs same-day follow-up, complete or not (§1.2, §1.9)."""
+    """Any answer above 0 on item 9 needs same-day follow-up, complete or not (Kroenke 2001)."""
     return Judgement(flags=(SUICIDE_RISK,) if points.get(ITEM_9, 0) > 0 else ())
 
 

@@ -33,14 +33,14 @@ FREQUENCY: Final[tuple[Answer, ...]] = (  # LOINC answer list LL358-3
     ("LA6570-1", "More than half the days", 2),
     ("LA6571-9", "Nearly every day", 3),
 )
-DIFFICULTY: Final[tuple[Answer, ...]] = (  # PHQ-9 item 69722-7, §1.2 (not scored)
+DIFFICULTY: Final[tuple[Answer, ...]] = (  # PHQ-9 item 69722-7, LOINC (not scored)
     ("LA6572-7", "Not difficult at all", None),
     ("LA6573-5", "Somewhat difficult", None),
     ("LA6575-0", "Very difficult", None),
     ("LA6574-3", "Extremely difficult", None),
 )
-YES_NO: Final[tuple[Answer, ...]] = (("LA33-6", "Yes", 1), ("LA32-8", "No", 0))  # §1.6
-AUDIT_C: Final[dict[str, tuple[Answer, ...]]] = {  # §1.7
+YES_NO: Final[tuple[Answer, ...]] = (("LA33-6", "Yes", 1), ("LA32-8", "No", 0))  # Columbia triage
+AUDIT_C: Final[dict[str, tuple[Answer, ...]]] = {  # US Core AUDIT-C
     auditc.Q1: (("LA6270-8", "Never", 0), ("LA18926-8", "Monthly or less", 1),
                 ("LA18927-6", "2-4 times a month", 2), ("LA18928-4", "2-3 times a week", 3),
                 ("LA18929-2", "4 or more times a week", 4)),

@@ -6,7 +6,7 @@ knowable points, the result has no total, no band and ``complete`` is false — 
 item that *is* answered still raises ``suicide-risk`` (item 9 above 0 needs same-day
 follow-up whatever the total, https://www.calcipedia.org/calculators/phq-9-calculator). A sum
 scale's partial answers can still decide the screen: positive when they already reach the cut point,
-negative when they cannot reach it with every missing item at its maximum (§1.9).
+negative when they cannot reach it with every missing item at its maximum.
 
 Only a final response (status ``completed`` or ``amended``) is a screen; see ``Score``.
 """

@@ -5,8 +5,8 @@ fhirpath.js ``weight()``), in this order:
 1. ``itemWeight`` (or the older ``ordinalValue``) on the Questionnaire's matching answerOption,
    when the Questionnaire is given;
 2. the same extension on the answer's Coding;
-3. the known LOINC answer codes (LA…), §1.1, §1.6, §1.7;
-4. the SDC ``CSPHQ9`` code system, §1.9 item 3;
+3. the known LOINC answer codes (LA…), LOINC LL358-3, Columbia triage, US Core AUDIT-C;
+4. the SDC ``CSPHQ9`` code system (its itemWeight property);
 5. ``valueInteger`` / ``valueDecimal`` (an integral decimal) taken as the points;
    ``valueBoolean`` as 1/0 for the yes/no items of the C-SSRS and PHQ-A.
 """
@@ -29,16 +29,16 @@ WEIGHT_EXTENSIONS: Final = (
 # LOINC answer codes with their points. One table serves every instrument: no LA code below
 # carries different points in two instruments.
 LA_POINTS: Final[Mapping[str, int]] = {
-    # LL358-3 PHQ/GAD frequency (§1.1)
+    # LL358-3 PHQ/GAD frequency
     "LA6568-5": 0,  # Not at all
     "LA6569-3": 1,  # Several days
     "LA6570-1": 2,  # More than half the days
-    "LA18938-3": 2,  # More days than not (GAD-7 item 2 in some LOINC forms, §1.1 pitfall)
+    "LA18938-3": 2,  # More days than not (GAD-7 item 2 in some LOINC-derived forms, e.g. LHC-Forms)
     "LA6571-9": 3,  # Nearly every day
-    # C-SSRS and PHQ-A yes/no (§1.6)
+    # C-SSRS and PHQ-A yes/no (Columbia triage)
     "LA33-6": 1,  # Yes
     "LA32-8": 0,  # No
-    # AUDIT-C (§1.7)
+    # AUDIT-C (US Core AUDIT-C)
     "LA6270-8": 0,  # Never (Q1 and Q3)
     "LA18926-8": 1,  # Monthly or less
     "LA18927-6": 2,  # 2-4 times a month
@@ -53,7 +53,7 @@ LA_POINTS: Final[Mapping[str, int]] = {
     "LA18876-5": 2,  # Monthly
     "LA18891-4": 3,  # Weekly
     "LA18934-2": 4,  # Daily or almost daily
-    # PHQ-9 functional difficulty 69722-7 (and the PHQ-A's difficulty item), §1.2 and §6: the
+    # PHQ-9 functional difficulty 69722-7 (and the PHQ-A's difficulty item), LOINC 69722-7: the
     # rank in its published answer list. The item is not part of any total.
     "LA6572-7": 0,  # Not difficult at all
     "LA6573-5": 1,  # Somewhat difficult

@@ -208,7 +208,8 @@ def registry_row(
     if status == "deceased":
         pass  # no work flags at all (see record_status)
     elif crises:
-        flags.append("crisis")  # a crisis on an inactive record is still shown (§3)
+        # a crisis on an inactive record is still shown (a crisis answer is never dropped)
+        flags.append("crisis")
     if status != "deceased" and any(f.get("suicideItemUnknown") for f in latest.values()):
         flags.append("suicide item unknown")  # a total without item 9: ask, never "no risk"
     if not status and isinstance(days_without, int) and days_without >= NO_CONTACT_DAYS:

@@ -224,7 +224,7 @@ def test_table_prints_input_text_as_is_not_as_markup_or_emoji(clinic):
     data, rules = clinic
     odd = "[red]p1:smile:"
     text = data.read_text().replace('"p1"', json.dumps(odd)).replace("Patient/p1", f"Patient/{odd}")
-    odd_entry = entry(  # not a care manager's time: CoCM does not count it (§6)
+    odd_entry = entry(  # not a care manager's time: CoCM does not count it (CMS MLN909432)
         "2026-10-25 10:00", 30, patient=f"Patient/{odd}", id="[bold]te:x:",
         clinician="Practitioner/stranger",
     )

@@ -36,7 +36,7 @@ def month_of(resources, month="2026-10"):
 
 @pytest.fixture
 def addon_month():
-    # 20 + 100 minutes in a first month: 99492 + 99494 x2 (§4.2: 116–145)
+    # 20 + 100 minutes in a first month: 99492 + 99494 x2 (CPT midpoint rule: 116–145)
     return month_of(
         [
             *chart(),

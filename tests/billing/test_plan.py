@@ -92,7 +92,8 @@ def test_plan_values_reach_code_selection(billing, program, kind, minutes, codes
 
 
 def test_payer_cap_from_the_plan_applies_to_that_payer():
-    """§4.1/§7.4: one payer caps +99494 at 2 while the practice default stays 4."""
+    """CPT descriptors/NC Medicaid: one payer caps +99494 at 2 while the practice default stays
+    4."""
     data = plan_data()
     data["billing"]["payers"] = {"Acme Health": {"addon_max_units": 2}}
     rules = rules_from_plan(parse_practice_plan(data)).model_copy(
@@ -109,7 +110,8 @@ def test_payer_cap_from_the_plan_applies_to_that_payer():
 
 
 def test_plan_consultant_on_the_care_team_by_reference():
-    """§4.3 Team: the plan's psychiatric consultant, listed on the CareTeam without a role."""
+    """CMS MLN909432 Team: the plan's psychiatric consultant, listed on the CareTeam without a
+    role."""
     rules = rules_from_plan(load_practice_plan(PLAN))
     team = careteam(consultant=False, extra=["Practitioner/psych-nguyen"])
     resources = [
@@ -170,10 +172,11 @@ def _clinic_time_patients(month: str) -> set[str]:
 def test_synthetic_clinic_dry_run_with_the_practice_plan():
     """2026-11 is the clinic's current month ("today" is 2026-11-26): a preview. Each patient
     with time gets one row with the plan's billing practitioner and the codes its minutes reach
-    (§4.2); every enrolled patient has consent, an initiating E/M visit and a CareTeam naming
-    the psychiatric consultant (§4.3), so every row is billable (would be billed: dry-run).
-    The workflow's care-management contacts name the patient's care manager, so every minute
-    recorded is counted (CoCM minutes are care-manager time, §6)."""
+    (CPT midpoint rule); every enrolled patient has consent, an initiating E/M visit and a CareTeam
+    naming the psychiatric consultant (CMS MLN909432), so every row is billable (would be billed:
+    dry-run). The workflow's care-management contacts name the patient's care manager, so every
+    minute
+    recorded is counted (CoCM minutes are care-manager time, CMS MLN909432)."""
     plan_rules = rules_from_plan(load_practice_plan(PLAN))
     result = invoke("--month", "2026-11", "--input", str(CLINIC), "--plan", str(PLAN),
                     "--dry-run", "--format", "json")  # fmt: skip
@@ -220,9 +223,9 @@ def test_clinic_month_without_time_is_empty():
     assert report["patients"] == [] and report["summary"] == {}
 
 
-# The generator's 2026-10 outcome per (scenario, instance) — TIME_PLANS — against the §4.2 table
-# (physician office; first month 16–35 G2214, 36–85 99492, 86–115 +99494; later month 16–30
-# G2214, 31–75 99493, 76–105 +99494, 106–135 +99494×2; under 16 nothing) and §4.3.
+# The generator's 2026-10 outcome per (scenario, instance) — TIME_PLANS — against the CPT midpoint
+# rule table (physician office; first month 16–35 G2214, 36–85 99492, 86–115 +99494; later month
+# 16–30 G2214, 31–75 99493, 76–105 +99494, 106–135 +99494×2; under 16 nothing) and CMS MLN909432.
 # (scenario, instance): (month kind, counted minutes, codes, not-billable reasons)
 OCTOBER = {
     ("week9-25pct", 0): ("subsequent", 45, [("99493", 1)], []),
@@ -247,7 +250,8 @@ SOURCE_OF = {"99492": S42, "99493": S42, "99494": S72, "G2214": S41_G2214}
 
 def test_clinic_october_bills_every_threshold_and_says_why_not():
     """`bill --month 2026-10` over the synthetic clinic: the generator's scenarios give a mix
-    of codes across the §4.2 thresholds, and months held back for no consent or < 16 min."""
+    of codes across the CPT midpoint rule thresholds, and months held back for no consent or < 16
+    min."""
     gen = clinic_generator()
     patients = [json.loads(line) for line in (CLINIC / "Patient.ndjson").read_text().splitlines()]
     seen: dict[str, int] = {}
@@ -268,7 +272,7 @@ def test_clinic_october_bills_every_threshold_and_says_why_not():
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["errors"] == [] and report["notes"] == []
-    # Calls before consent are recorded, never counted, and each says so (§4.3 consent).
+    # Calls before consent are recorded, never counted, and each says so (CMS MLN909432 consent).
     assert {item["code"] for item in report["not_counted"]} == {"before-consent"}
     rows = {row["patient"]: row for row in report["patients"]}
     assert set(rows) == set(expected) == _clinic_time_patients("2026-10")
@@ -276,7 +280,7 @@ def test_clinic_october_bills_every_threshold_and_says_why_not():
         row = rows[patient]
         assert row["month_kind"] == kind, (patient, S22_EPISODE)
         assert row["minutes"] == minutes, (patient, S43_CONSENT)
-        # Calls before consent are recorded, never counted (§4.3 consent).
+        # Calls before consent are recorded, never counted (CMS MLN909432 consent).
         # (the generator's engage calls fall within two weeks of an October screen)
         assert row["recorded_minutes"] == minutes + sum(plan.get("engage", ())), patient
         cut = sum(

@@ -68,7 +68,8 @@ def router():
 
 
 def test_first_window_is_episode_lookback_plus_visit_window():
-    """Month 2026-10: 6 months back (2026-04-01, §2.2) and 365 days before that (§4.3)."""
+    """Month 2026-10: 6 months back (2026-04-01, NC Medicaid, AMA) and 365 days before that (CMS
+    MLN909432)."""
     rules = BillingRules(timezone="UTC")
     assert first_window_start(Month(2026, 10), rules) == datetime(2025, 4, 1, tzinfo=UTC), (
         S22_EPISODE,
@@ -88,7 +89,8 @@ async def test_patient_history_is_requested_by_date(router):
 
 async def test_continuous_episode_reads_further_back(router):
     """Service every month since 2025-01: the episode began before the first window, so the
-    rules need its start (§2.2) and a year before it for the initiating visit (§4.3)."""
+    rules need its start (episode of care: NC Medicaid citing AMA) and a year before it for the
+    initiating visit (CMS MLN909432)."""
     monthly = [entry(f"{y}-{m:02d}-10 10:00", 20) for y, m in
                [(2025, m) for m in range(1, 13)] + [(2026, m) for m in range(1, 11)]]  # fmt: skip
     server = FakeServer([*chart(consent_on="2024-12-01"), *monthly])

@@ -99,7 +99,7 @@ def test_changed_month_is_a_versioned_update(billed, now, codes, source):
 
 
 def test_units_alone_changing_is_an_update():
-    """116 → 146 minutes: 99494 x2 → x3 (§4.2 one unit per further 30 minutes)."""
+    """116 → 146 minutes: 99494 x2 → x3 (CPT midpoint rule one unit per further 30 minutes)."""
     old = month_of(entry("2026-10-05 10:00", 116))
     new = month_of(entry("2026-10-05 10:00", 146))
     write = plan_write(new, stored(old), RECORDED)
@@ -116,7 +116,8 @@ def test_new_care_manager_is_an_update():
 
 
 def test_month_no_longer_billable_is_reported_not_written():
-    """Corrected down to 15 minutes: nothing reaches a code (§4.2 <16 nothing) — the bill on
+    """Corrected down to 15 minutes: nothing reaches a code (CPT midpoint rule <16 nothing) — the
+    bill on
     the server is reported as stale; withdrawing it is the billing office's decision."""
     old = month_of(entry("2026-10-05 10:00", 40))
     new = month_of(entry("2026-10-05 10:00", 15))

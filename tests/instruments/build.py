@@ -14,7 +14,7 @@ YES, NO = "LA33-6", "LA32-8"
 AUDIT = {"Q1": {0: "LA6270-8", 1: "LA18926-8", 2: "LA18927-6", 3: "LA18928-4", 4: "LA18929-2"},
          "Q2": {0: "LA15694-5", 1: "LA15695-2", 2: "LA18930-0", 3: "LA18931-8", 4: "LA18932-6"},
          "Q3": {0: "LA6270-8", 1: "LA18933-4", 2: "LA18876-5", 3: "LA18891-4", 4: "LA18934-2"}}
-AUDIT_LINK_IDS = {"Q1": "/68518-0", "Q2": "/68519-8", "Q3": "/68520-6"}  # §1.7
+AUDIT_LINK_IDS = {"Q1": "/68518-0", "Q2": "/68519-8", "Q3": "/68520-6"}  # US Core AUDIT-C
 
 
 def coding(code: str, system: str = "http://loinc.org") -> dict[str, Any]:
@@ -38,7 +38,7 @@ def response(
 
 
 def audit(q1: int | None, q2: int | None, q3: int | None) -> list[dict[str, Any]]:
-    """AUDIT-C items by points (§1.7 LA codes); None leaves the item unanswered."""
+    """AUDIT-C items by points (US Core AUDIT-C LA codes); None leaves the item unanswered."""
     points = {"Q1": q1, "Q2": q2, "Q3": q3}
     return [{"linkId": AUDIT_LINK_IDS[q], "answer": [coding(AUDIT[q][p])]}
             for q, p in points.items() if p is not None]

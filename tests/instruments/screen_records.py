@@ -4,7 +4,7 @@ Shapes: a QuestionnaireResponse (LL358-3 LA answers, US Core PHQ-9 example); Syn
 output (a DiagnosticReport with the panel code 44249-1 whose one ``result`` is the
 total Observation 44261-6, category ``survey``, ``valueQuantity`` unit ``{score}``, no items;
 in a transaction Bundle every reference is a ``urn:uuid:`` fullUrl); bhi-fhir's own derived
-Observations (``screening_observations``, ``derivedFrom`` the response, §1.10).
+Observations (``screening_observations``, ``derivedFrom`` the response, US Core screening).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tests.instruments.build import FREQ, PHQ9, coding
 
 SURVEY = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                        "code": "survey"}]}]
-# 15: moderately severe and positive (Kroenke 2001 bands, cut point 10; §1.2); item 9 = 0.
+# 15: moderately severe and positive (Kroenke 2001 bands, cut point 10); item 9 = 0.
 POINTS = [3, 3, 3, 3, 3, 0, 0, 0, 0]
 TOTAL = sum(POINTS)
 

@@ -86,7 +86,7 @@ ROWS = [
                  None, None, (2, 5), id="gad2-item1-2-undecided"),
     pytest.param(answered(GAD7[:2], [3]), GAD2_Q, None, None,
                  True, POS, (3, 6), id="gad2-item1-3-positive"),
-    # PHQ-2, cut point 3 (Arroll 2010); the practice plan may lower it to 2 (§1.3)
+    # PHQ-2, cut point 3 (Arroll 2010); the practice plan may lower it to 2
     pytest.param(answered(PHQ9[:2], [2]), PHQ2_Q, None, None,
                  None, None, (2, 5), id="phq2-item1-2-undecided"),
     pytest.param(answered(PHQ9[:2], [3]), PHQ2_Q, None, None,
@@ -136,7 +136,8 @@ def test_incomplete_screen_decided_by_bounds(
         {probe.instrument: cut} if cut is not None else None
     )
     score = score_response(qr, patient_sex=sex, cut_points=cut_points)
-    assert (score.total, score.severity, score.complete) == (None, None, False)  # §1.9
+    # answered-item bounds
+    assert (score.total, score.severity, score.complete) == (None, None, False)
     assert (score.positive, score.bounds) == (positive, bounds)
     assert "incomplete" in score.flags
     assert {POS, NEG} & set(score.flags) == ({flag} if flag else set())
@@ -154,7 +155,7 @@ def test_complete_screen_is_not_a_bound(total: int, positive: bool) -> None:
 
 
 def test_cssrs_has_no_bounds() -> None:
-    # The C-SSRS screener has a risk level, not a total (§1.6): no bounds.
+    # The C-SSRS screener has a risk level, not a total (Columbia triage): no bounds.
     from bhi_fhir.instruments.cssrs import Q1, Q2, Q6
     from tests.instruments.build import yes_no
 
@@ -164,7 +165,7 @@ def test_cssrs_has_no_bounds() -> None:
 
 
 def test_item9_flag_survives_a_negative_bound() -> None:
-    # §1.2: item 9 above 0 is a crisis flag whatever the total, decided or not.
+    # Kroenke 2001: item 9 above 0 is a crisis flag whatever the total, decided or not.
     items = answered(PHQ9, [0, 0, 0, 0, 0, 0, 0]) + frequency(PHQ9[8:], [1])
     score = score_response(response(items, canonical=PHQ9_Q))
     assert (score.positive, score.bounds) == (False, (1, 4))

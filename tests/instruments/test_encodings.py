@@ -17,7 +17,7 @@ ITEM_WEIGHT = "http://hl7.org/fhir/StructureDefinition/itemWeight"
 
 
 def test_questionnaire_weight_comes_first() -> None:
-    # §1.9 order 1: the Questionnaire's answerOption itemWeight beats the LA table.
+    # FHIR itemWeight order 1: the Questionnaire's answerOption itemWeight beats the LA table.
     questionnaire = build(BY_ID["phq9"])
     for option in questionnaire["item"][0]["answerOption"]:
         if option["valueCoding"]["code"] == "LA6569-3":
@@ -28,7 +28,7 @@ def test_questionnaire_weight_comes_first() -> None:
 
 
 def test_weight_on_the_answer_coding() -> None:
-    # §1.9 order 2: ordinalValue on the answer Coding (fhirpath.js weight()).
+    # FHIR itemWeight order 2: ordinalValue on the answer Coding (fhirpath.js weight()).
     items = frequency(PHQ9, [0] * 9)
     items[0]["answer"] = [{"valueCoding": {"code": "x-local", "extension": [
         {"url": "http://hl7.org/fhir/StructureDefinition/ordinalValue", "valueDecimal": 3}]}}]
@@ -36,7 +36,7 @@ def test_weight_on_the_answer_coding() -> None:
 
 
 def test_sdc_csphq9_codes_nested_in_a_group() -> None:
-    # §1.9 order 3 (SDC CSPHQ9) and "look in nested groups too" (QI-Core).
+    # FHIR itemWeight order 3 (SDC CSPHQ9) and "look in nested groups too" (QI-Core).
     codes = ["Not-at-all", "Several-days", "More than half the days", "Nearly every day"]
     inner = [{"linkId": f"/{k}", "answer": [coding(codes[2], CSPHQ9)]} for k in PHQ9]
     qr = response([{"linkId": "grp", "item": [{"linkId": "sub", "item": inner}]}])
@@ -44,7 +44,7 @@ def test_sdc_csphq9_codes_nested_in_a_group() -> None:
 
 
 def test_value_integer_and_decimal_and_mixed() -> None:
-    # §1.9 order 5, mixed with LA codes in one response.
+    # FHIR itemWeight order 5, mixed with LA codes in one response.
     items = frequency(PHQ9, [1] * 9)
     items[0]["answer"] = [{"valueInteger": 3}]
     items[1]["answer"] = [{"valueDecimal": 2.0}]
@@ -64,7 +64,7 @@ def test_unknowable_answer_makes_it_incomplete(bad: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("link_ids", "expected"),
     [
-        ([f"phq-phq9-q{n:02d}" for n in range(1, 10)], "phq9"),  # §1.9 linkIds seen
+        ([f"phq-phq9-q{n:02d}" for n in range(1, 10)], "phq9"),  # FHIR itemWeight linkIds seen
         ([f"/{k}" for k in PHQ9], "phq9"),
         ([f"gad7-{n}" for n in range(1, 8)], "gad7"),
         ([f"gad7-item-{n}" for n in range(1, 8)], "gad7"),
@@ -95,7 +95,8 @@ def test_unrecognised() -> None:
 @pytest.mark.parametrize(
     ("carried", "mismatch"),
     [({"valueDecimal": 12}, False), ({"valueDecimal": 13}, True),
-     ({"valueString": "12"}, False), ({"valueInteger": 11}, True)],  # §1.9 totals, §7 item 12
+     # US Core examples totals, US Core examples
+     ({"valueString": "12"}, False), ({"valueInteger": 11}, True)],
 )
 def test_total_mismatch(carried: dict[str, Any], mismatch: bool) -> None:
     total = {"linkId": "/44261-6", "answer": [carried]}

@@ -59,7 +59,8 @@ NON_SCORED = [
     pytest.param(None, audit(1, 0, 0), "/68517-2", {"valueInteger": 367}, True,
                  id="auditc-68517-2-367-days"),
     # C-SSRS risk level 93374-7 the form may carry: derived by the scorer, not checked
-    # (US BH Profiles IG QuestionnaireResponse-C-SSRS-example-1 answers LA9194-7 Low, §1.6)
+    # (US BH Profiles IG QuestionnaireResponse-C-SSRS-example-1 answers LA9194-7 Low, Columbia
+    # triage)
     pytest.param(CSSRS_Q, CSSRS_NONE, RISK_LEVEL, coding("LA9194-7"), False,
                  id="cssrs-93374-7-LA9194-7"),
 ]
@@ -108,7 +109,7 @@ def test_every_option_of_our_questionnaires_is_accepted(
 @pytest.mark.parametrize(
     ("points", "complete", "total", "bounds"),
     [
-        # "Never" on Q1 skips Q2-Q3: complete, total 0 (WHO AUDIT guidelines, Babor 2001; §6)
+        # "Never" on Q1 skips Q2-Q3: complete, total 0 (WHO AUDIT guidelines, Babor 2001)
         ((0, None, None), True, 0, (0, 0)),
         ((0, 0, 0), True, 0, (0, 0)),  # asked anyway and answered 0: the same screen
         # Q1 above "Never": Q2 and Q3 are asked, so missing (Babor 2001)
@@ -126,7 +127,7 @@ def test_auditc_skip_logic(points: tuple[int | None, int | None, int | None], co
     assert (score.complete, score.total, score.bounds) == (complete, total, bounds)
     assert ("incomplete" in score.flags) is not complete
     if complete:
-        assert score.positive is False  # below 4 for men (§1.7)
+        assert score.positive is False  # below 4 for men (US Core AUDIT-C)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ panel + hasMember items with LA codes + total, category survey) and its
 PHQ-9 examples (Observation-PHQ9-panel-example-44249-1; the 44261-6 total with
 ``valueString: "12"``); Synthea 3.3 output (a DiagnosticReport with the
 panel code whose one ``result`` is the total Observation, ``valueQuantity`` ``{score}``, no
-items, ``urn:uuid:`` references in transaction Bundles); bands and cut points per §1.2–§1.8.
+items, ``urn:uuid:`` references in transaction Bundles); bands and cut points per Kroenke 2001,
+Arroll 2010, Spitzer 2006, US Core AUDIT-C and HEDIS DSF-E.
 """
 
 from __future__ import annotations
@@ -84,37 +85,37 @@ def one(resources: list[dict[str, Any]], **kwargs: Any) -> Any:
     ("code", "value", "sex", "instrument", "total", "severity", "positive", "flags"),
     [
         pytest.param("44261-6", {"valueString": "12"}, None, "phq9", 12, "moderate", True,
-                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phq9-valueString-uscore-§1.9"),
+                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phq9-valueString-uscore"),
         pytest.param("44261-6", quantity(9), None, "phq9", 9, "mild", False,
-                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phq9-9-negative-§1.2"),
+                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phq9-9-negative-Kroenke-2001"),
         pytest.param("44261-6", {"valueInteger": 10}, None, "phq9", 10, "moderate", True,
-                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phq9-10-positive-§1.2"),
+                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phq9-10-positive-Kroenke-2001"),
         pytest.param("44261-6", quantity(27), None, "phq9", 27, "severe", True,
-                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phq9-27-max-§1.2"),
+                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phq9-27-max-Kroenke-2001"),
         pytest.param("55758-7", quantity(2), None, "phq2", 2, None, False,
-                     {ITEMS_UNKNOWN}, id="phq2-2-negative-§1.3"),
+                     {ITEMS_UNKNOWN}, id="phq2-2-negative-Arroll-2010"),
         pytest.param("55758-7", quantity(3), None, "phq2", 3, None, True,
-                     {ITEMS_UNKNOWN}, id="phq2-3-positive-§1.3"),
+                     {ITEMS_UNKNOWN}, id="phq2-3-positive-Arroll-2010"),
         pytest.param("89204-2", quantity(9), None, "phqa", 9, "mild", False,
-                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phqa-9-§1.4"),
+                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phqa-9-NIMH-ASQ"),
         pytest.param("89204-2", quantity(10), None, "phqa", 10, "moderate", True,
-                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phqa-10-§1.4"),
+                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="phqa-10-NIMH-ASQ"),
         pytest.param("70274-6", quantity(9), None, "gad7", 9, "mild", False,
-                     {ITEMS_UNKNOWN}, id="gad7-9-negative-§1.5"),
+                     {ITEMS_UNKNOWN}, id="gad7-9-negative-Spitzer-2006"),
         pytest.param("70274-6", quantity(10), None, "gad7", 10, "moderate", True,
-                     {ITEMS_UNKNOWN}, id="gad7-10-positive-§1.5"),
+                     {ITEMS_UNKNOWN}, id="gad7-10-positive-Spitzer-2006"),
         pytest.param("75626-2", quantity(2), "female", "auditc", 2, None, False,
-                     {ITEMS_UNKNOWN}, id="auditc-female-2-§1.7"),
+                     {ITEMS_UNKNOWN}, id="auditc-female-2-US-Core-AUDIT-C"),
         pytest.param("75626-2", quantity(3), "female", "auditc", 3, None, True,
-                     {ITEMS_UNKNOWN}, id="auditc-female-3-§1.7"),
+                     {ITEMS_UNKNOWN}, id="auditc-female-3-US-Core-AUDIT-C"),
         pytest.param("75626-2", quantity(3), "male", "auditc", 3, None, False,
-                     {ITEMS_UNKNOWN}, id="auditc-male-3-§1.7"),
+                     {ITEMS_UNKNOWN}, id="auditc-male-3-US-Core-AUDIT-C"),
         pytest.param("75626-2", quantity(4), "male", "auditc", 4, None, True,
-                     {ITEMS_UNKNOWN}, id="auditc-male-4-§1.7"),
+                     {ITEMS_UNKNOWN}, id="auditc-male-4-US-Core-AUDIT-C"),
         pytest.param("99046-5", quantity(9), None, "epds", 9, "below-threshold", False,
-                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="epds-9-§1.8"),
+                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="epds-9-HEDIS-DSF-E"),
         pytest.param("99046-5", quantity(10), None, "epds", 10, "possible-depression", True,
-                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="epds-10-§1.8"),
+                     {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, id="epds-10-HEDIS-DSF-E"),
     ],
 )
 def test_total_alone(code: str, value: dict[str, Any], sex: str | None, instrument: str,
@@ -131,7 +132,7 @@ def test_total_alone(code: str, value: dict[str, Any], sex: str | None, instrume
 @pytest.mark.parametrize(
     "value",
     [
-        pytest.param(quantity(28), id="phq9-above-range-27-§1.2"),
+        pytest.param(quantity(28), id="phq9-above-range-27-Kroenke-2001"),
         pytest.param(quantity(-1), id="below-0"),
         pytest.param(quantity(12.5), id="not-whole"),
         pytest.param({"valueString": "twelve"}, id="not-a-number"),
@@ -146,19 +147,19 @@ def test_invalid_total_has_no_band(value: dict[str, Any]) -> None:
 
 
 def test_practice_cut_point_applies_to_a_total() -> None:
-    # §1.3: PHQ-2 threshold configurable (Arroll 2010: >= 2 or >= 3).
+    # PHQ-2 threshold configurable (Arroll 2010: >= 2 or >= 3).
     assert one([obs("t", "55758-7", quantity(2))], cut_points={"phq2": 2}).positive is True
 
 
-# --- Synthea: DiagnosticReport(panel) → result → total (§6) -----------------------------------
+# --- Synthea: DiagnosticReport(panel) → result → total -----------------------------------
 @pytest.mark.parametrize(
     ("panel", "total_code", "instrument"),
     [
-        pytest.param("44249-1", "44261-6", "phq9", id="phq9-synthea-§6"),
-        pytest.param("55757-9", "55758-7", "phq2", id="phq2-synthea-§6"),
-        pytest.param("89206-7", "89204-2", "phqa", id="phqa-synthea-§6"),
-        pytest.param("69737-5", "70274-6", "gad7", id="gad7-synthea-§6"),
-        pytest.param("72109-2", "75626-2", "auditc", id="auditc-synthea-§6"),
+        pytest.param("44249-1", "44261-6", "phq9", id="phq9-synthea-Synthea-3-3"),
+        pytest.param("55757-9", "55758-7", "phq2", id="phq2-synthea-Synthea-3-3"),
+        pytest.param("89206-7", "89204-2", "phqa", id="phqa-synthea-Synthea-3-3"),
+        pytest.param("69737-5", "70274-6", "gad7", id="gad7-synthea-Synthea-3-3"),
+        pytest.param("72109-2", "75626-2", "auditc", id="auditc-synthea-Synthea-3-3"),
     ],
 )
 def test_synthea_report_and_total_are_one_screen(panel: str, total_code: str,
@@ -171,7 +172,7 @@ def test_synthea_report_and_total_are_one_screen(panel: str, total_code: str,
 
 
 def test_synthea_transaction_bundle_urn_uuid_references() -> None:
-    # §6: transaction Bundles reference the patient and the result by urn:uuid fullUrl.
+    # Synthea 3.3: transaction Bundles reference the patient and the result by urn:uuid fullUrl.
     total = obs("t", "44261-6", quantity(15), subject="urn:uuid:pat")
     dr = report("dr", "44249-1")
     dr["result"] = [{"reference": "urn:uuid:obs-t"}]
@@ -189,13 +190,14 @@ def test_synthea_transaction_bundle_urn_uuid_references() -> None:
     assert one([total, dr]).subject_ref is None
 
 
-# --- US Core panel with items (§1.10): the items decide ----------------------------------------
+# --- US Core panel with items (US Core screening): the items decide
+# ----------------------------------------
 @pytest.mark.parametrize(
     ("item9", "suicide"),
     [
-        pytest.param(0, False, id="item9-LA6568-5-not-at-all-§1.2"),
-        pytest.param(1, True, id="item9-LA6569-3-several-days-§1.2"),
-        pytest.param(3, True, id="item9-LA6571-9-nearly-every-day-§1.2"),
+        pytest.param(0, False, id="item9-LA6568-5-not-at-all-Kroenke-2001"),
+        pytest.param(1, True, id="item9-LA6569-3-several-days-Kroenke-2001"),
+        pytest.param(3, True, id="item9-LA6571-9-nearly-every-day-Kroenke-2001"),
     ],
 )
 def test_panel_items_decide_suicide_risk(item9: int, suicide: bool) -> None:
@@ -214,7 +216,7 @@ def test_panel_items_without_total_are_summed() -> None:
 
 
 def test_panel_total_disagreeing_with_items_is_flagged() -> None:
-    # §1.9: recompute a carried total and flag a mismatch.
+    # US Core examples: recompute a carried total and flag a mismatch.
     score = one(phq9_panel(dict(zip(PHQ9, [1] * 9, strict=True)), 12))
     assert score.total == 9
     assert "total-mismatch" in score.flags
@@ -224,8 +226,8 @@ def test_panel_total_disagreeing_with_items_is_flagged() -> None:
     ("item9", "flags", "suicide"),
     [
         pytest.param(None, {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}, False,
-                     id="item9-missing-unknown-§1.9"),
-        pytest.param(2, {ITEMS_UNKNOWN, "suicide-risk"}, True, id="item9-present-flags-§1.9"),
+                     id="item9-missing-unknown-answered-item-bounds"),
+        pytest.param(2, {ITEMS_UNKNOWN, "suicide-risk"}, True, id="item9-present-flags-bounds"),
         pytest.param(0, {ITEMS_UNKNOWN}, False, id="item9-present-zero"),
     ],
 )
@@ -241,13 +243,14 @@ def test_partial_items_with_total(item9: int | None, flags: set[str], suicide: b
 
 
 def test_partial_items_ruling_out_the_total_are_flagged() -> None:
-    # §1.9: a carried total is checked against the items; 4 items at 3 already exceed 11.
+    # US Core examples: a carried total is checked against the items; 4 items at 3 already exceed
+    # 11.
     score = one(phq9_panel(dict(zip(PHQ9[:4], [3, 3, 3, 3], strict=True)), 11))
     assert "total-mismatch" in score.flags
 
 
 def test_phq9_difficulty_item_is_read_not_scored() -> None:
-    # §6: 69722-7 has its own answer list (LA6572-7 …) and is not part of the total.
+    # LOINC: 69722-7 has its own answer list (LA6572-7 …) and is not part of the total.
     resources = phq9_panel(dict(zip(PHQ9, [1] * 8 + [0], strict=True)), 8)
     resources.insert(0, obs("i-diff", "69722-7", answer("LA6572-7")))
     resources[-1]["hasMember"].append({"reference": "Observation/i-diff"})
@@ -386,7 +389,7 @@ def test_unrelated_observations_and_reports_are_ignored() -> None:
 
 
 # A PHQ-9 screen as Synthea 3.3.0 wrote it (a seed-42 run of tools/synthea; synthetic): the
-# report and its total in a transaction Bundle, everything referenced by urn:uuid (§6).
+# report and its total in a transaction Bundle, everything referenced by urn:uuid (Synthea 3.3).
 SYNTHEA_PHQ9_BUNDLE: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": [
     {"fullUrl": "urn:uuid:c5a17333-816d-683f-2549-f0f6c934c3e0",
      "resource": {"resourceType": "Patient", "id": "c5a17333-816d-683f-2549-f0f6c934c3e0",
@@ -434,8 +437,8 @@ def test_synthea_output_as_written() -> None:
     resources = [e["resource"] for e in SYNTHEA_PHQ9_BUNDLE["entry"]]
     score = one(resources, references=bundle_references(SYNTHEA_PHQ9_BUNDLE))
     assert (score.instrument, score.total, score.severity, score.positive) == (
-        "phq9", 15, "moderately-severe", True)  # §1.2 bands, positive >= 10
+        "phq9", 15, "moderately-severe", True)  # Kroenke 2001 bands, positive >= 10
     assert (score.subject_ref, score.response_ref, score.authored) == (
         "Patient/c5a17333-816d-683f-2549-f0f6c934c3e0",
         "DiagnosticReport/f026aa83-31de-3eb9-0d4d-56e33ffc8e56", "2026-10-31T18:13:17+00:00")
-    assert set(score.flags) == {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}  # §6: no items
+    assert set(score.flags) == {ITEMS_UNKNOWN, SUICIDE_ITEM_UNKNOWN}  # Synthea 3.3: no items

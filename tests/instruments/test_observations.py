@@ -19,16 +19,16 @@ def _phq9(points: list[int]) -> tuple[dict[str, object], list[dict[str, object]]
 def test_panel_members_and_total() -> None:
     _, obs = _phq9([2, 2, 1, 1, 1, 2, 1, 1, 1])
     panel, total = obs[-1], obs[-2]
-    assert panel["code"]["coding"][0]["code"] == "44249-1"  # §1.2 panel
-    assert total["code"]["coding"][0]["code"] == "44261-6"  # §1.2 total
+    assert panel["code"]["coding"][0]["code"] == "44249-1"  # LOINC panel
+    assert total["code"]["coding"][0]["code"] == "44261-6"  # LOINC total
     assert total["valueQuantity"]["value"] == 12
     assert [i["coding"][0]["code"] for i in total["interpretation"]] == ["POS", "moderate"]
     assert len(obs) == 11  # 9 items + total + panel
-    # §1.10: item Observations carry the LA answer code.
+    # US Core screening: item Observations carry the LA answer code.
     assert obs[0]["valueCodeableConcept"]["coding"][0]["code"] == "LA6570-1"
     members = {m["reference"] for m in panel["hasMember"]}
     assert members == {full_url(o["identifier"][0]["value"]) for o in obs[:-1]}
-    for o in obs:  # §1.10: survey category, derivedFrom the response
+    for o in obs:  # US Core screening: survey category, derivedFrom the response
         assert o["category"][0]["coding"][0]["code"] == "survey"
         assert o["derivedFrom"] == [{"reference": "QuestionnaireResponse/qr-1"}]
 

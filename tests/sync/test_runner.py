@@ -202,7 +202,8 @@ async def test_conditional_creates_are_keyed_by_identifier_and_patient(tmp_path:
 
 async def test_a_changed_screening_observation_is_a_change(tmp_path: Path) -> None:
     """A screen stored only as Observations (Synthea 3.3's total; PHQ-9 15 is
-    positive, §1.2) brings its patient in; bhi-fhir's own Observations (§1.10) do not."""
+    positive, Kroenke 2001) brings its patient in; bhi-fhir's own Observations (US Core screening)
+    do not."""
     server = FakeServer(0)
     _, total = synthea_screen("p9", "2026-11-20T10:00:00Z")
     total["meta"] = {"versionId": "1", "lastUpdated": "2026-11-21T08:00:00Z"}

@@ -63,8 +63,9 @@ def test_completed_resource_is_not_reopened() -> None:
 
 
 def test_a_newer_crisis_response_updates_the_open_assessment() -> None:
-    # §1.2/§3: one open same-day assessment per patient; a newer crisis response while it is
-    # open is more evidence for it, not a second ServiceRequest for the same unresolved risk.
+    # Kroenke 2001/SPRC SAFE-T: one open same-day assessment per patient; a newer crisis response
+    # while it is open is more evidence for it, not a second ServiceRequest for the same unresolved
+    # risk.
     earlier = [score("phq9", 8, 3, item9=1, ident="r1")]
     first = apply(protocol(), timeline(earlier, [patient()]), plan())
     stored = persist(first.writes)
@@ -87,8 +88,8 @@ def test_a_newer_crisis_response_updates_the_open_assessment() -> None:
 
 
 def test_after_the_assessment_is_finished_a_new_crisis_starts_a_new_one() -> None:
-    # §3: repeat the assessment at any clinical change; a finished assessment covers only the
-    # responses it listed.
+    # SPRC SAFE-T: repeat the assessment at any clinical change; a finished assessment covers only
+    # the responses it listed.
     earlier = [score("phq9", 8, 5, item9=1, ident="r1")]
     stored = persist(apply(protocol(), timeline(earlier, [patient()]), plan()).writes)
     for resource in stored:

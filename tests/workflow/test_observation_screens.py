@@ -1,8 +1,8 @@
 """apply: a screen is a screen however it is stored, counted once.
 
 Sources: Synthea 3.3 output (DiagnosticReport 44249-1 + one total Observation
-44261-6, no items, so nothing is known about item 9), §1.10 (our own Observations derivedFrom
-the response), §1.2 (PHQ-9 15 is positive, cut point 10, Kroenke 2001).
+44261-6, no items, so nothing is known about item 9), US Core screening (our own Observations
+derivedFrom the response), (PHQ-9 15 is positive, cut point 10, Kroenke 2001).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
 
 @pytest.mark.parametrize(("resources", "source", "asks"), [
     pytest.param([QR], "QuestionnaireResponse/qr-1", False, id="response-only"),
-    pytest.param(synthea_screen("p1", WHEN), "DiagnosticReport/dr-1", True, id="synthea-only-§6"),
+    pytest.param(synthea_screen("p1", WHEN), "DiagnosticReport/dr-1", True, id="synthea-only"),
     pytest.param([QR, *derived_observations(QR)], "QuestionnaireResponse/qr-1", False,
-                 id="response-and-own-observations-§1.10"),
+                 id="response-and-own-observations-US-Core-screening"),
     pytest.param([QR, *derived_observations(QR), *synthea_screen("p1", WHEN)],
                  "QuestionnaireResponse/qr-1", False, id="stored-three-ways"),
 ])

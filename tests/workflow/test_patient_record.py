@@ -101,11 +101,11 @@ def test_facts_come_from_the_patients_own_record() -> None:
 ENGAGE_DUE = day(-5)
 DECEASED_ROWS = [
     # (Patient fields, new-work rules expected, source)
-    ({}, {"engage", "consent"}, "alive: §1.2 positive screen → engage, consent"),
-    ({"deceasedBoolean": True}, set(), "R4 deceasedBoolean true; §6 no services after death"),
-    ({"deceasedDateTime": day(30)}, set(), "died before the screen was acted on (§6)"),
-    ({"deceasedDateTime": day(0)}, set(), "died today: nothing is due after death (§6)"),
-    ({"deceasedDateTime": ENGAGE_DUE}, set(), "dies on the day the Task is due: not done (§6)"),
+    ({}, {"engage", "consent"}, "alive: Kroenke 2001 positive screen → engage, consent"),
+    ({"deceasedBoolean": True}, set(), "R4 deceasedBoolean true; no services after death"),
+    ({"deceasedDateTime": day(30)}, set(), "died before the screen was acted on (Medicare)"),
+    ({"deceasedDateTime": day(0)}, set(), "died today: nothing is due after death"),
+    ({"deceasedDateTime": ENGAGE_DUE}, set(), "dies on the day the Task is due: none (Medicare)"),
     ({"deceasedDateTime": day(-6)}, {"engage", "consent"},
      "a death recorded after the due day (a run with an earlier --today): the work was due"),
     ({"deceasedDateTime": "2026-11"}, set(), "partial date: its first possible day counts"),
@@ -126,15 +126,15 @@ def test_deceased_gets_no_engagement(fields: dict[str, Any], expected: set[str],
 # Each scenario fires its rule for a living patient; the same patient deceased gets nothing.
 SCENARIOS = {
     "enroll": ([score("phq9", 15, 2)], [consent()],
-               "§2.3 phase 2 enrollment (CarePlan, initial assessment, follow-up measurement)"),
+               "AIMS phase 2 enrollment (CarePlan, initial assessment, follow-up measurement)"),
     "outreach": ([score("phq9", 15, 75), score("phq9", 12, 40)],
-                 [careplan(70), consent(72), contact(40)], "§2.2/§2.3 no contact ≥4 weeks"),
+                 [careplan(70), consent(72), contact(40)], "Bao 2016/AIMS: no contact ≥4 weeks"),
     "psychiatric-review": ([score("phq9", 16, 65), score("phq9", 15, 3)],
-                           [careplan(63), contact(3)], "§2.2 not improving by week 8"),
-    "phq9-followup": ([score("phq2", 4, 1)], [], "§1.3 positive PHQ-2 → PHQ-9"),
-    "brief-intervention": ([score("auditc", 5, 1)], [], "§1.7 positive AUDIT-C"),
+                           [careplan(63), contact(3)], "Bao 2016 not improving by week 8"),
+    "phq9-followup": ([score("phq2", 4, 1)], [], "Arroll 2010 positive PHQ-2 → PHQ-9"),
+    "brief-intervention": ([score("auditc", 5, 1)], [], "US Core AUDIT-C positive AUDIT-C"),
     "relapse-prevention": ([score("phq9", 14, 40), score("phq9", 3, 3)],
-                           [careplan(38), contact(3)], "§2.1 remission"),
+                           [careplan(38), contact(3)], "NCQA DRR-E remission"),
 }
 
 
@@ -215,20 +215,20 @@ def test_inactive_record_gets_no_new_work(fields: dict[str, Any], source: str) -
 # --- crisis: never suppressed by a stale or missing field ---------------------------------------
 CRISIS_ROWS = [
     # (resources, fires, source)
-    ([], True, "no Patient resource at all: a crisis answer is never lost (§1.2)"),
+    ([], True, "no Patient resource at all: a crisis answer is never lost (Kroenke 2001)"),
     ([{"resourceType": "Patient", "id": "p1"}], True, "gender, active, deceased missing"),
-    ([_patient(active=False)], True, "inactive record: the person screened at risk (§3)"),
+    ([_patient(active=False)], True, "inactive record: the person screened at risk (SPRC SAFE-T)"),
     ([_patient(link=[{"type": "replaced-by", "other": {"reference": "Patient/p9"}}])], True,
      "replaced record whose survivor is not in the input: the crisis still goes out"),
     ([_patient(deceasedBoolean=False)], True, "R4 deceasedBoolean false"),
     ([_patient(deceasedDateTime=day(400))], True,
-     "deceasedDateTime before the screen: the record is stale, the screen is newer (§3)"),
+     "deceasedDateTime before the screen: the record is stale, the screen is newer (SPRC SAFE-T)"),
     ([_patient(deceasedDateTime=day(2))], True, "death recorded the day before the screen"),
     ([_patient(), careplan(20)], True, "enrolled"),
     ([_patient(), consent()], True, "consent, not enrolled"),
-    ([_patient(deceasedDateTime=day(1))], False, "died on the screen's day: §6 no services"),
-    ([_patient(deceasedDateTime=day(0))], False, "died after the screen (§6)"),
-    ([_patient(deceasedBoolean=True)], False, "R4 deceasedBoolean true, date unknown (§6)"),
+    ([_patient(deceasedDateTime=day(1))], False, "died on the screen's day: Medicare, no services"),
+    ([_patient(deceasedDateTime=day(0))], False, "died after the screen (Medicare)"),
+    ([_patient(deceasedBoolean=True)], False, "R4 deceasedBoolean true, date unknown (Medicare)"),
 ]
 
 
@@ -305,7 +305,8 @@ def test_replaced_record_without_its_survivor_gets_only_crisis_work(
     tmp_path: Path, item9: int, expected: set[str]
 ) -> None:
     # The survivor is not in the input: nothing is known about that person, so the record
-    # stays inactive (no new work) but a crisis answer still gets its assessment (§1.2, §3).
+    # stays inactive (no new work) but a crisis answer still gets its assessment (Kroenke 2001, SPRC
+    # SAFE-T).
     by_patient = _applied(_merged_input(tmp_path, survivor=False, item9=item9))
     assert by_patient == {"Patient/old": expected}
 
@@ -325,8 +326,8 @@ def test_replaced_by_cycle_is_not_followed(tmp_path: Path) -> None:
     ("fields", "status", "flags", "source"),
     [
         ({}, "", ["no contact 4 weeks", "not improving"],
-         "§2.3 registry flags: no contact ≥4 weeks; week ≥8 and <50% better"),
-        ({"deceasedDateTime": day(10)}, "deceased", [], "§6: no outreach after death"),
+         "AIMS Center registry flags: no contact ≥4 weeks; week ≥8 and <50% better"),
+        ({"deceasedDateTime": day(10)}, "deceased", [], "no outreach after death"),
         ({"deceasedBoolean": True}, "deceased", [], "R4 deceasedBoolean true"),
         ({"deceasedDateTime": day(-3)}, "", ["no contact 4 weeks", "not improving"],
          "a death recorded after today (a run with an earlier today) is not yet a death"),

@@ -45,15 +45,15 @@ def _fired(
 # --- screening.lookback_days ---------------------------------------------------------------
 LOOKBACK_ROWS = [
     # (scores, expected rules, why)
-    ([("phq9", 15, 0)], {"engage", "consent"}, "§1.2 positive today"),
+    ([("phq9", 15, 0)], {"engage", "consent"}, "Kroenke 2001 positive today"),
     ([("phq9", 15, 30)], {"engage", "consent"}, "lookback_days 30: day 30 is inside"),
     ([("phq9", 15, 31)], set(), "lookback_days 30: day 31 is history (practice choice)"),
-    ([("gad7", 12, 45)], set(), "§1.5 positive, but older than lookback_days"),
-    ([("phq9", 15, 40), ("gad7", 12, 5)], {"engage", "consent"}, "§1.5 recent GAD-7 counts"),
-    ([("phq2", 4, 30)], {"phq9-followup"}, "§1.3 positive PHQ-2 inside the lookback"),
-    ([("phq2", 4, 31)], set(), "§1.3 positive PHQ-2, older than lookback_days"),
-    ([("auditc", 3, 30)], {"brief-intervention"}, "§1.7 ≥3 women, inside the lookback"),
-    ([("auditc", 3, 31)], set(), "§1.7 ≥3 women, older than lookback_days"),
+    ([("gad7", 12, 45)], set(), "Spitzer 2006 positive, but older than lookback_days"),
+    ([("phq9", 15, 40), ("gad7", 12, 5)], {"engage", "consent"}, "recent GAD-7 counts (Spitzer)"),
+    ([("phq2", 4, 30)], {"phq9-followup"}, "Arroll 2010 positive PHQ-2 inside the lookback"),
+    ([("phq2", 4, 31)], set(), "Arroll 2010 positive PHQ-2, older than lookback_days"),
+    ([("auditc", 3, 30)], {"brief-intervention"}, "US Core AUDIT-C ≥3 women, inside the lookback"),
+    ([("auditc", 3, 31)], set(), "US Core AUDIT-C ≥3 women, older than lookback_days"),
 ]
 
 
@@ -73,16 +73,16 @@ def test_lookback_is_the_plans() -> None:
 
 
 def test_crisis_ignores_the_screening_lookback() -> None:
-    # §3: crises have their own window (crisis.consider_within_days), not lookback_days.
+    # SPRC SAFE-T: crises have their own window (crisis.consider_within_days), not lookback_days.
     rules = _fired([score("phq9", 6, 10, item9=1)], [patient()], _plan(lookback_days=0))
     assert "crisis-assessment" in rules
 
 
 STALE_ENROLL_ROWS = [
     # (screen days ago, stale_screen_at_enrollment, expected rules, why)
-    (30, "rescreen", {"enroll"}, "inside lookback_days (30): enroll on it (§2.3 phase 2)"),
-    (31, "rescreen", {"rescreen"}, "§2.1/§2.2 no baseline within 30 days of enrollment: re-screen"),
-    (45, "rescreen", {"rescreen"}, "§2.3 phase 2 starts with validated scales: re-screen first"),
+    (30, "rescreen", {"enroll"}, "inside lookback_days (30): enroll on it (AIMS Center phase 2)"),
+    (31, "rescreen", {"rescreen"}, "Bao 2016: no baseline within 30 days of enrolling: re-screen"),
+    (45, "rescreen", {"rescreen"}, "AIMS: phase 2 starts with validated scales: re-screen first"),
     (31, "enroll", {"enroll"}, "screening.stale_screen_at_enrollment = enroll (practice choice)"),
 ]
 
@@ -95,7 +95,7 @@ STALE_ENROLL_ROWS = [
 def test_stale_screen_is_rescreened_before_enrollment(
     days_ago: int, setting: str, expected: set[str], why: str
 ) -> None:
-    # Consent on file, not enrolled; engage/consent are history past the lookback (§2.4).
+    # Consent on file, not enrolled; engage/consent are history past the lookback (HEDIS DSF-E).
     p = _plan(stale_screen_at_enrollment=setting)
     rules = _fired([score("phq9", 15, days_ago)], [patient(), consent(5)], p)
     assert set(rules) - {"engage"} == expected, why
@@ -116,7 +116,8 @@ def test_rescreen_then_enroll_on_the_new_screen() -> None:
     assert set(_fired([stale, negative], [patient(), consent(5)])) == set()
 
 
-# --- AUDIT-C points from Q1 only (§1.7) ------------------------------------------------------
+# --- AUDIT-C points from Q1 only (US Core AUDIT-C)
+# ------------------------------------------------------
 def _auditc(total: int, flags: tuple[str, ...], days_ago: int = 2) -> Score:
     return Score(
         instrument="auditc", total=total, severity=None, positive=True, complete=True,
@@ -127,8 +128,9 @@ def _auditc(total: int, flags: tuple[str, ...], days_ago: int = 2) -> Score:
 
 Q1_ROWS = [
     # (flags, plan setting, Task expected, note expected, why)
-    ((), "note", True, False, "§1.7 positive at ≥3 for women: brief intervention"),
-    ((Q1_ONLY,), "note", True, True, "§1.7 Q1-only: probably within limits, clinician decides"),
+    ((), "note", True, False, "US Core AUDIT-C positive at ≥3 for women: brief intervention"),
+    ((Q1_ONLY,), "note", True, True,
+     "US Core AUDIT-C: Q1-only, probably within limits, clinician decides"),
     ((Q1_ONLY,), "skip", False, False, "screening.auditc_q1_only = skip (practice choice)"),
     ((), "skip", True, False, "skip only concerns Q1-only screens"),
 ]
@@ -149,7 +151,7 @@ def test_auditc_points_from_q1_only(
 
 
 def test_q1_only_flag_comes_from_the_scorer() -> None:
-    # End to end: the scorer flags Q1 = 3, Q2 = Q3 = 0 (§1.7) and the Task says so.
+    # End to end: the scorer flags Q1 = 3, Q2 = Q3 = 0 (US Core AUDIT-C) and the Task says so.
     from bhi_fhir.instruments import score_response
 
     qr = {

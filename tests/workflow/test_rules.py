@@ -26,14 +26,14 @@ from .helpers import (
 # --- identify and engage: engage / consent / enroll -------------------------------------------
 SCREEN_ROWS = [
     # (instrument, total, consent on file, expected rules, source)
-    ("phq9", 4, False, set(), "§1.2 0–4 minimal, not positive"),
-    ("phq9", 5, False, set(), "§1.2 5–9 mild, not positive"),
-    ("phq9", 9, False, set(), "§1.2 positive at ≥10: 9 is negative"),
-    ("phq9", 10, False, {"engage", "consent"}, "§1.2 positive at ≥10 (HEDIS DSF)"),
-    ("gad7", 9, False, set(), "§1.5 positive at ≥10: 9 is negative"),
-    ("gad7", 10, False, {"engage", "consent"}, "§1.5 positive at ≥10"),
-    ("phq9", 10, True, {"engage", "enroll"}, "§4.3 consent documented → enroll, §2.3 phase 2"),
-    ("gad7", 15, True, {"engage", "enroll"}, "§1.5 positive + §4.3 consent → enroll"),
+    ("phq9", 4, False, set(), "Kroenke 2001 0–4 minimal, not positive"),
+    ("phq9", 5, False, set(), "Kroenke 2001 5–9 mild, not positive"),
+    ("phq9", 9, False, set(), "Kroenke 2001 positive at ≥10: 9 is negative"),
+    ("phq9", 10, False, {"engage", "consent"}, "Kroenke 2001 positive at ≥10 (HEDIS DSF)"),
+    ("gad7", 9, False, set(), "Spitzer 2006 positive at ≥10: 9 is negative"),
+    ("gad7", 10, False, {"engage", "consent"}, "Spitzer 2006 positive at ≥10"),
+    ("phq9", 10, True, {"engage", "enroll"}, "consent on file → enroll (MLN909432; AIMS phase 2)"),
+    ("gad7", 15, True, {"engage", "enroll"}, "Spitzer 2006 positive + consent → enroll"),
 ]
 
 
@@ -46,13 +46,14 @@ def test_screening_rules(
 
 
 def test_enrolled_patient_is_not_engaged_again() -> None:
-    # §2.3: enrollment = active CarePlan with SNOMED 718347000 (§4.4).
+    # AIMS Center: enrollment = active CarePlan with SNOMED 718347000 (FHIR care-plan-category).
     rules = fired([score("phq9", 14, 20), score("phq9", 12, 2)], [careplan(14), contact(3)])
     assert not {"engage", "consent", "enroll"} & set(rules)
 
 
 def test_enroll_outputs_careplan_tasks_and_care_team() -> None:
-    # §5 US Core CarePlan: text, status, intent, category assess-plan, subject; §4.4 718347000.
+    # US Core CarePlan: text, status, intent, category assess-plan, subject; FHIR care-plan-category
+    # 718347000.
     writes = fired([score("phq9", 15, 2)], [patient(), consent()])["enroll"]
     kinds = sorted(w.resource_type for w in writes)
     assert kinds == ["CarePlan", "Task", "Task"]
@@ -65,7 +66,7 @@ def test_enroll_outputs_careplan_tasks_and_care_team() -> None:
     assert careplan_["contained"][0]["resourceType"] == "CareTeam"
     assert len(careplan_["activity"]) == 2  # initial assessment + follow-up measurement
     follow_up = next(w for w in writes if w.output == "enroll.followup-measurement")
-    # §2.2 cadence: plan's measurement_interval_days (28) after enrollment (today).
+    # HEDIS DMS-E cadence: plan's measurement_interval_days (28) after enrollment (today).
     assert follow_up.resource["restriction"]["period"]["end"] == "2026-12-24"
 
 
@@ -84,27 +85,27 @@ CRISIS_ROWS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     (
         {"instrument": "phq9", "total": 3, "item9": 1},
         {"assessment": True, "referral": None},
-        "§1.2 item 9 > 0 needs same-day follow-up whatever the total",
+        "Kroenke 2001 item 9 > 0 needs same-day follow-up whatever the total",
     ),
     (
         {"instrument": "phq9", "total": 14, "item9": 0},
         {"assessment": False, "referral": None},
-        "§1.2 item 9 = 0: no crisis flag",
+        "Kroenke 2001 item 9 = 0: no crisis flag",
     ),
     (
         {"instrument": "cssrs", "total": None, "risk": "low"},
         {"assessment": True, "referral": None},
-        "§1.6 low risk still needs a BH evaluation; §3 no referral mapped for low",
+        "Columbia: low risk still needs a BH evaluation; no referral mapped for low",
     ),
     (
         {"instrument": "cssrs", "total": None, "risk": "moderate"},
         {"assessment": True, "referral": "urgent"},
-        "§3 proposed mapping: urgent for moderate (package default)",
+        "design proposal: urgent for moderate (package default)",
     ),
     (
         {"instrument": "cssrs", "total": None, "risk": "high"},
         {"assessment": True, "referral": "stat"},
-        "§1.6 high: refer immediately; §3 stat",
+        "Columbia triage high: refer immediately; FHIR request-priority stat",
     ),
 ]
 
@@ -118,13 +119,13 @@ def test_crisis_rules(kwargs: dict[str, Any], expect: dict[str, Any], source: st
     assert bool(assessment) is expect["assessment"], source
     if expect["assessment"]:
         assert sorted(w.resource_type for w in assessment) == ["ServiceRequest", "Task"]
-        assert {w.priority for w in assessment} == {"asap"}, "§3 asap: same-day assessment"
+        assert {w.priority for w in assessment} == {"asap"}, "asap: same-day assessment (SAFE-T)"
     referral = rules.get("crisis-referral", [])
     assert (referral[0].priority if referral else None) == expect["referral"], source
 
 
 def test_crisis_referral_goes_to_the_directory_level() -> None:
-    # §3 levels of care; the plan maps high → emergency-department.
+    # SAMHSA 2020 levels of care; the plan maps high → emergency-department.
     (write,) = fired([score("cssrs", None, 0, risk="high")], [patient()])["crisis-referral"]
     assert write.resource["performer"][0]["reference"] == "Organization/riverside-general-ed"
 
@@ -135,7 +136,7 @@ def test_crisis_referral_goes_to_the_directory_level() -> None:
     ids=["14-days-current", "15-days-history"],
 )
 def test_crisis_window(days_ago: int, fires: bool) -> None:
-    # Practice plan crisis.consider_within_days (practice choice; §3 same-day follow-up).
+    # Practice plan crisis.consider_within_days (practice choice; SPRC SAFE-T same-day follow-up).
     rules = fired([score("phq9", 6, days_ago, item9=2)], [patient()])
     assert ("crisis-assessment" in rules) is fires
 
@@ -144,10 +145,10 @@ def test_crisis_window(days_ago: int, fires: bool) -> None:
 @pytest.mark.parametrize(
     ("total", "phq9_days_ago", "fires", "source"),
     [
-        (2, None, False, "§1.3 PHQ-2 positive at ≥3: 2 is negative"),
-        (3, None, True, "§1.3 positive PHQ-2 (≥3) should lead to a PHQ-9"),
-        (3, 1, False, "§2.4 DSF-E: a full-length instrument the same day after the brief screen"),
-        (3, 30, True, "§1.3: an older PHQ-9 does not follow up this PHQ-2"),
+        (2, None, False, "Arroll 2010 PHQ-2 positive at ≥3: 2 is negative"),
+        (3, None, True, "Arroll 2010 positive PHQ-2 (≥3) should lead to a PHQ-9"),
+        (3, 1, False, "HEDIS DSF-E: a full-length instrument the same day after the brief screen"),
+        (3, 30, True, "Arroll 2010: an older PHQ-9 does not follow up this PHQ-2"),
     ],
 )
 def test_phq9_followup(total: int, phq9_days_ago: int | None, fires: bool, source: str) -> None:
@@ -160,10 +161,10 @@ def test_phq9_followup(total: int, phq9_days_ago: int | None, fires: bool, sourc
 @pytest.mark.parametrize(
     ("gender", "total", "fires", "source"),
     [
-        ("female", 2, False, "§1.7 women positive at ≥3"),
-        ("female", 3, True, "§1.7 women positive at ≥3"),
-        ("male", 3, False, "§1.7 men positive at ≥4"),
-        ("male", 4, True, "§1.7 men positive at ≥4"),
+        ("female", 2, False, "US Core AUDIT-C women positive at ≥3"),
+        ("female", 3, True, "US Core AUDIT-C women positive at ≥3"),
+        ("male", 3, False, "US Core AUDIT-C men positive at ≥4"),
+        ("male", 4, True, "US Core AUDIT-C men positive at ≥4"),
     ],
 )
 def test_brief_intervention(gender: str, total: int, fires: bool, source: str) -> None:
@@ -175,10 +176,10 @@ def test_brief_intervention(gender: str, total: int, fires: bool, source: str) -
 @pytest.mark.parametrize(
     ("contact_days_ago", "measure_days_ago", "fires", "source"),
     [
-        (27, 5, False, "§2.2 follow-up within 4 weeks: 27 days is on time"),
-        (28, 5, True, "§2.3 registry flag: no contact ≥4 weeks"),
-        (5, 27, False, "§2.2 measurement cadence 4 weeks: 27 days on time"),
-        (5, 28, True, "§2.2 measurement every 4 weeks: 28 days overdue"),
+        (27, 5, False, "Bao 2016 follow-up within 4 weeks: 27 days is on time"),
+        (28, 5, True, "AIMS Center registry flag: no contact ≥4 weeks"),
+        (5, 27, False, "HEDIS DMS-E measurement cadence 4 weeks: 27 days on time"),
+        (5, 28, True, "HEDIS DMS-E measurement every 4 weeks: 28 days overdue"),
     ],
 )
 def test_outreach(contact_days_ago: int, measure_days_ago: int, fires: bool, source: str) -> None:
@@ -191,13 +192,13 @@ def test_outreach(contact_days_ago: int, measure_days_ago: int, fires: bool, sou
 @pytest.mark.parametrize(
     ("weeks", "baseline", "latest", "fires", "source"),
     [
-        (7, 16, 16, False, "§2.2 review for non-responders from week 8: week 7 is too early"),
-        (8, 16, 16, True, "§2.2 not responding by week 8 → psychiatric consultation"),
-        (12, 16, 16, True, "§2.2 weeks 8–12 (IMPACT: not better at 10–12 weeks)"),
-        (9, 16, 9, True, "§2.1 response is ≥50%: 43.75% is not"),
-        (9, 16, 8, False, "§2.1 response: 50% drop from baseline"),
-        (9, 27, 14, True, "§2.1 48.1% < 50%"),
-        (9, 14, 4, False, "§2.1 remission (<5) is not on the review list"),
+        (7, 16, 16, False, "Bao 2016 review for non-responders from week 8: week 7 is too early"),
+        (8, 16, 16, True, "Bao 2016 not responding by week 8 → psychiatric consultation"),
+        (12, 16, 16, True, "Bao 2016 weeks 8–12 (IMPACT: not better at 10–12 weeks)"),
+        (9, 16, 9, True, "NCQA DRR-E response is ≥50%: 43.75% is not"),
+        (9, 16, 8, False, "NCQA DRR-E response: 50% drop from baseline"),
+        (9, 27, 14, True, "NCQA DRR-E 48.1% < 50%"),
+        (9, 14, 4, False, "NCQA DRR-E remission (<5) is not on the review list"),
     ],
 )
 def test_psychiatric_review(
@@ -211,7 +212,7 @@ def test_psychiatric_review(
 
 @pytest.mark.parametrize(
     ("improvement", "fires", "source"),
-    [(49.0, True, "§2.1 49% < 50%: not a response"), (50.0, False, "§2.1 ≥50% is a response")],
+    [(49.0, True, "DRR-E: 49% is not a response"), (50.0, False, "DRR-E: ≥50% is a response")],
 )
 def test_psychiatric_review_improvement_boundary(
     improvement: float, fires: bool, source: str
@@ -225,7 +226,7 @@ def test_psychiatric_review_improvement_boundary(
 
 
 def test_review_period_is_part_of_the_identifier() -> None:
-    # §2.2 weeks 8–12 is one review window; week 13 starts the next.
+    # Bao 2016 weeks 8–12 is one review window; week 13 starts the next.
     def ident(weeks: int) -> str:
         scores = [score("phq9", 16, weeks * 7 + 2), score("phq9", 16, 3)]
         resources = [patient(), careplan(weeks * 7), contact(3)]
@@ -238,9 +239,9 @@ def test_review_period_is_part_of_the_identifier() -> None:
 @pytest.mark.parametrize(
     ("instrument", "latest", "fires", "source"),
     [
-        ("phq9", 4, True, "§2.1 remission: PHQ-9 < 5"),
-        ("phq9", 5, False, "§2.1 remission is < 5: 5 is not"),
-        ("gad7", 4, True, "§2.1 the same < 5 logic for GAD-7 [M]"),
+        ("phq9", 4, True, "NCQA DRR-E remission: PHQ-9 < 5"),
+        ("phq9", 5, False, "NCQA DRR-E remission is < 5: 5 is not"),
+        ("gad7", 4, True, "NCQA DRR-E the same < 5 logic for GAD-7 [M]"),
     ],
 )
 def test_relapse_prevention(instrument: str, latest: int, fires: bool, source: str) -> None:
