@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse, Response
 
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhir import FhirError
+from bhi_fhir.fhirjson import patient_of
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry.reader import PATIENT_SEARCHES, SEARCH_FILTERS
 from bhi_fhir.registry.rows import timeline_of
@@ -182,9 +183,10 @@ def _prefetched(prefetch: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         bundle = prefetch[key]
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise CdsError(400, f"prefetch {key} is not a Bundle")
-        resources += [
+        resources += [  # only the patient's own, as the reader keeps them
             e["resource"] for e in bundle.get("entry") or []
             if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+            and patient_of(e["resource"]) == f"Patient/{patient.get('id')}"
         ]
     return resources
 

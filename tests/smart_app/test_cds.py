@@ -428,3 +428,8 @@ def test_full_prefetch_needs_no_registered_fhir_server(client: TestClient) -> No
 
 def test_prefetch_of_another_patient_is_refused(client: TestClient) -> None:
     assert call(client, hook_request(prefetch_of([], pid="p2"))).status_code == 400
+
+
+def test_prefetched_resources_of_other_patients_are_ignored(client: TestClient) -> None:
+    other = phq9_response("p2", "2026-11-25T10:00:00Z", points=CRISIS_POINTS)
+    assert cards_of(client, [other]) == []
