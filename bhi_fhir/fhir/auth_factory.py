@@ -58,6 +58,7 @@ __all__ = [
     "exit_on_failed_request",
     "jwk_thumbprint",
     "load_signing_key",
+    "stop",
     "with_server_auth",
 ]
 
@@ -245,15 +246,18 @@ def checked_server(url: str) -> str:
         urllib.parse.urlsplit(url)  # stricter on brackets than httpx: "http://[bad"
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
-        _stop(f"--server {url!r} is not a URL: {exc}")
+        stop(f"--server {url!r} is not a URL: {exc}", EXIT_CONFIG)
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        _stop(f"--server {url!r} is not an http(s) URL with a host, e.g. https://ehr.example/fhir")
+        stop(f"--server {url!r} is not an http(s) URL with a host, e.g. https://ehr.example/fhir",
+             EXIT_CONFIG)
     return url
 
 
-def _stop(message: str) -> NoReturn:
+def stop(message: str, code: int) -> NoReturn:
+    """A command ends on ``error: message``, one line on stderr, and the exit code: no
+    traceback for a mistake in the options, the input or the configuration."""
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_CONFIG)
+    raise typer.Exit(code)
 
 
 def cli_auth(

@@ -26,6 +26,7 @@ from bhi_fhir.fhir.auth_factory import (
     AuthSettings,
     checked_server,
     exit_on_failed_request,
+    stop,
     with_server_auth,
 )
 from bhi_fhir.fhir.bulk import (
@@ -121,8 +122,7 @@ def export_command(
                                     retry_hint=f"run the same command again to resume ({out})"):
             result = asyncio.run(run())
     except FolderInUse as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        stop(str(exc), EXIT_BAD_INPUT)
     if output is OutputFormat.json:
         typer.echo(json.dumps({
             "folder": str(result.folder),

@@ -19,7 +19,7 @@ import sys
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -37,6 +37,7 @@ from bhi_fhir.fhir.auth_factory import (
     AuthSettings,
     checked_server,
     exit_on_failed_request,
+    stop,
     with_server_auth,
 )
 from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
@@ -51,19 +52,13 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-def _stop(message: str, code: int) -> NoReturn:
-    """One line on stderr and the exit code: no traceback for a configuration mistake."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def open_store(state_url: str | None) -> Store:
     """The operational store of ``--state-url``; a URL that cannot be used exits 78, a
     database that does not answer 75 (try again later), each as one line on stderr."""
     try:
         return Store.open(state_url)
     except StoreOpenError as exc:
-        _stop(f"--state-url: {exc}", EXIT_TEMPFAIL if exc.transient else EXIT_CONFIG)
+        stop(f"--state-url: {exc}", EXIT_TEMPFAIL if exc.transient else EXIT_CONFIG)
 
 
 def load_plan(path: Path | None) -> PracticePlan:
@@ -72,7 +67,7 @@ def load_plan(path: Path | None) -> PracticePlan:
     try:
         return load_practice_plan(path or default_plan_path())
     except PracticePlanError as exc:
-        _stop(str(exc), EXIT_BAD_INPUT)
+        stop(str(exc), EXIT_BAD_INPUT)
 
 
 def parse_today(text: str | None) -> date | None:
@@ -215,16 +210,16 @@ def sync(
             progress.advance(task_ids[0], n)
 
     if bulk is not None and (worker or since):
-        _stop("--bulk is for a first run by one process: no --worker or --since", EXIT_CONFIG)
+        stop("--bulk is for a first run by one process: no --worker or --since", EXIT_CONFIG)
     if worker and (dry_run or since):
-        _stop("--worker runs from the shared watermark and writes: no --dry-run or --since",
-              EXIT_CONFIG)
+        stop("--worker runs from the shared watermark and writes: no --dry-run or --since",
+             EXIT_CONFIG)
     store = open_store(state_url)
     if worker and store.engine.dialect.name != "postgresql":
         store.close()
-        _stop("--worker needs a PostgreSQL --state-url (workers share the run through its row "
-              f"locks); this store is {store.engine.dialect.name}: run one sync at a time",
-              EXIT_CONFIG)
+        stop("--worker needs a PostgreSQL --state-url (workers share the run through its row "
+             f"locks); this store is {store.engine.dialect.name}: run one sync at a time",
+             EXIT_CONFIG)
     try:
         report = asyncio.run(
             run_sync(config, store=store, on_start=on_start, progress=on_progress)
