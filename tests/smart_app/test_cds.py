@@ -218,20 +218,21 @@ CARD = {kind.key: kind for kind in CARD_KINDS}
 @pytest.mark.parametrize(
     ("resources", "kind", "expected"),
     [
-        # PHQ-9 item 9 > 0 needs same-day follow-up whatever the total (Kroenke 2001; PHQ-9
-        # instructions); the plan's crisis.consider_within_days = 14 (practice choice).
+        # PHQ-9 item 9 > 0 needs same-day follow-up whatever the total (calcipedia PHQ-9,
+        # https://www.calcipedia.org/calculators/phq-9-calculator); the plan's
+        # crisis.consider_within_days = 14 (practice choice).
         ([phq9_response("p1", "2026-11-12T10:00:00Z", points=CRISIS_POINTS)], "crisis", True),
         ([phq9_response("p1", "2026-11-11T10:00:00Z", points=CRISIS_POINTS)], "crisis", False),
-        # Positive depression screen at PHQ-9 total >= 10 (Kroenke 2001, cut point 10).
+        # Positive depression screen at PHQ-9 total >= 10 (HEDIS DSF; Arroll 2010).
         ([phq9_response("p1", "2026-11-20T10:00:00Z", points=TEN)], "engage", True),
         ([phq9_response("p1", "2026-11-20T10:00:00Z", points=NINE)], "engage", False),
-        # No care-manager contact >= 4 weeks (AIMS Center registry flag; plan
-        # handoffs.contact_interval_days = 28): enrolled 28 days ago vs 27.
+        # Follow-up contact within 4 weeks (Bao 2016); plan handoffs.contact_interval_days
+        # = 28: enrolled 28 days ago without contact vs 27.
         ([enrolled("2026-10-29")], "contact", True),
         ([enrolled("2026-10-30")], "contact", False),
-        # Psychiatric case review for non-responders from week 8 (Unützer 2002 IMPACT / AIMS
-        # Center treat-to-target; response = PHQ-9 drop >= 50 %, Kroenke 2001): 16 → 9 is a
-        # 43.75 % drop, 16 → 8 is 50 %; week 8 (56 days) vs week 7 (55 days).
+        # Psychiatric case review for non-responders from week 8 (Bao 2016); response = PHQ-9
+        # drop >= 50 % (NCQA DRR-E): 16 → 9 is a 43.75 % drop, 16 → 8 is 50 %; week 8
+        # (56 days) vs week 7 (55 days).
         (treated("2026-10-01", NINE), "review", True),
         (treated("2026-10-01", EIGHT), "review", False),
         (treated("2026-10-02", NINE), "review", False),
