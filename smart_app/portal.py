@@ -204,19 +204,12 @@ async def questionnaire_submit(
         )
     identifier = f"patient-entry:{name}:{patient_id}:{form_id}"
     response["identifier"] = {"system": BHI_IDENTIFIER, "value": identifier}
-    entry = writes.create_entry(response, identifier)
-    bundle = writes.transaction(
-        [
-            entry,
-            writes.provenance_entry(
-                [entry["fullUrl"]],
-                key=f"provenance:{identifier}",
-                reason="questionnaire answered by the patient",
-                operation="CREATE",
-                user=author,
-                recorded=now,
-            ),
-        ]
+    bundle = writes.create_with_provenance(
+        response,
+        identifier,
+        reason="questionnaire answered by the patient",
+        user=author,
+        recorded=now,
     )
     try:
         answer = await source.transaction(bundle)

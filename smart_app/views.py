@@ -423,19 +423,8 @@ async def log_time(
         identifier_system=BHI_IDENTIFIER,
         identifier_value=identifier,
     )
-    entry = writes.create_entry(resource, identifier)
-    bundle = writes.transaction(
-        [
-            entry,
-            writes.provenance_entry(
-                [entry["fullUrl"]],
-                key=f"provenance:{identifier}",
-                reason="care-management time logged",
-                operation="CREATE",
-                user=user,
-                recorded=now,
-            ),
-        ]
+    bundle = writes.create_with_provenance(
+        resource, identifier, reason="care-management time logged", user=user, recorded=now
     )
     try:
         response = await source.transaction(bundle)
@@ -540,19 +529,8 @@ async def record_consent(
     # One BHI consent per patient, scope and day: a repeated or double submit matches it.
     identifier = f"consent:{scope}:{patient_id}:{consent['dateTime']}"
     consent["identifier"] = [{"system": BHI_IDENTIFIER, "value": identifier}]
-    entry = writes.create_entry(consent, identifier)
-    bundle = writes.transaction(
-        [
-            entry,
-            writes.provenance_entry(
-                [entry["fullUrl"]],
-                key=f"provenance:{identifier}",
-                reason="consent recorded",
-                operation="CREATE",
-                user=user,
-                recorded=datetime.now(UTC),
-            ),
-        ]
+    bundle = writes.create_with_provenance(
+        consent, identifier, reason="consent recorded", user=user, recorded=datetime.now(UTC)
     )
     try:
         response = await source.transaction(bundle)

@@ -113,6 +113,27 @@ def transaction(entries: Sequence[Resource]) -> Resource:
     return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
 
 
+def create_with_provenance(
+    resource: Resource, identifier: str, *, reason: str, user: str | None, recorded: datetime
+) -> Resource:
+    """A transaction creating ``resource`` once (conditional on ``identifier``), with its
+    Provenance."""
+    entry = create_entry(resource, identifier)
+    return transaction(
+        [
+            entry,
+            provenance_entry(
+                [entry["fullUrl"]],
+                key=f"provenance:{identifier}",
+                reason=reason,
+                operation="CREATE",
+                user=user,
+                recorded=recorded,
+            ),
+        ]
+    )
+
+
 def created(response: Resource, index: int = 0) -> bool:
     """Whether entry ``index`` of a transaction-response was newly created (201), not matched."""
     answers = entry_answers(response)
