@@ -60,7 +60,7 @@ async def _workflow_plan(source: ClinicSource, patient_id: str, request: Request
         raise Refusal(
             "Workflow not available", "The workflow engine is not installed.", 501
         ) from None
-    from smart_app.views_model import timeline_of
+    from bhi_fhir.registry.rows import timeline_of
 
     resources = await _load(source, patient_id)
     timeline = readable_view(
