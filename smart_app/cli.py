@@ -33,6 +33,7 @@ def serve(demo: bool = False, host: str = "127.0.0.1", port: int = 8000) -> None
     """Serve the SMART-on-FHIR app; the command's options are bhi_fhir.cli's ``serve``."""
     import uvicorn
 
+    from bhi_fhir.practice_plan import PracticePlanError
     from smart_app.config import Settings, demo_conflicts
     from smart_app.main import create_app
 
@@ -53,9 +54,14 @@ def serve(demo: bool = False, host: str = "127.0.0.1", port: int = 8000) -> None
     settings = Settings(**overrides)  # type: ignore[arg-type]
     if demo:
         typer.echo(f"DEMO: open http://{host}:{port}/demo (synthetic clinic, no EHR)")
+    try:
+        app = create_app(settings)
+    except PracticePlanError as exc:  # the plan is read once, at start-up
+        typer.echo(f"serve refused: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     # No access log: request lines carry the OAuth code and state (/callback) and patient ids.
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_level="info",

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from bhi_fhir.logs import quiet_url_loggers
 from bhi_fhir.sync import webhook
-from smart_app import cds, jwks, launch, portal, registry, views
+from smart_app import cds, jwks, launch, pages, portal, registry, views
 from smart_app.config import Settings, get_settings
 from smart_app.deps import Refusal, render, set_session_cookie
 from smart_app.sessions import new_session, store_for
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     quiet_url_loggers()  # their URLs carry patient ids and the OAuth code and state
     app = FastAPI(title="bhi-fhir SMART app", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
+    app.state.practice_plan = pages.load_plan(settings)  # a bad plan stops here, not per page
     app.state.store = store_for(
         settings.session_db_url,
         settings.session_ttl_seconds,

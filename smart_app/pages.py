@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from bhi_fhir.fhir import FhirError
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
 from smart_app import smart
+from smart_app.config import Settings
 from smart_app.data import ClinicSource, FhirSource
 from smart_app.deps import (
     Refusal,
@@ -71,18 +72,22 @@ def today_of(request: Request) -> date:
     return plan.today() if plan is not None else datetime.now(UTC).date()  # no plan: UTC
 
 
-def practice_plan(request: Request) -> PracticePlan | None:
-    cached: PracticePlan | None = getattr(request.app.state, "practice_plan", None)
-    if cached is not None:
-        return cached
-    path: Path | None = request.app.state.settings.practice_plan
+def load_plan(settings: Settings) -> PracticePlan | None:
+    """The practice plan the app runs with, read once at start-up so that a plan that cannot
+    be used stops ``serve`` (PracticePlanError) instead of failing the first clinician's page:
+    ``settings.practice_plan``, else the bundled example plan when present."""
+    path: Path | None = settings.practice_plan
     if path is None:
         from bhi_fhir.paths import examples_dir
 
         candidate = examples_dir() / "practice-plan.toml"
         path = candidate if candidate.is_file() else None
-    plan = load_practice_plan(path) if path is not None else None
-    request.app.state.practice_plan = plan
+    return load_practice_plan(path) if path is not None else None
+
+
+def practice_plan(request: Request) -> PracticePlan | None:
+    """The plan loaded when the app was created (:func:`load_plan`)."""
+    plan: PracticePlan | None = request.app.state.practice_plan
     return plan
 
 
