@@ -77,6 +77,33 @@ changed search, the Observation search, a group's context batch — are round tr
 does not make) and 4 workers (four processes' searches and planning compete with HAPI for two
 cores; each worker's client keeps 8 requests in flight).
 
+Measured 2026-11-30 01:45-02:02, 200 ms added only (no time for 0 and 20 ms), the reduced run
+at 100 patients (18 prebuilt transactions, 1,584 writes), wall time / prebuilt:
+
+    run                                         sync  1 worker  prebuilt s  load average
+    before (Observation search after responses) 0.94      1.92        22.8  6.5-9, plus this
+                                                                            engineer's
+                                                                            integration tests
+                                                                            on the same HAPI
+    after (both searches at once)               1.27      1.11         7.2  1-3, the unit tier
+                                                                            running alongside
+
+The two tables ran under different load, so their ratios do not compare; only the pair run
+back to back does. Sync only, one run each in the order before, after, after, before (load
+average under 1): first transaction sent at 1.65, 1.40, 1.26, 1.70 s (one round trip saved,
+mean 1.68 -> 1.33 s); wall 7.52, 5.34, 5.12, 8.82 s (that difference is more than the first
+write moved: noise, there was no warm-up).
+Where the rest of the gap is, from the request timeline of one sync at 200 ms (load ~9, 33 s):
+metadata 0.35-0.85 s, response search 0.88-1.94, Observation search 1.95-2.19, the four
+groups' context batch reads together 2.20-4.04, first transaction at 3.83, last answer at 33.0.
+The reads before the first write are ~12% of the run, and the groups' context reads already
+overlap: each lane reads its group at once (100 patients = 4 groups = the 4 lanes), so a
+prefetch pipeline changes nothing at this size. The rest is the write phase: the sync sends 20
+transactions to prebuilt's 18, because whole-patient chunks of <= 100 writes are cut inside
+each group of 25 patients, leaving a small last chunk per group. Not done: the metadata read
+still goes first (the response search's _include list and the screen types come from it; it
+could be taken from a capability statement kept from the previous run and checked alongside).
+
 Prints wall times, request counts and ratios. No assertions. Leaves data tagged
 ``https://bhi-fhir.dev/test-case|bench-<run>`` and deletes it at the end.
 """
