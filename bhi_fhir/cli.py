@@ -30,7 +30,7 @@ app = typer.Typer(
     help="Behavioral-health integration on FHIR: score screenings, run the BHI workflow, "
     "sync, bill.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
 )
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from bhi_fhir.cli import app
 
-COMMANDS = {"score", "apply", "sync", "subscribe", "bill", "measure", "doctor", "serve"}
+COMMANDS = {"score", "apply", "sync", "subscribe", "bill", "measure", "doctor", "export",
+            "registry", "serve"}
 
 
 def test_every_command_is_registered_once() -> None:
@@ -25,3 +27,13 @@ def test_the_library_and_the_cli_do_not_import_the_app() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=120)
     assert done.stdout.strip() == "[]"
+
+
+def test_shell_completion_is_offered_for_the_installed_command() -> None:
+    """``bhi-fhir --show-completion bash`` prints a script that completes through the CLI."""
+    script = Path(sys.executable).parent / "bhi-fhir"
+    done = subprocess.run([str(script), "--show-completion", "bash"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "_BHI_FHIR_COMPLETE=complete_bash" in done.stdout
+    assert "complete -o default -F _bhi_fhir_completion bhi-fhir" in done.stdout
