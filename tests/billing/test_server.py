@@ -13,10 +13,10 @@ import pytest
 import respx
 from typer.testing import CliRunner
 
-from bhi_fhir.billing.cli import _record, _update, first_window_start, records_from_server
 from bhi_fhir.billing.encounter import billing_encounter
 from bhi_fhir.billing.ledger import Month, close_month, group_by_patient
 from bhi_fhir.billing.rules import BillingRules
+from bhi_fhir.billing.server import _record, _update, first_window_start, records_from_server
 from bhi_fhir.billing.writeback import plan_write
 from bhi_fhir.cli import _register, app
 from bhi_fhir.fhir import FhirClient
@@ -203,7 +203,7 @@ async def test_month_patients_then_records(router):
 async def test_bill_created_by_another_run_meanwhile_is_brought_up_to_date(router):
     """Our lookup found nothing, but a concurrent run created the bill (with less time) before
     our conditional create: the create answers 200 (exists); the bill is re-read and updated."""
-    from bhi_fhir.billing.cli import write_months
+    from bhi_fhir.billing.server import write_months
 
     old, new = _month(40), _month(90)
     exists = {"resourceType": "Bundle", "type": "transaction-response", "entry": [

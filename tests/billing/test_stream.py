@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from bhi_fhir.billing import cli as bill_cli
+from bhi_fhir.billing import files as bill_files
 from bhi_fhir.billing.ledger import Month
+from bhi_fhir.billing.report import report_row
 from bhi_fhir.billing.rules import rules_from_plan
 from bhi_fhir.practice_plan import load_practice_plan
 
@@ -20,13 +21,13 @@ CLINIC = ROOT / "examples" / "clinic"
 RULES = rules_from_plan(load_practice_plan(ROOT / "examples" / "practice-plan.toml"))
 
 
-def _close(monkeypatch: pytest.MonkeyPatch, bucket_bytes: int) -> bill_cli.FilesMonth:
-    monkeypatch.setattr(bill_cli, "_BUCKET_BYTES", bucket_bytes)
-    return bill_cli.close_files([CLINIC], Month.parse("2026-10"), RULES)
+def _close(monkeypatch: pytest.MonkeyPatch, bucket_bytes: int) -> bill_files.FilesMonth:
+    monkeypatch.setattr(bill_files, "_BUCKET_BYTES", bucket_bytes)
+    return bill_files.close_files([CLINIC], Month.parse("2026-10"), RULES)
 
 
-def _rows(files: bill_cli.FilesMonth) -> list[dict[str, Any]]:
-    return [bill_cli.report_row(m, "dry-run") for m in files.months]
+def _rows(files: bill_files.FilesMonth) -> list[dict[str, Any]]:
+    return [report_row(m, "dry-run") for m in files.months]
 
 
 def test_spilled_buckets_give_the_same_report_as_one_in_memory(
@@ -43,13 +44,13 @@ def test_spilled_buckets_give_the_same_report_as_one_in_memory(
 
 def test_only_billing_types_and_a_slim_patient_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     kept: list[dict[str, Any]] = []
-    add = bill_cli.PatientBuckets.add
+    add = bill_files.PatientBuckets.add
 
     def spy(self: Any, patient: str, resource: dict[str, Any], origin: Any) -> None:
         kept.append(resource)
         add(self, patient, resource, origin)
 
-    monkeypatch.setattr(bill_cli.PatientBuckets, "add", spy)
+    monkeypatch.setattr(bill_files.PatientBuckets, "add", spy)
     _close(monkeypatch, 4096)
     kinds = {r["resourceType"] for r in kept}
     assert kinds <= {"Patient", "Encounter", "Consent", "CarePlan", "CareTeam", "Condition",

@@ -329,9 +329,9 @@ def test_late_time_entry_updates_the_bill(fhir_base_url, run_tag, case_id):
 
 
 async def _stale_write(base: str, patient: str, stale: dict[str, Any]) -> str:
-    from bhi_fhir.billing.cli import _update, records_from_server
     from bhi_fhir.billing.ledger import Month, close_month
     from bhi_fhir.billing.rules import BillingRules
+    from bhi_fhir.billing.server import _update, records_from_server
     from bhi_fhir.billing.writeback import plan_write
 
     people = [p["individual"]["reference"] for p in stale["participant"]]
