@@ -52,7 +52,7 @@ from bhi_fhir.workflow import apply, timeline_settings  # noqa: E402
 from bhi_fhir.workflow import engine as workflow_engine  # noqa: E402
 from bhi_fhir.workflow import fhirpath as fp  # noqa: E402
 from bhi_fhir.workflow import validate as workflow_validate  # noqa: E402
-from bhi_fhir.workflow.cli import default_protocol  # noqa: E402
+from bhi_fhir.workflow.protocol import default_protocol  # noqa: E402
 from tests.clinic_generator import clinic_generator  # noqa: E402
 
 gen = clinic_generator()

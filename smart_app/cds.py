@@ -350,7 +350,7 @@ async def call_service(request: Request, service_id: str) -> Response:
 async def _cards(request: Request, resources: list[dict[str, Any]], plan: PracticePlan,
                  source: FhirSource | None) -> list[dict[str, Any]]:
     from bhi_fhir.workflow import apply, count_caseloads
-    from bhi_fhir.workflow.cli import default_protocol
+    from bhi_fhir.workflow.protocol import default_protocol
 
     protocol = default_protocol()
     timeline = timeline_of(resources, today_of(request), plan)

@@ -55,7 +55,7 @@ async def _workflow_plan(source: ClinicSource, patient_id: str, request: Request
         raise Refusal("No practice plan", "The app has no practice plan configured.", 500)
     try:
         from bhi_fhir.workflow import apply, count_caseloads
-        from bhi_fhir.workflow.cli import default_protocol
+        from bhi_fhir.workflow.protocol import default_protocol
     except ImportError:
         raise Refusal(
             "Workflow not available", "The workflow engine is not installed.", 501

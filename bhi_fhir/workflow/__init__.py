@@ -1,7 +1,8 @@
 """The BHI workflow engine: PlanDefinitions + a patient's facts + the practice plan → a Plan.
 
 Pure: no I/O, no clock, no environment (``today`` reaches it through the timeline's facts).
-``bhi_fhir.workflow.cli`` is the shell around it (the ``bhi-fhir apply`` command).
+``bhi_fhir.workflow.pipeline`` runs it over files; ``bhi_fhir.workflow.cli`` is the
+``bhi-fhir apply`` command.
 """
 
 from bhi_fhir.workflow.engine import (

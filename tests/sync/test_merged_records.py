@@ -298,7 +298,7 @@ def _context(pid: str, replaced_by: str | None = None) -> PatientContext:
 def test_merge_contexts(records: dict[str, str | None], patients: list[str],
                         expected: dict[str, list[str]]) -> None:
     """R4 Patient.link replaced-by, followed to the record that must be used; a cycle or a
-    survivor that could not be read leaves the record as itself (workflow.cli._survivors)."""
+    survivor that could not be read leaves the record as itself (the apply pipeline's survivors)."""
     contexts = {f"Patient/{p}": _context(p, s) for p, s in records.items()}
     units = merge_contexts([f"Patient/{p}" for p in patients], contexts)
     assert {u.patient: u.merged for u in units} == expected

@@ -96,7 +96,7 @@ def test_bundle_is_streamed_and_plans_are_not_kept(tmp_path: Path) -> None:
     """Offline apply over a bulk export must not hold every generated resource in memory:
     with a sink, the report keeps only the per-patient summaries."""
     from bhi_fhir.practice_plan import load_practice_plan
-    from bhi_fhir.workflow.cli import BundleWriter, run_apply
+    from bhi_fhir.workflow.pipeline import BundleWriter, run_apply
 
     out = tmp_path / "bundle.json"
     writer = BundleWriter(out)
@@ -111,7 +111,7 @@ def test_bundle_is_streamed_and_plans_are_not_kept(tmp_path: Path) -> None:
 
 
 def test_a_failed_run_leaves_no_half_bundle(tmp_path: Path) -> None:
-    from bhi_fhir.workflow.cli import BundleWriter
+    from bhi_fhir.workflow.pipeline import BundleWriter
 
     out = tmp_path / "bundle.json"
     writer = BundleWriter(out)

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bhi_fhir.workflow.cli import run_apply
+from bhi_fhir.workflow.pipeline import run_apply
 from bhi_fhir.workflow.plan import to_transaction_bundle
 
 from .helpers import ROOT, plan, protocol

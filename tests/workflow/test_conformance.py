@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bhi_fhir.workflow import to_transaction_bundle, validate_resource
-from bhi_fhir.workflow.cli import run_apply
+from bhi_fhir.workflow.pipeline import run_apply
 
 from .helpers import ROOT, plan
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bhi_fhir.workflow import to_transaction_bundle
-from bhi_fhir.workflow.cli import run_apply
+from bhi_fhir.workflow.pipeline import run_apply
 from tests.fhir_server import require_fhir_server
 
 from .helpers import ROOT, plan

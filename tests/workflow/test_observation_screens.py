@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bhi_fhir.practice_plan import load_practice_plan
-from bhi_fhir.workflow.cli import run_apply
+from bhi_fhir.workflow.pipeline import run_apply
 from tests.instruments.screen_records import derived_observations, phq9_response, synthea_screen
 
 from .helpers import ROOT

@@ -20,7 +20,7 @@ import pytest
 
 from bhi_fhir.practice_plan import PracticePlan, parse_practice_plan
 from bhi_fhir.workflow import apply
-from bhi_fhir.workflow.cli import run_apply
+from bhi_fhir.workflow.pipeline import run_apply
 
 from .helpers import (
     ROOT,

@@ -18,7 +18,7 @@ from bhi_fhir.instruments.result import Score
 from bhi_fhir.practice_plan import PracticePlan, parse_practice_plan
 from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow import apply, timeline_settings
-from bhi_fhir.workflow.cli import run_apply
+from bhi_fhir.workflow.pipeline import run_apply
 
 from .helpers import PATIENT, ROOT, TODAY, careplan, consent, day, patient, plan, protocol, score
 
