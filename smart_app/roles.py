@@ -113,14 +113,7 @@ def role_of(session: Session) -> Role:
 
 def require_care_team(session: Session) -> Role:
     """The care team's actions (writes, the workflow plan): refused for anyone else."""
-    role = role_of(session)
-    if role.patient_facing:
-        raise Refusal(
-            "Not available",
-            "This part of the app is for the care team. Your own page shows your scores and "
-            "the questionnaires to fill in.",
-            403,
-        )
+    role = require_clinician(session)
     if not role.can_write:
         raise Refusal("Read-only access", role.reason, 403)
     return role
