@@ -10,7 +10,9 @@ import pytest
 
 from bhi_fhir import logs
 
-_LOGGERS = ("", *logs.PACKAGE_LOGGERS, *logs.URL_LOGGERS)
+# uvicorn's too: serve hands uvicorn a logging configuration that tests apply with dictConfig.
+_LOGGERS = ("", *logs.PACKAGE_LOGGERS, *logs.URL_LOGGERS, "uvicorn", "uvicorn.error",
+            "uvicorn.access")
 
 
 @pytest.fixture(autouse=True)

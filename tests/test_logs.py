@@ -17,22 +17,6 @@ from bhi_fhir import __version__, logs
 from bhi_fhir.cli import _register, app
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    names = ["", *logs.PACKAGE_LOGGERS, *logs.URL_LOGGERS, "uvicorn", "uvicorn.error"]
-    saved = {
-        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
-               logging.getLogger(name).propagate)
-        for name in names
-    }
-    yield
-    for name, (handlers, level, propagate) in saved.items():
-        logger = logging.getLogger(name)
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
-
-
 @pytest.mark.parametrize(
     ("verbosity", "level"),
     [(-1, logging.ERROR), (0, logging.WARNING), (1, logging.INFO), (2, logging.DEBUG),

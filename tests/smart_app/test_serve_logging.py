@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import logging.config
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,27 +12,10 @@ from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register
 from bhi_fhir.cli import app as cli_app
-from smart_app.cli import APP_LOGGERS
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    names = [*APP_LOGGERS, "uvicorn", "uvicorn.error", "uvicorn.access"]
-    saved = {
-        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
-               logging.getLogger(name).propagate)
-        for name in names
-    }
-    yield
-    for name, (handlers, level, propagate) in saved.items():
-        logger = logging.getLogger(name)
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 def test_serve_logs_the_receivers_lines(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], restore_logging: None
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import uvicorn
 
