@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from peak_rss import measured_run
+from peak_rss import code_at, measured_run
 
 from bhi_fhir.billing.representation import time_entry
 
@@ -88,13 +87,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-bill-") as tmp:
         folder = Path(tmp)
-        old: Path | None = None
-        if args.before:
-            old = folder / "before"
-            old.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before],
-                                     capture_output=True, check=True).stdout  # fmt: skip
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        old = code_at(args.before, folder)
         print(f"{'time entries':<14} {'format':<6} {'MB':>6}  {'before MB':>10} {'s':>6}  "
               f"{'after MB':>9} {'s':>6}")  # fmt: skip
         for count in sizes:

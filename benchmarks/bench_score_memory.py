@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
-from peak_rss import measured_run
+from peak_rss import code_at, measured_run
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "screening" / "phq9-moderate-item9.json"
@@ -57,13 +56,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-score-") as tmp:
         folder = Path(tmp)
-        old: Path | None = None
-        if args.before:
-            old = folder / "before"
-            old.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before],
-                                     capture_output=True, check=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        old = code_at(args.before, folder)
         print(f"{'input':<22} {'MB':>7}  {'before MB':>10} {'s':>6}  {'after MB':>9} {'s':>6}")
         for count in sizes:
             for path in write_inputs(folder, count):

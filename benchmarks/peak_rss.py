@@ -23,3 +23,16 @@ def measured_run(args: list[str], code: Path | None) -> tuple[float, float, int]
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=code or ROOT)
     _, status, usage = os.wait4(child.pid, 0)
     return usage.ru_maxrss / 1024, time.perf_counter() - started, os.waitstatus_to_exitcode(status)
+
+
+def code_at(ref: str | None, folder: Path) -> Path | None:
+    """The repository's code at git ``ref`` unpacked under ``folder`` (the "before" side of a
+    before/after pair), or None without a ref."""
+    if not ref:
+        return None
+    old = folder / "before"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    return old
