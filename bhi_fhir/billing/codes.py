@@ -142,15 +142,35 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    g2214_from: int = Field(default=16, ge=1, description="G2214 reportable from (§4.1)")
-    cocm_initial_from: int = Field(default=36, ge=1, description="99492 reportable from (§4.1)")
-    cocm_subsequent_from: int = Field(default=31, ge=1, description="99493 reportable from (§4.1)")
-    addon_initial_from: int = Field(default=86, ge=1, description="first +99494, initial (§7.2)")
-    addon_subsequent_from: int = Field(
-        default=76, ge=1, description="first +99494, subsequent month (§7.2)"
+    g2214_from: int = Field(
+        default=16, ge=1, description="G2214 reportable from (CPT midpoint rule)"
     )
-    addon_step: int = Field(default=30, ge=1, description="each further +99494 unit (§4.1)")
-    general_bhi_from: int = Field(default=20, ge=1, description="99484/G0323 at least (§4.1, §7.1)")
+    cocm_initial_from: int = Field(
+        default=36, ge=1, description="99492 reportable from (CPT midpoint rule)"
+    )
+    cocm_subsequent_from: int = Field(
+        default=31, ge=1, description="99493 reportable from (CPT midpoint rule)"
+    )
+    addon_initial_from: int = Field(
+        default=86,
+        ge=1,
+        description="first +99494, initial month (CPT midpoint rule; BCBSND CoCM policy)",
+    )
+    addon_subsequent_from: int = Field(
+        default=76,
+        ge=1,
+        description="first +99494, subsequent month (CPT midpoint rule; BCBSND CoCM policy)",
+    )
+    addon_step: int = Field(
+        default=30,
+        ge=1,
+        description="each further +99494 unit (CPT 99494: each additional 30 minutes)",
+    )
+    general_bhi_from: int = Field(
+        default=20,
+        ge=1,
+        description="99484/G0323 at least (the 99484 descriptor: at least 20 minutes)",
+    )
 
 
 DEFAULT_THRESHOLDS: Final = Thresholds()

@@ -371,7 +371,8 @@ def _discharge_blocks(record: PatientRecord, tz: tzinfo) -> tuple[list[Interval]
             if end is None:
                 warnings.append(
                     f"BHI CarePlan {plan.get('status')} without period.end or meta.lastUpdated: "
-                    "the episode's end is unknown, time after it cannot be held back (§2.2)"
+                    "the episode's end is unknown, time after it cannot be held back (episode of "
+                    "care: NC Medicaid citing AMA)"
                 )
         plans.append((start, end or _FAR_FUTURE))
     blocks = []
@@ -469,7 +470,8 @@ def _count(
             cuts.append(
                 _Cut(
                     "before-consent",
-                    "outside a documented consent (§4.3 Consent)",
+                    "outside a documented consent (BHI services need the patient's verbal or "
+                    "written consent, documented in the chart: CMS MLN909432)",
                     subtract(recorded, counted),
                 )
             )
@@ -481,7 +483,7 @@ def _count(
                     _Cut(
                         "after-death",
                         "dated after the patient's date of death: Medicare does not pay for "
-                        "services dated after the date of death (§6)",
+                        "services dated after the date of death (CMS claims processing edits)",
                         intersect(counted, dead),
                     )
                 )
@@ -492,7 +494,7 @@ def _count(
                 _Cut(
                     "after-episode-end",
                     "after the patient's BHI episode ended (BHI CarePlan period end or status "
-                    "completed/revoked, §2.2 Episode of care)",
+                    "completed/revoked; episode of care: NC Medicaid citing AMA)",
                     subtract(counted, kept),
                 )
             )
@@ -507,7 +509,8 @@ def _count(
             cuts.append(
                 _Cut(
                     "excluded-service",
-                    "during a separately billed service or an inpatient/observation stay (§4.2)",
+                    "during a separately billed service or an inpatient/observation stay, time "
+                    "care-management minutes exclude (AAP News; NCTracks)",
                     subtract(counted, kept),
                 )
             )
@@ -751,7 +754,7 @@ def _eligibility(
             return _Cut(
                 f"not-care-manager:{role}",
                 f"{who}'s time is {_ROLE_TEXT[role]}: CoCM minutes are behavioral health care "
-                "manager time (§6, CPT descriptors; CMS MLN909432)",
+                "manager time (CPT descriptors; CMS MLN909432)",
                 [],
             )
         if g0323:
@@ -760,7 +763,7 @@ def _eligibility(
             return _Cut(
                 "not-billing-clinician",
                 f"{who}'s time: G0323 counts the billing clinical psychologist/CSW/MHC/MFT's own "
-                "time (§4.1)",
+                "time (the G0323 descriptor)",
                 [],
             )
         if role == "care-manager" or who == billing_practitioner:
@@ -768,7 +771,7 @@ def _eligibility(
         return _Cut(
             f"not-clinical-staff:{role}",
             f"{who}'s time is {_ROLE_TEXT[role]}: 99484 counts clinical staff time directed by "
-            "the billing practitioner (§6, CMS MLN909432)",
+            "the billing practitioner (CMS MLN909432)",
             [],
         )
 
@@ -871,7 +874,8 @@ def close_month(
         if apcm_base and not same_practitioner_apcm:
             warnings.append(
                 "an APCM base code is billed this month by another practitioner: the APCM "
-                "behavioral-health add-on needs the same practitioner (§4.1)"
+                "behavioral-health add-ons (G0568/G0569/G0570) go only with the same "
+                "practitioner's APCM base code in the same month"
             )
         codes = select_codes(
             program,
@@ -891,12 +895,17 @@ def close_month(
             reasons.append(
                 Reason(
                     "below-threshold",
-                    f"{minutes} counted minutes; {code} needs at least {least} (§4.1)",
+                    f"{minutes} counted minutes; {code} needs at least {least}",
                 )
             )
         if not consent_by_month_end:
             reasons.append(
-                Reason("no-consent", "no consent documented by the end of the month (§4.3)")
+                Reason(
+                    "no-consent",
+                    "no consent documented by the end of the month (BHI services need the "
+                    "patient's verbal or written consent, documented in the chart: CMS "
+                    "MLN909432)",
+                )
             )
         since = episode_start.start(tz) - timedelta(days=rules.initiating_visit_lookback_days)
         visit = _initiating_visit(record, since, window[1], rules, tz)
@@ -906,7 +915,8 @@ def close_month(
                     "no-initiating-visit",
                     "no initiating visit (E/M, AWV, IPPE, TCM or 90791) within "
                     f"{rules.initiating_visit_lookback_days} days before the episode began "
-                    f"({episode_start}) (§4.3)",
+                    f"({episode_start}): new patients and anyone not seen within the past year "
+                    "need one (CMS MLN909432)",
                 )
             )
         requirements = {"consent": consent_by_month_end, "initiating_visit": visit}
@@ -916,7 +926,8 @@ def close_month(
                 reasons.append(
                     Reason(
                         "no-psychiatric-consultant",
-                        "no psychiatric consultant on the patient's care team (§4.3 Team)",
+                        "no psychiatric consultant on the patient's care team (a CoCM team has "
+                        "one: CMS MLN909432)",
                     )
                 )
         if death_undated:
@@ -924,7 +935,8 @@ def close_month(
                 Reason(
                     "deceased-date-unknown",
                     "the patient is recorded deceased without a date: whether this time is "
-                    "dated after the date of death cannot be checked (§6)",
+                    "dated after the date of death cannot be checked (Medicare does not pay for "
+                    "services dated after the date of death)",
                 )
             )
         if billing_practitioner is None:
@@ -1016,7 +1028,7 @@ def _no_bhi_with_cocm(results: list[PatientMonth]) -> list[PatientMonth]:
             reason = Reason(
                 "cocm-same-month",
                 "general BHI (99484/G0323) is not billed with CoCM codes for the same "
-                "patient-month (§4.3)",
+                "patient-month (vendor billing guides)",
             )
             result = replace(result, reasons=(*result.reasons, reason))
         out.append(result)

@@ -80,14 +80,20 @@ class BillingRules(BaseModel):
 
     program: Program = Field(
         default="cocm",
-        description="program of a time entry that does not name one (§4.1: cocm or bhi)",
+        description="program of a time entry that does not name one: cocm (99492/99493/"
+        "99494/G2214) or bhi (general BHI: 99484/G0323)",
     )
-    setting: Setting | None = Field(default=None, description="office (None), fqhc or rhc (§4.3)")
+    setting: Setting | None = Field(
+        default=None,
+        description="office (None), fqhc or rhc (RHCs and FQHCs had codes of their own: "
+        "G0511/G0512)",
+    )
     timezone: str = Field(
         default="UTC", description="IANA zone the practice's calendar months are counted in"
     )
     billing_practitioner: str | None = Field(
-        default=None, description="default billing practitioner, e.g. 'Practitioner/123' (§4.3)"
+        default=None,
+        description="default billing practitioner (a physician or NPP), e.g. 'Practitioner/123'",
     )
     billing_practitioner_qualification: Qualification = "physician"
     billing_practitioners: dict[str, Qualification] = Field(
@@ -96,7 +102,8 @@ class BillingRules(BaseModel):
     )
     care_managers: list[str] = Field(
         default_factory=list,
-        description="the practice's BHCMs: CoCM minutes are their time only (§6, §4.2)",
+        description="the practice's BHCMs: CoCM minutes are their time only (CPT "
+        "descriptors; CMS MLN909432)",
     )
     care_manager_roles: list[CodingKey] = Field(
         default_factory=list,
@@ -111,16 +118,21 @@ class BillingRules(BaseModel):
         description="CareTeam.participant.role codings that mark a psychiatric consultant",
     )
     consent_scope: str = Field(
-        default="treatment", description="Consent.scope code of a BHI consent (§4.3 Consent)"
+        default="treatment", description="Consent.scope code of a BHI consent"
     )
     initiating_visit_codes: list[CodingKey] = Field(
         default_factory=lambda: list(DEFAULT_INITIATING_VISIT_CODES)
     )
     initiating_visit_lookback_days: int = Field(
-        default=365, ge=0, description="'not seen within the past year' (§4.3)"
+        default=365,
+        ge=0,
+        description="an initiating visit is needed for anyone 'not seen within "
+        "the past year' (CMS MLN909432)",
     )
     episode_gap_months: int = Field(
-        default=6, ge=1, description="months without CoCM service that end an episode (§2.2)"
+        default=6,
+        ge=1,
+        description="months without CoCM service that end an episode (NC Medicaid citing AMA)",
     )
     default_payer: PayerRules = Field(default_factory=PayerRules)
     payers: dict[str, PayerRules] = Field(
