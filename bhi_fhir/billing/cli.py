@@ -211,7 +211,8 @@ def bill(
     rows, rejected, errors = report.rows, report.rejected, report.errors
     notes = []
     if month_open:
-        notes.append(f"{the_month} has not ended: a preview, its time is still accruing (§4.3)")
+        notes.append(f"{the_month} has not ended: a preview, its time is still accruing "
+                     "(a calendar month is billed once its time has accrued)")
     if output is OutputFormat.json:
         typer.echo(
             json.dumps(
