@@ -39,6 +39,7 @@ __all__ = [
     "Consent",
     "Crisis",
     "Enrollment",
+    "Feedback",
     "Handoffs",
     "Payer",
     "PracticePlan",
@@ -333,6 +334,9 @@ class Billing(_Strict):
     addon_unit_minutes: int = 30
     addon_max_units: int = Field(default=4, ge=0)  # payer-configurable (NC Medicaid 4)
     general_bhi_minutes: int = 20  # CPT 99484 "at least 20 min"
+    # CDS Hooks billing card: shown when this month's counted minutes are at most this many short
+    # of the next code's threshold (one short contact); 0 = no card. Practice choice.
+    near_threshold_minutes: int = Field(default=10, ge=0)
     # Payers whose rules differ from the defaults above (e.g. +99494 caps); none by default.
     payers: dict[str, Payer] = {}
     # The IANA zone the practice's calendar months are counted in (CMS MLN909432 calendar-month
@@ -370,6 +374,41 @@ class SyncSettings(_Strict):
     backfill_days: int | None = Field(default=None, ge=0)
 
 
+class Feedback(_Strict):
+    """When the practice asks for feedback on its BHI workflow (the AMA's BHI workflow design
+    asks each practice to plan patient and staff feedback). The workflow creates the feedback
+    Tasks (``bhi_fhir.workflow.feedback``): the patient experience survey and the staff
+    workflow survey (profiles/questionnaires/feedback). Cadences are practice choices."""
+
+    # Patient experience survey this many weeks after enrollment (None: not asked). Practice
+    # choice; 8 weeks is the start of the treat-to-target review window (Bao 2016, weeks 8-12),
+    # so the patient's view arrives when the team reviews non-response.
+    patient_after_enrollment_weeks: int | None = Field(default=8, ge=1)
+    # Patient experience survey when care is completed (the BHI CarePlan completed).
+    patient_at_completion: bool = True
+    # A patient survey not offered within this many days of falling due is not offered any
+    # more: a first run over old enrollments and completions asks no one about care long past.
+    patient_offer_within_days: int = Field(default=28, ge=0)
+    # Staff workflow survey once every this many months, in calendar-aligned periods
+    # (3 = quarterly: January, April, July, October); 0 = not asked.
+    staff_every_months: Literal[0, 1, 2, 3, 4, 6, 12] = 3
+    # Who answers the staff survey; empty = the team (billing practitioner, care managers,
+    # psychiatric consultant).
+    staff: list[str] = []
+
+    @model_validator(mode="after")
+    def _staff_references(self) -> Feedback:
+        problems = []
+        for index, ref in enumerate(self.staff):
+            try:
+                _check_reference(ref)
+            except ValueError as exc:
+                problems.append(f"feedback.staff.{index}: {exc}")
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
 class PracticePlan(_Strict):
     practice: str
     team: Team
@@ -383,6 +422,7 @@ class PracticePlan(_Strict):
     telehealth: Telehealth = Telehealth()
     billing: Billing = Billing()
     sync: SyncSettings = SyncSettings()
+    feedback: Feedback = Feedback()
 
     @model_validator(mode="after")
     def _team_unique(self) -> PracticePlan:
@@ -391,6 +431,16 @@ class PracticePlan(_Strict):
         if duplicates:
             raise _Problems([f"team.care_managers: '{duplicates[0]}' listed twice"])
         return self
+
+    def feedback_staff(self) -> list[TeamMember]:
+        """Who answers the staff workflow survey: ``feedback.staff``, else the team
+        (billing practitioner, care managers, psychiatric consultant), each once."""
+        team = [self.team.billing_practitioner, *self.team.care_managers,
+                self.team.psychiatric_consultant]
+        known = {m.reference: m for m in team}
+        refs = self.feedback.staff or [m.reference for m in team]
+        return [known.get(ref) or TeamMember(reference=ref, display=ref)
+                for ref in dict.fromkeys(refs)]
 
     def fhirpath_view(self) -> dict[str, Any]:
         """The plan as plain JSON for FHIRPath ``%plan``.

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -36,13 +34,12 @@ import jwt
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhir import FhirError
 from bhi_fhir.fhirjson import patient_of
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry.reader import PATIENT_SEARCHES, SEARCH_FILTERS
 from bhi_fhir.registry.rows import timeline_of
-from bhi_fhir.workflow.plan import Plan, PlannedWrite
+from smart_app.cds_cards import billing_card, cards_for
 from smart_app.data import FhirSource
 from smart_app.idtoken import ALGORITHMS, LEEWAY, IdTokenError, _key_for
 from smart_app.views import practice_plan, today_of
@@ -84,29 +81,6 @@ SERVICES = [
      "description": _DESCRIPTION, "prefetch": PREFETCH, "usageRequirements": _USAGE}
     for service_id, hook in HOOKS.items()
 ]
-
-
-@dataclass(frozen=True)
-class CardKind:
-    """One card: which protocol rules feed it, how urgent, what it says."""
-
-    key: str
-    indicator: str  # info | warning | critical (spec "Card Attributes")
-    rules: tuple[str, ...]
-    summary: str  # < 140 characters (spec)
-
-
-# Rules of profiles/plandefinitions/bhi-protocol.json → the card that shows their writes.
-CARD_KINDS: tuple[CardKind, ...] = (
-    CardKind("crisis", "critical", ("crisis-assessment", "crisis-referral"),
-             "Crisis risk on a recent screen: safety assessment not completed"),
-    CardKind("engage", "warning", ("engage", "consent", "enroll"),
-             "Positive behavioral health screen, not yet engaged in care"),
-    CardKind("review", "warning", ("psychiatric-review",),
-             "Enrolled and not improving in the review window: psychiatric case review"),
-    CardKind("contact", "info", ("outreach",),
-             "No care-manager contact or measurement within the practice's window"),
-)
 
 
 class CdsError(Exception):
@@ -222,85 +196,6 @@ async def _record(request: Request, body: Mapping[str, Any], patient_id: str) ->
         raise CdsError(412, "the record could not be read from fhirServer") from None
 
 
-# --------------------------------------------------------------------------- cards
-
-
-def _uuid(*parts: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "|".join((BHI_IDENTIFIER, *parts))))
-
-
-def _suggestions(writes: list[PlannedWrite], titles: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One suggestion per rule firing (its writes share the identifier key)."""
-    groups: dict[tuple[str, str], list[PlannedWrite]] = {}
-    for write in writes:
-        groups.setdefault((write.rule, write.identifier.split(":", 1)[-1]), []).append(write)
-    return [
-        {
-            "label": titles.get(rule, rule),
-            "uuid": _uuid(*(w.identifier for w in group)),
-            "isRecommended": True,
-            "actions": [
-                {"type": w.method, "description": w.reason[:500], "resource": w.resource}
-                for w in group
-            ],
-        }
-        for (rule, _key), group in groups.items()
-    ]
-
-
-def _evidence(kind: CardKind, facts: Mapping[str, Any], writes: list[PlannedWrite],
-              plan: PracticePlan) -> str:
-    if kind.key == "crisis":
-        crises = facts.get("crises") or []
-        return "; ".join(
-            f"{c.get('instrument', 'screen')} on {c.get('date', '?')}: {c.get('reason', '')}"
-            for c in crises
-        ) or "a crisis screen without a completed assessment"
-    if kind.key == "contact":
-        window = plan.handoffs.contact_interval_days
-        contacts = (facts.get("contacts") or {}).get("daysWithout")
-        measured = (facts.get("measurement") or {}).get("daysWithout")
-        return (f"{contacts} days without care-manager contact (window {window} days); "
-                f"{measured} days since the last PHQ-9/GAD-7 (cadence "
-                f"{plan.handoffs.measurement_interval_days} days)")
-    reasons = list(dict.fromkeys(w.reason for w in writes if w.reason))
-    return "; ".join(reasons)[:500]
-
-
-def cards_for(
-    result: Plan, facts: Mapping[str, Any], plan: PracticePlan, *, titles: Mapping[str, str],
-    protocol_url: str, app_url: str,
-) -> list[dict[str, Any]]:
-    """The cards for one patient's workflow plan (pure)."""
-    cards = []
-    for kind in CARD_KINDS:
-        writes = [w for w in result.writes if w.rule in kind.rules]
-        # An assessment already ordered and still open is still a crisis without a completed
-        # assessment: the card stays (without suggestions: the order exists).
-        open_crisis = kind.key == "crisis" and any(
-            s.rule == "crisis-assessment" and s.why == "unchanged" for s in result.skipped
-        )
-        if not writes and not open_crisis:
-            continue
-        rules = sorted({w.rule for w in writes} or {"crisis-assessment"})
-        card: dict[str, Any] = {
-            "uuid": _uuid(result.patient, kind.key, *sorted(w.identifier for w in writes)),
-            "summary": kind.summary,
-            "indicator": kind.indicator,
-            "detail": f"**Evidence:** {_evidence(kind, facts, writes, plan)}\n\n"
-            f"Rule: {', '.join(titles.get(r, r) for r in rules)}.",
-            "source": {"label": "bhi-fhir BHI protocol and practice plan", "url": protocol_url},
-            "links": [{"label": "Open bhi-fhir for this patient", "url": app_url,
-                       "type": "smart"}],
-        }
-        suggestions = _suggestions(writes, titles)
-        if suggestions:
-            card["suggestions"] = suggestions
-            card["selectionBehavior"] = "any"
-        cards.append(card)
-    return cards
-
-
 # --------------------------------------------------------------------------- routes
 
 
@@ -366,11 +261,14 @@ async def _cards(request: Request, resources: list[dict[str, Any]], plan: Practi
     result = apply(protocol, timeline, plan, caseloads=caseloads)
     titles = {a.id: a.title for a in protocol.actions}
     base = request.app.state.settings.base_url.rstrip("/")
-    return cards_for(
+    app_url = f"{base}/launch"
+    cards = cards_for(
         result, timeline.facts, plan, titles=titles,
         protocol_url=protocol.plandefinitions[0] if protocol.plandefinitions else base,
-        app_url=f"{base}/launch",
+        app_url=app_url,
     )
+    billing = billing_card(resources, today_of(request), plan, app_url=app_url)
+    return cards if billing is None else [*cards, billing]
 
 
 @router.post("/cds-services/{service_id}/feedback")

@@ -26,7 +26,8 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm
 
 from bhi_fhir.codes import BHI_IDENTIFIER
-from smart_app.cds import CARD_KINDS, ENCOUNTER_SERVICE_ID, PREFETCH, SERVICE_ID
+from smart_app.cds import ENCOUNTER_SERVICE_ID, PREFETCH, SERVICE_ID
+from smart_app.cds_cards import CARD_KINDS
 from smart_app.config import EhrRegistration, Settings
 from smart_app.main import create_app
 from tests.instruments.screen_records import phq9_response
