@@ -15,7 +15,8 @@ security). One service for ``patient-view`` (and the same for ``encounter-start`
 
 The EHR authenticates with a JWT bearer (spec "Trusting CDS Clients"): signed with a key of
 the JWKS registered for its issuer (``Settings.cds_clients``: issuer → JWKS URL, the allow-list),
-``aud`` this service's URL, ``sub``, ``exp``, ``iat`` and a ``jti`` not seen before.
+``aud`` this service's URL, ``sub``, ``exp``, ``iat`` and a ``jti`` not seen before by any
+process of the app (``smart_app.cds_replay``: the operational store).
 Anything else: 401.
 A record not prefetched is read from ``fhirServer`` with ``fhirAuthorization.access_token``
 only when that server is one of the app's SMART registrations (the token goes nowhere else).
@@ -29,10 +30,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import httpx
 import jwt
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bhi_fhir.fhir import FhirError
 from bhi_fhir.fhirjson import patient_of
@@ -40,13 +44,44 @@ from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry.reader import PATIENT_SEARCHES, SEARCH_FILTERS
 from bhi_fhir.registry.rows import timeline_of
 from smart_app.cds_cards import billing_card, cards_for
+from smart_app.cds_replay import ReplayGuard
 from smart_app.data import FhirSource
+from smart_app.deps import Refusal
 from smart_app.idtoken import ALGORITHMS, LEEWAY, IdTokenError, _key_for
+from smart_app.registry import registry_store
 from smart_app.views import practice_plan, today_of
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter()
+
+PREFIX = "/cds-services"
+
+
+class ScopedCors:
+    """CORS on the CDS Hooks endpoints only (spec "Cross-Origin Resource Sharing": CDS
+    Services and browser-based CDS Clients need it): any origin, no cookies (the EHR's JWT in
+    ``Authorization`` is the trust), GET/POST and the preflight. The app's pages keep
+    same-origin only."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app, allow_origins=["*"], allow_credentials=False,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        target = self.cors if path == PREFIX or path.startswith(PREFIX + "/") else self.app
+        await target(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    """The CDS Hooks routes and their CORS."""
+    app.include_router(router)
+    app.add_middleware(ScopedCors)
 
 SPEC = "https://cds-hooks.hl7.org/2.0/"
 SERVICE_ID = "bhi-fhir-patient-view"
@@ -96,8 +131,6 @@ def _error(status: int, message: str) -> Response:
 
 # --------------------------------------------------------------------------- security
 
-_seen_jti: dict[str, float] = {}  # jti → exp: a token is accepted once
-
 
 async def verify_client_jwt(request: Request, http: httpx.AsyncClient) -> dict[str, Any]:
     """The claims of the EHR's bearer JWT; :class:`CdsError` 401 when it cannot be trusted."""
@@ -129,14 +162,27 @@ async def verify_client_jwt(request: Request, http: httpx.AsyncClient) -> dict[s
         )
     except jwt.PyJWTError as exc:
         raise CdsError(401, f"the bearer token is not valid ({type(exc).__name__})") from None
-    now = time.time()
-    for jti, exp in list(_seen_jti.items()):
-        if exp + LEEWAY < now:
-            del _seen_jti[jti]
-    if str(claims["jti"]) in _seen_jti:
+    guard = _replay_guard(request)
+    first = await anyio.to_thread.run_sync(
+        guard.claim, str(issuer), str(claims["jti"]), float(claims["exp"]) + LEEWAY, time.time()
+    )
+    if not first:
         raise CdsError(401, "the bearer token was already used (jti)")
-    _seen_jti[str(claims["jti"])] = float(claims["exp"])
     return claims
+
+
+def _replay_guard(request: Request) -> ReplayGuard:
+    """The jti claims in the operational store the registry uses (one per app)."""
+    guard: ReplayGuard | None = getattr(request.app.state, "cds_replay_guard", None)
+    if guard is None:
+        try:
+            store = registry_store(request)
+        except Refusal:
+            raise CdsError(503, "the operational store is not available") from None
+        if store is None:  # the demo: no CDS routes
+            raise CdsError(503, "the operational store is not available")
+        guard = request.app.state.cds_replay_guard = ReplayGuard(store)
+    return guard
 
 
 # --------------------------------------------------------------------------- the record

@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FHIR server named by BHI_NOTIFY_SERVER), so nothing in it reaches the network.
         app.include_router(launch.router)
         app.include_router(jwks.router)  # the public keys of private_key_jwt registrations
-        app.include_router(cds.router)  # CDS Hooks 2.0 (smart_app/cds.py)
+        cds.install(app)  # CDS Hooks 2.0 and its CORS (smart_app/cds.py)
         # FHIR Subscription rest-hook receiver: a notification runs the sync.
         app.include_router(webhook.router, prefix="/fhir-notify")
 

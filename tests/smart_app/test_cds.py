@@ -435,3 +435,103 @@ def test_prefetch_of_another_patient_is_refused(client: TestClient) -> None:
 def test_prefetched_resources_of_other_patients_are_ignored(client: TestClient) -> None:
     other = phq9_response("p2", "2026-11-25T10:00:00Z", points=CRISIS_POINTS)
     assert cards_of(client, [other]) == []
+
+
+# --------------------------------------------------------------------------- CORS
+
+
+ORIGIN = "https://sandbox.cds-hooks.example"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "cors"),
+    [("OPTIONS", f"/cds-services/{SERVICE_ID}", True),  # the browser's preflight of a hook
+     ("OPTIONS", f"/cds-services/{SERVICE_ID}/feedback", True),
+     ("OPTIONS", "/cds-services", True),
+     ("OPTIONS", "/launch", False)],  # the app's pages stay same-origin
+    ids=["hook", "feedback", "discovery", "not-cds"],
+)
+def test_cors_preflight_only_on_the_cds_endpoints(client: TestClient, method: str, path: str,
+                                                  cors: bool) -> None:
+    """Spec "Cross-Origin Resource Sharing": CDS Services need CORS for browser clients."""
+    response = client.request(method, path, headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    if cors:
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "*"
+        allowed = response.headers["access-control-allow-headers"].lower()
+        assert "authorization" in allowed and "content-type" in allowed
+        assert "POST" in response.headers["access-control-allow-methods"]
+        assert "access-control-allow-credentials" not in response.headers  # no cookies
+    else:
+        assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_headers_on_discovery_and_hook_responses(client: TestClient) -> None:
+    discovery = client.get("/cds-services", headers={"Origin": ORIGIN})
+    assert discovery.headers["access-control-allow-origin"] == "*"
+    hook = client.post(f"/cds-services/{SERVICE_ID}", json=hook_request(prefetch_of([])),
+                       headers={"Origin": ORIGIN, "Authorization": f"Bearer {token()}"})
+    assert hook.status_code == 200
+    assert hook.headers["access-control-allow-origin"] == "*"
+    refused = client.post(f"/cds-services/{SERVICE_ID}", json={}, headers={"Origin": ORIGIN})
+    assert refused.status_code == 401  # the browser can read the refusal too
+    assert refused.headers["access-control-allow-origin"] == "*"
+    page = client.get("/static/app.css", headers={"Origin": ORIGIN})
+    assert "access-control-allow-origin" not in page.headers
+
+
+# --------------------------------------------------------------------------- jti across processes
+
+
+def _second_app() -> TestClient:
+    settings = Settings(  # type: ignore[call-arg]
+        base_url=APP_URL, cookie_secure=False, today=TODAY,
+        registrations=[EhrRegistration(iss=FHIR, client_id="bhi")],
+        cds_clients={EHR_ISS: JWKS_URL},
+    )
+    return TestClient(create_app(settings), base_url=APP_URL)
+
+
+def test_a_token_used_on_one_app_is_refused_by_another(client: TestClient) -> None:
+    """Two apps (two engines on the one operational store, as two workers): one use in all."""
+    bearer = token()
+    with _second_app() as other:
+        assert call(other, hook_request(prefetch_of([])), bearer).status_code == 200
+        assert call(client, hook_request(prefetch_of([])), bearer).status_code == 401
+        fresh = token()
+        assert call(client, hook_request(prefetch_of([])), fresh).status_code == 200
+        assert call(other, hook_request(prefetch_of([])), fresh).status_code == 401
+
+
+def test_a_token_claimed_by_another_process_is_refused(client: TestClient) -> None:
+    """Another OS process claims the jti in the same store first: this app refuses it."""
+    import subprocess
+    import sys
+
+    jti = uuid.uuid4().hex
+    script = (
+        "import time; from bhi_fhir.store import Store; from smart_app.cds_replay import "
+        f"ReplayGuard; g = ReplayGuard(Store.open()); print(g.claim({EHR_ISS!r}, {jti!r}, "
+        "time.time() + 300, time.time()))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "True"
+    assert call(client, hook_request(prefetch_of([])), token(jti=jti)).status_code == 401
+
+
+def test_expired_claims_are_dropped() -> None:
+    from bhi_fhir.store import Store
+    from smart_app.cds_replay import SEEN_JTI, ReplayGuard
+
+    store = Store.open("sqlite://")
+    guard = ReplayGuard(store)
+    assert guard.claim(EHR_ISS, "a", expires_at=100.0, now=50.0)
+    assert not guard.claim(EHR_ISS, "a", expires_at=100.0, now=99.0)  # replay
+    assert guard.claim("https://other.example", "a", expires_at=100.0, now=99.0)  # per issuer
+    assert guard.claim(EHR_ISS, "b", expires_at=300.0, now=101.0)  # "a" now past: dropped
+    with store.engine.connect() as conn:
+        rows = {tuple(r) for r in conn.execute(SEEN_JTI.select())}
+    assert rows == {(EHR_ISS, "b", 300.0)}
