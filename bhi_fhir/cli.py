@@ -21,6 +21,7 @@ from bhi_fhir.fhir.export_cli import export_command
 from bhi_fhir.instruments.cli import score_command
 from bhi_fhir.logs import LogFormat
 from bhi_fhir.measures.cli import measure_command
+from bhi_fhir.metrics.cli import report_command
 from bhi_fhir.registry.cli import registry_command
 from bhi_fhir.sync.cli import subscribe, sync
 from bhi_fhir.workflow.cli import apply_command
@@ -85,6 +86,7 @@ for name, command in (
     ("doctor", doctor),
     ("export", export_command),
     ("registry", registry_command),
+    ("report", report_command),
     ("serve", serve),
 ):
     app.command(name)(command)
