@@ -1,7 +1,9 @@
 """Billing: a time ledger of care-management minutes → the month's codes → a billing Encounter.
 
 Pure core (no I/O, clock or environment): :mod:`.codes` (minutes → CPT/HCPCS codes),
-:mod:`.ledger` (Encounters → counted minutes and per patient-month requirements),
+:mod:`.ledger` (a patient-month: its codes and requirements), built from :mod:`.entries` (the
+care-management Encounters read as time), :mod:`.record` (what the patient's record says),
+:mod:`.counting` (which minutes count) and :mod:`.episodes` (initial or subsequent CoCM month),
 :mod:`.encounter` (a billable month → US Core Encounter + Provenance, as a transaction),
 :mod:`.writeback` (the month's bill vs the one on the server → create / update / nothing).
 The shell is :mod:`.cli` (``bhi-fhir bill``). Sources: CMS MLN909432 "Behavioral Health
@@ -21,18 +23,9 @@ from bhi_fhir.billing.codes import (
     select_codes,
 )
 from bhi_fhir.billing.encounter import billing_encounter, billing_provenance, billing_transaction
-from bhi_fhir.billing.ledger import (
-    Diagnosis,
-    LedgerEntry,
-    PatientMonth,
-    PatientRecord,
-    Reason,
-    Rejected,
-    close_month,
-    group_by_patient,
-    history_start,
-    ledger_entries,
-)
+from bhi_fhir.billing.entries import LedgerEntry, Rejected, ledger_entries
+from bhi_fhir.billing.ledger import PatientMonth, Reason, close_month, history_start
+from bhi_fhir.billing.record import Diagnosis, PatientRecord, group_by_patient
 from bhi_fhir.billing.representation import time_entry
 from bhi_fhir.billing.rules import BillingRules, CodingKey, rules_from_plan
 from bhi_fhir.billing.writeback import Write, plan_write

@@ -1,14 +1,15 @@
 """Calendar months, FHIR date parsing, interval arithmetic and tolerant resource reading.
 
-Pure helpers for :mod:`bhi_fhir.billing.ledger`: no I/O, no clock.
+Pure helpers for the time ledger (:mod:`bhi_fhir.billing.ledger` and the modules it is built
+from): no I/O, no clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
-from typing import Any
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any, Final
 
 from bhi_fhir import fhirjson
 from bhi_fhir.billing.codes import MONTHLY_CARE_MANAGEMENT_CODES
@@ -21,6 +22,8 @@ from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import moment as parse_datetime
 
 __all__ = [
+    "FAR_FUTURE",
+    "FAR_PAST",
     "Interval",
     "Month",
     "billing_codes_of",
@@ -36,6 +39,9 @@ __all__ = [
 ]
 
 Interval = tuple[datetime, datetime]
+# Open ends of an interval: a window with no end (or no start) runs to (from) these.
+FAR_FUTURE: Final = datetime(9999, 1, 1, tzinfo=UTC)
+FAR_PAST: Final = datetime(1, 1, 2, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- months and time

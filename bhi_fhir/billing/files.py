@@ -14,15 +14,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bhi_fhir.billing._time import is_time_entry
-from bhi_fhir.billing.ledger import (
-    Month,
-    PatientMonth,
-    Rejected,
-    close_month,
-    group_by_patient,
-    ledger_entries,
-    patient_of,
-)
+from bhi_fhir.billing.entries import Rejected, ledger_entries
+from bhi_fhir.billing.ledger import Month, PatientMonth, close_month
+from bhi_fhir.billing.record import group_by_patient, patient_of
 from bhi_fhir.billing.rules import BillingRules, rules_from_plan
 from bhi_fhir.billing.writeback import bill_identifier
 from bhi_fhir.fhirjson import ResourceDict as Resource

@@ -9,7 +9,8 @@ import pytest
 
 from bhi_fhir.billing._time import Month, parse_datetime, subtract, union
 from bhi_fhir.billing.codes import BilledCode, PayerRules
-from bhi_fhir.billing.ledger import PatientMonth, close_month, group_by_patient, ledger_entries
+from bhi_fhir.billing.entries import ledger_entries
+from bhi_fhir.billing.ledger import PatientMonth, close_month, group_by_patient
 from bhi_fhir.billing.rules import BillingRules
 
 from .builders import (
