@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from bhi_fhir.instruments.spec import CutPoint, SexCutPoints
+from bhi_fhir.cut_points import CutPoint, SexCutPoints
 
 __all__ = [
     "Billing",

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bhi_fhir.instruments.spec import InstrumentSpec, Item, Judgement, SexCutPoints
+from bhi_fhir.cut_points import SexCutPoints
+from bhi_fhir.instruments.spec import InstrumentSpec, Item, Judgement
 
 Q1, Q2, Q3 = "68518-0", "68519-8", "68520-6"
 SINGLE_QUESTION_SCREEN = "68517-2"

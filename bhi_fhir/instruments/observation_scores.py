@@ -53,11 +53,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from bhi_fhir import fhirjson
+from bhi_fhir.cut_points import CutPoint
 from bhi_fhir.instruments import epds, phq9, phqa
 from bhi_fhir.instruments.registry import INSTRUMENTS, by_items, candidates
 from bhi_fhir.instruments.result import NOT_FINAL, TOTAL_MISMATCH, InstrumentId, Score
 from bhi_fhir.instruments.scoring import INVALID_ANSWER, score_response
-from bhi_fhir.instruments.spec import CutPoint, InstrumentSpec
+from bhi_fhir.instruments.spec import InstrumentSpec
 from bhi_fhir.instruments.weights import LOINC_SYSTEM, AnswerError, answer_points, parse_total
 
 __all__ = [

@@ -18,6 +18,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any, TypeGuard
 
+from bhi_fhir.cut_points import CutPoint
 from bhi_fhir.instruments.registry import (
     BY_ID,
     by_canonical,
@@ -38,7 +39,7 @@ from bhi_fhir.instruments.result import (
     InstrumentId,
     Score,
 )
-from bhi_fhir.instruments.spec import CutPoint, InstrumentSpec
+from bhi_fhir.instruments.spec import InstrumentSpec
 from bhi_fhir.instruments.weights import (
     AnswerError,
     answer_points,

@@ -12,6 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# The cut-point types live below the instruments and the practice plan (both use them);
+# named here too for the modules that take them from the spec.
+from bhi_fhir.cut_points import CutPoint as CutPoint
+from bhi_fhir.cut_points import SexCutPoints as SexCutPoints
 from bhi_fhir.instruments.result import InstrumentId
 
 
@@ -60,22 +64,6 @@ class Judge(Protocol):
 
 # points by item key -> keys of the items the instrument's skip logic did not ask
 Skip = Callable[[Mapping[str, int]], frozenset[str]]
-
-
-@dataclass(frozen=True, slots=True)
-class SexCutPoints:
-    """Cut points that differ by the patient's sex (AUDIT-C). A patient not known to be male
-    gets the women's cut point, the lower one, so a positive screen is not missed."""
-
-    male: int
-    female: int
-
-    def __call__(self, sex: str | None) -> int:
-        return self.male if sex == "male" else self.female
-
-
-# One instrument's cut point as the practice plan gives it: a number, or one per sex.
-CutPoint = int | SexCutPoints
 
 
 @dataclass(frozen=True, slots=True)
