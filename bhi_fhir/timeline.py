@@ -13,6 +13,8 @@ The facts are a plain JSON-shaped dict, so the protocol's FHIRPath conditions ca
     enrolled           bool: the practice's own active BHI CarePlan (``is_enrollment``, FHIR
                        care-plan-category)
     enrollment         {carePlan, source, start, contributors}
+    careCompleted      {carePlan, source, end}: the newest of the practice's BHI CarePlans
+                       that is completed (status completed, period.end): care finished
     weeksInTreatment   whole weeks since enrollment.start
     reviewPeriod       "weeks-8-12", "weeks-13-17", ... once the review window has started (Bao
                        2016)
@@ -426,6 +428,22 @@ def _enrollment(resources: Sequence[Resource], rule: EnrollmentRule) -> Resource
     return max(plans, key=lambda r: (str((r.get("period") or {}).get("start", "")), _ref(r)))
 
 
+def _completed_care(resources: Sequence[Resource], rule: EnrollmentRule) -> dict[str, Any] | None:
+    """The newest completed BHI CarePlan (``rule`` recognises it, as it would the active one)
+    with the day care ended (``period.end``); None when there is none or it has no end."""
+    done = [
+        (end, r) for r in resources
+        if r.get("resourceType") == "CarePlan" and r.get("status") == "completed"
+        and is_enrollment({**r, "status": "active"}, rule)
+        and (end := _day((r.get("period") or {}).get("end"))) is not None
+    ]
+    if not done:
+        return None
+    end, plan = max(done, key=lambda pair: (pair[0], _ref(pair[1])))
+    return {"carePlan": _ref(plan), "source": _versioned(_ref(plan), _version(plan)),
+            "end": end.isoformat()}
+
+
 def _consent(resources: Sequence[Resource], settings: TimelineSettings) -> Resource | None:
     found = [
         r
@@ -628,6 +646,9 @@ def build_timeline(
                 width = last - first + 1
                 low = first + (weeks - first) // width * width
                 facts["reviewPeriod"] = f"weeks-{low}-{low + width - 1}"
+
+    if (completed := _completed_care(resources, settings.enrollment)) is not None:
+        facts["careCompleted"] = completed
 
     consent = _consent(resources, settings)
     facts["consent"] = {"onFile": consent is not None}

@@ -51,6 +51,7 @@ from bhi_fhir.timeline import (
     TimelineSettings,
     is_enrollment,
 )
+from bhi_fhir.workflow.feedback import patient_feedback
 from bhi_fhir.workflow.fhirpath import ExpressionError, truthy
 from bhi_fhir.workflow.plan import Plan, PlannedWrite, Skipped, full_url_for
 from bhi_fhir.workflow.protocol import Action, Protocol, Template
@@ -517,5 +518,7 @@ def apply(
                     if_match=if_match,
                 )
             )
+    # Feedback Tasks on the plan's cadence (patient experience survey; workflow.feedback).
+    patient_feedback(timeline, plan, manager, result, validate=validate)
     _close_for_deceased(timeline, plan, produced, result, validate)
     return result

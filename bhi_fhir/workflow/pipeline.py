@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhirjson import patient_of, replaced_by, survivors
 from bhi_fhir.instruments import sex_of
 from bhi_fhir.instruments.screens import screening_scores
@@ -20,6 +21,7 @@ from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.sources import Origin, PatientBuckets, SourceError, expand_paths, read_resources
 from bhi_fhir.timeline import build_timeline
 from bhi_fhir.workflow.engine import WorkflowError, apply, caseload_manager, timeline_settings
+from bhi_fhir.workflow.feedback import is_staff_feedback, staff_feedback
 from bhi_fhir.workflow.plan import BundleEntries, Plan
 from bhi_fhir.workflow.protocol import Protocol, default_protocol
 
@@ -146,11 +148,15 @@ def run_apply(
     *,
     sink: Callable[[Plan], None] | None = None,
     progress: Callable[[], None] | None = None,
+    staff_feedback_tasks: bool = False,
 ) -> ApplyReport:
     """Read ``inputs``, score, build facts, apply the protocol: one Plan per patient.
 
     Each Plan goes to ``sink`` when given (and is not kept), else into ``report.plans``;
-    ``progress`` is called once per patient done.
+    ``progress`` is called once per patient done. With ``staff_feedback_tasks`` a last Plan
+    (patient ``practice``) holds the staff workflow survey Tasks of today's period
+    (``workflow.feedback``), not again when ``inputs`` already hold them: practice-level
+    work, asked for by a run over the practice's whole caseload, not by every run.
     """
     protocol = protocol or default_protocol()
     report = ApplyReport()
@@ -161,6 +167,7 @@ def run_apply(
     cut_points = plan.screening.cut_points
     settings = timeline_settings(plan)
     links: dict[str, str] = {}  # replaced Patient → the Patient its link points to
+    staff_tasks: dict[str, dict[str, Any]] = {}  # staff-feedback Tasks read, by identifier
     present: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="bhi-fhir-apply-") as tmp:
         buckets = PatientBuckets(count, Path(tmp) if count > 1 else None)
@@ -176,6 +183,11 @@ def run_apply(
                 continue
             if kind in _SKIPPED:
                 report.skipped[kind] = report.skipped.get(kind, 0) + 1
+                continue
+            if is_staff_feedback(item):  # the practice's own Tasks: no patient
+                for ident in item.get("identifier") or []:
+                    if ident.get("system") == BHI_IDENTIFIER:
+                        staff_tasks[str(ident.get("value"))] = item
                 continue
             patient = patient_of(item)
             if patient is None:
@@ -221,6 +233,14 @@ def run_apply(
                 done(patient, by_patient[patient])
         for patient in sorted(merged):
             done(patient, merged[patient])
+    # The practice-level writes after every patient's: the staff workflow survey Tasks.
+    if staff_feedback_tasks:
+        staff = staff_feedback(plan, today, staff_tasks)
+        report.record(staff)
+        if sink is not None:
+            sink(staff)
+        else:
+            report.plans.append(staff)
     return report
 
 

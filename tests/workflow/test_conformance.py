@@ -33,6 +33,7 @@ def test_clinic_exercises_every_rule(clinic_bundle: dict[str, Any]) -> None:
     assert rules == {
         "engage", "consent", "enroll", "crisis-assessment", "crisis-referral", "outreach",
         "psychiatric-review", "relapse-prevention", "phq9-followup", "brief-intervention",
+        "patient-feedback",  # practice plan [feedback]: enrollment + 8 weeks
     }  # fmt: skip
 
 
