@@ -22,6 +22,11 @@ def examples_dir() -> Path:
     return _bundled("examples")
 
 
+def default_plan_path() -> Path:
+    """The shipped example practice plan: what a command uses when it is given no ``--plan``."""
+    return examples_dir() / "practice-plan.toml"
+
+
 def bundled_questionnaires(root: Path | None = None) -> dict[str, dict[str, Any]]:
     """The screening Questionnaires shipped in profiles/questionnaires, by canonical url."""
     out: dict[str, dict[str, Any]] = {}

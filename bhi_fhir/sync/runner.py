@@ -73,7 +73,7 @@ from bhi_fhir.fhir.errors import (
 )
 from bhi_fhir.fhirjson import entry_answers
 from bhi_fhir.fhirjson import instant as _instant  # a server's or stored instant
-from bhi_fhir.paths import bundled_questionnaires, examples_dir
+from bhi_fhir.paths import bundled_questionnaires, default_plan_path
 from bhi_fhir.practice_plan import PracticePlan, load_practice_plan
 from bhi_fhir.registry.model import refresh_after_sync
 from bhi_fhir.store import AuditRow, Store
@@ -107,10 +107,6 @@ DEFAULT_AGENT: Resource = {
 _CLASH_RETRIES = 3
 _WATERMARK_SAFETY = timedelta(seconds=30)  # writes still committing when the search ran
 _STOP = (CAUSE_AUTHORIZATION, CAUSE_CONFIGURATION)  # causes that end the whole run
-
-
-def default_plan_path() -> Path:
-    return examples_dir() / "practice-plan.toml"
 
 
 def load_protocol_files(root: Path | None = None) -> Protocol:
