@@ -1,4 +1,5 @@
-"""Quality measures computed from a practice's FHIR data: CMS2 and CMS159. Pure core.
+"""Quality measures computed from a practice's FHIR data: CMS2, CMS159 and HEDIS DSF-E,
+DMS-E, DRR-E. Pure core.
 
 Each measure module decides, per patient, the populations of the published measure
 (initial population, denominator, exclusions, exceptions, numerator), its stratum, the

@@ -59,7 +59,17 @@ from bhi_fhir.measures.common import (
 )
 from bhi_fhir.measures.valuesets import any_coding_in
 
-__all__ = ["MEASURE_ID", "STRATA", "assessment_window", "evaluate", "identification_period"]
+__all__ = [
+    "MEASURE_ID",
+    "MENTAL_HEALTH_EXCLUSIONS",
+    "STRATA",
+    "assessment_window",
+    "assessments",
+    "died_by",
+    "evaluate",
+    "hospice_or_palliative",
+    "identification_period",
+]
 
 MEASURE_ID: Final = "CMS159"
 STRATA: Final = ("12-17", "18+")
@@ -71,7 +81,7 @@ _HOSPICE_DISCHARGE: Final = ("428361000124107", "428371000124100")  # to home / 
 _HOSPICE_MDS: Final = "45755-6"  # LOINC Hospice care [Minimum Data Set]
 _YES: Final = "373066001"  # SNOMED Yes (qualifier value)
 _FACIT_PAL: Final = "71007-9"  # LOINC FACIT-Pal
-_MENTAL_HEALTH: Final = ("Bipolar Disorder", "Personality Disorder Emotionally Labile",
+MENTAL_HEALTH_EXCLUSIONS: Final = ("Bipolar Disorder", "Personality Disorder Emotionally Labile",
                          "Schizophrenia or Psychotic Disorder", "Pervasive Developmental Disorder")
 _NOT_DONE: Final = frozenset({"not-done", "entered-in-error", "unknown"})
 
@@ -145,7 +155,7 @@ def _period_overlaps(resource: Mapping[str, Any], key: str, start: date, end: da
         low is not None or high is not None)
 
 
-def _hospice_or_palliative(
+def hospice_or_palliative(
     data: PatientData, start: date, end: date
 ) -> tuple[str, Mapping[str, Any]] | None:
     """Hospice or palliative care from ``start`` to ``end`` (the CQL's two definitions)."""
@@ -201,7 +211,7 @@ def _hospice_or_palliative(
     return None
 
 
-def _died_by(data: PatientData, end: date) -> bool:
+def died_by(data: PatientData, end: date) -> bool:
     record = data.record
     if record is None:
         return False
@@ -245,17 +255,17 @@ def evaluate(data: PatientData, period: Period) -> Outcome | None:
                              "window": [fmt(low), fmt(high)]}
 
     first, _ = identification_period(period)
-    care = _hospice_or_palliative(data, first, high)
+    care = hospice_or_palliative(data, first, high)
     excluded = None
     if care is not None:
         excluded, resource = care
         evaluated.append(ref_of(resource))
-    elif _died_by(data, high):
+    elif died_by(data, high):
         excluded = "patient died"
         evaluated.append(data.patient)
     else:
         disorder = next(
-            (c for c in conditions_in(data, *_MENTAL_HEALTH)
+            (c for c in conditions_in(data, *MENTAL_HEALTH_EXCLUSIONS)
              if condition_is_active(c) and condition_is_confirmed(c)
              and (start := condition_prevalence(c)[0]) is not None and start <= high), None)
         if disorder is not None:

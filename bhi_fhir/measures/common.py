@@ -32,6 +32,7 @@ __all__ = [
     "Period",
     "add_months",
     "age_at",
+    "combine",
     "condition_is_active",
     "condition_is_confirmed",
     "condition_prevalence",
@@ -122,6 +123,10 @@ class Outcome:
     reason: str | None = None  # why not in the numerator (a care gap), or None
     notes: tuple[str, ...] = ()  # what decided each population, for the report
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # A measure with several rates (FHIR Measure groups: DSF-E, DMS-E, DRR-E): the patient's
+    # outcome per rate, by group id; a rate the patient is not in is absent. Empty for a
+    # one-rate measure (CMS2, CMS159).
+    rates: Mapping[str, Outcome] = field(default_factory=dict)
 
     def has(self, population: str) -> bool:
         return population in self.populations
@@ -131,6 +136,24 @@ class Outcome:
         """In the denominator, not excluded or excepted, and not in the numerator."""
         return (self.has(DENOMINATOR) and not self.has(DENOMINATOR_EXCLUSION)
                 and not self.has(DENOMINATOR_EXCEPTION) and not self.has(NUMERATOR))
+
+
+def combine(measure: str, patient: str, rates: Mapping[str, Outcome],
+            stratum: str | None = None, extra: Mapping[str, Any] | None = None) -> Outcome:
+    """One outcome for a several-rate measure, over its rates: in a population when in it for
+    any rate, in the numerator only when in it for every rate whose denominator (not excluded
+    or excepted) holds the patient; the reasons of the rates it missed, each named."""
+    pops = {p for o in rates.values() for p in o.populations if p != NUMERATOR}
+    counted = [o for o in rates.values() if o.has(DENOMINATOR)
+               and not o.has(DENOMINATOR_EXCLUSION) and not o.has(DENOMINATOR_EXCEPTION)]
+    if counted and all(o.has(NUMERATOR) for o in counted):
+        pops.add(NUMERATOR)
+    reasons = [f"{name}: {o.reason}" for name, o in rates.items() if o.reason]
+    return Outcome(measure, patient, frozenset(pops), stratum,
+                   unique(r for o in rates.values() for r in o.evaluated),
+                   "; ".join(reasons) or None,
+                   tuple(f"{name}: {n}" for name, o in rates.items() for n in o.notes),
+                   dict(extra or {}), dict(rates))
 
 
 def _partial_start(value: object) -> date | None:

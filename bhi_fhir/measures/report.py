@@ -11,6 +11,12 @@ Three report types (https://hl7.org/fhir/R4/measurereport.html):
 - ``summary``: counts per population and the rate, overall and per stratum. The rate is the
   proportion measure's performance rate: numerator / (denominator − exclusions − exceptions).
 
+A measure with several rates (DSF-E, DMS-E, DRR-E) has one ``group`` per rate, in every
+report type, identified by its ``code`` (system ``MEASURE_GROUP``, the rate's id) as in the
+``Measure``; a patient's individual report has the groups of the rates they are in. A group
+whose denominator is empty (all excluded, or a rate nobody reached) has no rate: its
+``measureScore`` carries the data-absent-reason ``not-applicable`` instead of a value.
+
 Each report has a deterministic business identifier (system ``BHI_IDENTIFIER``, value
 ``measure-report:<measure>:<period>:<type>[:<patient>]``), so a re-run finds what an earlier
 run wrote: :func:`plan_writes` creates what the server lacks (conditional create on the
@@ -26,7 +32,7 @@ from typing import Any, Final, Literal
 from bhi_fhir.codes import BHI_BASE, BHI_IDENTIFIER
 from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import etag
-from bhi_fhir.measures import cms2, cms159
+from bhi_fhir.measures import cms2, cms159, dmse, drre, dsfe
 from bhi_fhir.measures.common import (
     DENOMINATOR,
     DENOMINATOR_EXCEPTION,
@@ -43,11 +49,14 @@ from bhi_fhir.workflow.plan import identifier_condition, transaction_entry
 __all__ = [
     "CARE_GAP_REASON",
     "MEASURES",
+    "MEASURE_GROUP",
     "MeasureDef",
     "Write",
+    "groups_of",
     "individual_report",
     "plan_writes",
     "rate",
+    "rated",
     "report_identifier",
     "subject_list_report",
     "summary_report",
@@ -56,7 +65,9 @@ __all__ = [
 CARE_GAP_REASON: Final = f"{BHI_BASE}/StructureDefinition/care-gap-reason"
 _POPULATION_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/measure-population"
 _STRATIFIER_AGE: Final = "age-group"
+_NO_EXCEPTION: Final = tuple(p for p in POPULATIONS if p != DENOMINATOR_EXCEPTION)
 _DATA_ABSENT: Final = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+MEASURE_GROUP: Final = f"{BHI_BASE}/CodeSystem/measure-group"  # a rate's id in its Measure
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,8 @@ class MeasureDef:
     strata: tuple[str, ...] = ()
     # The populations the published measure defines (CMS159 has no exceptions).
     populations: tuple[str, ...] = POPULATIONS
+    # A several-rate measure's rates (group id, title), each decided in ``Outcome.rates``.
+    groups: tuple[tuple[str, str], ...] = ()
 
     @property
     def url(self) -> str:
@@ -81,8 +94,42 @@ MEASURES: Final[Mapping[str, MeasureDef]] = {
         MeasureDef(cms159.MEASURE_ID, "Depression Remission at Twelve Months",
                    cms159.evaluate, cms159.STRATA,
                    tuple(p for p in POPULATIONS if p != DENOMINATOR_EXCEPTION)),
+        MeasureDef(dsfe.MEASURE_ID, "Depression Screening and Follow-Up for Adolescents and "
+                   "Adults", dsfe.evaluate, dsfe.STRATA, _NO_EXCEPTION,
+                   ((dsfe.SCREENING, "Depression screening"),
+                    (dsfe.FOLLOW_UP, "Follow-up on positive screen"))),
+        MeasureDef(dmse.MEASURE_ID, "Utilization of the PHQ-9 to Monitor Depression Symptoms "
+                   "for Adolescents and Adults", dmse.evaluate, dmse.STRATA, _NO_EXCEPTION,
+                   tuple((rate, f"Assessment period {n}")
+                         for n, rate in enumerate(dmse.RATES, start=1))),
+        MeasureDef(drre.MEASURE_ID, "Depression Remission or Response for Adolescents and "
+                   "Adults", drre.evaluate, drre.STRATA, _NO_EXCEPTION,
+                   ((drre.FOLLOW_UP, "Follow-up PHQ-9"), (drre.REMISSION, "Depression remission"),
+                    (drre.RESPONSE, "Depression response"))),
     )
 }
+
+
+def groups_of(measure: MeasureDef, outcomes: Sequence[Outcome]
+              ) -> list[tuple[str | None, list[Outcome]]]:
+    """The measure's groups with the outcomes each counts: one group (None) of ``outcomes``
+    for a one-rate measure; per rate, the patients' outcomes for that rate."""
+    if not measure.groups:
+        return [(None, list(outcomes))]
+    return [(rate, [o.rates[rate] for o in outcomes if rate in o.rates])
+            for rate, _ in measure.groups]
+
+
+def rated(measure: MeasureDef, outcomes: Sequence[Outcome]) -> list[tuple[str, list[Outcome]]]:
+    """What a table or a CSV shows per measure: ``(label, outcomes)``, the label the measure's
+    id, or ``<id>/<rate>`` for each rate of a several-rate measure."""
+    return [(measure.id if rate is None else f"{measure.id}/{rate}", members)
+            for rate, members in groups_of(measure, outcomes)]
+
+
+def _group_code(measure: MeasureDef, rate: str | None) -> Resource:
+    title = dict(measure.groups).get(rate or "", rate or "")
+    return {"coding": [{"system": MEASURE_GROUP, "code": rate}], "text": title}
 
 
 def report_identifier(measure: str, period: Period, kind: str, patient: str | None = None) -> str:
@@ -128,7 +175,7 @@ def _score(value: float | None) -> Resource:
 
 
 def _strata(measure: MeasureDef, outcomes: Sequence[Outcome],
-            lists: bool = False) -> tuple[Resource, list[Resource]]:
+            lists: bool = False, prefix: str = "") -> tuple[Resource, list[Resource]]:
     """The age stratifier: each stratum's counts and rate (and, for a subject list, a
     contained List per stratum population)."""
     strata, contained = [], []
@@ -139,7 +186,7 @@ def _strata(measure: MeasureDef, outcomes: Sequence[Outcome],
             who = sorted(o.patient for o in members if o.has(code))
             population = _population(code, len(who))
             if lists and who:
-                ident = f"{code}-{value.replace('+', 'plus')}"
+                ident = f"{prefix}{code}-{value.replace('+', 'plus')}"
                 contained.append(_list(ident, f"{measure.id} {value} {code}", who))
                 population["subjectResults"] = {"reference": f"#{ident}"}
             populations.append(population)
@@ -158,6 +205,18 @@ def individual_report(measure: MeasureDef, period: Period, outcome: Outcome,
     report = _base(measure, period, "individual",
                    report_identifier(measure.id, period, "individual", outcome.patient), date)
     report["subject"] = {"reference": outcome.patient}
+    if measure.groups:
+        report["group"] = [{"code": _group_code(measure, rate),
+                            **_individual_group(measure, outcome.rates[rate])}
+                           for rate, _ in measure.groups if rate in outcome.rates]
+    else:
+        report["group"] = [_individual_group(measure, outcome)]
+    if outcome.evaluated:
+        report["evaluatedResource"] = [{"reference": ref} for ref in outcome.evaluated]
+    return report
+
+
+def _individual_group(measure: MeasureDef, outcome: Outcome) -> Resource:
     populations = []
     for code in measure.populations:
         population = _population(code, int(outcome.has(code)))
@@ -174,33 +233,37 @@ def individual_report(measure: MeasureDef, period: Period, outcome: Outcome,
                          "measureScore": _score(rate([outcome]))}],
         }]
     group["measureScore"] = _score(rate([outcome]))
-    report["group"] = [group]
-    if outcome.evaluated:
-        report["evaluatedResource"] = [{"reference": ref} for ref in outcome.evaluated]
-    return report
+    return group
 
 
 def subject_list_report(measure: MeasureDef, period: Period, outcomes: Sequence[Outcome],
                         date: str) -> Resource:
     report = _base(measure, period, "subject-list",
                    report_identifier(measure.id, period, "subject-list"), date)
-    contained = []
-    populations = []
-    for code in measure.populations:
-        members = sorted(o.patient for o in outcomes if o.has(code))
-        population = _population(code, len(members))
-        if members:
-            contained.append(_list(code, f"{measure.id} {period.label} {code}", members))
-            population["subjectResults"] = {"reference": f"#{code}"}
-        populations.append(population)
-    group: Resource = {"population": populations, "measureScore": _score(rate(outcomes))}
-    if measure.strata:
-        stratifier, lists = _strata(measure, outcomes, lists=True)
-        group["stratifier"] = [stratifier]
-        contained += lists
+    contained: list[Resource] = []
+    groups = []
+    for rate_id, members_of in groups_of(measure, outcomes):
+        prefix = f"{rate_id}-" if rate_id else ""
+        populations = []
+        for code in measure.populations:
+            members = sorted(o.patient for o in members_of if o.has(code))
+            population = _population(code, len(members))
+            if members:
+                title = f"{measure.id} {period.label} {prefix}{code}"
+                contained.append(_list(f"{prefix}{code}", title, members))
+                population["subjectResults"] = {"reference": f"#{prefix}{code}"}
+            populations.append(population)
+        group: Resource = {"population": populations, "measureScore": _score(rate(members_of))}
+        if rate_id:
+            group = {"code": _group_code(measure, rate_id), **group}
+        if measure.strata:
+            stratifier, lists = _strata(measure, members_of, lists=True, prefix=prefix)
+            group["stratifier"] = [stratifier]
+            contained += lists
+        groups.append(group)
     if contained:
         report["contained"] = contained
-    report["group"] = [group]
+    report["group"] = groups
     return report
 
 
@@ -208,12 +271,17 @@ def summary_report(measure: MeasureDef, period: Period, outcomes: Sequence[Outco
                    date: str) -> Resource:
     report = _base(measure, period, "summary", report_identifier(measure.id, period, "summary"),
                    date)
-    group: Resource = {"population": [_population(c, sum(o.has(c) for o in outcomes))
-                                      for c in measure.populations],
-                       "measureScore": _score(rate(outcomes))}
-    if measure.strata:
-        group["stratifier"] = [_strata(measure, outcomes)[0]]
-    report["group"] = [group]
+    groups = []
+    for rate_id, members in groups_of(measure, outcomes):
+        group: Resource = {"population": [_population(c, sum(o.has(c) for o in members))
+                                          for c in measure.populations],
+                           "measureScore": _score(rate(members))}
+        if rate_id:
+            group = {"code": _group_code(measure, rate_id), **group}
+        if measure.strata:
+            group["stratifier"] = [_strata(measure, members)[0]]
+        groups.append(group)
+    report["group"] = groups
     return report
 
 

@@ -109,3 +109,32 @@ def procedure(rid: str, performed: str, value_set: str = "Follow Up for Adult De
 def data(resources: list[dict[str, Any]], scores: list[Score] | tuple[Score, ...] = ()
          ) -> PatientData:
     return PatientData(PATIENT, resources, tuple(scores))
+
+
+def dispense(rid: str, handed_over: str, value_set: str = "Adult Depression Medications",
+             *, status: str = "completed") -> dict[str, Any]:
+    system, code = code_in(value_set)
+    return {"resourceType": "MedicationDispense", "id": rid, "status": status,
+            "medicationCodeableConcept": {"coding": [{"system": system, "code": code}]},
+            "subject": {"reference": PATIENT}, "whenHandedOver": handed_over}
+
+
+def total_observation(rid: str, day: str, total: int, loinc: str = "44261-6") -> dict[str, Any]:
+    """A screening total as EHRs and Synthea hold it (US Core Observation Screening Assessment,
+    category survey, valueQuantity {score})."""
+    return {"resourceType": "Observation", "id": rid, "status": "final",
+            "category": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "survey"}]}],
+            "code": {"coding": [{"system": LOINC, "code": loinc}]},
+            "subject": {"reference": PATIENT}, "effectiveDateTime": day,
+            "valueQuantity": {"value": total, "unit": "{score}",
+                              "system": "http://unitsofmeasure.org", "code": "{score}"}}
+
+
+def scored(resources: list[dict[str, Any]]) -> PatientData:
+    """The patient's data with its screens scored by the one scorer (QuestionnaireResponses and
+    screening Observations alike), as the measure command does."""
+    from bhi_fhir.instruments.screens import screening_scores
+
+    return PatientData(PATIENT, resources, tuple(screening_scores(resources)))

@@ -171,7 +171,10 @@ def test_measure_command_over_files_scores_responses(tmp_path: Path) -> None:
     types = [(e["resource"]["measure"].rsplit("/", 1)[1], e["resource"]["type"])
              for e in bundle["entry"]]
     assert types == [("CMS2", "summary"), ("CMS2", "subject-list"), ("CMS2", "individual"),
-                     ("CMS159", "summary"), ("CMS159", "subject-list")]
+                     ("CMS159", "summary"), ("CMS159", "subject-list"),
+                     ("DSF-E", "summary"), ("DSF-E", "subject-list"), ("DSF-E", "individual"),
+                     ("DMS-E", "summary"), ("DMS-E", "subject-list"),
+                     ("DRR-E", "summary"), ("DRR-E", "subject-list")]
     individual = bundle["entry"][2]["resource"]
     assert {"reference": "QuestionnaireResponse/q1"} in individual["evaluatedResource"]
 
