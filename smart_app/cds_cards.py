@@ -23,7 +23,7 @@ from bhi_fhir.billing.codes import APCM_ADDON_CODES
 from bhi_fhir.billing.rules import BillingRules, rules_from_plan
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.practice_plan import PracticePlan
-from bhi_fhir.workflow.plan import Plan, PlannedWrite
+from bhi_fhir.workflow.plan import Plan, PlannedWrite, _renamed
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,31 @@ def _uuid(*parts: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "|".join((BHI_IDENTIFIER, *parts))))
 
 
-def _suggestions(writes: list[PlannedWrite], titles: Mapping[str, str]) -> list[dict[str, Any]]:
+def _action_resources(group: list[PlannedWrite], patient: str) -> list[dict[str, Any]]:
+    """The group's resources as one suggestion's actions.
+
+    Spec "Action": a suggestion's actions SHOULD be processed by FHIR's transaction rules with
+    the client's ``fhirServer`` as the base of each entry's inferred full URL (base/Type/id).
+    The workflow's transaction links its new resources by ``urn:uuid`` fullUrls, which actions
+    do not carry; so each new resource gets an id (stable: from that fullUrl and the patient)
+    and the references between them become ``Type/id``, which the client's transaction
+    resolves to what it created.
+    """
+    names = {
+        w.full_url: f"{w.resource_type}/{uuid.uuid5(uuid.NAMESPACE_URL, f'{w.full_url}|{patient}')}"
+        for w in group if w.method == "create" and w.full_url.startswith("urn:uuid:")
+    }
+    resources = []
+    for write in group:
+        resource: dict[str, Any] = _renamed(write.resource, names)
+        if write.full_url in names:
+            resource["id"] = names[write.full_url].split("/", 1)[1]
+        resources.append(resource)
+    return resources
+
+
+def _suggestions(writes: list[PlannedWrite], titles: Mapping[str, str],
+                 patient: str) -> list[dict[str, Any]]:
     """One suggestion per rule firing (its writes share the identifier key)."""
     groups: dict[tuple[str, str], list[PlannedWrite]] = {}
     for write in writes:
@@ -77,8 +101,8 @@ def _suggestions(writes: list[PlannedWrite], titles: Mapping[str, str]) -> list[
             "uuid": _uuid(*(w.identifier for w in group)),
             "isRecommended": True,
             "actions": [
-                {"type": w.method, "description": w.reason[:500], "resource": w.resource}
-                for w in group
+                {"type": w.method, "description": w.reason[:500], "resource": resource}
+                for w, resource in zip(group, _action_resources(group, patient), strict=True)
             ],
         }
         for (rule, _key), group in groups.items()
@@ -129,7 +153,7 @@ def cards_for(
             "source": {"label": "bhi-fhir BHI protocol and practice plan", "url": protocol_url},
             "links": [app_link(app_url)],
         }
-        suggestions = _suggestions(writes, titles)
+        suggestions = _suggestions(writes, titles, result.patient)
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "any"

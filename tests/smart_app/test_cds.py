@@ -535,3 +535,24 @@ def test_expired_claims_are_dropped() -> None:
     with store.engine.connect() as conn:
         rows = {tuple(r) for r in conn.execute(SEEN_JTI.select())}
     assert rows == {(EHR_ISS, "b", 300.0)}
+
+
+def test_a_suggestions_resources_refer_to_each_other_by_inferred_full_url(
+    client: TestClient,
+) -> None:
+    """Spec "Action": the client processes a suggestion's actions as a transaction whose
+    entries' full URLs are fhirServer/Type/id; so new resources carry ids (stable) and refer to
+    each other as Type/id, never by the workflow's urn:uuid fullUrls."""
+    screen = phq9_response("p1", "2026-11-25T10:00:00Z", points=CRISIS_POINTS)
+    (crisis,) = [c for c in cards_of(client, [screen]) if c["indicator"] == "critical"]
+    again = [c for c in cards_of(client, [screen]) if c["indicator"] == "critical"]
+    assert again == [crisis]  # the ids are stable across calls
+    assert "urn:uuid:" not in json.dumps(crisis["suggestions"])
+    focused = 0
+    for suggestion in crisis["suggestions"]:
+        resources = {f"{a['resource']['resourceType']}/{a['resource']['id']}": a["resource"]
+                     for a in suggestion["actions"]}
+        for task in (r for r in resources.values() if "focus" in r):
+            assert task["focus"]["reference"] in resources  # the ServiceRequest it carries out
+            focused += 1
+    assert focused  # the assessment Task and its ServiceRequest
