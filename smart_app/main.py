@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from bhi_fhir.logs import quiet_url_loggers
 from bhi_fhir.sync import webhook
-from smart_app import cds, jwks, launch, pages, portal, registry, views
+from smart_app import cds, dashboard, jwks, launch, pages, portal, registry, views
 from smart_app.config import Settings, get_settings
 from smart_app.deps import Refusal, render, set_session_cookie
 from smart_app.sessions import new_session, store_for
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     app.include_router(views.router)
     app.include_router(registry.router)  # the registry page, read from the store
+    app.include_router(dashboard.router)  # the practice dashboard (program metrics)
     app.include_router(portal.router)  # the patient-facing questionnaires
     if not settings.demo:
         # The demo is sealed: no EHR launch and no notification receiver (it would sync the
