@@ -114,9 +114,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 import uuid
+from collections import Counter
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -152,11 +154,32 @@ class RoundTrip(httpx.AsyncBaseTransport):
         self.inner = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        KINDS[request_kind(request)] += 1
         await asyncio.sleep(RTT)
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+KINDS: Counter[str] = Counter()  # requests by kind since the last reset (request_kind)
+
+
+def request_kind(request: httpx.Request) -> str:
+    """``metadata``, ``search <Type>``, ``batch`` or ``transaction`` (a POST to the base)."""
+    path = request.url.path.rstrip("/").rsplit("/fhir", 1)[-1].strip("/")
+    if request.method == "POST" and not path:
+        body = request.content
+        return "batch" if b'"batch"' in body[:200] else "transaction"
+    if path == "metadata":
+        return "metadata"
+    return f"{request.method} {path.split('/', 1)[0] or 'base'}"
+
+
+def kinds_text(kinds: Counter[str]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+
+
 TYPES = ("Provenance", "Task", "ServiceRequest", "CarePlan", "Observation", "Encounter",
          "Consent", "QuestionnaireResponse", "Patient")
 
@@ -378,10 +401,15 @@ async def one_latency(  # type: ignore[no-untyped-def]
     try:
         # sync, prebuilt, the workers, prebuilt, sync: each figure the mean of a run early and
         # a run late, so a machine whose load drifts during the table favours neither
+        KINDS.clear()
         sync_wall, report = await timed_sync(args.base, codes["sync"], run)
+        sync_kinds = Counter(KINDS)
         sync_writes = sum(report.written.values()) + sum(report.provenance.values())
-        print(f"sync: {sync_wall:.1f}s, {report.requests} requests", flush=True)
+        print(f"sync: {sync_wall:.1f}s, {report.requests} requests ({report.status}"
+              f"{', ' + report.problems[0].message if report.problems else ''})", flush=True)
+        KINDS.clear()
         p_wall, p_requests, p_writes = await prebuilt(args.base, codes["pre"])
+        p_kinds = Counter(KINDS)
         print(f"prebuilt: {p_wall:.1f}s, {p_requests} requests", flush=True)
         naives = []
         for c in concurrency:
@@ -411,6 +439,9 @@ async def one_latency(  # type: ignore[no-untyped-def]
             print(f"{label:18} {n_wall:8.2f} {n_requests:9d} {n_writes:7d} "
                   f"{n_wall / p_wall:9.2f}")
         print(f"{'prebuilt':18} {p_wall:8.2f} {p_requests:9d} {p_writes:7d} {1:9.2f}")
+        print(f"requests by kind: sync {kinds_text(sync_kinds)}; prebuilt {kinds_text(p_kinds)}")
+        print("load average (1, 5, 15 min) at the end of the table: "
+              + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
         for c, n_wall, n_requests, _ in naives:
             label = "naive (serial)" if c == 1 else f"naive ({c} at once)"
             print(f"{label}/sync: {n_requests / report.requests:.1f}x requests, "
@@ -449,6 +480,8 @@ async def timed_workers(
     assert all(r["status"] == "ok" for r in reports), reports
     writes = sum(sum(r["written"].values()) + sum(r["provenance"].values()) for r in reports)
     twice = twice_claimed(state_url)
+    kinds = sum((Counter(r["requestKinds"]) for r in reports), Counter())
+    print(f"  {n} worker(s) requests by kind: {kinds_text(kinds)}", flush=True)
     return (wall, sum(r["httpRequests"] for r in reports), writes,
             sum(r["patients"] for r in reports), twice)
 
@@ -492,7 +525,9 @@ async def child_worker(base: str, state_url: str, code: str, rtt_ms: str) -> Non
     report = await run_sync(SyncConfig(
         server=base, today=TODAY, state_url=state_url, shared=True,
         where=[("_tag", f"{CASE}|{code}")], tags=[(CASE, code)], transport=RoundTrip()))
-    print(report.to_json(), flush=True)
+    out = json.loads(report.to_json())
+    out["requestKinds"] = dict(KINDS)
+    print(json.dumps(out), flush=True)
 
 
 async def timed_sync(base: str, code: str, run: str) -> tuple[float, Any]:

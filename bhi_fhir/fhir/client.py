@@ -79,6 +79,7 @@ class FhirClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry_policy = _retry.RetryPolicy(max_retries, backoff_base, backoff_max)
+        self.max_concurrency = max_concurrency  # requests in flight at once
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._request_count = 0
         self._http = httpx.AsyncClient(

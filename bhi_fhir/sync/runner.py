@@ -47,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -87,6 +87,7 @@ from bhi_fhir.sync.source import (
     fetch_bulk,
     fetch_changed,
     fetch_contexts,
+    fetch_info_with_changed,
     fetch_server_info,
 )
 from bhi_fhir.sync.workers import join_shared
@@ -199,6 +200,21 @@ class _Run:
 
     # --- one group ----------------------------------------------------------------------------
 
+    async def read(self, patients: Sequence[str]) -> list[PatientPlan] | None:
+        """The group's plans, one per surviving patient; None when the run stopped or the read
+        failed (recorded by cause)."""
+        if self.stop is not None:
+            self._tick(len(patients))
+            return None
+        try:
+            plans = await self.plan_group(patients)
+        except FhirError as err:
+            self._fail(patients, "read", err)
+            return None
+        # One plan per surviving patient: count the records folded in as done here.
+        self._tick(len(patients) - len(plans))
+        return plans
+
     async def process(
         self, patients: Sequence[str], attempt: int = 0, plans: list[PatientPlan] | None = None
     ) -> None:
@@ -206,13 +222,9 @@ class _Run:
             self._tick(len(patients))
             return
         if plans is None:
-            try:
-                plans = await self.plan_group(patients)
-            except FhirError as err:
-                self._fail(patients, "read", err)
+            plans = await self.read(patients)
+            if plans is None:
                 return
-            # One plan per surviving patient: count the records folded in as done here.
-            self._tick(len(patients) - len(plans))
             patients = [plan.patient for plan in plans]
         if self.config.dry_run:
             for plan in plans:
@@ -390,6 +402,102 @@ class _Run:
         return candidate.isoformat().replace("+00:00", "Z")
 
 
+class _Pipeline:
+    """Groups read while earlier groups' transactions are in flight, their plans packed in
+    order into transactions of whole patients across group boundaries.
+
+    Cut per group, a group of ``group_size`` patients rarely fills its transactions exactly
+    and ends in a small one (100 patients: 20 transactions for what fits in 18). So plans wait
+    in one open transaction until the next patient would not fit (``max_entries`` writes,
+    ``group_size`` patients), and the last open one is sent when no group is left. A lane
+    reads its next group only while fewer transactions than the client sends at once are
+    started and unanswered: the reads run ahead of the writes (the next group is read while
+    this one's transactions are in flight) without reading the whole population first, and a
+    worker sharing a batch claims no more than it can keep busy. A group is done
+    (``on_done(claimed, planned)``) once every one of its plans was written or failed."""
+
+    def __init__(
+        self, run: _Run, on_done: Callable[[Sequence[str], Sequence[str]], Awaitable[None]],
+        *, lanes: int, in_flight: int,
+    ) -> None:
+        self.run, self.on_done = run, on_done
+        self.lanes, self.in_flight = max(1, lanes), max(1, in_flight)
+        self.open: list[tuple[PatientPlan, _Group]] = []  # the transaction being filled
+        self.size = 0  # its entries
+        self.writing = 0  # transactions started and not finished
+        self.room = asyncio.Condition()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def drive(self, next_group: Callable[[], Awaitable[Sequence[str] | None]]) -> None:
+        """Read, plan and write every group ``next_group`` gives (an empty one: no more)."""
+
+        async def lane() -> None:
+            while self.run.stop is None:
+                async with self.room:
+                    await self.room.wait_for(lambda: self.writing < self.in_flight)
+                group = await next_group()
+                if not group:
+                    return
+                await self._read(list(group))
+
+        try:
+            await asyncio.gather(*(lane() for _ in range(self.lanes)))
+            self._send_open()
+            while self.tasks:
+                await asyncio.gather(*list(self.tasks))
+        except BaseException:
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+            raise
+
+    async def _read(self, claimed: list[str]) -> None:
+        plans = await self.run.read(claimed)
+        if not plans:  # failed (recorded) or nothing to plan
+            await self.on_done(claimed, [])
+            return
+        group = _Group(claimed, [plan.patient for plan in plans], len(plans))
+        # At most max_entries writes (a patient with more alone) and group_size patients.
+        limit, most = self.run.config.max_entries, max(1, self.run.config.group_size)
+        for plan in plans:
+            n = len(plan.writes) + len(plan.provenance)
+            if self.open and (self.size + n > limit or len(self.open) >= most):
+                self._send_open()
+            self.open.append((plan, group))
+            self.size += n
+        if self.size >= limit or len(self.open) >= most:
+            self._send_open()
+
+    def _send_open(self) -> None:
+        if not self.open:
+            return
+        chunk, self.open, self.size = self.open, [], 0
+        self.writing += 1
+        task = asyncio.create_task(self._write(chunk))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _write(self, chunk: list[tuple[PatientPlan, _Group]]) -> None:
+        try:
+            plans = [plan for plan, _ in chunk]
+            await self.run.process([plan.patient for plan in plans], 0, plans)
+        finally:
+            async with self.room:
+                self.writing -= 1
+                self.room.notify_all()
+        for _, group in chunk:
+            group.left -= 1
+            if group.left == 0:
+                await self.on_done(group.claimed, group.planned)
+
+
+@dataclass(eq=False)
+class _Group:
+    claimed: list[str]  # the patients asked for (claimed from a shared batch)
+    planned: list[str]  # one per plan (a replaced record is planned as its survivor)
+    left: int  # plans not yet written or failed
+
+
 def _split(patients: Sequence[str]) -> list[Sequence[str]]:
     if len(patients) <= 1:
         return [patients]
@@ -473,16 +581,23 @@ async def run_sync(
     try:
         practice_plan = load_practice_plan(config.plan_path)
         protocol = load_protocol_files()
-        info = await fetch_server_info(client)
-        readiness = info.profile.readiness()
-        if not readiness.can_run:
-            raise FatalError(readiness.summary)
         where = list(config.where)
         if config.patient:
             where.append(("subject", config.patient))
-        if config.bulk is not None and since is None and not config.patient:
+        bulk = config.bulk is not None and since is None and not config.patient
+        changed: Changed | None = None
+        if bulk:
+            info = await fetch_server_info(client)
+        else:  # the CapabilityStatement read while the search runs, not before it
+            info, changed = await fetch_info_with_changed(client, since, where=where,
+                                                          page_size=config.page_size)
+        readiness = info.profile.readiness()
+        if not readiness.can_run:
+            raise FatalError(readiness.summary)
+        if bulk:
+            assert config.bulk is not None
             changed = await fetch_bulk(client, info, config.bulk, where=where)
-        else:
+        elif changed is None:  # the server is not as the search assumed: search as it says
             changed = await fetch_changed(client, info, since, where=where,
                                           page_size=config.page_size)
         report.responses = len(changed.responses)
@@ -497,22 +612,29 @@ async def run_sync(
         run = _Run(config, client, info, changed, report, store, practice_plan, protocol,
                    progress)
         run.pending = set(due)
-        gate = asyncio.Semaphore(max(1, config.workers))
 
-        async def one(group: Sequence[str]) -> None:
-            async with gate:
-                before = set(run.succeeded)
-                await run.process(group)
+        def pipeline(finish: Callable[[Sequence[str]], Awaitable[None]] | None) -> _Pipeline:
+            async def done(claimed: Sequence[str], planned: Sequence[str]) -> None:
                 # The registry read model: the rows of the patients just written for.
-                await refresh_after_sync(store, server, client, run.succeeded - before,
-                                         today=run.today, plan=practice_plan,
-                                         dry_run=config.dry_run)
+                written = [p for p in dict.fromkeys([*claimed, *run._with_merged(planned)])
+                           if p in run.succeeded]
+                await refresh_after_sync(store, server, client, written, today=run.today,
+                                         plan=practice_plan, dry_run=config.dry_run)
+                if finish is not None:
+                    await finish(claimed)
+
+            return _Pipeline(run, done, lanes=config.workers, in_flight=client.max_concurrency)
 
         if shared is not None:  # claim groups from the queue the workers share
-            await shared.work(run, patients, one, lanes=config.workers,
+            await shared.work(run, patients, lambda claim, finish: pipeline(finish).drive(claim),
                               group_size=config.group_size)
         else:
-            await asyncio.gather(*(one(g) for g in _groups(patients, config.group_size)))
+            groups = iter(_groups(patients, config.group_size))
+
+            async def next_group() -> Sequence[str] | None:
+                return next(groups, None)
+
+            await pipeline(None).drive(next_group)
         if not config.dry_run:
             await run.settle()
         if run.stop is not None:

@@ -2,7 +2,8 @@
 
 Requests, for ``n`` changed responses over ``p`` patients (page size ``c``, group size ``g``)::
 
-    GET  metadata                                            1   (the server profile)
+    GET  metadata                                            1   (the server profile; sent
+                                                                  with the search, not before)
     GET  QuestionnaireResponse?_lastUpdated=ge<wm>&_sort=_lastUpdated&_count=c
          &_include=QuestionnaireResponse:subject&_include=QuestionnaireResponse:questionnaire
                                                              ⌈n/c⌉ pages (includes ride along)
@@ -39,7 +40,14 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, CARE_MANAGEMENT_CONTACT, LOINC
-from bhi_fhir.fhir import BadRequest, FhirClient, InvalidResponse, ServerError, ServerProfile
+from bhi_fhir.fhir import (
+    BadRequest,
+    FhirClient,
+    FhirError,
+    InvalidResponse,
+    ServerError,
+    ServerProfile,
+)
 from bhi_fhir.fhir.bulk import ExportRequest, export
 from bhi_fhir.fhirjson import entry_answer, patient_of, replaced_by
 from bhi_fhir.instruments import INSTRUMENTS
@@ -55,6 +63,7 @@ __all__ = [
     "fetch_bulk",
     "fetch_changed",
     "fetch_contexts",
+    "fetch_info_with_changed",
     "fetch_server_info",
 ]
 
@@ -138,9 +147,51 @@ class Changed:
             self.last_updated = updated
 
 
+def _search_shape(info: ServerInfo | None) -> tuple[tuple[str, ...], bool]:
+    """What :func:`fetch_changed` takes from ``info``: the ``_include``s of the response
+    search, and whether screening Observations are searched. None: what HAPI and most servers
+    declare (both includes, Observation searchable)."""
+    if info is None:
+        return _QR_INCLUDES, True
+    return info.qr_includes, "Observation" in info.screen_types
+
+
+async def fetch_info_with_changed(
+    client: FhirClient,
+    since: str | None,
+    *,
+    where: Sequence[tuple[str, str]] = (),
+    page_size: int = 200,
+) -> tuple[ServerInfo, Changed | None]:
+    """:func:`fetch_server_info` and :func:`fetch_changed` at once, so the CapabilityStatement
+    costs no round trip of its own before the search: the search is sent as for a server
+    declaring both includes and Observation search while ``/metadata`` is read.
+
+    A server that does not declare an ``_include`` either answers it anyway (what it includes
+    is the subject or questionnaire the reads would fetch) or ignores it: that answer is used.
+    The ``Changed`` is None when the search failed (e.g. a strict server refusing an
+    undeclared ``_include``) or the statement says Observation cannot be searched (its
+    screens are not read from such a server): then search again with the ``ServerInfo``
+    (after checking it), as one after the other."""
+    info_read = asyncio.ensure_future(fetch_server_info(client))
+    changed: Changed | None
+    try:
+        changed = await fetch_changed(client, None, since, where=where, page_size=page_size)
+    except FhirError:  # searched again once the statement is known (and checked)
+        changed = None
+    except BaseException:
+        info_read.cancel()
+        await asyncio.gather(info_read, return_exceptions=True)
+        raise
+    info = await info_read
+    if not _search_shape(info)[1]:
+        changed = None
+    return info, changed
+
+
 async def fetch_changed(
     client: FhirClient,
-    info: ServerInfo,
+    info: ServerInfo | None,
     since: str | None,
     *,
     where: Sequence[tuple[str, str]] = (),
@@ -148,17 +199,19 @@ async def fetch_changed(
 ) -> Changed:
     """Every QuestionnaireResponse with ``_lastUpdated >= since`` (all pages), plus includes;
     the changed screening Observations are searched at the same time (one round trip fewer
-    before the first write: neither search needs the other's answer)."""
+    before the first write: neither search needs the other's answer). ``info`` None: as a
+    server declaring both includes and Observation search (:func:`fetch_info_with_changed`)."""
+    includes, screens = _search_shape(info)
     params: list[tuple[str, str | int]] = []
     if since:
         params.append(("_lastUpdated", f"ge{since}"))
     params += [("_sort", "_lastUpdated"), ("_count", page_size)]
-    params += [("_include", i) for i in info.qr_includes]
+    params += [("_include", i) for i in includes]
     params += list(where)
     changed = Changed()
     observations = (
         asyncio.ensure_future(_changed_observations(client, changed, since, where, page_size))
-        if "Observation" in info.screen_types else None
+        if screens else None
     )
     try:
         await _changed_responses(client, changed, params)

@@ -8,8 +8,9 @@ same PostgreSQL store. Instead of processing every patient it found, a worker:
 2. enqueues the patients it found (idempotent, keyed by batch and patient), each with the
    earliest ``lastUpdated`` of its changed screens;
 3. claims groups of ``group_size`` patients (``FOR UPDATE SKIP LOCKED``, under a lease it
-   renews while working), processes each group as the single-process sync does, and records
-   each patient done, failed (transient) or held (refused);
+   renews while working) as long as it can keep them busy, processes them as the
+   single-process sync does (its transactions packed across its groups), and records each
+   patient done, failed (transient) or held (refused) once the group's writes are answered;
 4. once nothing is left to claim, waits for the other workers' claims: a claim whose lease
    expires (its worker died) is taken over;
 5. offers its watermark; the worker that finds every item finished closes the batch and
@@ -25,7 +26,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bhi_fhir.store import Store
 from bhi_fhir.store.work import Batch, SharedStoreError, WorkQueue
@@ -38,7 +39,13 @@ __all__ = ["SharedRun", "SharedStoreError", "hold_below", "join_shared"]
 
 # Waiting for other workers' claims: poll this often (one count query), and exactly until
 # an expiring lease; the last claim finishing ends every waiting worker within this.
-_POLL_S = 0.5
+_POLL_S = 0.1
+
+# How a worker processes what it claims: drive(claim, finish) (runner._Pipeline.drive).
+Drive = Callable[
+    [Callable[[], Awaitable[list[str]]], Callable[[Sequence[str]], Awaitable[None]]],
+    Awaitable[None],
+]
 
 
 def hold_below(changed: Changed, patients: Iterable[str]) -> dict[str, str | None]:
@@ -72,32 +79,32 @@ class SharedRun:
         self.worker = ""
 
     async def work(
-        self, run: _Run, patients: Sequence[str],
-        process: Callable[[Sequence[str]], Awaitable[Any]], *, lanes: int, group_size: int,
+        self, run: _Run, patients: Sequence[str], drive: Drive, *, group_size: int,
     ) -> None:
-        """Enqueue ``patients``, then claim and ``process`` groups until the batch is done."""
+        """Enqueue ``patients``, then ``drive(claim, finish)`` until the batch is done: it
+        claims groups with ``claim`` (empty: none left) and calls ``finish`` with each group
+        once its patients were processed."""
         self.worker = run.report.run_id
         self.queue.enqueue(self.batch, hold_below(run.changed, patients))
         held: set[str] = set()  # claimed by this worker, not finished: its leases to renew
         renewer = asyncio.create_task(self._renew(held))
 
-        async def lane() -> None:
-            while run.stop is None:
-                group = self.queue.claim(self.batch, self.worker, group_size, self.lease)
-                if not group:
-                    return
-                held.update(group)
-                try:
-                    await process(group)
-                finally:
-                    states = self._outcomes(run, group)
-                    self.queue.finish(self.batch, self.worker, states)
-                    held.difference_update(group)
-                self.processed += [p for p, s in states.items() if s != "queued"]
+        async def claim() -> list[str]:
+            if run.stop is not None:
+                return []
+            group = self.queue.claim(self.batch, self.worker, group_size, self.lease)
+            held.update(group)
+            return group
+
+        async def finish(group: Sequence[str]) -> None:
+            states = self._outcomes(run, group)
+            self.queue.finish(self.batch, self.worker, states)
+            held.difference_update(group)
+            self.processed += [p for p, s in states.items() if s != "queued"]
 
         try:
             while True:
-                await asyncio.gather(*(lane() for _ in range(max(1, lanes))))
+                await drive(claim, finish)
                 if run.stop is not None:
                     return
                 left, expires_in = self.queue.unfinished(self.batch)

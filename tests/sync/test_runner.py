@@ -6,6 +6,7 @@ The fake answers /metadata, the changed-response search, the context batch and t
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Iterator
@@ -243,3 +244,73 @@ async def test_a_failed_screening_observation_holds_the_watermark(tmp_path: Path
     report = await run_sync(_config(server, tmp_path, max_retries=2))
     assert report.status == "partial" and report.errors[0].retry
     assert report.watermark == "2026-11-21T08:00:00Z"
+
+
+def _patients_of(transaction: dict[str, Any]) -> set[str]:
+    return {(e["resource"].get("subject") or e["resource"].get("for") or {}).get("reference")
+            for e in transaction["entry"]} - {None}
+
+
+async def test_transactions_are_packed_across_groups_with_whole_patients(
+    tmp_path: Path,
+) -> None:
+    # Each patient plans 16 writes: cut per group of 3, every group would end in a
+    # transaction of one patient (7 for 10 patients); packed across groups, 5 of 2 patients.
+    server = FakeServer(10)
+    report = await run_sync(_config(server, tmp_path, group_size=3, max_entries=40))
+    assert report.status == "ok", report.to_text()
+    sizes = [len(t["entry"]) for t in server.transactions]
+    assert sizes == [32] * 5, sizes
+    seen = [p for t in server.transactions for p in _patients_of(t)]
+    assert sorted(seen) == sorted(f"Patient/p{i}" for i in range(10))  # each in one only
+    assert report.written["created"] + report.provenance["created"] == sum(sizes)
+
+
+async def test_group_size_still_bounds_the_patients_of_a_transaction(tmp_path: Path) -> None:
+    server = FakeServer(4)
+    report = await run_sync(_config(server, tmp_path, group_size=1))
+    assert report.status == "ok", report.to_text()
+    assert [len(_patients_of(t)) for t in server.transactions] == [1, 1, 1, 1]
+
+
+async def test_the_capability_statement_is_read_while_the_search_runs(tmp_path: Path) -> None:
+    # /metadata answers only once the response search has arrived: a sync reading it first
+    # would wait in vain (the fake then fails it).
+    server = FakeServer(2)
+    searched = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/metadata"):
+            try:
+                await asyncio.wait_for(searched.wait(), 5)
+            except TimeoutError:
+                return httpx.Response(500)
+        elif request.url.path.endswith("/QuestionnaireResponse"):
+            searched.set()
+        return server(request)
+
+    config = _config(server, tmp_path)
+    config.transport = httpx.MockTransport(handler)
+    report = await run_sync(config)
+    assert report.status == "ok", report.to_text()
+    assert report.requests == 4 + len(server.transactions)  # nothing read twice
+
+
+async def test_a_server_refusing_the_assumed_search_is_searched_as_it_declares(
+    tmp_path: Path,
+) -> None:
+    server = FakeServer(2)
+
+    def strict(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/QuestionnaireResponse") and "_include" in request.url.params:
+            return httpx.Response(400, json={"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "not-supported", "diagnostics": "_include"}]})
+        return server(request)
+
+    config = _config(server, tmp_path)
+    config.transport = httpx.MockTransport(strict)
+    report = await run_sync(config)
+    assert report.status == "ok", report.to_text()
+    assert "_include" not in server.queries[-1].params  # its statement declares none
+    assert {p for t in server.transactions for p in _patients_of(t)} == {
+        "Patient/p0", "Patient/p1"}
