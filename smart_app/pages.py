@@ -48,6 +48,7 @@ NOTICES = {
     "task-reassigned": "task reassigned",
     "consent-recorded": "consent recorded",
     "consent-already-recorded": "consent was already recorded",
+    "feedback-recorded": "patient experience survey recorded",
 }
 
 
