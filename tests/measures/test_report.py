@@ -236,3 +236,79 @@ def test_empty_denominator_score_is_absent_for_a_reason() -> None:
     assert report["group"][0]["measureScore"] == {"extension": [{
         "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
         "valueCode": "not-applicable"}]}
+
+
+def _drr(patient: str, remission: bool, excluded: bool = False) -> Outcome:
+    from bhi_fhir.measures import drre
+    from bhi_fhir.measures.common import combine
+
+    base = DEN | ({DENOMINATOR_EXCLUSION} if excluded else set())
+    rates = {
+        drre.FOLLOW_UP: Outcome("DRR-E", patient, frozenset(base | {NUMERATOR}), "18-64"),
+        drre.REMISSION: Outcome("DRR-E", patient,
+                                frozenset(base | ({NUMERATOR} if remission else set())),
+                                "18-64", (), None if remission else "last PHQ-9 was 9"),
+        drre.RESPONSE: Outcome("DRR-E", patient, frozenset(base), "18-64", (),
+                               "less than a 50% drop"),
+    }
+    return combine("DRR-E", patient, rates, "18-64")
+
+
+@pytest.mark.parametrize("measure_id", ["DSF-E", "DMS-E", "DRR-E"])
+def test_several_rate_measure_groups_match_the_measure(measure_id: str) -> None:
+    """A measure with several rates is one Measure with one group per rate (FHIR R4
+    Measure.group: "a group of population criteria"); each report's groups carry the code of
+    the Measure group they count, in the Measure's order."""
+    from bhi_fhir.paths import profiles_dir
+
+    measure = MEASURES[measure_id]
+    resource = json.loads((profiles_dir() / "measures" / f"Measure-{measure_id}.json").read_text())
+    assert [g["code"]["coding"][0]["code"] for g in resource["group"]] == [
+        rate for rate, _ in measure.groups]
+    report = summary_report(measure, MP, [], "2026-11-30T00:00:00+00:00")
+    assert [g["code"] for g in report["group"]] == [g["code"] for g in resource["group"]]
+    for group in resource["group"]:
+        assert {p["code"]["coding"][0]["code"] for p in group["population"]} == set(
+            measure.populations)
+
+
+def test_several_rate_reports_count_each_rate() -> None:
+    from fhir.resources.R4B.measurereport import MeasureReport
+
+    drr = MEASURES["DRR-E"]
+    outcomes = [_drr("Patient/a", True), _drr("Patient/b", False),
+                _drr("Patient/c", False, excluded=True)]
+    summary = summary_report(drr, MP, outcomes, "2026-11-30T00:00:00+00:00")
+    MeasureReport.model_validate(summary)
+    scores = {g["code"]["coding"][0]["code"]: g["measureScore"] for g in summary["group"]}
+    assert scores == {"follow-up": {"value": 1.0}, "remission": {"value": 0.5},
+                      "response": {"value": 0.0}}
+    listed = subject_list_report(drr, MP, outcomes, "2026-11-30T00:00:00+00:00")
+    MeasureReport.model_validate(listed)
+    ids = [c["id"] for c in listed["contained"]]
+    assert len(ids) == len(set(ids)) and "remission-numerator" in ids
+    individual = individual_report(drr, MP, outcomes[1], "2026-11-30T00:00:00+00:00")
+    MeasureReport.model_validate(individual)
+    remission = next(g for g in individual["group"]
+                     if g["code"]["coding"][0]["code"] == "remission")
+    numerator = next(p for p in remission["population"]
+                     if p["code"]["coding"][0]["code"] == NUMERATOR)
+    assert numerator["extension"] == [{"url": CARE_GAP_REASON, "valueString": "last PHQ-9 was 9"}]
+    assert outcomes[1].reason == "remission: last PHQ-9 was 9; response: less than a 50% drop"
+
+
+def test_individual_report_has_only_the_rates_the_patient_is_in() -> None:
+    """DSF-E's follow-up rate counts only patients with a positive screen (NCQA DSF rate 2)."""
+    from bhi_fhir.measures.common import combine
+
+    dsf = MEASURES["DSF-E"]
+    screened = Outcome("DSF-E", "Patient/a", frozenset(DEN | {NUMERATOR}), "18-64")
+    outcome = combine("DSF-E", "Patient/a", {"screening": screened}, "18-64")
+    report = individual_report(dsf, MP, outcome, "2026-11-30T00:00:00+00:00")
+    assert [g["code"]["coding"][0]["code"] for g in report["group"]] == ["screening"]
+    excluded = combine("DSF-E", "Patient/b", {"screening": Outcome(
+        "DSF-E", "Patient/b", frozenset(DEN | {DENOMINATOR_EXCLUSION}), "18-64")}, "18-64")
+    group = individual_report(dsf, MP, excluded, "2026-11-30T00:00:00+00:00")["group"][0]
+    assert group["measureScore"] == {"extension": [{
+        "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+        "valueCode": "not-applicable"}]}
