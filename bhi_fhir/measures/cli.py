@@ -1,4 +1,5 @@
-"""``bhi-fhir measure --period YYYY``: quality measures (CMS2, CMS159) as MeasureReports.
+"""``bhi-fhir measure --period YYYY``: quality measures (CMS2, CMS159; HEDIS DSF-E, DMS-E,
+DRR-E) as MeasureReports.
 
 Reads a practice's data from a FHIR server (``--server``) or from files (``--input``:
 NDJSON / Bundle / JSON, the bulk-export shape), groups it by patient, scores every screen with
@@ -64,6 +65,7 @@ from bhi_fhir.measures.report import (
     individual_report,
     plan_writes,
     rate,
+    rated,
     subject_list_report,
     summary_report,
 )
@@ -74,6 +76,7 @@ from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_res
 _TYPES = frozenset({
     "Patient", "Encounter", "Condition", "Observation", "DiagnosticReport",
     "QuestionnaireResponse", "MedicationRequest", "ServiceRequest", "Procedure",
+    "MedicationDispense",
 })
 _BUCKET_BYTES = 32 * 1024 * 1024
 _LOOKUP_CHUNK = 50
@@ -162,6 +165,7 @@ def _searches(period: Period) -> list[tuple[str, dict[str, Any]]]:
         ("DiagnosticReport", {"code": ",".join(f"{LOINC}|{c}" for c in panels)}),
         ("QuestionnaireResponse", {"authored": f"ge{since}"}),
         ("MedicationRequest", {"authoredon": f"ge{since}"}),
+        ("MedicationDispense", {"whenhandedover": f"ge{since}"}),
         ("ServiceRequest", {"authored": f"ge{since}"}),
         ("Procedure", {"date": f"ge{since}"}),
     ]
@@ -255,10 +259,12 @@ def _parse_period(text: str) -> Period:
 
 def _rows(run: Run, measures: Sequence[MeasureDef]) -> list[dict[str, Any]]:
     return [
-        {"measure": measure.id, "patient": o.patient, "stratum": o.stratum or "",
+        {"measure": label, "patient": o.patient, "stratum": o.stratum or "",
          **{code: int(o.has(code)) for code in POPULATIONS},
          "care_gap": o.reason or "", "evaluated": " ".join(o.evaluated)}
-        for measure in measures for o in run.outcomes.get(measure.id, [])
+        for measure in measures
+        for label, outcomes in rated(measure, run.outcomes.get(measure.id, []))
+        for o in outcomes
     ]
 
 
@@ -281,14 +287,16 @@ def _table(run: Run, measures: Sequence[MeasureDef], period: Period, console: Co
                    "exceptions", "numerator", "rate"):
         table.add_column(column)
     for measure in measures:
-        outcomes = run.outcomes.get(measure.id, [])
-        groups = [("all", outcomes)] + [
-            (s, [o for o in outcomes if o.stratum == s]) for s in measure.strata]
-        for name, members in groups:
-            counts = [str(sum(o.has(c) for o in members)) for c in POPULATIONS]
-            table.add_row(measure.id, name, *counts, _percent(rate(members)))
+        for label, outcomes in rated(measure, run.outcomes.get(measure.id, [])):
+            groups = [("all", outcomes)] + [
+                (s, [o for o in outcomes if o.stratum == s]) for s in measure.strata]
+            for name, members in groups:
+                counts = [str(sum(o.has(c) for o in members)) for c in POPULATIONS]
+                table.add_row(label, name, *counts, _percent(rate(members)))
     console.print(table)
-    gaps = [(m.id, o) for m in measures for o in run.outcomes.get(m.id, []) if o.gap]
+    gaps = [(label, o) for m in measures
+            for label, outcomes in rated(m, run.outcomes.get(m.id, [])) for o in outcomes
+            if o.gap]
     if gaps:
         care = Table(title="Care gaps: in the denominator, not in the numerator")
         for column in ("measure", "patient", "what to do"):
@@ -320,7 +328,8 @@ def measure_command(
     ] = False,
     credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
 ) -> None:
-    """Quality measures (CMS2, CMS159) over a measurement year, as FHIR MeasureReports."""
+    """Quality measures (CMS2, CMS159; HEDIS DSF-E, DMS-E, DRR-E) over a measurement year, as
+    FHIR MeasureReports."""
     period = _parse_period(period_text)
     if (server is None) == (not input_files):
         raise typer.BadParameter("give --server or --input (one of them)", param_hint="--server")
