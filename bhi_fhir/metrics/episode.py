@@ -53,10 +53,9 @@ from bhi_fhir.timeline import (
 
 # The timeline's own readings of a contact, a crisis answer and a request's evidence: the
 # metrics count exactly what the workflow acts on, so they share the one definition.
-from bhi_fhir.timeline import _contact_date as contact_date
-from bhi_fhir.timeline import _crisis_reasons as crisis_reasons
-from bhi_fhir.timeline import _evidence_of as evidence_of
-from bhi_fhir.timeline import _identifier as bhi_identifier
+from bhi_fhir.timeline.crisis import crisis_reasons, evidence_of
+from bhi_fhir.timeline.record import contact_date
+from bhi_fhir.timeline.refs import bhi_identifier
 
 __all__ = ["MeasureDefs", "is_feedback", "month_keys", "patient_episode"]
 
