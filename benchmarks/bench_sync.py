@@ -481,7 +481,8 @@ async def timed_workers(
     writes = sum(sum(r["written"].values()) + sum(r["provenance"].values()) for r in reports)
     twice = twice_claimed(state_url)
     kinds = sum((Counter(r["requestKinds"]) for r in reports), Counter())
-    print(f"  {n} worker(s) requests by kind: {kinds_text(kinds)}", flush=True)
+    print(f"  {n} worker(s) requests by kind: {kinds_text(kinds)}; patients per worker "
+          + ", ".join(str(r["patients"]) for r in reports), flush=True)
     return (wall, sum(r["httpRequests"] for r in reports), writes,
             sum(r["patients"] for r in reports), twice)
 
