@@ -4,22 +4,26 @@ configuration".
 
 =====  ======================================================================================
 0      done
-1      partial: some patients or resources failed (the report says which); the rest was done
-2      bad input: an option, a file or line that is not FHIR, a practice plan that cannot be
-       used (the good input is still processed, and the run exits 2)
-65     the server refused our data (400/409/412/422)
+1      partial: some patients or resources failed on the server (the report says which); the
+       rest was done
+2      usage: an option or argument the command does not accept (Click's own code)
+65     bad data: an input file, line or Bundle entry that is not FHIR the command reads (the
+       good input is still processed and written, and the run exits 65), or data the server
+       refused (400/409/412/422)
 66     the thing asked for is not on the server (404/410)
-69     the server is unreachable
-70     the server broke (a 5xx not worth retrying)
-75     transient: run again later (overload, timeouts, a database that does not answer)
+69     unavailable: the server does not answer, or still answers 5xx, 429 or times out after
+       the retries; the state database does not answer
+75     busy: another run holds what this one needs (an export folder): run again later
 76     the server answered something that is not FHIR JSON
 77     authorization: a token refused, a scope missing (401/403)
-78     configuration: a wrong URL, a server that cannot support the workflow, a sync stopped
-       on an answer that is not FHIR
+78     configuration: a practice plan or protocol that cannot be used, a wrong URL, a server
+       that cannot support the workflow, an environment the command refuses (``serve --demo``
+       with EHR settings), a sync stopped on an answer that is not FHIR
 =====  ======================================================================================
 
-:func:`bhi_fhir.fhir.errors.exit_code_for` maps a failed request to this table;
-:func:`exit_code_for_cause` a run stopped by a failure's cause (``sync``).
+The code is chosen by the type of what stopped the run, never by its message:
+:func:`exit_code_of` for an exception, :func:`bhi_fhir.fhir.errors.exit_code_for` for a failed
+request, :func:`exit_code_for_cause` for a run stopped by a failure's cause (``sync``).
 """
 
 from __future__ import annotations
@@ -28,11 +32,10 @@ from typing import Final
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
-EXIT_BAD_INPUT: Final = 2
+EXIT_USAGE: Final = 2
 EXIT_DATAERR: Final = 65
 EXIT_NOINPUT: Final = 66
 EXIT_UNAVAILABLE: Final = 69
-EXIT_SOFTWARE: Final = 70
 EXIT_TEMPFAIL: Final = 75
 EXIT_PROTOCOL: Final = 76
 EXIT_NOPERM: Final = 77
@@ -42,10 +45,33 @@ EXIT_CONFIG: Final = 78
 _CAUSE_CODES: Final = {
     "authorization": EXIT_NOPERM,
     "configuration": EXIT_CONFIG,
-    "transient": EXIT_TEMPFAIL,
+    "transient": EXIT_UNAVAILABLE,  # the server still failing after the retries
 }
 
 
 def exit_code_for_cause(cause: str | None) -> int:
     """The exit code of a run stopped by a failure of this cause (1 for any other)."""
     return _CAUSE_CODES.get(cause or "", EXIT_FAILURE)
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code of a command stopped by ``exc``, by its type (1 for a type not listed):
+    a practice plan or protocol that cannot be used 78, a state database that does not answer
+    69 and one whose URL cannot be used 78, a folder another run holds 75, a failed request
+    what :func:`bhi_fhir.fhir.errors.exit_code_for` gives."""
+    # Imported here: each of these modules imports this table.
+    from bhi_fhir.fhir.bulk import FolderInUse
+    from bhi_fhir.fhir.errors import FhirError, exit_code_for
+    from bhi_fhir.practice_plan import PracticePlanError
+    from bhi_fhir.store import StoreOpenError
+    from bhi_fhir.workflow.protocol import ProtocolError
+
+    if isinstance(exc, FhirError):
+        return exit_code_for(exc)
+    if isinstance(exc, StoreOpenError):
+        return EXIT_UNAVAILABLE if exc.transient else EXIT_CONFIG
+    if isinstance(exc, PracticePlanError | ProtocolError):
+        return EXIT_CONFIG
+    if isinstance(exc, FolderInUse):
+        return EXIT_TEMPFAIL
+    return EXIT_FAILURE

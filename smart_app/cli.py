@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from bhi_fhir import logs
-from bhi_fhir.exit_codes import EXIT_BAD_INPUT
+from bhi_fhir.exit_codes import EXIT_CONFIG, exit_code_of
 
 # The app's own loggers (the launch, the views, the notification receiver and its queue) go to
 # stderr beside uvicorn's lines, at INFO (-v DEBUG, -q WARNING), as text or JSON lines
@@ -49,7 +49,7 @@ def serve(demo: bool = False, host: str = "127.0.0.1", port: int = 8000) -> None
                 "server; unset them (or run `bhi-fhir serve` without --demo).",
                 err=True,
             )
-            raise typer.Exit(EXIT_BAD_INPUT)
+            raise typer.Exit(EXIT_CONFIG)
         overrides = {"demo": True, "base_url": f"http://{host}:{port}", "cookie_secure": False}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     if demo:
@@ -58,7 +58,7 @@ def serve(demo: bool = False, host: str = "127.0.0.1", port: int = 8000) -> None
         app = create_app(settings)
     except PracticePlanError as exc:  # the plan is read once, at start-up
         typer.echo(f"serve refused: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise typer.Exit(exit_code_of(exc)) from None
     # No access log: request lines carry the OAuth code and state (/callback) and patient ids.
     uvicorn.run(
         app,

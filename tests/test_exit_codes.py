@@ -13,8 +13,8 @@ from bhi_fhir.fhir import errors
     ("error", "code"),
     [
         (errors.TransportError("no response"), exit_codes.EXIT_UNAVAILABLE),
-        (errors.RequestTimeout("timed out"), exit_codes.EXIT_TEMPFAIL),
-        (errors.RetryableError("503", status=503), exit_codes.EXIT_TEMPFAIL),
+        (errors.RequestTimeout("timed out"), exit_codes.EXIT_UNAVAILABLE),
+        (errors.RetryableError("503", status=503), exit_codes.EXIT_UNAVAILABLE),
         (errors.Unauthorized("401", status=401), exit_codes.EXIT_NOPERM),
         (errors.Forbidden("403", status=403), exit_codes.EXIT_NOPERM),
         (errors.AuthError("invalid_client"), exit_codes.EXIT_NOPERM),
@@ -25,7 +25,7 @@ from bhi_fhir.fhir import errors
         (errors.Unprocessable("422", status=422), exit_codes.EXIT_DATAERR),
         (errors.Conflict("409", status=409), exit_codes.EXIT_DATAERR),
         (errors.PreconditionFailed("412", status=412), exit_codes.EXIT_DATAERR),
-        (errors.ServerError("501", status=501), exit_codes.EXIT_SOFTWARE),
+        (errors.ServerError("501", status=501), exit_codes.EXIT_UNAVAILABLE),
         (ValueError("not a FHIR error"), exit_codes.EXIT_FAILURE),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
@@ -39,7 +39,7 @@ def test_failed_request(error: BaseException, code: int) -> None:
     [
         (errors.CAUSE_AUTHORIZATION, exit_codes.EXIT_NOPERM),
         (errors.CAUSE_CONFIGURATION, exit_codes.EXIT_CONFIG),
-        (errors.CAUSE_TRANSIENT, exit_codes.EXIT_TEMPFAIL),
+        (errors.CAUSE_TRANSIENT, exit_codes.EXIT_UNAVAILABLE),
         (errors.CAUSE_REFUSED, exit_codes.EXIT_FAILURE),  # held patients: a partial run
         (None, exit_codes.EXIT_FAILURE),  # a plan or protocol file that failed mid-run
     ],
@@ -52,5 +52,5 @@ def test_run_stopped_by_cause(cause: str | None, code: int) -> None:
 def test_errors_module_names_the_same_numbers() -> None:
     """Callers reading errors.EXIT_* see the one table's numbers."""
     for name in ("EXIT_OK", "EXIT_FAILURE", "EXIT_DATAERR", "EXIT_NOINPUT", "EXIT_UNAVAILABLE",
-                 "EXIT_SOFTWARE", "EXIT_TEMPFAIL", "EXIT_PROTOCOL", "EXIT_NOPERM", "EXIT_CONFIG"):
+                 "EXIT_TEMPFAIL", "EXIT_PROTOCOL", "EXIT_NOPERM", "EXIT_CONFIG"):
         assert getattr(errors, name) == getattr(exit_codes, name)

@@ -1,5 +1,5 @@
 """A practice plan that cannot be used stops every command taking ``--plan`` (apply, bill,
-sync) with one ``error:`` line on stderr naming the file and the problem, exit 2 (bad input),
+sync) with one ``error:`` line on stderr naming the file and the problem, exit 78 (configuration),
 before any work: no traceback, no run that fails later."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register, app
+from bhi_fhir.exit_codes import EXIT_CONFIG
 
 _register()
 EXAMPLE_PLAN = Path(__file__).resolve().parents[1] / "examples" / "practice-plan.toml"
@@ -45,13 +46,13 @@ PLAN_COMMANDS = {
 
 @pytest.mark.parametrize("command", list(PLAN_COMMANDS), ids=list(PLAN_COMMANDS))
 @pytest.mark.parametrize("case", ["unknown-timezone", "not-utf8", "deeply-nested"])
-def test_a_plan_that_cannot_be_used_is_one_bad_input_line(
+def test_a_plan_that_cannot_be_used_is_one_configuration_line(
     command: str, case: str, tmp_path: Path
 ) -> None:
     plan, says = _bad_plans(tmp_path)[case]
     (tmp_path / "none.ndjson").write_text("")
     result = CliRunner().invoke(app, PLAN_COMMANDS[command](plan, tmp_path))
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == EXIT_CONFIG, result.output
     line = _one_error_line(result)
     assert says in line and str(plan) in line
 

@@ -31,8 +31,8 @@ number of HTTP requests; ``not_counted`` lists, per time entry, why its time (or
 its minutes) was not counted. Exit 0 when the run completed (not-billable months are results,
 not errors); a server error exits with :func:`bhi_fhir.fhir.errors.exit_code_for`; bad options
 exit 2. A bad ``--input`` (a line or file that is not FHIR, an unreadable file or directory)
-is one ``error: file:line: message`` line on stderr, the rest is still billed, and the run
-exits 2 — as ``apply`` and ``score`` do.
+is one ``error: file:line: message`` line on stderr, the rest is still billed (and written),
+and the run exits 65 — as ``apply`` and ``score`` do; a plan that cannot be used exits 78.
 
 Billing configuration comes from the practice plan (``--plan FILE``: its ``[team]`` and
 ``[billing]`` sections, :func:`bhi_fhir.billing.rules.rules_from_plan`) or from ``--rules FILE``
@@ -86,7 +86,7 @@ from bhi_fhir.billing.writeback import (
     plan_write,
     write_bundle,
 )
-from bhi_fhir.exit_codes import EXIT_BAD_INPUT
+from bhi_fhir.exit_codes import EXIT_DATAERR, exit_code_of
 from bhi_fhir.fhir.auth_factory import (
     NO_AUTH,
     AuthSettings,
@@ -180,7 +180,7 @@ def bill(
     except PracticePlanError as exc:
         # One line, as `apply` and `sync` report a plan that cannot be used.
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise typer.Exit(exit_code_of(exc)) from None
     except (OSError, ValueError, ValidationError, tomllib.TOMLDecodeError) as exc:
         hint = "--plan" if plan_file is not None else "--rules"
         raise typer.BadParameter(str(exc), param_hint=hint) from None
@@ -256,9 +256,10 @@ def bill(
     for error in errors:
         typer.echo(f"error: {error}", err=True)
     if errors:
-        # Like `apply` and `score`: the good input is billed, and a scheduler still sees that
-        # some input was refused.
-        raise typer.Exit(EXIT_BAD_INPUT)
+        # Like `apply` and `score`: the good input is billed (and written), and a scheduler
+        # still sees that some input was refused: 65, not 1, which is for patients the
+        # server refused.
+        raise typer.Exit(EXIT_DATAERR)
 
 
 @dataclass

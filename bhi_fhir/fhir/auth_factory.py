@@ -38,7 +38,7 @@ import jwt
 import typer
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from bhi_fhir.exit_codes import EXIT_CONFIG, EXIT_TEMPFAIL
+from bhi_fhir.exit_codes import EXIT_CONFIG, EXIT_UNAVAILABLE
 from bhi_fhir.fhir.auth import (
     BackendServicesAuth,
     BearerAuth,
@@ -333,6 +333,6 @@ def exit_on_failed_request(prefix: str, *, retry_hint: str | None = None) -> Ite
     except FhirError as err:
         code = exit_code_for(err)
         typer.echo(f"{prefix}{err}", err=True)
-        if retry_hint and code == EXIT_TEMPFAIL:
+        if retry_hint and code == EXIT_UNAVAILABLE:
             typer.echo(retry_hint, err=True)
         raise typer.Exit(code) from None

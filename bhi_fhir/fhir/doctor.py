@@ -5,7 +5,7 @@ CapabilityStatement and SMART configuration, checks that the practice plan's Pra
 PractitionerRoles, Organizations and referral directory exist there (one search per type) and
 counts the screening data present (``_summary=count``) — read-only — and prints what works,
 what the sync will skip and why. Exit 0 when the workflow can run, 78 (EX_CONFIG) when the
-server cannot support it or lacks the plan's references, 2 for a plan that cannot be used,
+server cannot support it or lacks the plan's references, 78 for a plan that cannot be used,
 and the error's own exit code (e.g. 69 unreachable) when the server could not be asked at
 all — one line on stderr, no traceback (``--wait S`` keeps trying a server that does not
 answer yet, as one still starting, for up to S seconds). It authenticates like every command

@@ -45,7 +45,6 @@ from bhi_fhir.exit_codes import (  # noqa: F401  (re-exported: errors.EXIT_* for
     EXIT_NOPERM,
     EXIT_OK,
     EXIT_PROTOCOL,
-    EXIT_SOFTWARE,
     EXIT_TEMPFAIL,
     EXIT_UNAVAILABLE,
 )
@@ -317,7 +316,7 @@ def safe_reason(err: FhirError) -> str:
 # The exit codes are bhi_fhir.exit_codes' one table; exit_code_for maps this tree onto it.
 _EXIT_CODES: tuple[tuple[type[FhirError], int], ...] = (
     (TransportError, EXIT_UNAVAILABLE),
-    (RetryableError, EXIT_TEMPFAIL),
+    (RetryableError, EXIT_UNAVAILABLE),  # 5xx, 429 or a timeout after the retries
     (Unauthorized, EXIT_NOPERM),
     (Forbidden, EXIT_NOPERM),
     (AuthError, EXIT_NOPERM),
@@ -328,7 +327,7 @@ _EXIT_CODES: tuple[tuple[type[FhirError], int], ...] = (
     (BadRequest, EXIT_DATAERR),
     (Conflict, EXIT_DATAERR),
     (PreconditionFailed, EXIT_DATAERR),
-    (ServerError, EXIT_SOFTWARE),
+    (ServerError, EXIT_UNAVAILABLE),  # a 5xx not worth retrying
 )
 
 

@@ -3,8 +3,8 @@
 The folder is what ``bhi-fhir apply FOLDER`` and ``bhi-fhir bill --input FOLDER`` read; its
 layout, the polling and the resume after a crash are :mod:`bhi_fhir.fhir.bulk`'s. Progress goes
 to stderr a line per event, the summary to stdout. Exit codes (:mod:`bhi_fhir.exit_codes`): 0
-done; 1 done, but the server reported errors (``error/``); 2 bad options or a folder holding
-another export; 75 try again later (the same command resumes); 77 authorization; 78 the server
+done; 1 done, but the server reported errors (``error/``); 2 bad options; 75 a folder holding
+another export; 69 try again later (the same command resumes); 77 authorization; 78 the server
 does not offer ``$export``; the failed request's own code otherwise. It authenticates like
 every command (``--bearer-token`` or ``--client-id``/``--private-key``), asking read scopes.
 """
@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from bhi_fhir.exit_codes import EXIT_BAD_INPUT, EXIT_FAILURE
+from bhi_fhir.exit_codes import EXIT_FAILURE, exit_code_of
 from bhi_fhir.fhir.auth_factory import (
     NO_AUTH,
     AuthSettings,
@@ -122,7 +122,7 @@ def export_command(
                                     retry_hint=f"run the same command again to resume ({out})"):
             result = asyncio.run(run())
     except FolderInUse as exc:
-        stop(str(exc), EXIT_BAD_INPUT)
+        stop(str(exc), exit_code_of(exc))  # another export holds the folder: 75
     if output is OutputFormat.json:
         typer.echo(json.dumps({
             "folder": str(result.folder),

@@ -34,7 +34,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bhi_fhir.exit_codes import EXIT_BAD_INPUT
+from bhi_fhir.exit_codes import EXIT_DATAERR, exit_code_of
 from bhi_fhir.instruments.result import InstrumentId, Score
 from bhi_fhir.instruments.scoring import score_response, sex_of
 from bhi_fhir.instruments.screens import (
@@ -202,7 +202,7 @@ def score_command(
         plan = load_practice_plan(plan_file) if plan_file is not None else None
     except PracticePlanError as exc:
         err.print(f"error: {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise typer.Exit(exit_code_of(exc)) from None
     context = load_context(paths, questionnaire or [], patient or [], on_error)
     context.cut_points = plan.screening.cut_points if plan is not None else None
     scores = score_paths(paths, context, on_error, on_skipped)
@@ -210,8 +210,8 @@ def score_command(
         _write_json(scores)
     else:
         _print_table(list(scores))
-    if errors:
-        raise typer.Exit(EXIT_BAD_INPUT)
+    if errors:  # input that could not be read: the rest was scored
+        raise typer.Exit(EXIT_DATAERR)
 
 
 def _write_json(scores: Iterator[Score]) -> None:

@@ -15,7 +15,7 @@ the one scorer, and decides each measure per patient (:mod:`bhi_fhir.measures.cm
 ``--write`` (with ``--server``) writes the reports back to that server, idempotently: each
 report has a deterministic identifier, a new one is a conditional create, a changed one a
 versioned update, an unchanged one no write (:func:`bhi_fhir.measures.report.plan_writes`).
-A bad ``--input`` line or file is one ``error:`` line on stderr and exit 2 once the rest is
+A bad ``--input`` line or file is one ``error:`` line on stderr and exit 65 once the rest is
 measured, as ``apply``, ``score`` and ``bill`` do; a server error exits with
 :func:`bhi_fhir.fhir.errors.exit_code_for`.
 """
@@ -41,7 +41,7 @@ from rich.table import Table
 
 from bhi_fhir import fhirjson
 from bhi_fhir.codes import BHI_IDENTIFIER, LOINC
-from bhi_fhir.exit_codes import EXIT_BAD_INPUT
+from bhi_fhir.exit_codes import EXIT_DATAERR
 from bhi_fhir.fhir.auth_factory import (
     NO_AUTH,
     AuthSettings,
@@ -367,6 +367,6 @@ def measure_command(
                    err=True)
     for error in run.errors:
         typer.echo(f"error: {error}", err=True)
-    if run.errors:
-        raise typer.Exit(EXIT_BAD_INPUT)
+    if run.errors:  # input that could not be read: the rest was measured
+        raise typer.Exit(EXIT_DATAERR)
 

@@ -26,11 +26,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
 from bhi_fhir.exit_codes import (
-    EXIT_BAD_INPUT,
     EXIT_CONFIG,
     EXIT_FAILURE,
-    EXIT_TEMPFAIL,
     exit_code_for_cause,
+    exit_code_of,
 )
 from bhi_fhir.fhir.auth_factory import (
     NO_AUTH,
@@ -54,20 +53,20 @@ class OutputFormat(StrEnum):
 
 def open_store(state_url: str | None) -> Store:
     """The operational store of ``--state-url``; a URL that cannot be used exits 78, a
-    database that does not answer 75 (try again later), each as one line on stderr."""
+    database that does not answer 69 (try again later), each as one line on stderr."""
     try:
         return Store.open(state_url)
     except StoreOpenError as exc:
-        stop(f"--state-url: {exc}", EXIT_TEMPFAIL if exc.transient else EXIT_CONFIG)
+        stop(f"--state-url: {exc}", exit_code_of(exc))
 
 
 def load_plan(path: Path | None) -> PracticePlan:
     """The practice plan of ``--plan`` (default: the shipped example); one that cannot be used
-    exits 2 with one line on stderr, before any work."""
+    exits 78 (configuration) with one line on stderr, before any work."""
     try:
         return load_practice_plan(path or default_plan_path())
     except PracticePlanError as exc:
-        stop(str(exc), EXIT_BAD_INPUT)
+        stop(str(exc), exit_code_of(exc))
 
 
 def parse_today(text: str | None) -> date | None:

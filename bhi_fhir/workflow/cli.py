@@ -62,7 +62,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from bhi_fhir.exit_codes import EXIT_BAD_INPUT
+from bhi_fhir.exit_codes import EXIT_DATAERR, exit_code_of
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.workflow.pipeline import ApplyReport, BundleWriter, run_apply
 from bhi_fhir.workflow.plan import Plan
@@ -115,7 +115,7 @@ def apply_command(
         protocol = default_protocol()
     except (PracticePlanError, ProtocolError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise typer.Exit(exit_code_of(exc)) from None
     day = fixed or plan.today()  # the practice's day (billing.timezone), not the host's
     writer = BundleWriter(out) if out is not None else None
     with _progress_bar() as tick:
@@ -137,7 +137,7 @@ def apply_command(
     if report.errors:
         # Like `score`: the good input is processed and written, and a scheduler still sees
         # that some input was refused.
-        raise typer.Exit(EXIT_BAD_INPUT)
+        raise typer.Exit(EXIT_DATAERR)
 
 
 def _discard(plan: Plan) -> None:

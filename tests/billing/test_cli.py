@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register, app
+from bhi_fhir.exit_codes import EXIT_DATAERR
 
 from .builders import BHCM, PCP, chart, entry, visit
 
@@ -50,8 +51,8 @@ def test_json_report(clinic, tmp_path):
         "--month", "2026-10", "--input", str(data), "--rules", str(rules),
         "--format", "json", "--out", str(out),
     )  # fmt: skip
-    # The input's last line is not JSON: reported, the rest billed, exit 2 (as apply/score).
-    assert result.exit_code == 2, result.output
+    # The input's last line is not JSON: reported, the rest billed, exit 65 (as apply/score).
+    assert result.exit_code == EXIT_DATAERR, result.output
     report = json.loads(result.stdout)
     (row,) = report["patients"]
     assert row["minutes"] == 85
@@ -74,7 +75,7 @@ def test_csv_report(clinic):
     result = invoke(
         "--month", "2026-10", "--input", str(data), "--rules", str(rules), "--format", "csv"
     )
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == EXIT_DATAERR, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert rows[0]["codes"] == "99492x1"
     assert rows[0]["billable"] == "True"
@@ -84,7 +85,7 @@ def test_csv_report(clinic):
 def test_table_report(clinic):
     data, rules = clinic
     result = invoke("--month", "2026-10", "--input", str(data), "--rules", str(rules))
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == EXIT_DATAERR, result.output
     assert "99492x1" in result.stdout
     assert "MRN-0001" in result.stdout
 
@@ -116,9 +117,9 @@ def test_open_month_is_not_written(clinic):
     assert "has not ended" in result.output
 
 
-def test_bad_inputs_one_stderr_line_each_rest_billed_exit_2(clinic, tmp_path):
+def test_bad_inputs_one_stderr_line_each_rest_billed_exit_65(clinic, tmp_path):
     """A bad line or file is one `error: file:line: message` line on stderr; the good input is
-    still billed; exit 2, the code `apply` and `score` use for bad input data."""
+    still billed; exit 65, the code `apply` and `score` use for bad input data."""
     data, rules = clinic
     broken = tmp_path / "more.ndjson"
     broken.write_text('{"resourceType": "Patient", "id": "x"}\n[1, 2]\n')
@@ -126,7 +127,7 @@ def test_bad_inputs_one_stderr_line_each_rest_billed_exit_2(clinic, tmp_path):
         "--month", "2026-10", "--input", str(data), "--input", str(broken),
         "--input", str(tmp_path / "missing.ndjson"), "--rules", str(rules), "--format", "json",
     )  # fmt: skip
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_DATAERR
     lines = result.stderr.strip().splitlines()
     n = len(data.read_text().splitlines())
     assert lines[0].startswith(f"error: {data}:{n}: not JSON")
@@ -147,7 +148,7 @@ def test_clean_input_exits_0(clinic, tmp_path):
 
 
 def test_unreadable_sub_directory_is_an_error_not_skipped(clinic, tmp_path, monkeypatch):
-    """A sub-directory that cannot be listed is reported (and exits 2), never silently
+    """A sub-directory that cannot be listed is reported (and exits 65), never silently
     skipped; the readable files are still billed."""
     data, rules = clinic
     root = tmp_path / "export"
@@ -163,7 +164,7 @@ def test_unreadable_sub_directory_is_an_error_not_skipped(clinic, tmp_path, monk
     monkeypatch.setattr(os, "scandir", scandir)
     result = invoke("--month", "2026-10", "--input", str(root), "--rules", str(rules),
                     "--format", "json")  # fmt: skip
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_DATAERR
     assert result.stderr.strip() == (
         f"error: {root / 'locked'}: cannot read directory: Permission denied"
     )

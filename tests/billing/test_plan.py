@@ -151,7 +151,7 @@ def test_bad_plan_names_the_key(tmp_path):
     data = PLAN.read_text().replace('setting = "physician-office"', 'setting = "hospital"')
     bad.write_text(data)
     result = invoke("--month", "2026-10", "--input", str(CLINIC), "--plan", str(bad))
-    assert result.exit_code == 2
+    assert result.exit_code == 78  # configuration: a plan that cannot be used
     assert "billing.setting" in result.output
 
 

@@ -18,6 +18,7 @@ import respx
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import app
+from bhi_fhir.exit_codes import EXIT_TEMPFAIL
 from bhi_fhir.fhir import BearerAuth, FhirClient, InvalidResponse, RetryableError
 from bhi_fhir.fhir.bulk import STATE_FILE, ExportRequest, FolderInUse, export, parse_since
 from bhi_fhir.fhir.errors import NotFound, Unsupported, exit_code_for
@@ -440,5 +441,5 @@ def test_command_refuses_a_folder_of_another_export(tmp_path: Path) -> None:
         assert first.exit_code == 0, first.output
         second = CliRunner().invoke(app, ["export", "--server", BASE, "--out", str(tmp_path),
                                           "--type", "Patient"])
-    assert second.exit_code == 2
+    assert second.exit_code == EXIT_TEMPFAIL  # busy: run again later
     assert "holds another export" in second.output

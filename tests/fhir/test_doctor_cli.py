@@ -242,7 +242,7 @@ def test_a_plan_that_cannot_be_used_is_one_line(server: respx.MockRouter, tmp_pa
     result = CliRunner().invoke(
         app, doctor_args("--server", BASE, "--plan", str(tmp_path / "plan.toml"))
     )
-    assert result.exit_code == 2
+    assert result.exit_code == errors.EXIT_CONFIG
     assert result.stderr.startswith("error: ")
     assert len(result.stderr.strip().splitlines()) == 1
 

@@ -101,7 +101,7 @@ def test_non_json_error_body_falls_back_to_reason() -> None:
     ("err", "code"),
     [
         (TransportError("x"), errors.EXIT_UNAVAILABLE),
-        (RetryableError("x", status=503), errors.EXIT_TEMPFAIL),
+        (RetryableError("x", status=503), errors.EXIT_UNAVAILABLE),
         (errors.Unauthorized("x"), errors.EXIT_NOPERM),
         (errors.AuthError("x"), errors.EXIT_NOPERM),
         (errors.InvalidResponse("x"), errors.EXIT_PROTOCOL),

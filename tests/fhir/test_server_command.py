@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bhi_fhir.exit_codes import EXIT_NOPERM, EXIT_TEMPFAIL
+from bhi_fhir.exit_codes import EXIT_NOPERM, EXIT_UNAVAILABLE
 from bhi_fhir.fhir.auth_factory import (
     NO_AUTH,
     AuthSettings,
@@ -66,8 +66,8 @@ def _fail(err: FhirError, hint: str | None = None) -> None:
     ("err", "hint", "code", "lines"),
     [
         (Forbidden("403 scope"), "again", EXIT_NOPERM, ["error: toy failed: 403 scope"]),
-        (RequestTimeout("slow"), "again", EXIT_TEMPFAIL, ["error: toy failed: slow", "again"]),
-        (RequestTimeout("slow"), None, EXIT_TEMPFAIL, ["error: toy failed: slow"]),
+        (RequestTimeout("slow"), "again", EXIT_UNAVAILABLE, ["error: toy failed: slow", "again"]),
+        (RequestTimeout("slow"), None, EXIT_UNAVAILABLE, ["error: toy failed: slow"]),
     ],
     ids=["fatal-no-hint", "transient-with-hint", "transient-without-hint"],
 )

@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register, app
+from bhi_fhir.exit_codes import EXIT_CONFIG
 from bhi_fhir.instruments import score_response
 from bhi_fhir.instruments.observation_scores import scores_from_observations
 from bhi_fhir.paths import examples_dir
@@ -113,10 +114,10 @@ def test_score_cli_plan_option(
     assert (row["instrument"], row["total"], row["positive"]) == ("auditc", total, positive)
 
 
-def test_score_cli_bad_plan_is_bad_input(tmp_path: Path) -> None:
+def test_score_cli_bad_plan_is_a_configuration_error(tmp_path: Path) -> None:
     (tmp_path / "plan.toml").write_text("[screening]\nauditc_positive_male = 0\n")
     (tmp_path / "in.json").write_text(json.dumps(response(audit(1, 1, 1))))
     _register()
     result = CliRunner().invoke(app, ["score", str(tmp_path / "in.json"), "--plan",
                                       str(tmp_path / "plan.toml")])
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_CONFIG

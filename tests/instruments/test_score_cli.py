@@ -1,4 +1,4 @@
-"""The ``bhi-fhir score`` contract: exact JSON keys, errors on stderr with exit 2, every good
+"""The ``bhi-fhir score`` contract: exact JSON keys, errors on stderr with exit 65, every good
 file still scored; hostile input and bulk-export folders."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_bad_files_reported_and_the_rest_scored(tmp_path: Path) -> None:
     result = run(str(tmp_path / "notjson.json"), str(tmp_path / "patient.json"),
                  str(tmp_path / "notfhir.json"), str(tmp_path / "mixed.ndjson"),
                  str(tmp_path / "missing.json"), "--format", "json")
-    assert result.returncode == 2
+    assert result.returncode == 65
     lines = result.stderr.strip().splitlines()
     errors = [e for e in lines if e.startswith("error: ")]
     assert len(errors) == 4, lines
@@ -110,7 +110,7 @@ def test_hostile_files_are_one_line_each_and_the_rest_is_scored(tmp_path: Path) 
     lines[99] = '{"n": ' + "[" * 5000 + "]" * 5000 + "}"  # line 100
     (tmp_path / "File.ndjson").write_text("\n".join(lines) + "\n")
     result = run(str(tmp_path), "--format", "json")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 65, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         f"error: {tmp_path / 'File.ndjson'}:100: nested deeper than 128",
@@ -148,7 +148,7 @@ def test_user_text_is_never_markup_or_emoji(tmp_path: Path) -> None:
     good = response(frequency(PHQ9, [1] * 9), rid="[b]:100:")
     (tmp_path / "Export.ndjson").write_text(json.dumps(good) + "\n" + "{oops\n")
     result = run(str(tmp_path / "Export.ndjson"))
-    assert result.returncode == 2
+    assert result.returncode == 65
     assert f"{tmp_path / 'Export.ndjson'}:2: not JSON" in result.stderr, result.stderr
     assert "[b]:100:" in result.stdout, result.stdout
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register
 from bhi_fhir.cli import app as cli_app
+from bhi_fhir.exit_codes import EXIT_CONFIG
 from smart_app.config import EhrRegistration, Settings
 from smart_app.main import create_app
 from smart_app.sessions import TokenSet, new_session
@@ -50,7 +51,7 @@ def test_serve_demo_refuses_ehr_settings_in_the_environment(
 ) -> None:
     monkeypatch.setenv(name, value)
     result = CliRunner().invoke(cli_app, ["serve", "--demo"])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == EXIT_CONFIG, result.output
     assert name.upper() in result.output and "--demo" in result.output
     assert value not in result.output  # names only: a secret is never echoed
     assert served == []

@@ -1,5 +1,5 @@
 """The app reads the practice plan once, when it is created: a plan that cannot be used stops
-``bhi-fhir serve`` with the plan's own errors (exit 2) instead of failing the first page."""
+``bhi-fhir serve`` with the plan's own errors (exit 78) instead of failing the first page."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import app as cli_app
-from bhi_fhir.exit_codes import EXIT_BAD_INPUT
+from bhi_fhir.exit_codes import EXIT_CONFIG
 from bhi_fhir.practice_plan import PracticePlanError
 from smart_app.config import Settings
 from smart_app.main import create_app
@@ -40,7 +40,7 @@ def test_serve_exits_2_naming_the_plan_before_listening(
 
     get_settings.cache_clear()
     result = CliRunner().invoke(cli_app, ["serve"])
-    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert result.exit_code == EXIT_CONFIG, result.output
     assert "serve refused" in result.output and str(bad_plan) in result.output
     assert started == []
 

@@ -1,5 +1,5 @@
 """Configuration mistakes on the command line: one ``error:`` line on stderr, no traceback, and
-the exit code that tells a scheduler "fix it" (78), "try later" (75) or "bad input" (2).
+the exit code that tells a scheduler "fix it" (78), "try later" (69) or "bad input" (65).
 
 Every command that takes ``--server`` (sync, bill, doctor, subscribe) checks it the same way;
 ``--state-url`` (sync) likewise.
@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register, app
-from bhi_fhir.fhir.errors import EXIT_CONFIG, EXIT_TEMPFAIL
+from bhi_fhir.fhir.errors import EXIT_CONFIG, EXIT_UNAVAILABLE
 
 _register()
 GOOD = "http://127.0.0.1:9/fhir"  # never reached: every case stops before any request
@@ -75,7 +75,7 @@ def test_a_bad_state_url_is_one_configuration_line(
 def test_a_state_database_that_does_not_answer_is_transient_and_hides_the_password() -> None:
     url = "postgresql+psycopg://bhi:s3cret@127.0.0.1:9/bhi"  # port 9 (discard): refused
     result = CliRunner().invoke(app, ["sync", "--server", GOOD, "--state-url", url])
-    assert result.exit_code == EXIT_TEMPFAIL, result.output
+    assert result.exit_code == EXIT_UNAVAILABLE, result.output
     line = _one_error_line(result)
     assert "cannot open the state store" in line
     assert "s3cret" not in result.output
