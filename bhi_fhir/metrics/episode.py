@@ -30,9 +30,11 @@ Episode shape::
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from bhi_fhir.codes import BHI_ACTIVITY
@@ -42,6 +44,7 @@ from bhi_fhir.instruments import sex_of
 from bhi_fhir.instruments.result import ENTERED_IN_ERROR, Score
 from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.measures.common import PatientData, Period
+from bhi_fhir.paths import profiles_dir
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry.rows import record_status, timeline_settings_for
 from bhi_fhir.timeline import (
@@ -56,13 +59,16 @@ from bhi_fhir.timeline import (
 from bhi_fhir.timeline.crisis import crisis_reasons, evidence_of
 from bhi_fhir.timeline.record import contact_date
 from bhi_fhir.timeline.refs import bhi_identifier
+from bhi_fhir.workflow.feedback import PATIENT_SURVEY, STAFF_SURVEY
 
-__all__ = ["MeasureDefs", "is_feedback", "month_keys", "patient_episode"]
+__all__ = ["FEEDBACK_SURVEYS", "MeasureDefs", "is_feedback", "month_keys", "patient_episode",
+           "survey_questionnaires"]
 
 logger = logging.getLogger(__name__)
 
 PSYCHIATRIC_REVIEW = "psychiatric-review"  # profiles/activitydefinitions/psychiatric-review.json
 CRISIS_ASSESSMENT_RULE = "crisis-assessment"  # the protocol's same-day assessment rule
+FEEDBACK_SURVEYS = (PATIENT_SURVEY, STAFF_SURVEY)  # profiles/questionnaires/feedback
 
 MeasureDefs = Sequence[Any]  # bhi_fhir.measures.report.MeasureDef (id, evaluate)
 
@@ -79,11 +85,24 @@ def month_keys(period: Period, today: date) -> list[str]:
 
 
 def is_feedback(resource: Mapping[str, Any]) -> bool:
-    """A completed QuestionnaireResponse to one of the practice's feedback questionnaires
-    (its canonical names "feedback", as ``profiles/questionnaires`` does)."""
+    """A completed response to one of the practice's feedback surveys (the patient experience
+    and staff workflow Questionnaires, ``bhi_fhir.workflow.feedback``)."""
+    canonical = str(resource.get("questionnaire") or "").split("|", 1)[0]
     return (resource.get("resourceType") == "QuestionnaireResponse"
             and resource.get("status") in ("completed", "amended")
-            and "feedback" in str(resource.get("questionnaire") or "").lower())
+            and canonical in FEEDBACK_SURVEYS)
+
+
+def survey_questionnaires(root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The bundled feedback Questionnaires (profiles/questionnaires/feedback) by canonical url:
+    their questions' text and each option's scale point (ordinalValue)."""
+    folder = (root or profiles_dir()) / "questionnaires" / "feedback"
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.json")):
+        questionnaire = json.loads(path.read_text(encoding="utf-8"))
+        if questionnaire.get("url") in FEEDBACK_SURVEYS:
+            found[str(questionnaire["url"])] = questionnaire
+    return found
 
 
 def _has_activity(resource: Resource, code: str) -> bool:

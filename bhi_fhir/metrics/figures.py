@@ -20,7 +20,12 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bhi_fhir.measures.common import Period
-from bhi_fhir.metrics.episode import MeasureDefs, month_keys, patient_episode
+from bhi_fhir.metrics.episode import (
+    MeasureDefs,
+    month_keys,
+    patient_episode,
+    survey_questionnaires,
+)
 from bhi_fhir.metrics.program import Metric, program_metrics
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry.rows import timeline_settings_for
@@ -125,7 +130,7 @@ def figures(
         episodes, period, today, timeline_settings_for(plan),
         months=month_keys(period, today), measure_titles=measure_titles,
         measure_outcomes=measure_outcomes,
-        capacity=capacity, feedback=answers,
+        capacity=capacity, feedback=answers, surveys=survey_questionnaires(),
     )
     enrolled = sum(1 for e in episodes if e.get("enrolled"))
     return Figures(period, today, enrolled, metrics, source)

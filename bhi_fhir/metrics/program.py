@@ -427,31 +427,69 @@ def quality_measures(outcomes: Mapping[str, Sequence[frozenset[str]]],
 
 
 # --------------------------------------------------------------------------- feedback
-def feedback_results(responses: Sequence[Mapping[str, Any]], period: Period) -> Metric:
-    """Answers of feedback QuestionnaireResponses authored in the period, per question: how
-    many answered and the mean of numeric or scored answers. Free text is never shown (it may
-    name a patient)."""
-    answers: dict[str, list[float]] = {}
-    counted = 0
+def _options(question: Mapping[str, Any]) -> dict[str, tuple[str, float | None]]:
+    """code → (display, the option's ordinalValue/itemWeight or None) of a choice item."""
+    found: dict[str, tuple[str, float | None]] = {}
+    for option in question.get("answerOption") or []:
+        coding = option.get("valueCoding") or {}
+        weight = next((float(e["valueDecimal"]) for e in option.get("extension") or []
+                       if str(e.get("url", "")).endswith(("ordinalValue", "itemWeight"))
+                       and isinstance(e.get("valueDecimal"), int | float)), None)
+        found[str(coding.get("code"))] = (str(coding.get("display") or coding.get("code")),
+                                          weight)
+    return found
+
+
+def feedback_results(responses: Sequence[Mapping[str, Any]], period: Period,
+                     surveys: Mapping[str, Mapping[str, Any]] | None = None) -> Metric:
+    """Completed feedback responses authored in the period, per survey question: how many
+    answered, the mean of the answers' scale points (the Questionnaire's ordinalValue) out of
+    the scale's top, and how many chose each option. Free text is never shown."""
+    surveys = surveys or {}
+    counted: dict[str, int] = {}
+    tallies: dict[tuple[str, str], dict[str, int]] = {}
     for response in responses:
         day = _day(response.get("authored"))
-        if day is None or day not in period:
+        canonical = str(response.get("questionnaire") or "").split("|", 1)[0]
+        survey = surveys.get(canonical)
+        if day is None or day not in period or survey is None:
             continue
-        counted += 1
+        counted[canonical] = counted.get(canonical, 0) + 1
         for item in _items(response.get("item") or []):
             for answer in item.get("answer") or []:
-                value = _numeric(answer)
-                if value is not None:
-                    answers.setdefault(str(item.get("text") or item.get("linkId")), []
-                                       ).append(value)
-    rows = tuple((q, len(v), round(sum(v) / len(v), 2)) for q, v in sorted(answers.items()))
+                code = (answer.get("valueCoding") or {}).get("code")
+                if isinstance(code, str):
+                    tally = tallies.setdefault((canonical, str(item.get("linkId"))), {})
+                    tally[code] = tally.get(code, 0) + 1
+    rows: list[tuple[Cell, ...]] = []
+    for canonical, survey in surveys.items():
+        for question in _items(survey.get("item") or []):
+            chosen = tallies.get((canonical, str(question.get("linkId"))))
+            if not chosen:
+                continue
+            options = _options(question)
+            weighted = [(options[c][1], n) for c, n in chosen.items()
+                        if c in options and options[c][1] is not None]
+            answers = sum(chosen.values())
+            mean = (round(sum(float(w or 0) * n for w, n in weighted)
+                          / sum(n for _, n in weighted), 2) if weighted else None)
+            top = max((w for _, w in options.values() if w is not None), default=None)
+            spread = ", ".join(f"{options.get(c, (c, None))[0]} {n}"
+                               for c, n in sorted(chosen.items(), key=lambda kv: -kv[1]))
+            rows.append((f"{survey.get('title') or canonical}: {question.get('text')}",
+                         answers, mean, top, spread))
+    total = sum(counted.values())
+    names = "; ".join(f"{surveys[c].get('title') or c}: {n}" for c, n in counted.items())
     return Metric(
         "feedback", "Patient and staff feedback",
-        "Completed feedback questionnaires in the period: per question, how many answered and "
-        "the mean of numeric or scored answers. Free-text answers are not shown.",
-        "AMA BHI workflow design (patient and staff feedback)",
-        f"{counted} responses" if counted else "no feedback collected",
-        ("question", "answers", "mean"), rows, chart="bar" if rows else "none", series=(2,),
+        "Completed patient experience and staff workflow surveys (profiles/questionnaires/"
+        "feedback) authored in the period: per question, how many answered, the mean of the "
+        "answers' scale points out of the scale's top (higher is better), and how many chose "
+        "each option. Free-text answers are not shown.",
+        "AMA BHI workflow design (patient and staff feedback); the surveys' own sources",
+        f"{total} responses ({names})" if total else "no feedback collected",
+        ("question", "answers", "mean", "scale top", "answers by option"), tuple(rows),
+        chart="bar" if rows else "none", series=(2,),
     )
 
 
@@ -462,24 +500,6 @@ def _items(items: Sequence[Any]) -> list[Mapping[str, Any]]:
             found.append(item)
             found += _items(item.get("item") or [])
     return found
-
-
-def _numeric(answer: Mapping[str, Any]) -> float | None:
-    for key in ("valueInteger", "valueDecimal"):
-        if isinstance(answer.get(key), int | float) and not isinstance(answer.get(key), bool):
-            return float(answer[key])
-    coding = answer.get("valueCoding")
-    if isinstance(coding, Mapping):
-        for ext in coding.get("extension") or []:
-            if isinstance(ext, Mapping) and str(ext.get("url", "")).endswith(
-                    ("itemWeight", "ordinalValue")):
-                value = ext.get("valueDecimal")
-                if isinstance(value, int | float):
-                    return float(value)
-        code = coding.get("code")
-        if isinstance(code, str) and code.isdigit():
-            return float(code)
-    return None
 
 
 # --------------------------------------------------------------------------- all
@@ -494,6 +514,7 @@ def program_metrics(
     measure_outcomes: Mapping[str, Sequence[frozenset[str]]] | None = None,
     capacity: Mapping[str, int] | None = None,
     feedback: Sequence[Mapping[str, Any]] = (),
+    surveys: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Metric]:
     """Every metric, in the page's order."""
     steps: list[Callable[[], Metric]] = [
@@ -507,6 +528,6 @@ def program_metrics(
         lambda: quality_measures(
             measure_populations(episodes) if measure_outcomes is None else measure_outcomes,
             measure_titles or {}),
-        lambda: feedback_results(feedback, period),
+        lambda: feedback_results(feedback, period, surveys),
     ]
     return [step() for step in steps]

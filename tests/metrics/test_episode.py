@@ -7,7 +7,14 @@ from typing import Any
 
 from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, BHI_PROTOCOL, SNOMED
 from bhi_fhir.measures.common import Period
-from bhi_fhir.metrics.episode import is_feedback, month_keys, patient_episode
+from bhi_fhir.metrics.episode import (
+    is_feedback,
+    month_keys,
+    patient_episode,
+    survey_questionnaires,
+)
+from bhi_fhir.metrics.program import feedback_results
+from bhi_fhir.workflow.feedback import PATIENT_SURVEY, STAFF_SURVEY
 from tests.instruments.screen_records import phq9_response
 
 TODAY = date(2026, 6, 30)
@@ -49,7 +56,7 @@ def record() -> list[dict[str, Any]]:
              identifier=[{"system": BHI_IDENTIFIER,
                           "value": "crisis-assessment.task:QuestionnaireResponse/qr-crisis"}]),
         {"resourceType": "QuestionnaireResponse", "id": "fb", "status": "completed",
-         "questionnaire": "https://bhi-fhir.dev/fhir/Questionnaire/patient-feedback",
+         "questionnaire": "https://bhi-fhir.dev/fhir/Questionnaire/bhi-patient-experience",
          "subject": {"reference": "Patient/p1"}, "authored": "2026-03-01"},
     ]
 
@@ -79,9 +86,23 @@ def test_month_keys_stop_at_today() -> None:
         "2026-11", "2026-12"]
 
 
-def test_feedback_is_a_completed_feedback_response() -> None:
+def test_feedback_is_a_completed_survey_response() -> None:
     base = {"resourceType": "QuestionnaireResponse", "status": "completed",
-            "questionnaire": "https://example.org/Questionnaire/staff-feedback|1"}
+            "questionnaire": "https://bhi-fhir.dev/fhir/Questionnaire/bhi-staff-workflow|0.1.0"}
     assert is_feedback(base)
     assert not is_feedback({**base, "status": "in-progress"})
     assert not is_feedback({**base, "questionnaire": "http://loinc.org/q/44249-1"})
+
+
+def test_the_bundled_surveys_give_their_questions_and_scale() -> None:
+    surveys = survey_questionnaires()
+    assert set(surveys) == {PATIENT_SURVEY, STAFF_SURVEY}
+    response = {"resourceType": "QuestionnaireResponse", "status": "completed",
+                "questionnaire": STAFF_SURVEY, "authored": "2026-03-01",
+                "item": [{"linkId": "caseload-manageable",
+                          "answer": [{"valueCoding": {"code": "agree"}}]}]}
+    metric = feedback_results([response], PERIOD, surveys)
+    ((question, answers, mean, top, spread),) = metric.rows
+    assert spread == "Agree 1"
+    assert question.endswith("My BHI workload is manageable.")
+    assert (answers, mean, top) == (1, 4.0, 5.0)  # agree: 4 of 5 (the survey's ordinalValue)

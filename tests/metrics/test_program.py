@@ -276,23 +276,39 @@ def test_quality_measure_rate_leaves_out_exclusions() -> None:
     assert metric.rows == (("CMS2 Screening", 2, 1, 50.0),)
 
 
+SURVEY = {
+    "url": "https://example.org/Questionnaire/s", "title": "Staff",
+    "item": [
+        {"linkId": "q1", "text": "Handoffs are timely", "type": "choice", "answerOption": [
+            {"valueCoding": {"code": "disagree", "display": "Disagree"},
+             "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                            "valueDecimal": 1}]},
+            {"valueCoding": {"code": "agree", "display": "Agree"},
+             "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                            "valueDecimal": 2}]}]},
+        {"linkId": "q2", "text": "Comments", "type": "text"},
+    ],
+}
+
+
+def _answer(authored: str, code: str, comment: str = "") -> dict[str, Any]:
+    return {"questionnaire": "https://example.org/Questionnaire/s|1", "authored": authored,
+            "item": [{"linkId": "q1", "answer": [{"valueCoding": {"code": code}}]},
+                     {"linkId": "q2", "answer": [{"valueString": comment}]}]}
+
+
 def test_feedback_without_responses() -> None:
-    metric = feedback_results([], WIDE)
+    metric = feedback_results([], WIDE, {SURVEY["url"]: SURVEY})
     assert metric.headline == "no feedback collected"
     assert metric.rows == ()
 
 
-def test_feedback_means_numbers_and_hides_free_text() -> None:
-    responses = [
-        {"authored": "2026-03-01", "item": [
-            {"linkId": "1", "text": "How satisfied?", "answer": [{"valueInteger": 4}]},
-            {"linkId": "2", "text": "Comments", "answer": [{"valueString": "Jane Doe was kind"}]},
-        ]},
-        {"authored": "2026-03-02", "item": [
-            {"linkId": "1", "text": "How satisfied?", "answer": [{"valueInteger": 5}]}]},
-        {"authored": "2024-03-02", "item": [
-            {"linkId": "1", "text": "How satisfied?", "answer": [{"valueInteger": 1}]}]},
-    ]
-    metric = feedback_results(responses, Period(date(2026, 1, 1), date(2026, 12, 31)))
-    assert metric.rows == (("How satisfied?", 2, 4.5),)
+def test_feedback_means_scale_points_and_hides_free_text() -> None:
+    responses = [_answer("2026-03-01", "agree", "Jane Doe was kind"),
+                 _answer("2026-03-02", "disagree"), _answer("2026-03-03", "agree"),
+                 _answer("2024-03-02", "disagree")]  # before the period
+    metric = feedback_results(responses, Period(date(2026, 1, 1), date(2026, 12, 31)),
+                              {SURVEY["url"]: SURVEY})
+    assert metric.rows == (("Staff: Handoffs are timely", 3, 1.67, 2.0, "Agree 2, Disagree 1"),)
+    assert metric.headline == "3 responses (Staff: 3)"
     assert "Jane" not in repr(metric)
