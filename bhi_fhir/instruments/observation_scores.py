@@ -1,24 +1,9 @@
-"""Screening Observations (and DiagnosticReports) → one ``Score`` per screening event. Pure.
+"""Screening events (Observations and DiagnosticReports, grouped by
+:mod:`bhi_fhir.instruments.observation_events`) → one ``Score`` per event. Pure.
 
-EHRs and test servers hold many screens as Observations, not QuestionnaireResponses
-(US Core Observation Screening Assessment; Synthea 3.3 output). The shapes read here:
-
-- **US Core Observation Screening Assessment**: a panel Observation (the instrument's LOINC
-  panel code, e.g. 44249-1) whose ``hasMember`` lists item Observations (``valueCodeableConcept``
-  LA answer codes, or a number) and the total Observation (44261-6 …); items may also come as
-  ``component``s of the panel or total.
-- **Synthea 3.3**: a DiagnosticReport with the panel code whose ``result`` points at one total
-  Observation (``valueQuantity`` ``{score}``); no items.
-- A lone total Observation (a flowsheet row): value in ``valueQuantity``, ``valueInteger`` or
-  ``valueString`` ("12", as in US Core's 44261-6 example).
-- Loose item Observations with no panel: grouped with a total (or with each other) of the same
-  patient and the same ``effective`` time.
-
-Instruments are recognised by LOINC code through the instrument registry (panel, total and
-item codes of each ``InstrumentSpec``); the category (``survey``) is not required, so a row
-that omits it is still read. Item points come from ``weights.answer_points`` via the ordinary
-response scorer: the items are put into a QuestionnaireResponse-shaped dict and scored by
-``score_response``, so the rules are the same however the screen was stored.
+Item points come from ``weights.answer_points`` via the ordinary response scorer: the items are
+put into a QuestionnaireResponse-shaped dict and scored by ``score_response``, so the rules are
+the same however the screen was stored.
 
 What is unknown stays unknown:
 
@@ -49,18 +34,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Final
 
-from bhi_fhir import fhirjson
 from bhi_fhir.cut_points import CutPoint
 from bhi_fhir.instruments import epds, phq9, phqa
-from bhi_fhir.instruments.registry import INSTRUMENTS, by_items, candidates
+from bhi_fhir.instruments.observation_events import (
+    ScreeningEvent,
+    as_list,
+    bundle_references,
+    code_of,
+    derived_links,
+    effective_of,
+    own_ref,
+    screening_events,
+    subject_of,
+)
 from bhi_fhir.instruments.result import NOT_FINAL, TOTAL_MISMATCH, InstrumentId, Score
 from bhi_fhir.instruments.scoring import INVALID_ANSWER, score_response
 from bhi_fhir.instruments.spec import InstrumentSpec
-from bhi_fhir.instruments.weights import LOINC_SYSTEM, AnswerError, answer_points, parse_total
+from bhi_fhir.instruments.weights import AnswerError, answer_points, parse_total
 
+# bundle_references is the companion of scores_from_observations' ``references``: exported
+# with it for its callers.
 __all__ = [
     "INVALID_TOTAL",
     "ITEMS_UNKNOWN",
@@ -68,6 +64,8 @@ __all__ = [
     "SUICIDE_ITEM_UNKNOWN",
     "bundle_references",
     "merge_screening_scores",
+    "same_screen",
+    "score_event",
     "scores_from_observations",
 ]
 
@@ -93,29 +91,6 @@ _SUICIDE_ITEM: Final[Mapping[InstrumentId, str]] = {
     "phqa": phqa.ITEM_9,
     "epds": epds.ITEM_10,
 }
-
-_BY_PANEL: Final[Mapping[str, InstrumentSpec]] = {
-    s.panel_code: s for s in INSTRUMENTS if s.panel_code
-}
-_BY_TOTAL: Final[Mapping[str, InstrumentSpec]] = {
-    s.total_code: s for s in INSTRUMENTS if s.total_code
-}
-_MAX_DEPTH: Final = 3  # DiagnosticReport → panel → panel: deeper nesting is not a screen
-
-
-def bundle_references(bundle: Json) -> dict[str, str]:
-    """``fullUrl`` → ``"Type/id"`` for the entries of a Bundle, to resolve ``urn:uuid:``
-    references (Synthea's transaction Bundles reference the patient and results that way)."""
-    found: dict[str, str] = {}
-    for entry in bundle.get("entry") or ():
-        if not isinstance(entry, Mapping):
-            continue
-        url, resource = entry.get("fullUrl"), entry.get("resource")
-        if isinstance(url, str) and isinstance(resource, Mapping):
-            kind, rid = resource.get("resourceType"), resource.get("id")
-            if isinstance(kind, str) and isinstance(rid, str) and rid:
-                found[url] = f"{kind}/{rid}"
-    return found
 
 
 def scores_from_observations(
@@ -178,122 +153,8 @@ def merge_screening_scores(
     return merged
 
 
-# --------------------------------------------------------------------------- grouping
-
-
-@dataclass(slots=True)
-class _Event:
-    spec: InstrumentSpec
-    container: Json | None  # the DiagnosticReport or panel Observation
-    members: list[Json] = field(default_factory=list)
-
-
-def screening_events(resources: Iterable[Json], urls: Mapping[str, str]) -> list[_Event]:
-    """Group Observations into screening events: reports first (their results, nested panels
-    flattened), then panels not inside a report, then loose totals and items by
-    (patient, effective time)."""
-    observations: dict[str, Json] = {}
-    order: list[str] = []
-    reports: list[Json] = []
-    for index, resource in enumerate(resources):
-        kind = resource.get("resourceType")
-        if kind == "Observation":
-            key = _own_ref(resource) or f"#observation-{index}"
-            if key not in observations:
-                observations[key] = resource
-                order.append(key)
-        elif kind == "DiagnosticReport":
-            reports.append(resource)
-
-    used: set[str] = set()
-    events: list[_Event] = []
-    for report in reports:
-        claimed: list[str] = []
-        members = _members(report, "result", observations, urls, used, 0, claimed)
-        spec = _spec_of(report, members)
-        if spec is None:
-            used.difference_update(claimed)  # not a screen: its results stay free
-        else:
-            events.append(_Event(spec, report, members))
-    for key in order:
-        obs = observations[key]
-        if key in used or _code(obs) not in _BY_PANEL:
-            continue
-        used.add(key)
-        members = _members(obs, "hasMember", observations, urls, used, 0)
-        events.append(_Event(_BY_PANEL[_code(obs) or ""], obs, members))
-
-    loose: dict[tuple[str | None, str | None], list[Json]] = {}
-    for key in order:
-        obs = observations[key]
-        if key not in used and _candidates(obs):
-            loose.setdefault((_subject(obs, urls), _effective(obs)), []).append(obs)
-    for group in loose.values():
-        # The longest instrument first: a PHQ-9 total claims its items before a PHQ-2 total.
-        totals = sorted(
-            (o for o in group if _code(o) in _BY_TOTAL),
-            key=lambda o: -len(_BY_TOTAL[_code(o) or ""].items),
-        )
-        rest = [o for o in group if _code(o) not in _BY_TOTAL]
-        for total in totals:
-            spec = _BY_TOTAL[_code(total) or ""]
-            mine = [o for o in rest if spec.item(_code(o) or "")]
-            rest = [o for o in rest if not spec.item(_code(o) or "")]
-            events.append(_Event(spec, None, [total, *mine]))
-        found = by_items(_candidates(o) for o in rest) if rest else None
-        if found is not None:
-            events.append(_Event(found, None, rest))
-    return events
-
-
-def _members(
-    container: Json,
-    key: str,
-    observations: Mapping[str, Json],
-    urls: Mapping[str, str],
-    used: set[str],
-    depth: int,
-    claimed: list[str] | None = None,
-) -> list[Json]:
-    """The Observations ``container.<key>`` points at, nested panels flattened; each is
-    added to ``used`` (and to ``claimed``, so a caller can give them back)."""
-    found: list[Json] = []
-    for reference in container.get(key) or ():
-        ref = _resolve(reference, urls)
-        if ref is None or ref in used or ref not in observations:
-            continue
-        used.add(ref)
-        if claimed is not None:
-            claimed.append(ref)
-        member = observations[ref]
-        if member.get("hasMember") and depth < _MAX_DEPTH:
-            found.append(member)
-            found.extend(
-                _members(member, "hasMember", observations, urls, used, depth + 1, claimed)
-            )
-        else:
-            found.append(member)
-    return found
-
-
-def _spec_of(report: Json, members: Sequence[Json]) -> InstrumentSpec | None:
-    code = _code(report)
-    if code in _BY_PANEL:
-        return _BY_PANEL[code or ""]
-    for member in members:
-        member_code = _code(member)
-        if member_code in _BY_PANEL:
-            return _BY_PANEL[member_code or ""]
-        if member_code in _BY_TOTAL:
-            return _BY_TOTAL[member_code or ""]
-    return None
-
-
-# --------------------------------------------------------------------------- scoring
-
-
 def score_event(
-    event: _Event,
+    event: ScreeningEvent,
     urls: Mapping[str, str],
     sex: str | None,
     cut_points: Mapping[InstrumentId, CutPoint] | None,
@@ -303,18 +164,20 @@ def score_event(
     if any(p.get("status") in NOT_SCORED_STATUSES for p in parts):
         return None
     members = [m for m in event.members if m.get("status") not in NOT_SCORED_STATUSES]
-    total_obs = next((m for m in members if spec.total_code and _code(m) == spec.total_code), None)
-    items = [m for m in members if spec.item(_code(m) or "")]
-    components = [c for o in (*parts, *members) for c in _list(o.get("component"))]
-    answered = [*items, *(c for c in components if spec.item(_code(c) or ""))]
+    total_obs = next(
+        (m for m in members if spec.total_code and code_of(m) == spec.total_code), None
+    )
+    items = [m for m in members if spec.item(code_of(m) or "")]
+    components = [c for o in (*parts, *members) for c in as_list(o.get("component"))]
+    answered = [*items, *(c for c in components if spec.item(code_of(c) or ""))]
     if total_obs is None and not answered:
         return None
 
     lead = event.container or total_obs or (items or members)[0]
     subject = next(
-        (s for o in (lead, *members) if (s := _subject(o, urls)) is not None), None
+        (s for o in (lead, *members) if (s := subject_of(o, urls)) is not None), None
     )
-    when = next((d for o in (total_obs, lead, *members) if o and (d := _effective(o))), None)
+    when = next((d for o in (total_obs, lead, *members) if o and (d := effective_of(o))), None)
     # The event is as final as its least final part.
     statuses = [str(o["status"]) for o in (*parts, *members) if isinstance(o.get("status"), str)]
     not_final = next((s for s in statuses if s not in _SCORE_STATUS), None)
@@ -340,7 +203,7 @@ def score_event(
     return replace(
         result,
         flags=tuple(dict.fromkeys(result.flags)),
-        response_ref=_own_ref(lead),
+        response_ref=own_ref(lead),
         subject_ref=subject,
         authored=when,
         reported_total=reported,
@@ -359,7 +222,7 @@ def _score_items(
     (``questionnaire`` names the panel, so the registry picks ``spec``)."""
     qr_items: list[dict[str, Any]] = []
     for obs in answered:
-        key = _code(obs) or ""
+        key = code_of(obs) or ""
         answer = _answer(obs)
         if answer is None:
             continue
@@ -428,7 +291,9 @@ def _answer(obs: Json) -> dict[str, Any] | None:
     concept = obs.get("valueCodeableConcept")
     if isinstance(concept, Mapping):
         answers = [
-            {"valueCoding": dict(c)} for c in _list(concept.get("coding")) if isinstance(c, Mapping)
+            {"valueCoding": dict(c)}
+            for c in as_list(concept.get("coding"))
+            if isinstance(c, Mapping)
         ]
         for answer in answers:  # the first Coding whose points are known (LA code, weight …)
             try:
@@ -446,20 +311,6 @@ def _answer(obs: Json) -> dict[str, Any] | None:
     return None
 
 
-# --------------------------------------------------------------------------- dedup
-
-
-def derived_links(event: _Event, urls: Mapping[str, str]) -> set[str]:
-    """The QuestionnaireResponses the event's report, panel or members are derived from."""
-    parts = [event.container] if event.container is not None else []
-    return {
-        ref
-        for resource in (*parts, *event.members)
-        for link in _list(resource.get("derivedFrom"))
-        if (ref := _resolve(link, urls)) is not None and ref.startswith("QuestionnaireResponse/")
-    }
-
-
 def same_screen(response: Score, observed: Score) -> bool:
     return (
         response.instrument == observed.instrument
@@ -469,54 +320,3 @@ def same_screen(response: Score, observed: Score) -> bool:
              or response.subject_ref == observed.subject_ref)
         and (response.authored or "")[:10] == (observed.authored or "")[:10] != ""
     )
-
-
-# --------------------------------------------------------------------------- FHIR JSON
-
-
-def _code(resource: Json) -> str | None:
-    """The first LOINC code of ``resource.code`` (or of a component's ``code``)."""
-    concept = resource.get("code")
-    if not isinstance(concept, Mapping):
-        return None
-    for coding in _list(concept.get("coding")):
-        if isinstance(coding, Mapping) and coding.get("system") in (None, LOINC_SYSTEM):
-            code = coding.get("code")
-            if isinstance(code, str):
-                return code
-    return None
-
-
-def _candidates(obs: Json) -> list[tuple[InstrumentId, str]]:
-    code = _code(obs)
-    return candidates(code, code) if code else []
-
-
-def _own_ref(resource: Json) -> str | None:
-    kind, rid = resource.get("resourceType"), resource.get("id")
-    return f"{kind}/{rid}" if isinstance(kind, str) and isinstance(rid, str) and rid else None
-
-
-def _resolve(reference: object, urls: Mapping[str, str]) -> str | None:
-    """``Type/id`` of a Reference (a Bundle ``fullUrl`` through ``urls``)."""
-    return fhirjson.reference(reference, urls) if isinstance(reference, Mapping) else None
-
-
-def _subject(resource: Json, urls: Mapping[str, str]) -> str | None:
-    return fhirjson.patient_of(resource, urls)
-
-
-def _effective(resource: Json) -> str | None:
-    for key in ("effectiveDateTime", "effectiveInstant"):
-        value = resource.get(key)
-        if isinstance(value, str) and value:
-            return value
-    period = resource.get("effectivePeriod")
-    if isinstance(period, Mapping) and isinstance(period.get("start"), str):
-        return str(period["start"])
-    issued = resource.get("issued")
-    return issued if isinstance(issued, str) and issued else None
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []

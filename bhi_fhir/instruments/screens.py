@@ -24,12 +24,11 @@ from typing import Any, Final
 
 # The event grouping and matching of observation_scores, used one response at a time by
 # ``ScreenMerger`` (the streamed ``score``); ``merge_screening_scores`` is the batch form.
+from bhi_fhir.instruments.observation_events import derived_links, screening_events
 from bhi_fhir.instruments.observation_scores import (
-    derived_links,
     merge_screening_scores,
     same_screen,
     score_event,
-    screening_events,
 )
 from bhi_fhir.instruments.observations import response_key
 from bhi_fhir.instruments.registry import INSTRUMENTS
