@@ -41,7 +41,7 @@ from bhi_fhir.measures.cli import Run as MeasureRun
 from bhi_fhir.measures.cli import measure_files, measure_patient, read_server
 from bhi_fhir.measures.common import Period
 from bhi_fhir.measures.report import MEASURES
-from bhi_fhir.metrics.episode import is_feedback
+from bhi_fhir.metrics.episode import FEEDBACK_SURVEYS, is_feedback
 from bhi_fhir.metrics.figures import (
     Figures,
     episodes_of,
@@ -129,8 +129,12 @@ async def _from_server(server: str, auth: Any, today: date, plan: PracticePlan |
         by_patient = await read_server(fhir, period)
         for patient in sorted(by_patient):
             measure_patient(patient, by_patient[patient], measures, period, questionnaires, run)
+        # Both surveys' responses, the staff survey's too (no patient: not in any record).
+        feedback = [r for canonical in FEEDBACK_SURVEYS async for r in fhir.search(
+            "QuestionnaireResponse", {"questionnaire": canonical, "_count": "200"})
+            if is_feedback(r)]
     return figures_from_records(records, today, plan, period, measure_outcomes=_outcomes(run),
-                                source=server)
+                                feedback=feedback, source=server)
 
 
 @with_server_auth
