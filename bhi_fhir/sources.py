@@ -7,32 +7,25 @@ comes out as a ``SourceError`` in its place, so the caller can report it and car
 Bounded: hostile input (deep nesting, huge or infinite numbers, endless lines) is one
 ``SourceError`` for that record, never an exception: nesting deeper than ``MAX_DEPTH``, a number
 literal longer than ``MAX_NUMBER_CHARS`` or outside the float range, NaN/Infinity, and a line,
-file or entry longer than ``MAX_RECORD_BYTES``.
+file or entry longer than ``MAX_RECORD_BYTES`` (the bounds and the chunked reading are
+:mod:`bhi_fhir.bounded_json`).
 """
 
 from __future__ import annotations
 
-import codecs
 import itertools
 import json
-import math
 import os
-import re
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from bhi_fhir import fhirjson
+from bhi_fhir import bounded_json, fhirjson
 from bhi_fhir.fhirjson import ResourceDict as Resource
 
 _SUFFIXES = (".json", ".ndjson", ".jsonl")
-
-MAX_DEPTH = 128  # arrays and objects nested, the resource itself included (serde_json's limit)
-MAX_NUMBER_CHARS = 64  # one number literal; int64 has 19 digits, a double 17 significant
-MAX_RECORD_BYTES = 64 << 20  # one NDJSON line, one non-Bundle file, one Bundle entry
-_CHUNK = 1 << 20  # bytes read at a time from a Bundle
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,70 +125,6 @@ def read_entries(
     yield from errors
 
 
-class _Rejected(Exception):
-    """A well-formed record over one of the bounds; the message says which."""
-
-
-def _int(text: str) -> int:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise _Rejected(f"number longer than {MAX_NUMBER_CHARS} characters")
-    return int(text)
-
-
-def _float(text: str) -> float:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise _Rejected(f"number longer than {MAX_NUMBER_CHARS} characters")
-    value = float(text)
-    if not math.isfinite(value):
-        raise _Rejected("number out of range")
-    return value
-
-
-def _constant(text: str) -> float:
-    raise _Rejected(f"{text} is not a JSON number")
-
-
-def _ignore(text: str) -> None:
-    return None
-
-
-# Strict: the bounds above. Lenient: numbers not converted, only to find where a rejected
-# record ends so the read can go on after it.
-_STRICT = json.JSONDecoder(parse_int=_int, parse_float=_float, parse_constant=_constant)
-_LENIENT = json.JSONDecoder(parse_int=_ignore, parse_float=_ignore, parse_constant=_ignore)
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_AS_PARENS = str.maketrans("[{]}", "(())")
-_WS = re.compile(r"[ \t\n\r]*")
-_NUMBER_START = frozenset("-0123456789")
-_NUMBER_ON = frozenset(["", *".eE+-0123456789"])  # what may follow a cut number
-_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+')
-
-
-def _too_deep(text: str) -> bool:
-    """Arrays/objects in ``text`` nested deeper than MAX_DEPTH (strings do not count)."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return False
-    shape = _NOT_BRACKET.sub("", _STRING.sub("", text)).translate(_AS_PARENS)
-    # Each pass removes the innermost level everywhere.
-    for _ in range(MAX_DEPTH):
-        inner = shape.replace("()", "")
-        if inner == shape:
-            return False  # empty, or unbalanced: the decoder reports it
-        shape = inner
-    return shape.replace("()", "") != shape
-
-
-def _decode(text: str) -> Any:
-    """One JSON document within the bounds; raises _Rejected or json.JSONDecodeError."""
-    if _too_deep(text):
-        raise _Rejected(f"nested deeper than {MAX_DEPTH}")
-    try:
-        return _STRICT.decode(text)
-    except RecursionError:  # unbalanced and deep: "[[[[…" without its end
-        raise _Rejected(f"nested deeper than {MAX_DEPTH}") from None
-
-
 def _read_file(
     path: Path, accept: Collection[str] | None, needles: tuple[bytes, ...] | None
 ) -> Iterator[_Found]:
@@ -217,12 +146,13 @@ def _read_lines(
 ) -> Iterator[_Found]:
     # Bytes, decoded line by line: one bad line must not end the read of the rest.
     number = 0
-    while raw := handle.readline(MAX_RECORD_BYTES + 1):
+    while raw := handle.readline(bounded_json.MAX_RECORD_BYTES + 1):
         number += 1
-        if len(raw.removesuffix(b"\n")) > MAX_RECORD_BYTES:
+        if len(raw.removesuffix(b"\n")) > bounded_json.MAX_RECORD_BYTES:
             while raw and not raw.endswith(b"\n"):  # skip the rest of the line
-                raw = handle.readline(_CHUNK)
-            yield SourceError(name, number, f"line longer than {MAX_RECORD_BYTES} bytes")
+                raw = handle.readline(bounded_json.CHUNK)
+            limit = bounded_json.MAX_RECORD_BYTES
+            yield SourceError(name, number, f"line longer than {limit} bytes")
             continue
         if needles is not None and not any(needle in raw for needle in needles):
             continue
@@ -239,12 +169,12 @@ def _parse(
     text: str, name: str, line: int | None, accept: Collection[str] | None
 ) -> Iterator[_Found]:
     try:
-        data = _decode(text)
+        data = bounded_json.decode(text)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         yield SourceError(name, line, f"not JSON ({exc.msg} at {where})")
         return
-    except _Rejected as exc:
+    except bounded_json.OverBounds as exc:
         yield SourceError(name, line, str(exc))
         return
     yield from _classify(data, name, line, accept)
@@ -290,142 +220,11 @@ def _entry_resource(entry: Any, index: int, name: str, line: int | None) -> _Ent
     return SourceError(name, line, f"Bundle.entry[{index}] has no resource")
 
 
-# ------------------------------------------------------------------ one JSON file, streamed
-
-
-class _Broken(Exception):
-    """The document cannot be read on from here: the message says why."""
-
-
-class _Text:
-    """A JSON document read a chunk at a time, for values to be decoded one by one.
-
-    ``pos`` is the read position in ``buf``; text before it is dropped as the read goes on.
-    """
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-        self._utf8 = codecs.getincrementaldecoder("utf-8")()
-        self.buf = ""
-        self.pos = 0
-        self._eof = False
-        self._mark, self._mark_line = 0, 1  # a position in buf and its line in the file
-        self._column0 = 0  # characters on buf[0]'s line before it (in dropped text)
-
-    def more(self, want: int) -> bool:
-        """Read until ``want`` characters are held past ``pos``; False at the end."""
-        if self._eof:
-            return False
-        if self.pos > len(self.buf) // 2:
-            line = self.line(self.pos)
-            newline = self.buf.rfind("\n", 0, self.pos)
-            self._column0 = self.pos - newline - 1 if newline >= 0 else self._column0 + self.pos
-            self.buf, self.pos = self.buf[self.pos:], 0
-            self._mark, self._mark_line = 0, line
-        while len(self.buf) - self.pos < want:
-            raw = self._handle.read(_CHUNK)
-            try:
-                self.buf += self._utf8.decode(raw, final=not raw)
-            except UnicodeDecodeError:
-                raise _Broken("not UTF-8 text") from None
-            if not raw:
-                self._eof = True
-                break
-        return True
-
-    def line(self, pos: int | None = None) -> int:
-        """The line (from 1) in the file of ``pos`` (default: the read position)."""
-        at = self.pos if pos is None else pos
-        if at >= self._mark:
-            self._mark_line += self.buf.count("\n", self._mark, at)
-        else:
-            self._mark_line -= self.buf.count("\n", at, self._mark)
-        self._mark = at
-        return self._mark_line
-
-    def where(self, pos: int) -> str:
-        newline = self.buf.rfind("\n", 0, pos)
-        column = pos - newline if newline >= 0 else self._column0 + pos + 1
-        return f"line {self.line(pos)} column {column}"
-
-    def peek(self) -> str:
-        """The next non-blank character ('' at the end), not consumed."""
-        while True:
-            blank = _WS.match(self.buf, self.pos)
-            self.pos = blank.end() if blank else self.pos
-            if self.pos < len(self.buf) or not self.more(1):
-                return self.buf[self.pos:self.pos + 1]
-
-    def take(self, allowed: str) -> str:
-        char = self.peek()
-        if not char or char not in allowed:
-            expected = " or ".join(repr(c) for c in allowed)
-            raise _Broken(f"not JSON (Expecting {expected} at {self.where(self.pos)})")
-        self.pos += 1
-        return char
-
-    def value(self) -> Any:
-        """The next value within the bounds; one over them is skipped and raises _Rejected."""
-        self.peek()
-        try:
-            value, end = self._decode_at(_STRICT)
-        except (_Rejected, RecursionError) as exc:
-            reason = str(exc) if isinstance(exc, _Rejected) else f"nested deeper than {MAX_DEPTH}"
-            self.pos = self._end_of_value()
-            raise _Rejected(reason) from None
-        start, self.pos = self.pos, end
-        if _too_deep(self.buf[start:end]):
-            raise _Rejected(f"nested deeper than {MAX_DEPTH}")
-        return value
-
-    def _decode_at(self, decoder: json.JSONDecoder) -> tuple[Any, int]:
-        """The value at ``pos`` and where it ends; ``pos`` stays at its start."""
-        while True:
-            try:
-                value, end = decoder.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError as exc:
-                if self._read_on():
-                    continue
-                raise _Broken(f"not JSON ({exc.msg} at {self.where(exc.pos)})") from None
-            # A number cut at the end of what is read ("-0" of "-0.5") may go on.
-            if (self.buf[self.pos] in _NUMBER_START and self.buf[end:end + 1] in _NUMBER_ON
-                    and self._read_on()):
-                continue
-            return value, end
-
-    def _read_on(self) -> bool:
-        """Read more for the value at ``pos``: False at the end of the file."""
-        held = len(self.buf) - self.pos
-        if held > MAX_RECORD_BYTES:
-            raise _Broken(f"a value at {self.where(self.pos)} is longer than "
-                          f"{MAX_RECORD_BYTES} bytes; the rest of the file was not read")
-        return self.more(held * 2 + 1)
-
-    def _end_of_value(self) -> int:
-        """Where the value at ``pos`` ends, for one the strict decoder rejected."""
-        try:
-            return self._decode_at(_LENIENT)[1]
-        except RecursionError:
-            pass
-        while True:  # deeper than the decoder goes: match brackets, strings skipped
-            depth = 0
-            for token in _TOKEN.finditer(self.buf, self.pos):
-                run = len(token[0])
-                if token[0][0] in "[{":
-                    depth += run
-                elif token[0][0] in "]}":
-                    depth -= run
-                    if depth <= 0:
-                        return token.end() + depth  # a run of closers may go on past it
-            if not self._read_on():
-                raise _Broken(f"not JSON (unterminated value at {self.where(self.pos)})")
-
-
 def _read_document(
     handle: BinaryIO, name: str, accept: Collection[str] | None
 ) -> Iterator[_Found]:
     """One JSON file: a resource, or a Bundle whose entries come out as they are read."""
-    text = _Text(handle)
+    text = bounded_json.JsonText(handle)
     line: int | None = None
     try:
         if text.peek() != "{":
@@ -437,7 +236,8 @@ def _read_document(
         while not closed:
             key = text.value()
             if not isinstance(key, str):
-                raise _Broken(f"not JSON (Expecting property name at {text.where(text.pos)})")
+                where = text.where(text.pos)
+                raise bounded_json.Unreadable(f"not JSON (Expecting property name at {where})")
             text.take(":")
             kind = fields.get("resourceType")
             if key == "entry" and kind == "Bundle" and text.peek() == "[":
@@ -452,17 +252,17 @@ def _read_document(
                 fields[key] = text.value()
             closed = text.take(",}") == "}"
         if text.peek():
-            raise _Broken(f"not JSON (Extra data at {text.where(text.pos)})")
-    except _Broken as exc:
+            raise bounded_json.Unreadable(f"not JSON (Extra data at {text.where(text.pos)})")
+    except bounded_json.Unreadable as exc:
         yield SourceError(name, None, str(exc))
         return
-    except _Rejected as exc:
+    except bounded_json.OverBounds as exc:
         yield SourceError(name, line, str(exc))
         return
     yield from _classify(fields, name, None, accept)
 
 
-def _stream_entries(text: _Text, name: str) -> Iterator[_Found]:
+def _stream_entries(text: bounded_json.JsonText, name: str) -> Iterator[_Found]:
     text.take("[")
     if text.peek() == "]":
         text.take("]")
@@ -474,19 +274,19 @@ def _stream_entries(text: _Text, name: str) -> Iterator[_Found]:
             entry = text.value()
             if not _deletion(entry):
                 yield _entry_resource(entry, index, name, line)
-        except _Rejected as exc:
+        except bounded_json.OverBounds as exc:
             yield SourceError(name, line, f"Bundle.entry[{index}]: {exc}")
         if text.take(",]") == "]":
             return
 
 
 def _parse_whole(
-    text: _Text, name: str, accept: Collection[str] | None
+    text: bounded_json.JsonText, name: str, accept: Collection[str] | None
 ) -> Iterator[_Found]:
     """A file that is not a JSON object: read whole (within the bound) for its one error."""
-    while text.more(MAX_RECORD_BYTES + 1):
-        if len(text.buf) > MAX_RECORD_BYTES:
-            yield SourceError(name, None, f"longer than {MAX_RECORD_BYTES} bytes")
+    while text.more(bounded_json.MAX_RECORD_BYTES + 1):
+        if len(text.buf) > bounded_json.MAX_RECORD_BYTES:
+            yield SourceError(name, None, f"longer than {bounded_json.MAX_RECORD_BYTES} bytes")
             return
     yield from _parse(text.buf, name, None, accept)
 

@@ -19,7 +19,7 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bhi_fhir import sources
+from bhi_fhir import bounded_json
 from bhi_fhir.sources import SourceError, read_resources
 
 FUZZ = settings(max_examples=int(os.environ.get("BHI_FUZZ_EXAMPLES", "40")), deadline=None,
@@ -54,9 +54,9 @@ def _in_resource(value: str) -> str:
 # Records over a bound (a resource otherwise, so only the bound can reject it), or not a
 # resource at all.
 _HOSTILE = st.one_of(
-    st.integers(sources.MAX_DEPTH, 3000).map(lambda d: _in_resource(_deep(d))),
-    st.integers(sources.MAX_DEPTH + 1, 3000).map(lambda d: "[" * d),
-    st.integers(sources.MAX_NUMBER_CHARS + 1, 6000).map(lambda n: _in_resource("7" * n)),
+    st.integers(bounded_json.MAX_DEPTH, 3000).map(lambda d: _in_resource(_deep(d))),
+    st.integers(bounded_json.MAX_DEPTH + 1, 3000).map(lambda d: "[" * d),
+    st.integers(bounded_json.MAX_NUMBER_CHARS + 1, 6000).map(lambda n: _in_resource("7" * n)),
     st.sampled_from(["1e999", "-1e400", "NaN", "-Infinity", "1" * 400 + ".5"]).map(_in_resource),
     st.sampled_from(["[1, 2]", '"text"', "{}", '{"resourceType": 7}', "{broken", "nul"]),
 )
@@ -128,13 +128,13 @@ def test_each_bad_bundle_entry_is_one_error_and_good_entries_come_through(
         if good else '{"resource": ' + bad + "}"
         for good, resource, bad in rows)
     text = '{"resourceType": "Bundle", "type": "collection", "entry": [' + entries + "]}"
-    saved = sources._CHUNK
-    sources._CHUNK = chunk
+    saved = bounded_json.CHUNK
+    bounded_json.CHUNK = chunk
     try:
         with _files(b_json=text.encode()) as folder:
             found = _read(folder)
     finally:
-        sources._CHUNK = saved
+        bounded_json.CHUNK = saved
     good_rows = [resource for good, resource, _ in rows if good]
     if any(not good and bad.startswith(("{broken", "nul", "[[")) for good, _, bad in rows):
         # Not JSON where an entry should be: the file cannot be read on; the entries before
@@ -153,11 +153,11 @@ def test_each_bad_bundle_entry_is_one_error_and_good_entries_come_through(
 @given(_RESOURCES, st.sampled_from([1, 5, 1 << 20]))
 def test_resources_come_back_unchanged(resource: dict[str, Any], chunk: int) -> None:
     bundle = {"resourceType": "Bundle", "entry": [{"resource": resource}] * 2}
-    saved = sources._CHUNK
-    sources._CHUNK = chunk
+    saved = bounded_json.CHUNK
+    bounded_json.CHUNK = chunk
     try:
         with _files(a_json=json.dumps(resource).encode(), b_json=json.dumps(bundle).encode(),
                     c_ndjson=json.dumps(resource).encode()) as folder:
             assert _read(folder) == [resource] * 4
     finally:
-        sources._CHUNK = saved
+        bounded_json.CHUNK = saved

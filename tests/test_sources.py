@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bhi_fhir import sources
+from bhi_fhir import bounded_json
 from bhi_fhir.sources import Resource, SourceError, read_resources
 
 
@@ -81,12 +81,12 @@ def _shape(found: list[Resource | SourceError]) -> list[object]:
 
 
 @pytest.mark.parametrize(("bad", "reason"), [
-    pytest.param(_nested(sources.MAX_DEPTH + 1), "nested deeper than", id="depth-over"),
+    pytest.param(_nested(bounded_json.MAX_DEPTH + 1), "nested deeper than", id="depth-over"),
     pytest.param(_nested(100_000), "nested deeper than", id="depth-100k"),
     pytest.param("[" * 100_000, "nested deeper than", id="depth-unclosed"),
     pytest.param('{"resourceType": "QuestionnaireResponse", "n": ' + "9" * 5000 + "}",
                  "number longer than", id="int-5000-digits"),
-    pytest.param('{"n": ' + "9" * (sources.MAX_NUMBER_CHARS + 1) + "}", "number longer than",
+    pytest.param('{"n": ' + "9" * (bounded_json.MAX_NUMBER_CHARS + 1) + "}", "number longer than",
                  id="int-over"),
     pytest.param('{"n": 1e999}', "number out of range", id="float-inf"),
     pytest.param('{"n": -1e999}', "number out of range", id="float-minus-inf"),
@@ -106,10 +106,10 @@ def test_a_hostile_ndjson_line_is_one_error_and_the_rest_is_read(
 
 
 @pytest.mark.parametrize(("value", "ok"), [
-    pytest.param(_nested(sources.MAX_DEPTH - 1), True, id="depth-at-limit"),
-    pytest.param(_nested(sources.MAX_DEPTH), False, id="depth-one-over"),
-    pytest.param("9" * sources.MAX_NUMBER_CHARS, True, id="int-at-limit"),
-    pytest.param("9" * (sources.MAX_NUMBER_CHARS + 1), False, id="int-one-over"),
+    pytest.param(_nested(bounded_json.MAX_DEPTH - 1), True, id="depth-at-limit"),
+    pytest.param(_nested(bounded_json.MAX_DEPTH), False, id="depth-one-over"),
+    pytest.param("9" * bounded_json.MAX_NUMBER_CHARS, True, id="int-at-limit"),
+    pytest.param("9" * (bounded_json.MAX_NUMBER_CHARS + 1), False, id="int-one-over"),
     pytest.param("1e308", True, id="float-finite"),
     pytest.param("1e309", False, id="float-overflows"),
 ])
@@ -124,7 +124,7 @@ def test_bounds_on_both_sides(tmp_path: Path, value: str, ok: bool) -> None:
 def test_a_line_over_the_size_bound_is_one_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "MAX_RECORD_BYTES", 200)
+    monkeypatch.setattr(bounded_json, "MAX_RECORD_BYTES", 200)
     long = json.dumps({**_qr("big"), "text": "x" * 300})
     lines = [json.dumps(_qr("1")), long, json.dumps(_qr("2"))]
     (tmp_path / "x.ndjson").write_text("\n".join(lines))  # no final newline
@@ -164,7 +164,7 @@ def test_a_bad_bundle_entry_is_one_error_and_the_other_entries_come_through(
     found = list(read_resources([tmp_path / "b.json"]))
     assert _shape(found) == [
         "a", (5, "Bundle.entry[1]: number longer than 64 characters"),
-        (6, f"Bundle.entry[2]: nested deeper than {sources.MAX_DEPTH}"), "b",
+        (6, f"Bundle.entry[2]: nested deeper than {bounded_json.MAX_DEPTH}"), "b",
         (8, "Bundle.entry[4] has no resource"), (9, "Bundle.entry[5]: number out of range"),
         "c"]
 
@@ -173,7 +173,7 @@ def test_a_bad_bundle_entry_is_one_error_and_the_other_entries_come_through(
 def test_a_bundle_streams_the_same_in_any_chunk_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    monkeypatch.setattr(sources, "_CHUNK", chunk)
+    monkeypatch.setattr(bounded_json, "CHUNK", chunk)
     entries = [{"fullUrl": f"urn:{i}", "resource": {**_qr(str(i)), "n": i / 3, "é": "ü\\\""}}
                for i in range(20)]
     # Top-level numbers are decoded alone: one cut at the chunk's end ("-0" of "-0.5e-3")
@@ -193,7 +193,7 @@ def test_a_bundle_streams_the_same_in_any_chunk_size(
 def test_a_document_read_a_character_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
 ) -> None:
-    monkeypatch.setattr(sources, "_CHUNK", 1)
+    monkeypatch.setattr(bounded_json, "CHUNK", 1)
     (tmp_path / "a.json").write_text(text)
     assert list(read_resources([tmp_path / "a.json"])) == [json.loads(text)]
 
@@ -209,7 +209,7 @@ def test_entry_before_resource_type_is_still_a_bundle(tmp_path: Path) -> None:
 def test_a_broken_bundle_keeps_the_entries_before_the_break(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    monkeypatch.setattr(sources, "_CHUNK", chunk)
+    monkeypatch.setattr(bounded_json, "CHUNK", chunk)
     text = _bundle('{"resource": ' + json.dumps(_qr("a")) + "}", '{"resource": {"id": }')
     (tmp_path / "b.json").write_text(text)
     found = list(read_resources([tmp_path / "b.json"]))
