@@ -11,7 +11,11 @@ security). One service for ``patient-view`` (and the same for ``encounter-start`
   same business identifiers): a suggestion is the planned write itself, so once the EHR has
   created it the next call sees it (``existing``) and no longer suggests it. Suggestion uuids
   are derived from those identifiers, so the same suggestion keeps its uuid across calls.
+  Plus a billing card when this month's counted minutes are close to the next code's
+  threshold (``smart_app.cds_cards.billing_card``).
 * ``POST /cds-services/bhi-fhir-patient-view/feedback`` — accepted, counted, not stored.
+
+CORS on ``/cds-services`` only (:class:`ScopedCors`).
 
 The EHR authenticates with a JWT bearer (spec "Trusting CDS Clients"): signed with a key of
 the JWKS registered for its issuer (``Settings.cds_clients``: issuer → JWKS URL, the allow-list),

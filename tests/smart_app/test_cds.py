@@ -3,8 +3,9 @@
 Shapes are checked against a JSON schema written from the specification's required fields
 and value sets (https://cds-hooks.hl7.org/2.0/ — "Discovery", "HTTP Request", "CDS Service
 Response": card summary < 140 characters, indicator info|warning|critical, source.label,
-suggestion label, action type create|update|delete, link label/url/type absolute|smart);
-the published schemas were not found in a reachable form here.
+suggestion label, action type create|update|delete, link label/url/type absolute|smart). The
+specification publishes no JSON schemas; test_cds_thirdparty.py also validates against the JSON
+schemas of a third-party implementation's models (HealthChain, PyPI).
 """
 
 from __future__ import annotations
