@@ -53,8 +53,9 @@ def _global_options(
     ] = False,
     log_format: Annotated[
         LogFormat, typer.Option("--log-format", envvar="BHI_LOG_FORMAT",
-                                help="text, or json: one object per line")
-    ] = LogFormat.text,
+                                help="auto (Rich lines at a terminal, else JSON lines), text, or "
+                                "json: one object per line")
+    ] = LogFormat.auto,
     version: Annotated[
         bool, typer.Option("--version", callback=_show_version, is_eager=True,
                            help="print the version and exit")

@@ -2,9 +2,11 @@
 
 An operator reads the package's warnings (a retried request, a scope the token lacks, a
 notification queue overflowing) on stderr; ``-v`` adds the run's events (INFO), ``-vv`` the
-per-request timings (DEBUG), ``-q`` leaves errors only. ``--log-format json`` writes one JSON
-object per line (time, level, logger, message) for schedulers and log collectors, and for
-``serve``'s own and uvicorn's lines alike.
+per-request timings (DEBUG), ``-q`` leaves errors only. The format (``--log-format``) is
+``auto`` by default: Rich's console lines for a person at a terminal, one JSON object per line
+(time, level, logger, message) for an unattended run (stderr not a terminal: a scheduler, a
+pipe, a container) and for ``serve``, its own and uvicorn's lines alike. ``text`` and ``json``
+force one or the other.
 
 The package's log lines name resource types, statuses and counts — never ids, tokens or
 values. The HTTP libraries' loggers stay at WARNING whatever the verbosity: their lines carry
@@ -20,13 +22,25 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TextIO
 
+from rich.console import Console
+from rich.logging import RichHandler
+
 PACKAGE_LOGGERS = ("bhi_fhir", "smart_app")
 URL_LOGGERS = ("httpx", "httpcore")  # their lines carry URLs: ids and OAuth codes
 
 
 class LogFormat(StrEnum):
+    auto = "auto"  # text at a terminal, JSON lines otherwise and for serve
     text = "text"
     json = "json"
+
+
+def resolve(fmt: LogFormat, *, service: bool = False) -> LogFormat:
+    """``auto`` made concrete: JSON lines for a service (``serve``) and whenever stderr is not a
+    terminal (nobody reads it as it is written), text for a person at a terminal."""
+    if fmt is not LogFormat.auto:
+        return fmt
+    return LogFormat.json if service or not sys.stderr.isatty() else LogFormat.text
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -71,15 +85,35 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass  # always the current sys.stderr
 
 
+class RichStderrHandler(RichHandler):
+    """Rich's console lines (time, level, message) on the current ``sys.stderr``: for a person
+    at a terminal. Messages are printed as they are, never read as markup or emoji codes."""
+
+    def __init__(self) -> None:
+        super().__init__(console=Console(stderr=True), show_path=False, markup=False,
+                         rich_tracebacks=False, omit_repeated_times=False)
+
+
 def formatter(fmt: LogFormat) -> logging.Formatter:
     return JsonFormatter() if fmt is LogFormat.json else logging.Formatter(TEXT_FORMAT)
+
+
+def handler_for(fmt: LogFormat) -> logging.Handler:
+    """JSON lines, or text: Rich's lines at a terminal, plain ``TEXT_FORMAT`` lines when stderr
+    is a file or a pipe (``--log-format text`` of an unattended run)."""
+    if fmt is LogFormat.text and sys.stderr.isatty():
+        return RichStderrHandler()
+    handler = StderrHandler()
+    handler.setFormatter(formatter(fmt))
+    return handler
 
 
 _chosen: dict[str, Any] = {"verbosity": 0, "format": LogFormat.text}
 
 
 def chosen() -> tuple[int, LogFormat]:
-    """The verbosity and format of the last :func:`configure` (``serve`` hands them on)."""
+    """The verbosity and format asked for by the last :func:`configure` (``serve`` hands them
+    on; ``auto`` still unresolved: a service resolves it to JSON)."""
     return _chosen["verbosity"], _chosen["format"]
 
 
@@ -88,12 +122,10 @@ def configure(verbosity: int = 0, fmt: LogFormat = LogFormat.text) -> None:
     for everyone else, the URL loggers included). Calling it again replaces the handler it
     installed before: one set-up per process, however many commands a test runs."""
     root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, StderrHandler)]:
+    for old in [h for h in root.handlers if isinstance(h, StderrHandler | RichStderrHandler)]:
         root.removeHandler(old)
     _chosen.update(verbosity=verbosity, format=fmt)
-    handler = StderrHandler()
-    handler.setFormatter(formatter(fmt))
-    root.addHandler(handler)
+    root.addHandler(handler_for(resolve(fmt)))
     if root.level == logging.NOTSET or root.level > logging.WARNING:
         root.setLevel(logging.WARNING)
     for name in PACKAGE_LOGGERS:
@@ -115,7 +147,9 @@ def quiet_url_loggers() -> None:
 
 def uvicorn_config(base: dict[str, Any], level: int, fmt: LogFormat) -> dict[str, Any]:
     """uvicorn's logging configuration (``base``, its ``LOGGING_CONFIG``) with the package
-    loggers added at ``level`` on stderr and, for JSON, uvicorn's own lines as JSON too."""
+    loggers added at ``level`` on stderr and, for JSON (``auto`` included: a service's log is
+    read by a collector), uvicorn's own lines as JSON too."""
+    fmt = resolve(fmt, service=True)
     formatters: dict[str, Any] = {**base["formatters"]}
     if fmt is LogFormat.json:
         json_formatter = {"()": f"{__name__}.JsonFormatter"}

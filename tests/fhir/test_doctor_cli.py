@@ -132,8 +132,10 @@ def test_unreachable_server_in_a_real_process(options: list[str], retry_lines: i
     lines = done.stderr.strip().splitlines()
     assert lines[-1] == ERROR_LINE
     assert len(lines) == retry_lines + 1
-    for line in lines[:-1]:
-        assert "WARNING bhi_fhir.fhir.client: fhir GET metadata → TransportError; retry" in line
+    for line in lines[:-1]:  # not a terminal: JSON lines (--log-format auto)
+        entry = json.loads(line)
+        assert (entry["level"], entry["logger"]) == ("warning", "bhi_fhir.fhir.client")
+        assert entry["message"].startswith("fhir GET metadata → TransportError; retry")
 
 
 def test_server_text_is_shown_verbatim_not_as_markup_or_emoji() -> None:

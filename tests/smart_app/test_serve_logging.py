@@ -3,6 +3,7 @@ launch) to stderr — they were dropped before (no handler) — and keeps the UR
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 from typing import Any
@@ -29,7 +30,9 @@ def test_serve_logs_the_receivers_lines(
     logging.getLogger("smart_app.launch").info("launch: EHR launch")
     logging.getLogger("httpx").info("GET https://ehr/fhir/Patient?_id=p1")
     err = capsys.readouterr().err
-    assert "bhi_fhir.sync.webhook: notification accepted (counts)" in err
-    assert "bhi_fhir.sync.queue: queue overflow (counts)" in err
-    assert "smart_app.launch: launch: EHR launch" in err
+    # A service logs JSON lines by default (--log-format auto).
+    entries = {(e["logger"], e["message"]) for e in map(json.loads, err.splitlines())}
+    assert ("bhi_fhir.sync.webhook", "notification accepted (counts)") in entries
+    assert ("bhi_fhir.sync.queue", "queue overflow (counts)") in entries
+    assert ("smart_app.launch", "launch: EHR launch") in entries
     assert "Patient?_id=p1" not in err  # URL loggers stay at WARNING (ids in queries)

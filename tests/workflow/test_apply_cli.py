@@ -56,7 +56,7 @@ def test_bad_line_goes_to_errors_and_the_rest_is_processed(tmp_path: Path) -> No
     code, stdout, _ = _run(
         str(tmp_path / "clinic"), "--plan", PLAN, "--today", "2026-11-26", "--format", "json"
     )
-    assert code == 2  # the bad line is reported, the rest processed
+    assert code == 65  # the bad line is reported, the rest processed
     report = json.loads(stdout)
     assert len(report["errors"]) == 1
     error = report["errors"][0]
@@ -70,7 +70,7 @@ def test_resource_without_patient_is_an_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.ndjson"
     bad.write_text(json.dumps({"resourceType": "QuestionnaireResponse", "id": "x"}) + "\n")
     code, stdout, _ = _run(str(bad), "--plan", PLAN, "--today", "2026-11-26", "--format", "json")
-    assert code == 2
+    assert code == 65  # bad data
     report = json.loads(stdout)
     assert report["patients"] == []
     assert report["errors"][0]["message"] == "QuestionnaireResponse has no Patient reference"
@@ -83,12 +83,12 @@ def test_text_output_says_what_fired_and_why() -> None:
     assert "66 patients" in stdout
 
 
-def test_bad_plan_exits_2_naming_the_key(tmp_path: Path) -> None:
+def test_bad_plan_exits_78_naming_the_key(tmp_path: Path) -> None:
     text = Path(PLAN).read_text().replace('high = "emergency-department"', 'high = "icu"')
     bad = tmp_path / "plan.toml"
     bad.write_text(text)
     code, _, stderr = _run(str(CLINIC), "--plan", str(bad), "--today", "2026-11-26")
-    assert code == 2
+    assert code == 78  # configuration
     assert "crisis.levels.high: unknown level 'icu'" in stderr
 
 
