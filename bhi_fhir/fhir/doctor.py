@@ -153,7 +153,7 @@ def doctor(
 ) -> None:
     """Check whether a FHIR server supports the BHI workflow, and what will be skipped."""
     checked_server(server)
-    from bhi_fhir.sync.cli import load_plan  # imported when the command runs, as before
+    from bhi_fhir.fhir.command_options import load_plan  # imported when the command runs
 
     practice_plan = load_plan(plan)  # as sync and registry report a plan that cannot be used
     auth = credentials.for_command(server, write=False)

@@ -36,6 +36,7 @@ from bhi_fhir.fhir.auth_factory import (
     with_server_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
+from bhi_fhir.fhir.command_options import load_plan, parse_today
 from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.measures.cli import Run as MeasureRun
 from bhi_fhir.measures.cli import measure_files, measure_patient, read_server
@@ -57,7 +58,6 @@ from bhi_fhir.registry.model import compute_rows, enrollment_rule_of
 from bhi_fhir.registry.reader import enrolled_ids, read_records
 from bhi_fhir.registry.rows import enrolled_in
 from bhi_fhir.sources import SourceError, read_resources
-from bhi_fhir.sync.cli import load_plan, parse_today
 
 __all__ = ["ReportFormat", "figures_from_records", "report_command"]
 

@@ -24,8 +24,8 @@ from bhi_fhir.fhir.auth_factory import (
     with_server_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
+from bhi_fhir.fhir.command_options import load_plan, open_store, parse_today
 from bhi_fhir.registry.model import build_registry
-from bhi_fhir.sync.cli import load_plan, open_store, parse_today
 
 
 @with_server_auth

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -29,7 +29,6 @@ from bhi_fhir.exit_codes import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     exit_code_for_cause,
-    exit_code_of,
 )
 from bhi_fhir.fhir.auth_factory import (
     NO_AUTH,
@@ -39,8 +38,7 @@ from bhi_fhir.fhir.auth_factory import (
     stop,
     with_server_auth,
 )
-from bhi_fhir.practice_plan import PracticePlan, PracticePlanError, load_practice_plan
-from bhi_fhir.store import Store, StoreOpenError
+from bhi_fhir.fhir.command_options import load_plan, open_store, parse_today
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
 
 _PROGRESS_FROM = 50  # patients: below this a bar is noise
@@ -49,32 +47,6 @@ _PROGRESS_FROM = 50  # patients: below this a bar is noise
 class OutputFormat(StrEnum):
     text = "text"
     json = "json"
-
-
-def open_store(state_url: str | None) -> Store:
-    """The operational store of ``--state-url``; a URL that cannot be used exits 78, a
-    database that does not answer 69 (try again later), each as one line on stderr."""
-    try:
-        return Store.open(state_url)
-    except StoreOpenError as exc:
-        stop(f"--state-url: {exc}", exit_code_of(exc))
-
-
-def load_plan(path: Path | None) -> PracticePlan:
-    """The practice plan of ``--plan`` (default: the shipped example); one that cannot be used
-    exits 78 (configuration) with one line on stderr, before any work."""
-    try:
-        return load_practice_plan(path or default_plan_path())
-    except PracticePlanError as exc:
-        stop(str(exc), exit_code_of(exc))
-
-
-def parse_today(text: str | None) -> date | None:
-    """``--today`` as a date (None when not given); not YYYY-MM-DD is a usage error."""
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        raise typer.BadParameter(f"--today expects YYYY-MM-DD, got {text!r}") from None
 
 
 def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
