@@ -26,13 +26,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from bhi_fhir.store import Store
 from bhi_fhir.store.work import Batch, SharedStoreError, WorkQueue
 
 if TYPE_CHECKING:
-    from bhi_fhir.sync.runner import _Run
+    from bhi_fhir.fhir.errors import FhirError
+    from bhi_fhir.sync.report import RunReport
     from bhi_fhir.sync.source import Changed
 
 __all__ = ["SharedRun", "SharedStoreError", "hold_below", "join_shared"]
@@ -40,6 +41,20 @@ __all__ = ["SharedRun", "SharedStoreError", "hold_below", "join_shared"]
 # Waiting for other workers' claims: poll this often (one count query), and exactly until
 # an expiring lease; the last claim finishing ends every waiting worker within this.
 _POLL_S = 0.1
+
+
+class RunState(Protocol):
+    """What a worker reads and records of the sync run it is part of (the runner's run), named
+    here so this module needs nothing from the runner, which imports it."""
+
+    report: RunReport
+    changed: Changed
+    stop: FhirError | None  # set when the run must end (authorization, configuration)
+    failed_patients: set[str]
+    succeeded: set[str]
+
+    def next_watermark(self) -> str | None: ...
+
 
 # How a worker processes what it claims: drive(claim, finish) (runner._Pipeline.drive).
 Drive = Callable[
@@ -79,7 +94,7 @@ class SharedRun:
         self.worker = ""
 
     async def work(
-        self, run: _Run, patients: Sequence[str], drive: Drive, *, group_size: int,
+        self, run: RunState, patients: Sequence[str], drive: Drive, *, group_size: int,
     ) -> None:
         """Enqueue ``patients``, then ``drive(claim, finish)`` until the batch is done: it
         claims groups with ``claim`` (empty: none left) and calls ``finish`` with each group
@@ -121,7 +136,7 @@ class SharedRun:
                 self.queue.finish(self.batch, self.worker, dict.fromkeys(held, "queued"))
             run.report.patients = len(self.processed)
 
-    def _outcomes(self, run: _Run, group: Sequence[str]) -> dict[str, str]:
+    def _outcomes(self, run: RunState, group: Sequence[str]) -> dict[str, str]:
         states: dict[str, str] = {}
         for patient in group:
             if patient in run.failed_patients:
@@ -141,7 +156,7 @@ class SharedRun:
             if held:
                 self.queue.renew(self.batch, self.worker, sorted(held), self.lease)
 
-    def close(self, run: _Run) -> str | None:
+    def close(self, run: RunState) -> str | None:
         """Offer this worker's watermark; the watermark to advance to if this worker closed
         the batch (None otherwise, or when it must not move)."""
         candidate = run.next_watermark()
