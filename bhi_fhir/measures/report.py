@@ -13,9 +13,9 @@ Three report types (https://hl7.org/fhir/R4/measurereport.html):
 
 A measure with several rates (DSF-E, DMS-E, DRR-E) has one ``group`` per rate, in every
 report type, identified by its ``code`` (system ``MEASURE_GROUP``, the rate's id) as in the
-``Measure``; a patient's individual report has the groups of the rates they are in. A group
+``Measure``; in a patient's individual report a rate they are not in counts 0. A group
 whose denominator is empty (all excluded, or a rate nobody reached) has no rate: its
-``measureScore`` carries the data-absent-reason ``not-applicable`` instead of a value.
+``measureScore.value`` carries the data-absent-reason ``not-a-number`` instead of a decimal.
 
 Each report has a deterministic business identifier (system ``BHI_IDENTIFIER``, value
 ``measure-report:<measure>:<period>:<type>[:<patient>]``), so a re-run finds what an earlier
@@ -168,9 +168,13 @@ def _population(code: str, count: int) -> Resource:
 
 def _score(value: float | None) -> Resource:
     """``measureScore``: a proportion measure's report carries one (the R4 validator's
-    MEASURE_MR_GRP_NO_SCORE); with an empty denominator it is absent for a reason."""
+    MEASURE_MR_SCORE_REQUIRED). With an empty denominator the proportion is 0/0, not a number:
+    its ``value`` element carries the data-absent-reason ``not-a-number`` and no decimal, as
+    the HL7 Quality Measure IG 2.0.0 test case MeasureReport-IGProportion-dev writes it (an
+    extension on the Quantity itself leaves ``value`` absent, which the validator refuses:
+    MEASURE_MR_SCORE_VALUE_REQUIRED)."""
     if value is None:
-        return {"extension": [{"url": _DATA_ABSENT, "valueCode": "not-applicable"}]}
+        return {"_value": {"extension": [{"url": _DATA_ABSENT, "valueCode": "not-a-number"}]}}
     return {"value": value}
 
 
@@ -206,9 +210,13 @@ def individual_report(measure: MeasureDef, period: Period, outcome: Outcome,
                    report_identifier(measure.id, period, "individual", outcome.patient), date)
     report["subject"] = {"reference": outcome.patient}
     if measure.groups:
-        report["group"] = [{"code": _group_code(measure, rate),
-                            **_individual_group(measure, outcome.rates[rate])}
-                           for rate, _ in measure.groups if rate in outcome.rates]
+        # Every rate of the Measure has its group (the validator's MEASURE_MR_GRP_MISSING_BY_CODE);
+        # a rate the patient is not in counts 0 in every population.
+        report["group"] = [
+            {"code": _group_code(measure, rate), **_individual_group(
+                measure, outcome.rates.get(rate) or Outcome(
+                    measure.id, outcome.patient, frozenset(), outcome.stratum))}
+            for rate, _ in measure.groups]
     else:
         report["group"] = [_individual_group(measure, outcome)]
     if outcome.evaluated:

@@ -1,9 +1,10 @@
 """``bhi-fhir measure --server`` against a real HAPI: a small population seeded, CMS2 and CMS159
-decided per patient, the MeasureReports written twice without duplicates, and ``$validate``.
+decided per patient, the MeasureReports written twice without duplicates, and ``$validate``;
+the same for the HEDIS measures DSF-E, DMS-E and DRR-E (one MeasureReport group per rate).
 
-The measurement period is 2031 so no other test's data falls into it (the summary counts only
-this population); the reports written are deleted before the run's cleanup deletes the
-patients they reference.
+The measurement period is 2031 for CMS2/CMS159 and 2033 for the HEDIS measures, so no other
+test's data falls into it (the summary counts only this population); the reports written are
+deleted before the run's cleanup deletes the patients they reference.
 """
 
 from __future__ import annotations
@@ -92,8 +93,57 @@ def _population(case: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
     return resources, p
 
 
-def _measure(base: str, *extra: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["measure", "--period", PERIOD, "--server", base, *extra])
+CMS = ("--measure", "CMS2", "--measure", "CMS159")
+HEDIS = ("--measure", "DSF-E", "--measure", "DMS-E", "--measure", "DRR-E")
+HEDIS_PERIOD = "2033"
+
+
+def _total(rid: str, patient: str, day: str, loinc: str, total: int) -> dict[str, Any]:
+    """A screening total Observation as EHRs and Synthea hold it (category survey)."""
+    return {"resourceType": "Observation", "id": rid, "status": "final",
+            "category": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "survey"}]}],
+            "code": {"coding": [{"system": LOINC, "code": loinc}]},
+            "subject": {"reference": patient}, "effectiveDateTime": day,
+            "valueQuantity": {"value": total, "unit": "{score}",
+                              "system": "http://unitsofmeasure.org", "code": "{score}"}}
+
+
+def _hedis_population(case: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """DSF-E, DMS-E and DRR-E over 2033 (rates below in the test)."""
+    tag = f"h{case[:12]}"
+    names = ("brief", "pos", "disp", "none", "rem", "nofu", "dead")
+    p = {n: f"Patient/{tag}-{n}" for n in names}
+    resources: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": p[n].split("/")[1], "birthDate": "1980-05-05",
+         **({"deceasedDateTime": "2033-05-01"} if n == "dead" else {})} for n in names]
+    for n in ("brief", "pos", "disp", "none", "dead"):
+        resources.append(_visit(f"{tag}-e-{n}", p[n], "2033-03-04"))
+    system, code = sorted(codes("Adult Depression Medications"))[0].split("|", 1)
+    resources += [
+        _total(f"{tag}-o1", p["brief"], "2033-03-04", "55758-7", 4),  # PHQ-2 positive
+        _total(f"{tag}-o2", p["brief"], "2033-03-04", "44261-6", 6),  # PHQ-9 negative
+        _phq9(f"{tag}-q-pos", p["pos"], "2033-03-04", 18),
+        _phq9(f"{tag}-q-disp", p["disp"], "2033-03-04", 18),
+        {"resourceType": "MedicationDispense", "id": f"{tag}-md", "status": "completed",
+         "subject": {"reference": p["disp"]}, "whenHandedOver": "2033-03-20",
+         "medicationCodeableConcept": {"coding": [{"system": f"http://{system}",
+                                                   "code": code}]}},
+    ]
+    for n in ("rem", "nofu"):
+        depression = {**_depression(f"{tag}-d-{n}", p[n]), "onsetDateTime": "2032-01-01"}
+        visit = _visit(f"{tag}-v-{n}", p[n], "2033-02-01")
+        if n == "rem":
+            visit["reasonCode"] = [{"coding": [{"system": ICD10CM, "code": "F32.1"}]}]
+        resources += [depression, visit, _phq9(f"{tag}-i-{n}", p[n], "2033-02-01", 15)]
+    resources += [_phq9(f"{tag}-l-rem", p["rem"], "2033-07-01", 3),
+                  _visit(f"{tag}-v2-nofu", p["nofu"], "2033-06-10")]
+    return resources, p
+
+
+def _measure(base: str, *extra: str, period: str = PERIOD) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["measure", "--period", period, "--server", base, *extra])
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -106,6 +156,18 @@ def _reports(http: httpx.Client, base: str, identifier: str) -> list[dict[str, A
 @pytest.fixture
 def seeded(fhir_base_url: str, run_tag: Any, case_id: str) -> Any:
     resources, patients = _population(case_id)
+    yield from _seeded(fhir_base_url, run_tag, resources, patients)
+
+
+@pytest.fixture
+def seeded_hedis(fhir_base_url: str, run_tag: Any, case_id: str) -> Any:
+    resources, patients = _hedis_population(case_id)
+    yield from _seeded(fhir_base_url, run_tag, resources, patients)
+
+
+def _seeded(fhir_base_url: str, run_tag: Any, resources: list[dict[str, Any]],
+            patients: dict[str, str]) -> Any:
+    """Seed the Measures and ``resources``; afterwards delete the MeasureReports written."""
     measures = [json.loads(p.read_text()) for p in sorted(
         (profiles_dir() / "measures").glob("*.json"))]
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
@@ -130,7 +192,7 @@ def seeded(fhir_base_url: str, run_tag: Any, case_id: str) -> Any:
 def test_measure_on_hapi_decides_writes_once_and_validates(fhir_base_url: str,
                                                            seeded: Any) -> None:
     patients, written = seeded
-    code, out, err = _measure(fhir_base_url, "--format", "csv")
+    code, out, err = _measure(fhir_base_url, *CMS, "--format", "csv")
     assert code == 0, err
     rows = {(r.split(",")[0], r.split(",")[1]): r for r in out.strip().splitlines()[1:]}
     # columns: measure, patient, stratum, initial-population, denominator, exclusion,
@@ -144,12 +206,12 @@ def test_measure_on_hapi_decides_writes_once_and_validates(fhir_base_url: str,
     not_yet = rows[("CMS159", patients["not"])]
     assert not_yet.split(",")[7] == "0" and "was 12 on 2031-03-10" in not_yet
 
-    code, out, err = _measure(fhir_base_url, "--format", "json", "--write")
+    code, out, err = _measure(fhir_base_url, *CMS, "--format", "json", "--write")
     assert code == 0, err
     assert "create 9" in err  # 2 summaries, 2 subject lists, 3 + 2 individual reports
     identifiers = [e["resource"]["identifier"][0]["value"] for e in json.loads(out)["entry"]]
     written.extend(identifiers)
-    code, out, err = _measure(fhir_base_url, "--format", "json", "--write")
+    code, out, err = _measure(fhir_base_url, *CMS, "--format", "json", "--write")
     assert code == 0, err
     assert "create 0, update 0, unchanged 9" in err
     with httpx.Client(headers={"Accept": "application/fhir+json",
@@ -173,4 +235,69 @@ def test_measure_on_hapi_decides_writes_once_and_validates(fhir_base_url: str,
 
 def test_measure_resources_are_bundled() -> None:
     assert sorted(p.name for p in Path(profiles_dir(), "measures").glob("*.json")) == [
-        "Measure-CMS159.json", "Measure-CMS2.json"]
+        "Measure-CMS159.json", "Measure-CMS2.json", "Measure-DMS-E.json", "Measure-DRR-E.json",
+        "Measure-DSF-E.json"]
+
+
+def _score_of(report: dict[str, Any], rate: str) -> Any:
+    group = next(g for g in report["group"] if g["code"]["coding"][0]["code"] == rate)
+    return group["measureScore"].get("value")
+
+
+def test_hedis_measures_on_hapi_decide_write_once_and_validate(fhir_base_url: str,
+                                                               seeded_hedis: Any) -> None:
+    patients, written = seeded_hedis
+    code, out, err = _measure(fhir_base_url, *HEDIS, "--format", "csv", period=HEDIS_PERIOD)
+    assert code == 0, err
+    rows = {(r.split(",")[0], r.split(",")[1]): r for r in out.strip().splitlines()[1:]}
+    # DSF-E: PHQ-2 4 then PHQ-9 6 the same day (both Observations) is screened and followed up
+    assert rows[("DSF-E/follow-up", patients["brief"])].split(",")[3:8] == [
+        "1", "1", "0", "0", "1"]
+    assert "positive PHQ-9 18 on 2033-03-04: no follow-up" in rows[
+        ("DSF-E/follow-up", patients["pos"])]
+    assert rows[("DSF-E/follow-up", patients["disp"])].split(",")[7] == "1"  # dispensed
+    assert "no depression screen" in rows[("DSF-E/screening", patients["none"])]
+    assert rows[("DSF-E/screening", patients["dead"])].split(",")[5] == "1"  # excluded
+    assert "no PHQ-9 between 2033-05-01 and 2033-08-31" in rows[
+        ("DMS-E/period-2", patients["nofu"])]
+    assert "no PHQ-9 in 120–240 days after 2033-02-01" in rows[
+        ("DRR-E/follow-up", patients["nofu"])]
+    assert rows[("DRR-E/response", patients["rem"])].split(",")[7] == "1"
+
+    code, out, err = _measure(fhir_base_url, *HEDIS, "--format", "json", "--write",
+                              period=HEDIS_PERIOD)
+    assert code == 0, err
+    reports = [e["resource"] for e in json.loads(out)["entry"]]
+    written.extend(r["identifier"][0]["value"] for r in reports)
+    # 3 summaries, 3 subject lists, individual: DSF-E 7, DMS-E 2, DRR-E 2
+    assert "create 17" in err
+    code, out, err = _measure(fhir_base_url, *HEDIS, "--format", "json", "--write",
+                              period=HEDIS_PERIOD)
+    assert code == 0, err
+    assert "create 0, update 0, unchanged 17" in err
+    ident = f"measure-report:{{}}:{HEDIS_PERIOD}:{{}}"
+    with httpx.Client(headers={"Accept": "application/fhir+json",
+                               "Cache-Control": "no-cache"}, timeout=60) as http:
+        dsf = _reports(http, fhir_base_url, ident.format("DSF-E", "summary"))[0]
+        dms = _reports(http, fhir_base_url, ident.format("DMS-E", "summary"))[0]
+        drr = _reports(http, fhir_base_url, ident.format("DRR-E", "summary"))[0]
+        assert _score_of(dsf, "screening") == round(5 / 6, 4)
+        assert _score_of(dsf, "follow-up") == 0.6
+        assert [_score_of(dms, r) for r in ("period-1", "period-2", "period-3")] == [
+            1.0, 0.0, None]  # period 3: no depression visit, an empty denominator
+        assert [_score_of(drr, r) for r in ("follow-up", "remission", "response")] == [
+            0.5, 0.5, 0.5]
+        to_check = [
+            dsf, dms, drr,
+            _reports(http, fhir_base_url, ident.format("DSF-E", "subject-list"))[0],
+            _reports(http, fhir_base_url,
+                     f"{ident.format('DSF-E', 'individual')}:{patients['dead']}")[0],
+            _reports(http, fhir_base_url,
+                     f"{ident.format('DRR-E', 'individual')}:{patients['nofu']}")[0],
+        ]
+        for report in to_check:
+            outcome = http.post(f"{fhir_base_url}/MeasureReport/$validate", json=report,
+                                headers={"Content-Type": "application/fhir+json"}).json()
+            errors = [i for i in outcome.get("issue", [])
+                      if i.get("severity") in ("error", "fatal")]
+            assert not errors, (report["identifier"][0]["value"], errors)

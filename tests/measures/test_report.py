@@ -231,11 +231,17 @@ def test_cms159_reports_have_no_exception_population_and_lists_per_stratum() -> 
     assert group["measureScore"] == {"value": round(2 / 3, 4)}
 
 
+# An undefined proportion (0/0): the score's value is absent for a reason, as the HL7 Quality
+# Measure IG 2.0.0 test case MeasureReport-IGProportion-dev writes it (data-absent-reason
+# not-a-number on measureScore._value), which the FHIR validator accepts.
+NOT_A_NUMBER = {"_value": {"extension": [{
+    "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+    "valueCode": "not-a-number"}]}}
+
+
 def test_empty_denominator_score_is_absent_for_a_reason() -> None:
     report = summary_report(CMS159, MP, [], "2026-11-30T00:00:00+00:00")
-    assert report["group"][0]["measureScore"] == {"extension": [{
-        "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
-        "valueCode": "not-applicable"}]}
+    assert report["group"][0]["measureScore"] == NOT_A_NUMBER
 
 
 def _drr(patient: str, remission: bool, excluded: bool = False) -> Outcome:
@@ -297,18 +303,22 @@ def test_several_rate_reports_count_each_rate() -> None:
     assert outcomes[1].reason == "remission: last PHQ-9 was 9; response: less than a 50% drop"
 
 
-def test_individual_report_has_only_the_rates_the_patient_is_in() -> None:
-    """DSF-E's follow-up rate counts only patients with a positive screen (NCQA DSF rate 2)."""
+def test_individual_report_has_every_rate_counting_0_where_the_patient_is_not() -> None:
+    """DSF-E's follow-up rate counts only patients with a positive screen (NCQA DSF rate 2);
+    the report still has the group (a MeasureReport group per Measure group: the FHIR
+    validator's MEASURE_MR_GRP_MISSING_BY_CODE), every population 0 and no rate."""
     from bhi_fhir.measures.common import combine
 
     dsf = MEASURES["DSF-E"]
     screened = Outcome("DSF-E", "Patient/a", frozenset(DEN | {NUMERATOR}), "18-64")
     outcome = combine("DSF-E", "Patient/a", {"screening": screened}, "18-64")
     report = individual_report(dsf, MP, outcome, "2026-11-30T00:00:00+00:00")
-    assert [g["code"]["coding"][0]["code"] for g in report["group"]] == ["screening"]
+    assert [g["code"]["coding"][0]["code"] for g in report["group"]] == [
+        "screening", "follow-up"]
+    follow_up = report["group"][1]
+    assert {p["count"] for p in follow_up["population"]} == {0}
+    assert follow_up["measureScore"] == NOT_A_NUMBER
     excluded = combine("DSF-E", "Patient/b", {"screening": Outcome(
         "DSF-E", "Patient/b", frozenset(DEN | {DENOMINATOR_EXCLUSION}), "18-64")}, "18-64")
     group = individual_report(dsf, MP, excluded, "2026-11-30T00:00:00+00:00")["group"][0]
-    assert group["measureScore"] == {"extension": [{
-        "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
-        "valueCode": "not-applicable"}]}
+    assert group["measureScore"] == NOT_A_NUMBER
