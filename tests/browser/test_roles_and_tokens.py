@@ -34,7 +34,7 @@ def test_a_patient_sees_their_scores_and_fills_in_the_phq9(
 ) -> None:
     _launch(page, ehr, app_url, seeded, f"Patient/{seeded}")
     page.wait_for_selector("#scores-chart[data-ready='1']", timeout=30_000)
-    assert page.locator("#questionnaires a").count() == 2
+    assert page.locator("#questionnaires a").count() == 3  # PHQ-9, GAD-7, experience survey
     for care_team in ("#log-time", "#record-consent", "#preview-plan", "#tasks"):
         assert page.locator(care_team).count() == 0
     assert page.locator("nav a[href='/registry']").count() == 0
