@@ -12,7 +12,20 @@ PHI (issuer URL, a random token id, an expiry).
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Engine, Float, MetaData, String, Table, delete, insert
+from typing import Any, cast
+
+from sqlalchemy import (
+    Column,
+    CursorResult,
+    Engine,
+    Float,
+    MetaData,
+    String,
+    Table,
+    delete,
+    insert,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from bhi_fhir.store import Store
@@ -29,6 +42,10 @@ SEEN_JTI = Table(
 )
 
 
+# The dialects with INSERT … ON CONFLICT DO NOTHING (as bhi_fhir.store's watermark claim uses).
+_ON_CONFLICT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 class ReplayGuard:
     """Claims of token ids in ``store`` (the table is created on first use)."""
 
@@ -37,14 +54,21 @@ class ReplayGuard:
         _METADATA.create_all(self.engine)
 
     def claim(self, issuer: str, jti: str, expires_at: float, now: float) -> bool:
-        """True the first time (issuer, jti) is claimed; False for a replay."""
+        """True the first time (issuer, jti) is claimed; False for a replay. One transaction
+        (one commit on the hook's path): expired claims dropped, this one inserted unless there
+        (``INSERT … ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL, as the store's own
+        watermark claim; other dialects: a savepoint and the duplicate key)."""
+        values = {"issuer": issuer, "jti": jti, "expires_at": expires_at}
         with self.engine.begin() as conn:
             conn.execute(delete(SEEN_JTI).where(SEEN_JTI.c.expires_at < now))
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(SEEN_JTI).values(issuer=issuer, jti=jti, expires_at=expires_at)
-                )
-        except IntegrityError:
-            return False
-        return True
+            dialect = conn.dialect.name
+            if dialect in _ON_CONFLICT_INSERTS:
+                statement = (_ON_CONFLICT_INSERTS[dialect](SEEN_JTI).values(**values)
+                             .on_conflict_do_nothing(index_elements=["issuer", "jti"]))
+                return cast("CursorResult[Any]", conn.execute(statement)).rowcount == 1
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(SEEN_JTI).values(**values))
+            except IntegrityError:
+                return False
+            return True
