@@ -2,8 +2,9 @@
 
 * ``GET /dashboard?period=2026-Q4`` — every metric with its definition and source, a chart
   (Chart.js, vendored) and its table; the page prints as the quarterly review (print CSS).
-* ``GET /dashboard/{metric}.csv?period=…`` — one metric's table as CSV. A GET with no side
-  effect: it reads what the page reads, writes nothing to the EHR or the store.
+* ``GET /dashboard/{metric}.csv?period=…`` — one metric's table as CSV (``all.csv``: every
+  metric in one long table, as ``bhi-fhir report --format csv``). A GET with no side effect:
+  it reads what the page reads, writes nothing to the EHR or the store.
 
 Who: clinicians (the registry's rule: never a patient-facing user, never a launch authorized
 for one patient only), since the figures cover the whole caseload.
@@ -31,7 +32,14 @@ from fastapi.responses import Response
 from bhi_fhir.fhir import FhirError
 from bhi_fhir.measures.common import Period
 from bhi_fhir.measures.report import MEASURES
-from bhi_fhir.metrics.figures import Figures, episodes_of, figures, metric_csv, parse_period
+from bhi_fhir.metrics.figures import (
+    Figures,
+    episodes_of,
+    figures,
+    metric_csv,
+    parse_period,
+    report_csv,
+)
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry import compute_rows, load_registry
 from bhi_fhir.registry.model import enrollment_rule_of, server_key
@@ -48,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
+ALL = "all"  # /dashboard/all.csv: every metric in one long table (as ``report --format csv``)
 _CACHE_KEYS = 8  # (server, period, day) combinations kept; older ones are dropped
 
 
@@ -190,10 +199,11 @@ async def dashboard_csv(
     _chosen, span = _period(period, today_of(request))
     result, _freshness = await _figures(request, session, source, span)
     metric = next((m for m in result.metrics if m.id == metric_id), None) if result else None
-    if metric is None:
+    if result is None or (metric is None and metric_id != ALL):
         raise Refusal("No such figure", "That metric is not on the dashboard.", 404)
-    name = f"bhi-{metric.id}-{span.label.replace('..', '_')}.csv"
+    name = f"bhi-{metric_id}-{span.label.replace('..', '_')}.csv"
     return Response(
-        metric_csv(metric), media_type="text/csv; charset=utf-8",
+        metric_csv(metric) if metric is not None else report_csv(result),
+        media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -98,6 +98,14 @@ def test_csv_download(demo: TestClient) -> None:
     assert by_name["'" + HOSTILE] == ["1", ""]  # never run as a formula
 
 
+def test_all_figures_in_one_csv(demo: TestClient) -> None:
+    answer = demo.get("/dashboard/all.csv", params={"period": "2026-Q4"})
+    assert answer.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert {r["metric"] for r in rows} >= {"caseload", "minutes", "measures"}
+    assert {"period", "metric", "row", "column", "value"} == set(rows[0])
+
+
 def test_csv_of_an_unknown_metric_or_period(demo: TestClient) -> None:
     assert demo.get("/dashboard/nothing.csv").status_code == 404
     refused = demo.get("/dashboard", params={"period": "<b>2026-Q9</b>"})
