@@ -102,6 +102,11 @@ def apply_command(
         Path | None, typer.Option("--out", help="write the transaction Bundle here")
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    staff_feedback: Annotated[
+        bool,
+        typer.Option("--staff-feedback", help="also the staff workflow survey Tasks of today's "
+                     "period (practice plan [feedback]), for a run over the whole caseload"),
+    ] = False,
 ) -> None:
     """Run the BHI protocol over FHIR files: what fires, why, and the transaction Bundle."""
     if output_format not in ("text", "json"):
@@ -121,7 +126,8 @@ def apply_command(
     with _progress_bar() as tick:
         try:
             report = run_apply(list(inputs), plan, day, protocol,
-                               sink=writer if writer is not None else _discard, progress=tick)
+                               sink=writer if writer is not None else _discard, progress=tick,
+                               staff_feedback_tasks=staff_feedback)
         except BaseException:
             if writer is not None:
                 writer.close(commit=False)

@@ -10,7 +10,9 @@ Every date edge is tested on both sides.
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +28,7 @@ from bhi_fhir.workflow.feedback import (
 )
 from bhi_fhir.workflow.plan import to_transaction_bundle
 
-from .helpers import PATIENT, careplan, fired, patient, persist, plan
+from .helpers import PATIENT, ROOT, careplan, fired, patient, persist, plan
 
 AMA = "AMA BHI workflow design (patient and staff feedback); practice plan [feedback]"
 BAO = "Bao 2016 review window from week 8; practice plan feedback.patient_after_enrollment_weeks"
@@ -190,3 +192,31 @@ def test_staff_tasks_one_per_member_per_quarter_without_a_patient() -> None:
     next_quarter = staff_feedback(plan(), date(2027, 1, 1), {w.identifier: w.resource
                                                              for w in first.writes})
     assert len(next_quarter.writes) == len(members)
+
+
+def test_apply_with_staff_feedback_asks_each_member_once_per_quarter(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bhi_fhir.cli import app
+
+    clinic, plan_file = ROOT / "examples" / "clinic", ROOT / "examples" / "practice-plan.toml"
+    out = tmp_path / "bundle.json"
+    args = ["apply", str(clinic), "--plan", str(plan_file), "--today", "2026-11-26",
+            "--format", "json", "--staff-feedback"]
+    first = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    staff = [e["resource"] for e in json.loads(out.read_text())["entry"]
+             if is_staff_feedback(e["resource"])]
+    assert sorted(t["owner"]["reference"] for t in staff) == sorted(
+        m.reference for m in plan().feedback_staff())
+    # the next run reads the first run's Bundle back: nothing is asked twice
+    second = CliRunner().invoke(app, [*args[:2], str(out), *args[2:],
+                                      "--out", str(tmp_path / "again.json")])
+    assert second.exit_code == 0, second.output
+    again = json.loads((tmp_path / "again.json").read_text())["entry"]
+    assert not [e for e in again if is_staff_feedback(e["resource"])]
+    # without the option, no staff Task (a run over some patients is not the practice's)
+    without = CliRunner().invoke(app, [*args[:-1], "--out", str(tmp_path / "plain.json")])
+    assert without.exit_code == 0, without.output
+    plain = json.loads((tmp_path / "plain.json").read_text())["entry"]
+    assert not [e for e in plain if is_staff_feedback(e["resource"])]
