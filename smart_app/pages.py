@@ -180,15 +180,6 @@ async def _load(source: ClinicSource, patient_id: str) -> list[dict[str, Any]]:
         raise ehr_refusal("Could not load the patient", exc) from None
 
 
-async def _registry_after_write(
-    request: Request, session: Session, source: ClinicSource, patient_id: str
-) -> None:
-    """The patient's registry row read again after the app's own write (smart_app.registry)."""
-    from smart_app.registry import refresh_after_write  # that module imports this one
-
-    await refresh_after_write(request, session, source, patient_id)
-
-
 def _back(patient_id: str, notice: str, count: int | None = None) -> Response:
     """Back to the patient page with a notice of the catalogue (``NOTICES``)."""
     from urllib.parse import quote, urlencode

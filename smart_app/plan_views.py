@@ -28,13 +28,13 @@ from smart_app.pages import (
     SourceDep,
     _back,
     _load,
-    _registry_after_write,
     check_patient_access,
     practice_plan,
     readable_view,
     router,
     today_of,
 )
+from smart_app.registry import refresh_after_write
 from smart_app.roles import require_care_team, require_clinician
 
 logger = logging.getLogger(__name__)
@@ -145,5 +145,5 @@ async def plan_apply(
         except FhirError as exc:
             raise ehr_refusal("The plan was not written", exc) from None
     logger.info("workflow plan applied: %d writes", len(bundle["entry"]))
-    await _registry_after_write(request, session, source, patient_id)
+    await refresh_after_write(request, session, source, patient_id)
     return _back(patient_id, "plan-applied", len(bundle["entry"]))

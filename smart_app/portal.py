@@ -47,7 +47,7 @@ from smart_app import writes
 from smart_app.data import ClinicSource
 from smart_app.deps import FormDep, Refusal, SessionDep, TemplatesDep, render
 from smart_app.ehr_errors import ehr_refusal
-from smart_app.pages import _back
+from smart_app.pages import SourceDep, _back, _load, practice_plan, readable_view, today_of
 from smart_app.roles import (
     own_patient,
     require_care_team,
@@ -56,7 +56,6 @@ from smart_app.roles import (
     user_type,
 )
 from smart_app.sessions import Session
-from smart_app.views import SourceDep, _load, practice_plan, readable_view, today_of
 from smart_app.views_model import patient_view
 
 logger = logging.getLogger(__name__)

@@ -23,13 +23,13 @@ from smart_app.ehr_errors import ehr_refusal
 from smart_app.pages import (
     SourceDep,
     _back,
-    _registry_after_write,
     _team,
     check_patient_access,
     practice_plan,
     router,
     today_of,
 )
+from smart_app.registry import refresh_after_write
 from smart_app.roles import require_care_team
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ async def log_time(
         logger.info("care-management time already logged (form sent again)")
         return _back(patient_id, "time-already-logged", minutes)
     logger.info("care-management time logged")
-    await _registry_after_write(request, session, source, patient_id)
+    await refresh_after_write(request, session, source, patient_id)
     return _back(patient_id, "time-logged", minutes)
 
 
@@ -145,7 +145,7 @@ async def change_task(
     except FhirError as exc:
         raise ehr_refusal("Task not changed", exc) from None
     logger.info("task %s", action)
-    await _registry_after_write(request, session, source, patient_id)
+    await refresh_after_write(request, session, source, patient_id)
     return _back(patient_id, notice)
 
 
@@ -192,5 +192,5 @@ async def record_consent(
     if not writes.created(response):
         return _back(patient_id, "consent-already-recorded")
     logger.info("consent recorded")
-    await _registry_after_write(request, session, source, patient_id)
+    await refresh_after_write(request, session, source, patient_id)
     return _back(patient_id, "consent-recorded")

@@ -35,9 +35,9 @@ from smart_app import smart
 from smart_app.data import ClinicSource
 from smart_app.deps import FormDep, Refusal, SessionDep, TemplatesDep, render
 from smart_app.ehr_errors import ehr_refusal
+from smart_app.pages import SourceDep, practice_plan, today_of
 from smart_app.roles import require_clinician
 from smart_app.sessions import Session
-from smart_app.views import SourceDep, practice_plan, today_of
 
 __all__ = ["page_context", "refresh_after_write", "registry_store", "router"]
 

@@ -38,7 +38,7 @@ from smart_app.pages import (
 from smart_app.roles import own_patient, role_of
 from smart_app.views_model import patient_view
 
-# Re-exported for portal, registry, cds and the tests, which read them from here.
+# Re-exported for cds, the dashboard and the tests, which read them from here.
 __all__ = ["NOTICES", "SourceDep", "_load", "practice_plan", "readable_view", "router", "today_of"]
 
 
