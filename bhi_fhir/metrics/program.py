@@ -348,7 +348,8 @@ def crisis_assessments(episodes: Sequence[Episode], period: Period, today: date)
         "crisis-assessment request or Task, completed).",
         "Kroenke 2001 and calcipedia PHQ-9 (item 9 needs same-day follow-up); Columbia C-SSRS "
         "triage; SAFE-T (SPRC)",
-        f"{total} crisis screens; assessed the same day: {_rate_text(same_day, total)}",
+        (f"{total} crisis screens; assessed the same day: {_rate_text(same_day, total)}"
+         if total else "no crisis screens in the period"),
         ("time to assessment", "screens"), tuple(rows),
     )
 
