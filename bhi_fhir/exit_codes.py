@@ -55,23 +55,12 @@ def exit_code_for_cause(cause: str | None) -> int:
 
 
 def exit_code_of(exc: BaseException) -> int:
-    """The exit code of a command stopped by ``exc``, by its type (1 for a type not listed):
+    """The exit code of a command stopped by ``exc``, by its type (1 for a type that names none):
     a practice plan or protocol that cannot be used 78, a state database that does not answer
     69 and one whose URL cannot be used 78, a folder another run holds 75, a failed request
-    what :func:`bhi_fhir.fhir.errors.exit_code_for` gives."""
-    # Imported here: each of these modules imports this table.
-    from bhi_fhir.fhir.bulk import FolderInUse
-    from bhi_fhir.fhir.errors import FhirError, exit_code_for
-    from bhi_fhir.practice_plan import PracticePlanError
-    from bhi_fhir.store import StoreOpenError
-    from bhi_fhir.workflow.protocol import ProtocolError
+    what :func:`bhi_fhir.fhir.errors.exit_code_for` gives.
 
-    if isinstance(exc, FhirError):
-        return exit_code_for(exc)
-    if isinstance(exc, StoreOpenError):
-        return EXIT_UNAVAILABLE if exc.transient else EXIT_CONFIG
-    if isinstance(exc, PracticePlanError | ProtocolError):
-        return EXIT_CONFIG
-    if isinstance(exc, FolderInUse):
-        return EXIT_TEMPFAIL
-    return EXIT_FAILURE
+    Each of those error types says its own code (its ``exit_code``, from this table), so this
+    table imports none of the modules that import it."""
+    code = getattr(exc, "exit_code", None)
+    return code if isinstance(code, int) else EXIT_FAILURE

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from bhi_fhir.cut_points import CutPoint, SexCutPoints
+from bhi_fhir.exit_codes import EXIT_CONFIG
 
 __all__ = [
     "Billing",
@@ -72,6 +73,8 @@ _REFERENCE_TYPES = (
 
 class PracticePlanError(ValueError):
     """The practice plan cannot be used. ``problems`` lists ``"key.path: what is wrong"``."""
+
+    exit_code = EXIT_CONFIG  # a plan that cannot be used is configuration
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source

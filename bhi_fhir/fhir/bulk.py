@@ -48,6 +48,7 @@ from typing import Any
 
 import httpx
 
+from bhi_fhir.exit_codes import EXIT_TEMPFAIL
 from bhi_fhir.fhir import _retry
 from bhi_fhir.fhir.client import FHIR_JSON, FhirClient, Resource
 from bhi_fhir.fhir.errors import (
@@ -92,6 +93,8 @@ _OPERATION_NAMES = frozenset({"export", "$export"})
 
 class FolderInUse(ValueError):
     """The export folder holds the state of another server's or another request's export."""
+
+    exit_code = EXIT_TEMPFAIL  # busy: run again once the other export is done
 
 
 @dataclass(frozen=True)

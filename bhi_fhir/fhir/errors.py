@@ -78,6 +78,11 @@ class FhirError(Exception):
         # even a non-idempotent request safe to repeat.
         self.request_sent = request_sent
 
+    @property
+    def exit_code(self) -> int:
+        """The CLI exit code of this failure (:func:`exit_code_for`)."""
+        return exit_code_for(self)
+
     def __str__(self) -> str:
         return self.message
 

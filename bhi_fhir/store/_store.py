@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bhi_fhir.exit_codes import EXIT_CONFIG, EXIT_UNAVAILABLE
 from bhi_fhir.fhirjson import instant as _instant  # a stored instant read back
 from bhi_fhir.store.models import Base, PendingPatient, RunRecord, Watermark, WriteAudit
 
@@ -57,6 +58,11 @@ class StoreOpenError(Exception):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         self.transient = transient
         super().__init__(message)
+
+    @property
+    def exit_code(self) -> int:
+        """69 (unavailable) for a database that did not answer, else 78 (configuration)."""
+        return EXIT_UNAVAILABLE if self.transient else EXIT_CONFIG
 
 
 _URL_EXAMPLES = "e.g. sqlite:///path/state.db or postgresql+psycopg://user@host/bhi"

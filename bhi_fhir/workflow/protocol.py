@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bhi_fhir.codes import BHI_BASE
+from bhi_fhir.exit_codes import EXIT_CONFIG
 from bhi_fhir.paths import profiles_dir
 from bhi_fhir.workflow.fhirpath import Expression, ExpressionError, expression
 
@@ -61,6 +62,8 @@ _KINDS = ("Task", "ServiceRequest", "CarePlan")
 
 class ProtocolError(ValueError):
     """A PlanDefinition/ActivityDefinition the engine cannot run; says where and why."""
+
+    exit_code = EXIT_CONFIG  # a protocol that cannot be used is configuration
 
 
 @dataclass(frozen=True, slots=True)
