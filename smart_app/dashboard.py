@@ -36,6 +36,7 @@ from bhi_fhir.metrics.figures import (
     Figures,
     episodes_of,
     figures,
+    measure_titles,
     metric_csv,
     parse_period,
     report_csv,
@@ -88,7 +89,7 @@ def _cache(request: Request) -> EpisodeCache:
 
 
 def _titles() -> dict[str, str]:
-    return {m.id: m.title for m in MEASURES.values()}
+    return measure_titles(list(MEASURES.values()))
 
 
 async def dashboard_figures(

@@ -47,6 +47,8 @@ from bhi_fhir.metrics.figures import (
     Figures,
     episodes_of,
     figures,
+    measure_outcomes,
+    measure_titles,
     parse_period,
     report_csv,
     report_html,
@@ -69,11 +71,11 @@ class ReportFormat(StrEnum):
 
 
 def _titles() -> dict[str, str]:
-    return {m.id: m.title for m in MEASURES.values()}
+    return measure_titles(list(MEASURES.values()))
 
 
 def _outcomes(run: MeasureRun) -> dict[str, list[frozenset[str]]]:
-    return {mid: [o.populations for o in outcomes] for mid, outcomes in run.outcomes.items()}
+    return measure_outcomes(list(MEASURES.values()), run.outcomes)
 
 
 def figures_from_records(

@@ -23,7 +23,8 @@ Episode shape::
     crises                          [{date, assessed}] crisis screens and the day a same-day
                                     assessment covering them was completed (or None)
     months                          {"YYYY-MM": {minutes, recorded, codes}} the period's months
-    measures                        {measure id: [population, ...]} for the period
+    measures                        {measure id, or <id>/<rate>: [population, ...]} for the
+                                    period
     feedback                        completed feedback QuestionnaireResponses of the patient
                                     (``is_feedback``), as read
 """
@@ -44,6 +45,7 @@ from bhi_fhir.instruments import sex_of
 from bhi_fhir.instruments.result import ENTERED_IN_ERROR, Score
 from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.measures.common import PatientData, Period
+from bhi_fhir.measures.report import rated
 from bhi_fhir.paths import profiles_dir
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry.rows import record_status, timeline_settings_for
@@ -196,8 +198,12 @@ def _measures(patient: str, resources: Sequence[Resource], scores: Sequence[Scor
     outcomes: dict[str, list[str]] = {}
     for measure in measures:
         outcome = measure.evaluate(data, period)
-        if outcome is not None:
-            outcomes[measure.id] = sorted(outcome.populations)
+        if outcome is None:
+            continue
+        # one label per rate of a several-rate measure (``<id>/<rate>``), as ``measure`` shows
+        for label, members in rated(measure, [outcome]):
+            if members:
+                outcomes[label] = sorted(members[0].populations)
     return outcomes
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bhi_fhir.measures.common import Period
+from bhi_fhir.measures.report import rated
 from bhi_fhir.metrics.episode import (
     MeasureDefs,
     month_keys,
@@ -36,6 +37,8 @@ __all__ = [
     "csv_cell",
     "episodes_of",
     "figures",
+    "measure_outcomes",
+    "measure_titles",
     "metric_csv",
     "parse_period",
     "report_csv",
@@ -76,6 +79,27 @@ def parse_period(text: str) -> Period:
 def _month_end(year: int, month: int) -> date:
     following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
     return following - timedelta(days=1)
+
+
+def measure_titles(measures: MeasureDefs) -> dict[str, str]:
+    """Each measure's title, or each rate's (``<id>/<rate>``) of a several-rate measure."""
+    titles: dict[str, str] = {}
+    for measure in measures:
+        if not measure.groups:
+            titles[measure.id] = measure.title
+        for rate, rate_title in measure.groups:
+            titles[f"{measure.id}/{rate}"] = f"{measure.title}: {rate_title}"
+    return titles
+
+
+def measure_outcomes(measures: MeasureDefs, outcomes: Mapping[str, Sequence[Any]]
+                     ) -> dict[str, list[frozenset[str]]]:
+    """Each measure's (or rate's) patients' populations, from the outcomes by measure id."""
+    found: dict[str, list[frozenset[str]]] = {}
+    for measure in measures:
+        for label, members in rated(measure, outcomes.get(measure.id, [])):
+            found[label] = [frozenset(o.populations) for o in members]
+    return found
 
 
 @dataclass(frozen=True)
