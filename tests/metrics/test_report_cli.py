@@ -118,3 +118,15 @@ def test_parse_period_refuses(text: str) -> None:
 )
 def test_csv_cells_never_run_as_formulas(value: object, cell: str) -> None:
     assert csv_cell(value) == cell
+
+
+def test_measures_per_rate_as_the_measure_command_counts_them(tmp_path: Path) -> None:
+    # bhi-fhir measure --period 2026 --input examples/clinic: CMS2 15 / 0, DSF-E screening
+    # 15 / 15, DSF-E follow-up 15 / 13 (the measures' own populations, all 66 patients read)
+    code, text, output = run_report(tmp_path, "json", period="2026")
+    assert code == 0, output
+    rows = {r[0].split(" ", 1)[0]: r[1:] for r in _metric(json.loads(text), "measures")["rows"]}
+    assert rows["CMS2"] == [15, 0, 0.0]
+    assert rows["DSF-E/screening"] == [15, 15, 100.0]
+    assert rows["DSF-E/follow-up"] == [15, 13, 86.7]
+    assert set(rows) >= {"CMS159", "DMS-E/period-1", "DRR-E/remission"}
