@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register, app
 from bhi_fhir.timeline import TimelineSettings, build_timeline
-from bhi_fhir.workflow.engine import timeline_settings
+from bhi_fhir.workflow.plan_settings import timeline_settings
 from tests.workflow.helpers import PATIENT, ROOT, TODAY, plan, score
 
 R4_DATETIME = "FHIR R4 dateTime, https://hl7.org/fhir/R4/datatypes.html#dateTime"

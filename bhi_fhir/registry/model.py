@@ -83,7 +83,7 @@ def server_key(base_url: str) -> str:
 def enrollment_rule_of(plan: PracticePlan | None) -> EnrollmentRule:
     if plan is None:
         return OWN_ENROLLMENT
-    from bhi_fhir.workflow.engine import enrollment_rule
+    from bhi_fhir.workflow.plan_settings import enrollment_rule
 
     return enrollment_rule(plan)
 

@@ -34,38 +34,26 @@ one (US Core CarePlan requires ``text``).
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bhi_fhir.codes import BHI_IDENTIFIER, MENTAL_HEALTH_CARE_PLAN, SNOMED
 from bhi_fhir.fhirjson import etag
-from bhi_fhir.practice_plan import CareManager, PracticePlan
+from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.timeline import (
-    OWN_ENROLLMENT,
     TERMINAL_STATUSES,
-    EnrollmentRule,
     Timeline,
-    TimelineSettings,
-    is_enrollment,
 )
+from bhi_fhir.workflow.caseload import assign_care_manager
 from bhi_fhir.workflow.feedback import patient_feedback
 from bhi_fhir.workflow.fhirpath import ExpressionError, truthy
 from bhi_fhir.workflow.plan import Plan, PlannedWrite, Skipped, full_url_for
 from bhi_fhir.workflow.protocol import Action, Protocol, Template
 from bhi_fhir.workflow.validate import ResourceInvalid, validate_resource
 
-__all__ = [
-    "WorkflowError",
-    "apply",
-    "assign_care_manager",
-    "caseload_manager",
-    "count_caseloads",
-    "enrollment_rule",
-    "timeline_settings",
-]
+__all__ = ["WorkflowError", "apply"]
 
 _DEFAULT_STATUS = {"Task": "requested", "ServiceRequest": "active", "CarePlan": "active"}
 _DEFAULT_INTENT = {"Task": "order", "ServiceRequest": "order", "CarePlan": "plan"}
@@ -81,81 +69,6 @@ _XHTML = "http://www.w3.org/1999/xhtml"
 
 class WorkflowError(ValueError):
     """A rule failed for one patient (bad expression result, bad path); names the rule."""
-
-
-def timeline_settings(plan: PracticePlan) -> TimelineSettings:
-    """The practice-plan values the timeline needs."""
-    t = plan.treat_to_target
-    return TimelineSettings(
-        remission_below=t.remission_below,
-        response_drop_percent=t.response_drop_percent,
-        baseline_lookback_days=t.baseline_lookback_days,
-        review_window_start_week=t.review_window_start_week,
-        review_window_end_week=t.review_window_end_week,
-        phq9_positive=plan.screening.phq9_positive,
-        gad7_positive=plan.screening.gad7_positive,
-        consent_scope=plan.consent.scope,
-        consent_category=plan.consent.category,
-        crisis_within_days=plan.crisis.consider_within_days,
-        count_virtual_contacts=plan.telehealth.virtual_contacts,
-        enrollment=enrollment_rule(plan),
-        zone=ZoneInfo(plan.billing.timezone),
-    )
-
-
-def enrollment_rule(plan: PracticePlan) -> EnrollmentRule:
-    """bhi-fhir's own BHI CarePlans plus the practice's ``[enrollment]`` rule."""
-    own = OWN_ENROLLMENT
-    return EnrollmentRule(
-        identifier_systems=own.identifier_systems
-        | frozenset(plan.enrollment.careplan_identifier_systems),
-        instantiates=own.instantiates | frozenset(plan.enrollment.instantiates),
-    )
-
-
-def caseload_manager(resource: Mapping[str, Any], plan: PracticePlan) -> str | None:
-    """The care manager whose active caseload ``resource`` counts towards, or None.
-
-    A caseload is the patients enrolled (the practice's own active BHI CarePlan,
-    :func:`~bhi_fhir.timeline.is_enrollment`) listing the care manager as a contributor; the
-    first of the plan's care managers among the contributors is the one the patient counts for.
-    """
-    if not is_enrollment(resource, enrollment_rule(plan)):
-        return None
-    managers = {m.reference for m in plan.team.care_managers}
-    for contributor in resource.get("contributor") or []:
-        ref = contributor.get("reference") if isinstance(contributor, Mapping) else None
-        if ref in managers:
-            return str(ref)
-    return None
-
-
-def count_caseloads(resources: Iterable[Mapping[str, Any]], plan: PracticePlan) -> dict[str, int]:
-    """Care-manager reference → active caseload, counted from ``resources`` (every patient's
-    CarePlans, e.g. a search for active BHI CarePlans): the ``caseloads`` input of :func:`apply`.
-    """
-    loads: dict[str, int] = {}
-    for resource in resources:
-        manager = caseload_manager(resource, plan)
-        if manager is not None:
-            loads[manager] = loads.get(manager, 0) + 1
-    return loads
-
-
-def assign_care_manager(
-    plan: PracticePlan, caseloads: Mapping[str, int] | None = None, current: list[str] | None = None
-) -> CareManager:
-    """The patient's care manager: the one already on their CarePlan (``current``), else the
-    one with the lowest active caseload that has room, else the least loaded."""
-    managers = plan.team.care_managers
-    for ref in current or []:
-        for manager in managers:
-            if manager.reference == ref:
-                return manager
-    loads = caseloads or {}
-    with_room = [m for m in managers if loads.get(m.reference, 0) < m.capacity]
-    pool = with_room or list(managers)
-    return min(pool, key=lambda m: (loads.get(m.reference, 0) / m.capacity, managers.index(m)))
 
 
 _VIEWS: dict[int, tuple[PracticePlan, dict[str, Any]]] = {}

@@ -20,9 +20,11 @@ from bhi_fhir.instruments.screens import screening_scores
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.sources import Origin, PatientBuckets, SourceError, expand_paths, read_resources
 from bhi_fhir.timeline import build_timeline
-from bhi_fhir.workflow.engine import WorkflowError, apply, caseload_manager, timeline_settings
+from bhi_fhir.workflow.caseload import caseload_manager
+from bhi_fhir.workflow.engine import WorkflowError, apply
 from bhi_fhir.workflow.feedback import is_staff_feedback, staff_feedback
 from bhi_fhir.workflow.plan import BundleEntries, Plan
+from bhi_fhir.workflow.plan_settings import timeline_settings
 from bhi_fhir.workflow.protocol import Protocol, default_protocol
 
 __all__ = ["ApplyReport", "BundleWriter", "run_apply"]

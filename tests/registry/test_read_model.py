@@ -25,7 +25,7 @@ from bhi_fhir.registry.reader import enrolled_ids, read_records
 from bhi_fhir.registry.rows import MALFORMED_FLAG, enrolled_in
 from bhi_fhir.store import Store
 from bhi_fhir.store.registry import put_registry_rows, read_registry
-from bhi_fhir.workflow.engine import enrollment_rule
+from bhi_fhir.workflow.plan_settings import enrollment_rule
 from tests.instruments.build import PHQ9, frequency, response
 from tests.registry.fake_fhir import BASE, FakeFhir
 
