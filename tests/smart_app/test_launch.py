@@ -1,6 +1,7 @@
 """SMART App Launch 2.2 against the fixture EHR: the happy paths and every refusal.
 
-Each test names the spec rule it checks (fhir-platform.md §B, app-launch.md).
+Each test names the spec rule it checks (SMART App Launch 2.2, its app-launch page:
+https://hl7.org/fhir/smart-app-launch/app-launch.html).
 """
 
 from __future__ import annotations
