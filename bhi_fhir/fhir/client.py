@@ -2,7 +2,7 @@
 
 Why our own client: the sync needs timeouts, bounded retries that respect the server,
 a per-server concurrency cap, SMART backend services and conditional/versioned writes —
-fhirclient is synchronous without timeouts and fhir-py is on aiohttp (see the design notes).
+fhirclient is synchronous without timeouts and fhir-py is on aiohttp, not httpx.
 
 What each call sends (``base`` is the server base URL)::
 
