@@ -76,7 +76,12 @@ NOTICES = {
     "already-saved": "These answers were already saved.",
     "saved-crisis": "Thank you: your answers were saved and your care team will see them.",
     "feedback-saved": "Thank you: your feedback was saved.",
+    "feedback-saved-line": "Thank you: your feedback was saved.",
 }
+# The survey item asking whether the patient knows whom to contact in a crisis: answered "no"
+# or "not sure", the saved page shows the practice's crisis line (the crisis protocol's first
+# level, someone to contact: SAMHSA 2020).
+_KNOWS_CRISIS_CONTACT = "knows-crisis-contact"
 
 
 @lru_cache
@@ -109,6 +114,14 @@ def _require_patient(session: Session, patient_id: str, name: str) -> bool:
         require_care_team(session)
         return True
     raise Refusal("Not available", "The questionnaires are filled in by the patient.", 403)
+
+
+def _needs_crisis_line(response: dict[str, Any]) -> bool:
+    return any(
+        item["linkId"] == _KNOWS_CRISIS_CONTACT
+        and item["answer"][0]["valueCoding"].get("code") in ("no", "not-sure")
+        for item in response.get("item") or []
+    )
 
 
 def answered(q: dict[str, Any], response: dict[str, Any]) -> bool:
@@ -144,7 +157,9 @@ async def patient_home(
             "chart": {"series": view.series, "bands": view.bands},
             "questionnaires": [(n, questionnaire(n).get("title", n)) for n in PATIENT_FORMS],
             "notice": NOTICES.get(notice or ""),
-            "crisis_line": _crisis_line(request) if notice == "saved-crisis" else None,
+            "crisis_line": _crisis_line(request)
+            if notice in ("saved-crisis", "feedback-saved-line") else None,
+            "crisis_info": notice == "feedback-saved-line",
             "related": user_type(session.context.fhir_user) == "RelatedPerson",
         },
     )
@@ -268,7 +283,7 @@ async def questionnaire_submit(
     if not writes.created(answer):
         notice = "already-saved"
     elif name == PATIENT_FEEDBACK:
-        notice = "feedback-saved"
+        notice = "feedback-saved-line" if _needs_crisis_line(response) else "feedback-saved"
     else:
         notice = "saved-crisis" if suicide_risk else "saved"
     query = urlencode({"notice": notice})

@@ -128,3 +128,18 @@ def test_every_feedback_post_needs_the_csrf_token(
             refused = app_client.post(path, data=data | {"csrf_token": token})
             assert refused.status_code == 403 and "security token" in refused.text
     assert ehr.transactions == []
+
+
+def test_not_knowing_the_crisis_contact_shows_the_practices_crisis_line(
+    app_client: TestClient, ehr: AuthServerState
+) -> None:
+    # The survey item's purpose: the crisis protocol's first level (someone to contact, 988;
+    # SAMHSA 2020) reaches the patient; "no" (0) or "not sure" (1) shows it at once.
+    ehr_launch(app_client, ehr, fhirUser="Patient/p1")
+    for choice, shown in (("0", True), ("1", True), ("2", False)):
+        page = app_client.get(PATIENT_FORM)
+        done = app_client.post(PATIENT_FORM, data=_filled(page.text, **{
+            "knows-crisis-contact": choice}), follow_redirects=False)
+        saved = app_client.get(done.headers["location"]).text
+        assert ('id="crisis-line"' in saved) is shown and "your feedback was saved" in saved
+        assert "Your care team will also contact you" not in saved
