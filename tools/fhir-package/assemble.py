@@ -17,6 +17,27 @@ import tarfile
 from pathlib import Path
 
 INDEX_FIELDS = ("url", "version", "kind", "type")
+# ImplementationGuide.definition.parameter codes R4 defines (a required binding). SUSHI also
+# writes the IG Publisher's own (copyrightyear, releaselabel), which are not valid R4.
+R4_GUIDE_PARAMETERS = frozenset({
+    "apply", "path-resource", "path-pages", "path-tx-cache", "expansion-parameter",
+    "rule-broken-links", "generate-xml", "generate-json", "generate-turtle", "html-template",
+})
+
+
+def r4_guide(ig: dict) -> dict:
+    """SUSHI's ImplementationGuide (an IG Publisher input) as a valid R4 resource: without the
+    non-R4 parameters and without an empty page list."""
+    definition = ig.get("definition", {})
+    parameters = [p for p in definition.get("parameter", []) if p["code"] in R4_GUIDE_PARAMETERS]
+    if parameters:
+        definition["parameter"] = parameters
+    else:
+        definition.pop("parameter", None)
+    page = definition.get("page", {})
+    if page.get("page") == []:
+        del page["page"]
+    return ig
 
 
 def package_json(ig: dict) -> dict:
@@ -45,7 +66,8 @@ def main(resources_dir: str, out_dir: str, tgz_name: str) -> int:
         raw = path.read_bytes()
         resource = json.loads(raw)
         if resource.get("resourceType") == "ImplementationGuide":
-            ig = resource
+            ig = r4_guide(resource)
+            raw = (json.dumps(ig, indent=2, ensure_ascii=False) + "\n").encode()
         files[path.name] = raw
         entry = {"filename": path.name, "resourceType": resource["resourceType"],
                  "id": resource["id"]}

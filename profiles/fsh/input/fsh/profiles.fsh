@@ -60,7 +60,7 @@ Description: "A hand-off bhi-fhir gives the care team (code from bhi-task-code):
 * description 1..1 MS
 * for MS
 * for only Reference(Patient)
-* authoredOn 1..1 MS
+* authoredOn MS
 * priority 1..1 MS
 * owner MS
 * owner only Reference(Practitioner or PractitionerRole or CareTeam or Organization)
@@ -320,6 +320,7 @@ Description: "The instrument's total score, with positive/negative and the sever
 * valueQuantity.system = $ucum
 * valueQuantity.code = #{score}
 * interpretation MS
+* interpretation from ScreeningInterpretations (extensible)
 * hasMember 0..0
 
 Profile: BHIScreeningPanel
@@ -330,6 +331,7 @@ Description: "The instrument's panel (its LOINC panel code) grouping the item an
 * ^status = #active
 * ^experimental = false
 * value[x] 0..0
+* interpretation from ScreeningInterpretations (extensible)
 * hasMember 1..* MS
 * hasMember only Reference(Observation)
 
@@ -369,5 +371,6 @@ Description: "The record of a write by bhi-fhir (sync, billing, the app): what w
 * recorded MS
 * activity 1..1 MS
 * reason MS
+* reason from BHIRuleCodes (extensible)
 * agent MS
 * entity MS

@@ -67,3 +67,13 @@ Description: "How a care-management contact took place: in person, by phone or b
 * $v3-ParticipationMode#FACE
 * $v3-ParticipationMode#PHONE
 * $v3-ParticipationMode#VIDEOCONF
+
+ValueSet: ScreeningInterpretations
+Id: screening-interpretation
+Title: "Screening total interpretations"
+Description: "A screening total's interpretation: positive or negative (HL7 v3 ObservationInterpretation) and its severity band (screening-severity)."
+* ^status = #active
+* ^experimental = false
+* $v3-ObservationInterpretation#POS
+* $v3-ObservationInterpretation#NEG
+* include codes from system ScreeningSeverity
