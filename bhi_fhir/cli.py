@@ -23,6 +23,7 @@ from bhi_fhir.logs import LogFormat
 from bhi_fhir.measures.cli import measure_command
 from bhi_fhir.metrics.cli import report_command
 from bhi_fhir.registry.cli import registry_command
+from bhi_fhir.settings import cli_settings
 from bhi_fhir.sync.cli import subscribe, sync
 from bhi_fhir.workflow.cli import apply_command
 
@@ -52,17 +53,18 @@ def _global_options(
         bool, typer.Option("--quiet", "-q", help="log errors only (warnings are on by default)")
     ] = False,
     log_format: Annotated[
-        LogFormat, typer.Option("--log-format", envvar="BHI_LOG_FORMAT",
-                                help="auto (Rich lines at a terminal, else JSON lines), text, or "
-                                "json: one object per line")
-    ] = LogFormat.auto,
+        LogFormat | None,
+        typer.Option("--log-format", help="auto (Rich lines at a terminal, else JSON lines), "
+                     "text, or json: one object per line [env: BHI_LOG_FORMAT; default: auto]"),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_show_version, is_eager=True,
                            help="print the version and exit")
     ] = False,
 ) -> None:
     """Behavioral-health integration on FHIR: score screenings, run the BHI workflow, sync, bill."""
-    logs.configure(-1 if quiet else verbose, log_format)
+    fmt = log_format or cli_settings().log_format  # the option wins over BHI_LOG_FORMAT
+    logs.configure(-1 if quiet else verbose, fmt)
 
 
 def serve(

@@ -2,8 +2,9 @@
 
 Every command that talks to a server (``sync``, ``subscribe``, ``bill``, ``measure``,
 ``doctor``, ``export``, ``registry``) takes the same options, declared once here and put in
-its signature by :func:`with_server_auth`; the notification receiver reads the same settings
-from its environment (:meth:`AuthSettings.from_env`):
+its signature by :func:`with_server_auth`, each option defaulting to its ``BHI_FHIR_*``
+variable (:class:`bhi_fhir.settings.CliSettings`); the notification receiver reads the same
+settings from ``BHI_NOTIFY_*`` (:class:`bhi_fhir.settings.AuthEnv`):
 
 * ``--bearer-token`` — a static token obtained elsewhere; or
 * ``--client-id`` + ``--private-key`` — SMART Backend Services (``client_credentials`` with a
@@ -25,7 +26,6 @@ import functools
 import hashlib
 import inspect
 import json
-import os
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,6 +48,7 @@ from bhi_fhir.fhir.auth import (
     public_jwk,
 )
 from bhi_fhir.fhir.errors import FhirError, exit_code_for
+from bhi_fhir.settings import cli_settings
 
 __all__ = [
     "NO_AUTH",
@@ -129,26 +130,6 @@ class AuthSettings:
     token_url: str | None = None
     kid: str | None = None
 
-    @classmethod
-    def from_env(cls, prefix: str, environ: dict[str, str] | None = None) -> AuthSettings:
-        """``{prefix}BEARER_TOKEN``, ``{prefix}CLIENT_ID``, ``{prefix}PRIVATE_KEY`` (a file),
-        ``{prefix}JWKS_URL``, ``{prefix}SCOPE``, ``{prefix}TOKEN_URL``, ``{prefix}KID``."""
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            return (env.get(prefix + name) or "").strip() or None
-
-        key = get("PRIVATE_KEY")
-        return cls(
-            bearer_token=get("BEARER_TOKEN"),
-            client_id=get("CLIENT_ID"),
-            private_key=Path(key) if key else None,
-            jwks_url=get("JWKS_URL"),
-            scope=get("SCOPE"),
-            token_url=get("TOKEN_URL"),
-            kid=get("KID"),
-        )
-
     @property
     def configured(self) -> bool:
         return bool(self.bearer_token or self.client_id or self.private_key)
@@ -203,38 +184,43 @@ NO_AUTH = AuthSettings()
 
 BearerTokenOption = Annotated[
     str | None,
-    typer.Option("--bearer-token", envvar="BHI_FHIR_TOKEN", help="static bearer token"),
+    typer.Option("--bearer-token", help="static bearer token [env: BHI_FHIR_TOKEN]"),
 ]
 ClientIdOption = Annotated[
     str | None,
-    typer.Option("--client-id", envvar="BHI_FHIR_CLIENT_ID",
-                 help="SMART backend services client id (with --private-key)"),
+    typer.Option("--client-id",
+                 help="SMART backend services client id (with --private-key) "
+                 "[env: BHI_FHIR_CLIENT_ID]"),
 ]
 PrivateKeyOption = Annotated[
     Path | None,
-    typer.Option("--private-key", envvar="BHI_FHIR_PRIVATE_KEY",
-                 help="PEM private key (RSA, EC P-256/P-384) or a JWKS file with one private key"),
+    typer.Option("--private-key",
+                 help="PEM private key (RSA, EC P-256/P-384) or a JWKS file with one private key "
+                 "[env: BHI_FHIR_PRIVATE_KEY]"),
 ]
 JwksUrlOption = Annotated[
     str | None,
-    typer.Option("--jwks-url", envvar="BHI_FHIR_JWKS_URL",
-                 help="the registered public JWKS URL (sent as the assertion's jku)"),
+    typer.Option("--jwks-url",
+                 help="the registered public JWKS URL (sent as the assertion's jku) "
+                 "[env: BHI_FHIR_JWKS_URL]"),
 ]
 ScopeOption = Annotated[
     str | None,
-    typer.Option("--scope", envvar="BHI_FHIR_SCOPE",
+    typer.Option("--scope",
                  help="scopes to ask for (default: system/*.rs system/*.cu, or what the "
-                 "server's scopes_supported offers for reading and writing)"),
+                 "server's scopes_supported offers for reading and writing) [env: BHI_FHIR_SCOPE]"),
 ]
 TokenUrlOption = Annotated[
     str | None,
-    typer.Option("--token-url", envvar="BHI_FHIR_TOKEN_URL",
-                 help="token endpoint (default: from .well-known/smart-configuration)"),
+    typer.Option("--token-url",
+                 help="token endpoint (default: from .well-known/smart-configuration) "
+                 "[env: BHI_FHIR_TOKEN_URL]"),
 ]
 KidOption = Annotated[
     str | None,
-    typer.Option("--kid", envvar="BHI_FHIR_KID",
-                 help="key id of a PEM key (default: the JWK's kid, else its RFC 7638 thumbprint)"),
+    typer.Option("--kid",
+                 help="key id of a PEM key (default: the JWK's kid, else its RFC 7638 thumbprint) "
+                 "[env: BHI_FHIR_KID]"),
 ]
 
 
@@ -313,7 +299,9 @@ def with_server_auth(command: _Command) -> _Command:
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> None:
-        values = {field: kwargs.pop(name, None) for name, _, field in _AUTH_OPTIONS}
+        given = {field: kwargs.pop(name, None) for name, _, field in _AUTH_OPTIONS}
+        env = cli_settings().credentials()  # an option given wins over its BHI_FHIR_* variable
+        values = {field: env[field] if value is None else value for field, value in given.items()}
         command(*args, **kwargs, credentials=AuthSettings(**values))
 
     run.__signature__ = new_signature  # type: ignore[attr-defined]

@@ -43,21 +43,29 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from bhi_fhir import fhirjson
 from bhi_fhir.fhir.auth_factory import AuthSettings
+from bhi_fhir.settings import SETTINGS_CONFIG, AuthEnv
 from bhi_fhir.sync.queue import QueueStatus, SyncQueue
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
 from bhi_fhir.sync.subscription import SECRET_HEADER
@@ -71,57 +79,70 @@ _FHIR_JSON = "application/fhir+json"
 # A notification is one QuestionnaireResponse (a few kB); anything larger is refused (413)
 # before it is read whole.
 MAX_NOTIFICATION_BYTES = 1024 * 1024
-_TRUE = ("1", "true", "yes")
 _QUEUE_ATTR = "fhir_notify_queue"  # on app.state: one queue per app and event loop
 
 
-def _env_number(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        logger.warning("%s=%r is not a number >= %s; using %s", name, raw, minimum, default)
-        return default
-    return value
+# Queue sizes: a value that cannot be used falls back to its default, with a warning.
+_QUEUE_DEFAULTS = {"concurrency": (4, 1), "queue_max": (10_000, 1), "shutdown_grace": (10.0, 0)}
 
 
-@dataclass(frozen=True)
-class NotifySettings:
-    server: str | None = None
-    secret: str | None = None
-    plan_path: Path = field(default_factory=default_plan_path)
-    tags: tuple[tuple[str, str], ...] = ()
+class NotifySettings(AuthEnv):
+    """The receiver's settings, read from ``BHI_NOTIFY_*`` (and ``BHI_STATE_URL``, shared with
+    the commands) by pydantic-settings: the only place they are read. The credentials are
+    :class:`~bhi_fhir.settings.AuthEnv`'s, ``BHI_NOTIFY_BEARER_TOKEN`` and so on."""
+
+    model_config = SettingsConfigDict(**{**SETTINGS_CONFIG, "env_prefix": "BHI_NOTIFY_"})
+
+    server: str | None = None  # the FHIR base URL to sync with
+    secret: str | None = None  # X-BHI-Notify-Secret
+    plan_path: Path = Field(default_factory=default_plan_path,
+                            validation_alias=AliasChoices("plan_path", "BHI_NOTIFY_PLAN"))
+    # meta.tags put on everything written: "system|code, system|code"
+    tags: Annotated[tuple[tuple[str, str], ...], NoDecode] = ()
+    # The operational store; None: the store's default (BHI_STATE_URL, shared with the commands
+    # and the app, else SQLite in the state directory).
     state_url: str | None = None
     concurrency: int = 4  # sync runs at once
     queue_max: int = 10_000  # waiting patients before collapsing into one full run
     shutdown_grace: float = 10.0  # seconds the runs in flight get on shutdown
     insecure: bool = False  # accept notifications without a secret (local testing only)
-    auth: AuthSettings = field(default_factory=AuthSettings)  # how the sync authenticates
 
     @classmethod
     def from_env(cls) -> NotifySettings:
-        tags = []
-        for item in filter(None, os.environ.get("BHI_NOTIFY_TAGS", "").split(",")):
-            system, _, code = item.strip().rpartition("|")
-            if system and code:
-                tags.append((system, code))
-        plan = os.environ.get("BHI_NOTIFY_PLAN")
-        return cls(
-            server=os.environ.get("BHI_NOTIFY_SERVER") or None,
-            secret=os.environ.get("BHI_NOTIFY_SECRET") or None,
-            plan_path=Path(plan) if plan else default_plan_path(),
-            tags=tuple(tags),
-            state_url=os.environ.get("BHI_STATE_URL") or None,
-            concurrency=int(_env_number("BHI_NOTIFY_CONCURRENCY", 4, 1)),
-            queue_max=int(_env_number("BHI_NOTIFY_QUEUE_MAX", 10_000, 1)),
-            shutdown_grace=_env_number("BHI_NOTIFY_SHUTDOWN_GRACE", 10.0, 0),
-            insecure=os.environ.get("BHI_NOTIFY_INSECURE", "").strip().lower() in _TRUE,
-            auth=AuthSettings.from_env("BHI_NOTIFY_"),
-        )
+        return cls()
+
+    @property
+    def auth(self) -> AuthSettings:
+        """How the receiver's syncs authenticate to the FHIR server."""
+        return AuthSettings(**self.credentials())
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = (item.strip().rpartition("|") for item in value.split(","))
+        return tuple((system, code) for system, _, code in pairs if system and code)
+
+    @field_validator("insecure", mode="before")
+    @classmethod
+    def _insecure(cls, value: object) -> object:
+        return value.strip().lower() in ("1", "true", "yes") if isinstance(value, str) else value
+
+    @field_validator("concurrency", "queue_max", "shutdown_grace", mode="wrap")
+    @classmethod
+    def _queue_size(cls, value: object, handler: Any, info: ValidationInfo) -> object:
+        default, minimum = _QUEUE_DEFAULTS[str(info.field_name)]
+        try:
+            number = handler(value)
+        except ValueError:
+            number = None
+        if number is None or number < minimum:
+            name = f"BHI_NOTIFY_{str(info.field_name).upper()}"
+            logger.warning("%s=%r is not a number >= %s; using %s", name, value, minimum,
+                           default)
+            return default
+        return number
 
     @cached_property
     def fhir_auth(self) -> httpx.Auth | None:

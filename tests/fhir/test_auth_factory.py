@@ -222,14 +222,18 @@ def test_cli_auth_turns_problems_into_usage_errors() -> None:
         cli_auth(BASE, bearer_token="x", client_id="c")
 
 
-def test_settings_from_environment(tmp_path: Path) -> None:
+def test_settings_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bhi_fhir.sync.webhook import NotifySettings
+
     env = {
         "BHI_NOTIFY_CLIENT_ID": "bhi",
         "BHI_NOTIFY_PRIVATE_KEY": str(tmp_path / "k.pem"),
         "BHI_NOTIFY_JWKS_URL": "https://app.test/jwks",
         "BHI_NOTIFY_SCOPE": " ",
     }
-    settings = AuthSettings.from_env("BHI_NOTIFY_", env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = NotifySettings().auth
     assert settings == AuthSettings(
         client_id="bhi", private_key=tmp_path / "k.pem", jwks_url="https://app.test/jwks"
     )
