@@ -156,9 +156,10 @@ def _period_overlaps(resource: Mapping[str, Any], key: str, start: date, end: da
 
 
 def hospice_or_palliative(
-    data: PatientData, start: date, end: date
+    data: PatientData, start: date, end: date, *, palliative: bool = True
 ) -> tuple[str, Mapping[str, Any]] | None:
-    """Hospice or palliative care from ``start`` to ``end`` (the CQL's two definitions)."""
+    """Hospice or palliative care from ``start`` to ``end`` (the CQL's two definitions);
+    hospice only with ``palliative=False`` (a measure that excludes hospice alone)."""
     for enc in data.of_type("Encounter"):
         days = encounter_days(enc)
         if days is None:
@@ -174,8 +175,8 @@ def hospice_or_palliative(
                 and enc.get("status") not in ("cancelled", "entered-in-error", "unknown")
                 and overlaps(days, (start, end))):
             return "hospice encounter", enc
-        if (enc.get("status") == "finished" and any_coding_in(enc.get("type"),
-                                                               "Palliative Care Encounter")
+        if (palliative and enc.get("status") == "finished"
+                and any_coding_in(enc.get("type"), "Palliative Care Encounter")
                 and overlaps(days, (start, end))):
             return "palliative care encounter", enc
     for obs in data.of_type("Observation"):
@@ -186,7 +187,7 @@ def hospice_or_palliative(
         if has_code(obs.get("code"), LOINC, _HOSPICE_MDS) and has_code(
                 obs.get("valueCodeableConcept"), SNOMED, _YES):
             return "hospice care (MDS)", obs
-        if has_code(obs.get("code"), LOINC, _FACIT_PAL):
+        if palliative and has_code(obs.get("code"), LOINC, _FACIT_PAL):
             return "palliative care assessment (FACIT-Pal)", obs
     for req in data.of_type("ServiceRequest"):
         if (any_coding_in(req.get("code"), "Hospice Care Ambulatory")
@@ -201,12 +202,14 @@ def hospice_or_palliative(
             continue
         if any_coding_in(proc.get("code"), "Hospice Care Ambulatory"):
             return "hospice care", proc
-        if any_coding_in(proc.get("code"), "Palliative Care Intervention"):
+        if palliative and any_coding_in(proc.get("code"), "Palliative Care Intervention"):
             return "palliative care", proc
     for condition in conditions_in(data, "Hospice Diagnosis", "Palliative Care Diagnosis"):
         if (condition_is_active(condition) and condition_is_confirmed(condition)
                 and overlaps(condition_prevalence(condition), (start, end))):
             hospice = any_coding_in(condition.get("code"), "Hospice Diagnosis")
+            if not hospice and not palliative:
+                continue
             return ("hospice diagnosis" if hospice else "palliative care diagnosis"), condition
     return None
 

@@ -280,8 +280,8 @@ def follow_up(data: PatientData, index: Screen, all_screens: list[Screen]
 
 
 def _excluded(data: PatientData, period: Period) -> tuple[str, str | None] | None:
-    care = hospice_or_palliative(data, period.start, period.end)
-    if care is not None and ("hospice" in care[0]):
+    care = hospice_or_palliative(data, period.start, period.end, palliative=False)
+    if care is not None:
         return care[0], ref_of(care[1])
     if died_by(data, period.end):
         return "patient died", data.patient

@@ -70,6 +70,11 @@ def _bipolar(onset: str, **extra: Any) -> dict[str, Any]:
     return condition("b1", code, onset, system=system, **extra)
 
 
+def _encounter_in(value_set: str, rid: str, day: str) -> dict[str, Any]:
+    system, code = code_in(value_set)
+    return encounter(rid, day, code=code, system=system)
+
+
 def _incomplete(day: str, low: int, high: int) -> Score:
     return Score(instrument="phq9", total=None, severity=None, positive=None, complete=False,
                  response_ref=f"QuestionnaireResponse/part-{day}", subject_ref=PATIENT,
@@ -239,6 +244,12 @@ ROWS = [
     pytest.param([ADULT, VISIT, encounter("h1", "2026-05-01", code=code_in(
         "Hospice Encounter")[1], system=code_in("Hospice Encounter")[0])], [],
         {"screening": EXCL}, id="hospice-during-period-excluded (HEDIS GG17)"),
+    pytest.param([ADULT, VISIT, _encounter_in("Palliative Care Encounter", "p1", "2026-04-01")],
+                 [], {"screening": DEN}, id="palliative-care-alone-not-excluded (HEDIS GG17: "
+                 "hospice)"),
+    pytest.param([ADULT, VISIT, _encounter_in("Palliative Care Encounter", "p1", "2026-04-01"),
+                  _encounter_in("Hospice Encounter", "h1", "2026-05-01")], [],
+                 {"screening": EXCL}, id="hospice-after-palliative-care-excluded (HEDIS GG17)"),
     pytest.param([ADULT, VISIT, _bipolar("2025-06-01")], [], {"screening": EXCL},
                  id="bipolar-in-prior-year-excluded (HEDIS 2020 DSF)"),
     pytest.param([ADULT, VISIT, _bipolar("2026-01-01")], [], {"screening": DEN},
