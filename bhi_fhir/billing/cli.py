@@ -51,7 +51,6 @@ import json
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -95,15 +94,9 @@ from bhi_fhir.fhir.auth_factory import (
     with_server_auth,
 )
 from bhi_fhir.fhir.client import FhirClient
+from bhi_fhir.output import OutputFormat, offered
 from bhi_fhir.practice_plan import PracticePlanError
 from bhi_fhir.sources import SourceError
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
 
 # ------------------------------------------------------------------------------- command
 
@@ -162,6 +155,7 @@ def bill(
     credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
 ) -> None:
     """Close a month: minutes → codes → one billing Encounter per billable patient-month."""
+    offered(output, OutputFormat.json, OutputFormat.csv)  # a usage error before any work
     try:
         the_month = Month.parse(month)
     except ValueError as exc:

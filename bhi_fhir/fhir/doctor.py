@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -48,14 +47,10 @@ from bhi_fhir.fhir.doctor_data import (
 )
 from bhi_fhir.fhir.errors import RetryableError
 from bhi_fhir.fhir.profile import Readiness, ServerProfile
+from bhi_fhir.output import OutputFormat, offered
 from bhi_fhir.practice_plan import PracticePlan
 
 _STYLE = {"ok": "green", "warn": "yellow", "skip": "dim", "fail": "bold red"}
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
 
 
 @dataclass(frozen=True)
@@ -152,6 +147,7 @@ def doctor(
     ] = 0.0,
 ) -> None:
     """Check whether a FHIR server supports the BHI workflow, and what will be skipped."""
+    offered(output, OutputFormat.json)  # a usage error before any work
     checked_server(server)
     from bhi_fhir.fhir.command_options import load_plan  # imported when the command runs
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -39,11 +38,7 @@ from bhi_fhir.fhir.bulk import (
     summary_lines,
 )
 from bhi_fhir.fhir.client import FhirClient
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
+from bhi_fhir.output import OutputFormat, offered
 
 
 def _progress(message: str) -> None:
@@ -96,6 +91,7 @@ def export_command(
     max_retries: Annotated[int, typer.Option(help="retries per request")] = 5,
 ) -> None:
     """Bulk-export a server's data (system, Group or Patient level) into an NDJSON folder."""
+    offered(output, OutputFormat.json)  # a usage error before any work
     checked_server(server)
     try:
         request = ExportRequest(

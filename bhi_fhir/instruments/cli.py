@@ -44,6 +44,7 @@ from bhi_fhir.instruments.screens import (
     screen_source,
 )
 from bhi_fhir.instruments.spec import CutPoint
+from bhi_fhir.output import OutputFormat, offered
 from bhi_fhir.paths import profiles_dir
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.sources import SourceError, expand_paths, read_resources
@@ -178,12 +179,11 @@ def score_command(
     plan_file: Annotated[Path | None, typer.Option(
         "--plan", help="practice-plan TOML whose screening cut points to use "
         "(default: each instrument's published cut point).")] = None,
-    output_format: Annotated[str, typer.Option(
-        "--format", help="table (default) or json.")] = "table",
+    output_format: Annotated[OutputFormat, typer.Option(
+        "--format", help="table (default) or json.")] = OutputFormat.table,
 ) -> None:
     """Score PHQ-9, PHQ-2, PHQ-A, GAD-7, GAD-2, C-SSRS, AUDIT-C and EPDS responses."""
-    if output_format not in ("table", "json"):
-        raise typer.BadParameter("must be 'table' or 'json'", param_hint="--format")
+    offered(output_format, OutputFormat.json)
     # File names and record text are the user's: never read as markup or emoji codes
     # (``Export.ndjson:100:`` must not print as an emoji).
     err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)

@@ -30,7 +30,6 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,6 +68,7 @@ from bhi_fhir.measures.report import (
     subject_list_report,
     summary_report,
 )
+from bhi_fhir.output import OutputFormat, offered
 from bhi_fhir.paths import bundled_questionnaires
 from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_resources
 
@@ -84,12 +84,6 @@ _WRITE_CHUNK = 100
 # Observations the measures read besides screens: CMS2's screening assessments, CMS159's
 # hospice (MDS) and palliative (FACIT-Pal) assessments.
 _MEASURE_OBSERVATIONS = (ADULT_SCREEN, ADOLESCENT_SCREEN, "45755-6", "71007-9")
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
 
 
 @dataclass
@@ -330,6 +324,7 @@ def measure_command(
 ) -> None:
     """Quality measures (CMS2, CMS159; HEDIS DSF-E, DMS-E, DRR-E) over a measurement year, as
     FHIR MeasureReports."""
+    offered(output, OutputFormat.json, OutputFormat.csv)  # a usage error before any work
     period = _parse_period(period_text)
     if (server is None) == (not input_files):
         raise typer.BadParameter("give --server or --input (one of them)", param_hint="--server")

@@ -25,6 +25,7 @@ from bhi_fhir.fhir.auth_factory import (
 )
 from bhi_fhir.fhir.client import FhirClient
 from bhi_fhir.fhir.command_options import load_plan, open_store, parse_today
+from bhi_fhir.output import OutputFormat, offered
 from bhi_fhir.registry.model import build_registry
 
 
@@ -33,20 +34,23 @@ def registry_command(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL (the app's iss)")],
     state_url: Annotated[
         str | None,
-        typer.Option("--state-url", envvar="BHI_STATE_URL",
-                     help="operational store the app reads (SQLAlchemy URL; default: the "
-                     "state file)"),
+        typer.Option("--state-url",
+                     help="operational store the app reads (SQLAlchemy URL) [env: "
+                     "BHI_STATE_URL; default: the state file]"),
     ] = None,
     plan: Annotated[Path | None, typer.Option("--plan", help="practice plan TOML")] = None,
     today: Annotated[
         str | None,
         typer.Option("--today", help="YYYY-MM-DD (default: today in the plan's billing.timezone)"),
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    output: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = (
+        OutputFormat.text
+    ),
     credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 60.0,
 ) -> None:
     """Build (or rebuild) the registry read model: every enrolled patient's row for today."""
+    offered(output, OutputFormat.json)
     checked_server(server)
     practice = load_plan(plan)
     day = parse_today(today) or practice.today()

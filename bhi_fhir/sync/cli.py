@@ -17,7 +17,6 @@ import asyncio
 import json
 import sys
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -39,14 +38,11 @@ from bhi_fhir.fhir.auth_factory import (
     with_server_auth,
 )
 from bhi_fhir.fhir.command_options import load_plan, open_store, parse_today
+from bhi_fhir.output import OutputFormat, offered
+from bhi_fhir.settings import cli_settings
 from bhi_fhir.sync.runner import SyncConfig, default_plan_path, run_sync
 
 _PROGRESS_FROM = 50  # patients: below this a bar is noise
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
@@ -74,8 +70,9 @@ def sync(
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.text,
     state_url: Annotated[
         str | None,
-        typer.Option("--state-url", envvar="BHI_STATE_URL",
-                     help="SQLAlchemy URL of the operational store (default: SQLite)"),
+        typer.Option("--state-url",
+                     help="SQLAlchemy URL of the operational store [env: BHI_STATE_URL; "
+                     "default: SQLite in the state directory]"),
     ] = None,
     today: Annotated[
         str | None,
@@ -129,6 +126,7 @@ def sync(
     ] = None,
 ) -> None:
     """Find changed screenings, run the BHI workflow and write the plan back, exactly once."""
+    offered(output, OutputFormat.json)  # a usage error before any work
     checked_server(server)
     if failed or resolve:
         _held(server.rstrip("/"), state_url, resolve or [], output)
@@ -254,8 +252,9 @@ def subscribe(
     ],
     secret: Annotated[
         str | None,
-        typer.Option("--secret", envvar="BHI_NOTIFY_SECRET",
-                     help="shared secret the server sends as X-BHI-Notify-Secret"),
+        typer.Option("--secret",
+                     help="shared secret the server sends as X-BHI-Notify-Secret "
+                     "[env: BHI_NOTIFY_SECRET]"),
     ] = None,
     credentials: AuthSettings = NO_AUTH,  # the seven auth options (with_server_auth)
     tag: Annotated[
@@ -270,7 +269,8 @@ def subscribe(
     tags = [tuple(t.rsplit("|", 1)) for t in tag or [] if "|" in t]
     with exit_on_failed_request("subscribe failed: "):
         sub_id, created = asyncio.run(ensure_subscription(
-            server, endpoint, criteria=SUBSCRIPTION_CRITERIA, secret=secret,
+            server, endpoint, criteria=SUBSCRIPTION_CRITERIA,
+            secret=secret if secret is not None else cli_settings().notify_secret,
             auth=credentials.for_command(server),
             tags=[(s, c) for s, c in tags],
         ))

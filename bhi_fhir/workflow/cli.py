@@ -63,6 +63,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from bhi_fhir.exit_codes import EXIT_DATAERR, exit_code_of
+from bhi_fhir.output import OutputFormat, offered
 from bhi_fhir.practice_plan import PracticePlanError, load_practice_plan
 from bhi_fhir.workflow.pipeline import ApplyReport, BundleWriter, run_apply
 from bhi_fhir.workflow.plan import Plan
@@ -101,7 +102,9 @@ def apply_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="write the transaction Bundle here")
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text or json")
+    ] = OutputFormat.text,
     staff_feedback: Annotated[
         bool,
         typer.Option("--staff-feedback", help="also the staff workflow survey Tasks of today's "
@@ -109,8 +112,7 @@ def apply_command(
     ] = False,
 ) -> None:
     """Run the BHI protocol over FHIR files: what fires, why, and the transaction Bundle."""
-    if output_format not in ("text", "json"):
-        raise typer.BadParameter("use 'text' or 'json'", param_hint="--format")
+    offered(output_format, OutputFormat.json)
     try:
         fixed = date.fromisoformat(today) if today else None
     except ValueError:

@@ -1,0 +1,76 @@
+"""One --format type for every command (bhi_fhir.output.OutputFormat): table and text are the
+one format for people, json is offered everywhere, csv where a command has rows; a format a
+command does not offer is a usage error (exit 2) before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bhi_fhir.cli import app
+from bhi_fhir.exit_codes import EXIT_OK, EXIT_USAGE
+from bhi_fhir.output import OutputFormat, offered
+
+PLAN = Path(__file__).resolve().parents[1] / "examples" / "practice-plan.toml"
+SERVER = "http://127.0.0.1:9/fhir"  # never reached: the format is checked first
+
+
+def _commands(tmp: Path) -> dict[str, list[str]]:
+    (tmp / "none.ndjson").write_text("")
+    return {
+        "score": ["score", str(tmp / "none.ndjson")],
+        "apply": ["apply", str(tmp / "none.ndjson"), "--plan", str(PLAN), "--today",
+                  "2026-10-02"],
+        "bill": ["bill", "--month", "2026-10", "--input", str(tmp / "none.ndjson"), "--plan",
+                 str(PLAN)],
+        "measure": ["measure", "--period", "2026", "--input", str(tmp / "none.ndjson")],
+        "sync": ["sync", "--server", SERVER],
+        "doctor": ["doctor", "--server", SERVER],
+        "export": ["export", "--server", SERVER, "--out", str(tmp / "out")],
+        "registry": ["registry", "--server", SERVER],
+    }
+
+
+OFFERS_CSV = {"bill", "measure"}
+
+
+@pytest.mark.parametrize("command", ["score", "apply", "bill", "measure", "sync", "doctor",
+                                     "export", "registry"])
+def test_csv_only_where_offered(command: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [*_commands(tmp_path)[command], "--format", "csv"])
+    if command in OFFERS_CSV:
+        assert result.exit_code == EXIT_OK, result.output
+    else:
+        assert result.exit_code == EXIT_USAGE, result.output
+        assert "not offered here" in result.output
+
+
+@pytest.mark.parametrize("command", ["score", "apply", "bill", "measure"])
+@pytest.mark.parametrize("fmt", ["table", "text"])
+def test_table_and_text_are_one_format(command: str, fmt: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [*_commands(tmp_path)[command], "--format", fmt])
+    assert result.exit_code == EXIT_OK, result.output
+
+
+def test_an_unknown_format_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [*_commands(tmp_path)["score"], "--format", "xml"])
+    assert result.exit_code == EXIT_USAGE
+
+
+@pytest.mark.parametrize(
+    ("fmt", "machine", "ok"),
+    [(OutputFormat.table, (), True), (OutputFormat.text, (), True),
+     (OutputFormat.json, (OutputFormat.json,), True), (OutputFormat.json, (), False),
+     (OutputFormat.csv, (OutputFormat.json,), False)],
+    ids=["table", "text", "json-offered", "json-not-offered", "csv-not-offered"],
+)
+def test_offered(fmt: OutputFormat, machine: tuple[OutputFormat, ...], ok: bool) -> None:
+    import typer
+
+    if ok:
+        assert offered(fmt, *machine) is fmt
+    else:
+        with pytest.raises(typer.BadParameter):
+            offered(fmt, *machine)
