@@ -74,3 +74,30 @@ def test_offered(fmt: OutputFormat, machine: tuple[OutputFormat, ...], ok: bool)
     else:
         with pytest.raises(typer.BadParameter):
             offered(fmt, *machine)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "written"),
+    [(OutputFormat.json, '{\n  "a": 1\n}\n'), (OutputFormat.csv, "a\n1\n"),
+     (OutputFormat.table, "[b]ref[/b] :100:\n")],
+    ids=["json-indented", "csv-as-given", "people-literal-text"],
+)
+def test_write_output_builds_only_what_is_written(
+    fmt: OutputFormat, written: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bhi_fhir.output import write_output
+
+    built: list[str] = []
+
+    def document() -> dict[str, int]:
+        built.append("json")
+        return {"a": 1}
+
+    def csv() -> str:
+        built.append("csv")
+        return "a\n1\n"
+
+    write_output(fmt, document=document, csv=csv,
+                 people=lambda console: console.print("[b]ref[/b] :100:"))
+    assert capsys.readouterr().out == written
+    assert built == ([] if fmt.for_people else [str(fmt)])

@@ -16,7 +16,6 @@ asking read scopes only.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -47,7 +46,7 @@ from bhi_fhir.fhir.doctor_data import (
 )
 from bhi_fhir.fhir.errors import RetryableError
 from bhi_fhir.fhir.profile import Readiness, ServerProfile
-from bhi_fhir.output import OutputFormat, offered
+from bhi_fhir.output import OutputFormat, offered, write_output
 from bhi_fhir.practice_plan import PracticePlan
 
 _STYLE = {"ok": "green", "warn": "yellow", "skip": "dim", "fail": "bold red"}
@@ -156,9 +155,7 @@ def doctor(
     with exit_on_failed_request(f"error: cannot check {server}: "):
         diagnosis = _diagnose_within(wait, lambda: _diagnose(server, auth, timeout, practice_plan))
     readiness = diagnosis.readiness()
-    if output is OutputFormat.json:
-        typer.echo(json.dumps(diagnosis.to_dict(), indent=2))
-    else:
-        _render_table(diagnosis.profile, Console(), readiness)
+    write_output(output, document=diagnosis.to_dict,
+                 people=lambda console: _render_table(diagnosis.profile, console, readiness))
     if not readiness.can_run:
         raise typer.Exit(EXIT_CONFIG)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -68,7 +67,7 @@ from bhi_fhir.measures.report import (
     subject_list_report,
     summary_report,
 )
-from bhi_fhir.output import OutputFormat, offered
+from bhi_fhir.output import OutputFormat, offered, write_output
 from bhi_fhir.paths import bundled_questionnaires
 from bhi_fhir.sources import PatientBuckets, SourceError, expand_paths, read_resources
 
@@ -345,16 +344,13 @@ def measure_command(
     else:
         run = measure_files(list(input_files or []), measures, period)
         reports = build_reports(run, measures, period, when)
-    if output is OutputFormat.json:
-        bundle = {"resourceType": "Bundle", "type": "collection", "timestamp": when,
-                  "entry": [{"resource": r} for r in reports]}
-        typer.echo(json.dumps(bundle, indent=2))
-    elif output is OutputFormat.csv:
-        typer.echo(_csv(_rows(run, measures)), nl=False)
-    else:
-        # Input-derived text (references, reasons) is printed as is: no markup, no emoji codes.
-        console = Console(markup=False, emoji=False, highlight=False)
-        _table(run, measures, period, console)
+    write_output(
+        output,
+        people=lambda console: _table(run, measures, period, console),
+        document=lambda: {"resourceType": "Bundle", "type": "collection", "timestamp": when,
+                          "entry": [{"resource": r} for r in reports]},
+        csv=lambda: _csv(_rows(run, measures)),
+    )
     if run.writes:
         done = {a: sum(w.action == a for w in run.writes) for a in ("create", "update",
                                                                       "unchanged")}
