@@ -357,6 +357,7 @@ Description: "The patient's consent to collaborative care (CMS MLN909432: verbal
 * dateTime 1..1 MS
 * performer MS
 * policyRule 1..1 MS
+* policyRule from BHIConsentPolicies (extensible)
 * policyRule = $v3-ActCode#OPTIN
 
 Profile: BHIProvenance

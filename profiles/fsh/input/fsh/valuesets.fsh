@@ -77,3 +77,11 @@ Description: "A screening total's interpretation: positive or negative (HL7 v3 O
 * $v3-ObservationInterpretation#POS
 * $v3-ObservationInterpretation#NEG
 * include codes from system ScreeningSeverity
+
+ValueSet: BHIConsentPolicies
+Id: bhi-consent-policy
+Title: "bhi-fhir consent policy rule"
+Description: "The policy rule of a BHI consent: opt-in (HL7 v3 ActCode OPTIN), as the app records it. FHIR R4's consent-policy value set (the consentpolicycodes system) names specific regulations and forms, none of them a plain opt-in to a program of care."
+* ^status = #active
+* ^experimental = false
+* $v3-ActCode#OPTIN
