@@ -307,8 +307,8 @@ def outcomes_at(episodes: Sequence[Episode], period: Period, today: date,
         f"{settings.remission_below}.",
         "NCQA HEDIS DRR-E (response >= 50% drop, remission PHQ-9 < 5, most recent score in "
         "the window); Kroenke 2001 (PHQ-9 < 5 minimal)",
-        "; ".join(f"{r[0]}: response {r[3] if r[3] is not None else '-'}%, remission "
-                  f"{r[4] if r[4] is not None else '-'}% of {r[1]}" for r in rows),
+        "; ".join(f"{r[0]}: response {r[3]}%, remission {r[4]}% of {r[1]}" if r[1]
+                  else f"{r[0]}: no patient reached it in the period yet" for r in rows),
         ("mark", "patients", "with a score", "response %", "remission %"), tuple(rows),
         series=(3, 4), percent=True,
     )
@@ -421,7 +421,8 @@ def quality_measures(outcomes: Mapping[str, Sequence[frozenset[str]]],
         "Each measure as its specification defines it (bhi_fhir.measures), for the period: "
         "performance rate = numerator / (denominator - exclusions - exceptions).",
         "CMS2 (eCQI), CMS159v14 (eCQI), NCQA HEDIS measures where implemented",
-        "; ".join(f"{r[0]}: {r[3] if r[3] is not None else '-'}%" for r in rows) or "none",
+        "; ".join(f"{str(r[0]).split(' ', 1)[0]} {r[3]}%" for r in rows if r[3] is not None)
+        or "no patient in any measure's denominator",
         ("measure", "denominator", "numerator", "rate %"), tuple(rows), series=(3,),
         percent=True,
     )
