@@ -56,11 +56,11 @@ from fhir.resources.R4B.provenance import Provenance
 from bhi_fhir.billing.ledger import PatientMonth
 from bhi_fhir.billing.representation import (
     BILLED_UNITS_EXT,
+    BILLING_ENCOUNTER_PROFILE,
     PARTICIPATION_TYPE,
     PROGRAM_DISPLAY,
     PROGRAM_EXT,
     UCUM,
-    US_CORE_ENCOUNTER,
 )
 from bhi_fhir.codes import BHI_IDENTIFIER, V3_ACT_CODE
 from bhi_fhir.fhirjson import ResourceDict as Resource
@@ -116,7 +116,7 @@ def billing_encounter(month: PatientMonth) -> Resource:
     )
     resource: Resource = {
         "resourceType": "Encounter",
-        "meta": {"profile": [US_CORE_ENCOUNTER]},
+        "meta": {"profile": [BILLING_ENCOUNTER_PROFILE]},
         "text": {
             "status": "generated",
             "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{escape(summary)}</div>',

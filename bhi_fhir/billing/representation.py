@@ -13,8 +13,9 @@ A time entry (what :func:`time_entry` builds and :mod:`bhi_fhir.billing.ledger` 
 =====================  ========================================================================
 element                value
 =====================  ========================================================================
-meta.profile           US Core Encounter (mandatory: status, class, type, subject; identifier
-                       is must-support and always given here)
+meta.profile           bhi-fhir's bhi-care-management-contact (profiles/fsh; on base R4, US Core
+                       being out of reach where it is checked; as US Core Encounter it requires
+                       status, class, type, subject)
 identifier             the recording system's identifier (e.g. the EHR's, or ours)
 status                 ``finished`` — only finished contacts count
 class                  v3-ActCode ``AMB`` in person, ``VR`` for phone and video (both are
@@ -47,17 +48,20 @@ from bhi_fhir.codes import BHI_ACTIVITY, BHI_BASE, CARE_MANAGEMENT_CONTACT, V3_A
 
 __all__ = [
     "BILLED_UNITS_EXT",
+    "BILLING_ENCOUNTER_PROFILE",
     "CONTACT_MODE_EXT",
     "PARTICIPATION_MODE",
     "PARTICIPATION_TYPE",
     "PROGRAM_EXT",
     "PROGRAM_SYSTEM",
-    "US_CORE_ENCOUNTER",
+    "TIME_ENTRY_PROFILE",
     "ContactMode",
     "time_entry",
 ]
 
-US_CORE_ENCOUNTER: Final = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-encounter"
+# The bhi-fhir package's profiles (profiles/fsh) the time entry and the billing Encounter claim.
+TIME_ENTRY_PROFILE: Final = f"{BHI_BASE}/StructureDefinition/bhi-care-management-contact"
+BILLING_ENCOUNTER_PROFILE: Final = f"{BHI_BASE}/StructureDefinition/bhi-billing-encounter"
 PARTICIPATION_MODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
 PARTICIPATION_TYPE: Final = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 UCUM: Final = "http://unitsofmeasure.org"
@@ -109,7 +113,7 @@ def time_entry(
     return {
         "resourceType": "Encounter",
         "id": id,
-        "meta": {"profile": [US_CORE_ENCOUNTER]},
+        "meta": {"profile": [TIME_ENTRY_PROFILE]},
         "extension": extensions,
         "identifier": [{"system": identifier_system, "value": identifier_value}],
         "status": "finished",
