@@ -109,3 +109,16 @@ def test_log_format_option_wins_over_its_variable(
 ) -> None:
     CliRunner().invoke(app, [*options, "score", str(tmp_path)], env=env)
     assert (logs.chosen()[1] is logs.LogFormat.json) is json_lines
+
+
+def test_only_prefixed_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable without the BHI_ prefix (another program's PLAN_PATH, SERVER, CLIENT_ID) is
+    never taken for a setting."""
+    for name in ("PLAN_PATH", "SERVER", "CLIENT_ID", "LOG_FORMAT", "BEARER_TOKEN"):
+        monkeypatch.setenv(name, "json" if name == "LOG_FORMAT" else "/elsewhere")
+    notify, cli = NotifySettings(), CliSettings()
+    assert notify.plan_path != Path("/elsewhere")
+    assert (notify.server, notify.client_id, notify.bearer_token) == (None, None, None)
+    assert (cli.client_id, cli.bearer_token, cli.log_format) == (None, None, logs.LogFormat.auto)
+    monkeypatch.setenv("BHI_NOTIFY_PLAN", "/plan.toml")
+    assert NotifySettings().plan_path == Path("/plan.toml")

@@ -96,7 +96,7 @@ class NotifySettings(AuthEnv):
     server: str | None = None  # the FHIR base URL to sync with
     secret: str | None = None  # X-BHI-Notify-Secret
     plan_path: Path = Field(default_factory=default_plan_path,
-                            validation_alias=AliasChoices("plan_path", "BHI_NOTIFY_PLAN"))
+                            validation_alias=AliasChoices("BHI_NOTIFY_PLAN"))
     # meta.tags put on everything written: "system|code, system|code"
     tags: Annotated[tuple[tuple[str, str], ...], NoDecode] = ()
     # The operational store; None: the store's default (BHI_STATE_URL, shared with the commands
