@@ -12,7 +12,7 @@ from bhi_fhir.fhirjson import Resource
 from bhi_fhir.fhirjson import day as _day  # the day a date/dateTime is written on
 from bhi_fhir.fhirjson import day_in as _practice_day  # that day in the practice's zone
 from bhi_fhir.instruments.result import ENTERED_IN_ERROR, Score
-from bhi_fhir.timeline.crisis import PHQ9_ITEM9, crisis_episodes, crisis_reasons
+from bhi_fhir.timeline.crisis import crisis_episodes, crisis_facts
 from bhi_fhir.timeline.model import TERMINAL_STATUSES, Timeline, TimelineSettings
 from bhi_fhir.timeline.record import (
     completed_care,
@@ -73,24 +73,7 @@ def build_timeline(
         if score.instrument is not None and score.final:  # in-progress/stopped: not a screen
             latest[score.instrument] = fact
 
-    crises = []
-    for score, fact in pairs:
-        reasons = crisis_reasons(score)
-        age = fact.get("daysAgo")
-        if reasons and isinstance(age, int) and 0 <= age <= settings.crisis_within_days:
-            crises.append(
-                prune(
-                    {
-                        "response": fact.get("response"),
-                        "source": fact.get("source"),
-                        "date": fact.get("date"),
-                        "instrument": score.instrument,
-                        "risk": score.severity if score.instrument == "cssrs" else None,
-                        "item9": score.items.get(PHQ9_ITEM9),
-                        "reason": "; ".join(reasons),
-                    }
-                )
-            )
+    crises = crisis_facts(pairs, settings.crisis_within_days)
 
     facts: dict[str, Any] = {
         "patient": patient,
@@ -104,6 +87,51 @@ def build_timeline(
         facts["sex"] = sex
     facts.update(record_facts(record))
 
+    enrollment, start = _enrollment_facts(resources, settings, today)
+    facts.update(enrollment)
+
+    facts["consent"] = _consent_facts(resources, settings)
+
+    facts["contacts"], facts["measurement"] = _contact_facts(
+        resources, pairs, start, today, settings
+    )
+
+    targets = {
+        name: t for name in MEASURES if (t := target_of(name, pairs, start, settings)) is not None
+    }
+    facts["targets"] = targets
+    primary = primary_target(targets, settings)
+    if primary is not None:
+        facts["target"] = primary
+
+    existing, entries = _existing(resources)
+    facts["existing"] = entries
+    facts["openRules"] = sorted({str(e["rule"]) for e in entries if e["active"]})
+
+    # One open assessment per patient; one open referral per C-SSRS risk (level of care).
+    risks = {
+        str(s.response_ref): str(s.severity)
+        for s in ordered
+        if s.instrument == "cssrs" and s.severity in ("low", "moderate", "high")
+    }
+    by_rule: dict[str, list[Resource]] = {}
+    for value, resource in existing.items():
+        by_rule.setdefault(rule_of_identifier(value), []).append(resource)
+    facts["crisisAssessments"] = crisis_episodes(
+        crises, by_rule.get("crisis-assessment", []), lambda _: ""
+    )
+    facts["crisisReferrals"] = crisis_episodes(
+        crises, by_rule.get("crisis-referral", []), risks.get
+    )
+    return Timeline(patient=patient, facts=facts, existing=existing, future_dated=len(future))
+
+
+def _enrollment_facts(
+    resources: Sequence[Resource], settings: TimelineSettings, today: date
+) -> tuple[dict[str, Any], date | None]:
+    """``enrolled``, ``enrollment``, ``weeksInTreatment``, ``reviewPeriod``, ``careCompleted`` and
+    ``otherCarePlans``; and the day treatment started (None when not enrolled or unknown)."""
+    out: dict[str, Any] = {"enrolled": False}
     plan = enrollment_of(resources, settings.enrollment)
     others = [
         prune({"carePlan": ref_of(r), "title": r.get("title"),
@@ -115,12 +143,12 @@ def build_timeline(
         and not is_enrollment(r, settings.enrollment)
     ]
     if others:
-        facts["otherCarePlans"] = sorted(others, key=lambda o: o["carePlan"])
+        out["otherCarePlans"] = sorted(others, key=lambda o: o["carePlan"])
     start: date | None = None
     if plan is not None:
         start = _day((plan.get("period") or {}).get("start")) or _day(plan.get("created"))
-        facts["enrolled"] = True
-        facts["enrollment"] = prune(
+        out["enrolled"] = True
+        out["enrollment"] = prune(
             {
                 "carePlan": ref_of(plan),
                 "source": versioned(ref_of(plan), version_of(plan)),
@@ -134,20 +162,24 @@ def build_timeline(
         )
         if start is not None:
             weeks = (today - start).days // 7
-            facts["weeksInTreatment"] = weeks
+            out["weeksInTreatment"] = weeks
             first, last = settings.review_window_start_week, settings.review_window_end_week
             if weeks >= first:
                 width = last - first + 1
                 low = first + (weeks - first) // width * width
-                facts["reviewPeriod"] = f"weeks-{low}-{low + width - 1}"
+                out["reviewPeriod"] = f"weeks-{low}-{low + width - 1}"
 
     if (completed := completed_care(resources, settings.enrollment)) is not None:
-        facts["careCompleted"] = completed
+        out["careCompleted"] = completed
+    return out, start
 
+
+def _consent_facts(resources: Sequence[Resource], settings: TimelineSettings) -> dict[str, Any]:
+    """``consent``: whether an active Consent of the practice's scope is on file, and which."""
     consent = consent_on_file(resources, settings)
-    facts["consent"] = {"onFile": consent is not None}
+    out: dict[str, Any] = {"onFile": consent is not None}
     if consent is not None:
-        facts["consent"].update(
+        out.update(
             prune(
                 {
                     "consent": ref_of(consent),
@@ -156,7 +188,18 @@ def build_timeline(
                 }
             )
         )
+    return out
 
+
+def _contact_facts(
+    resources: Sequence[Resource],
+    pairs: Sequence[tuple[Score, dict[str, Any]]],
+    start: date | None,
+    today: date,
+    settings: TimelineSettings,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``contacts`` (care-manager contacts up to today) and ``measurement`` (complete PHQ-9/GAD-7
+    screens), each with the days without one since treatment started."""
     contact_days = sorted(
         d for r in resources if (d := contact_date(r, settings)) is not None and d <= today
     )
@@ -177,17 +220,14 @@ def build_timeline(
         contacts["daysWithout"] = (today - (since_contact[-1] if since_contact else start)).days
         since_measure = [d for d in measure_days if d >= start]
         measurement["daysWithout"] = (today - (since_measure[-1] if since_measure else start)).days
-    facts["contacts"] = contacts
-    facts["measurement"] = measurement
+    return contacts, measurement
 
-    targets = {
-        name: t for name in MEASURES if (t := target_of(name, pairs, start, settings)) is not None
-    }
-    facts["targets"] = targets
-    primary = primary_target(targets, settings)
-    if primary is not None:
-        facts["target"] = primary
 
+def _existing(
+    resources: Sequence[Resource],
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """The resources bhi-fhir generated before, by identifier value, and their ``existing``
+    facts (identifier, rule, reference, type, status, version, active), by identifier."""
     existing: dict[str, dict[str, Any]] = {}
     for resource in resources:
         value = bhi_identifier(resource)
@@ -211,22 +251,4 @@ def build_timeline(
         for value, resource in existing.items()
     ]
     entries.sort(key=lambda e: str(e["identifier"]))
-    facts["existing"] = entries
-    facts["openRules"] = sorted({str(e["rule"]) for e in entries if e["active"]})
-
-    # One open assessment per patient; one open referral per C-SSRS risk (level of care).
-    risks = {
-        str(s.response_ref): str(s.severity)
-        for s in ordered
-        if s.instrument == "cssrs" and s.severity in ("low", "moderate", "high")
-    }
-    by_rule: dict[str, list[Resource]] = {}
-    for value, resource in existing.items():
-        by_rule.setdefault(rule_of_identifier(value), []).append(resource)
-    facts["crisisAssessments"] = crisis_episodes(
-        crises, by_rule.get("crisis-assessment", []), lambda _: ""
-    )
-    facts["crisisReferrals"] = crisis_episodes(
-        crises, by_rule.get("crisis-referral", []), risks.get
-    )
-    return Timeline(patient=patient, facts=facts, existing=existing, future_dated=len(future))
+    return existing, entries

@@ -21,7 +21,7 @@ from bhi_fhir.instruments.result import SUICIDE_RISK, Score
 from bhi_fhir.timeline.model import TERMINAL_STATUSES
 from bhi_fhir.timeline.refs import bhi_identifier, prune, unversioned
 
-__all__ = ["PHQ9_ITEM9", "crisis_episodes", "crisis_reasons", "evidence_of"]
+__all__ = ["PHQ9_ITEM9", "crisis_episodes", "crisis_facts", "crisis_reasons", "evidence_of"]
 
 PHQ9_ITEM9: Final = "44260-8"  # LOINC, PHQ-9 item 9
 
@@ -122,3 +122,29 @@ def crisis_episodes(
             )
         )
     return episodes
+
+
+def crisis_facts(
+    pairs: Sequence[tuple[Score, Mapping[str, Any]]], within_days: int
+) -> list[dict[str, Any]]:
+    """The screens (score and its fact, oldest first) that need a same-day safety assessment:
+    a crisis answer (:func:`crisis_reasons`) at most ``within_days`` old."""
+    crises = []
+    for score, fact in pairs:
+        reasons = crisis_reasons(score)
+        age = fact.get("daysAgo")
+        if reasons and isinstance(age, int) and 0 <= age <= within_days:
+            crises.append(
+                prune(
+                    {
+                        "response": fact.get("response"),
+                        "source": fact.get("source"),
+                        "date": fact.get("date"),
+                        "instrument": score.instrument,
+                        "risk": score.severity if score.instrument == "cssrs" else None,
+                        "item9": score.items.get(PHQ9_ITEM9),
+                        "reason": "; ".join(reasons),
+                    }
+                )
+            )
+    return crises
