@@ -8,7 +8,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.paths import examples_dir
-from bhi_fhir.registry.model import compute_rows
-from bhi_fhir.store.registry import read_registry, registry_built_at
+from bhi_fhir.registry.model import compute_rows, server_key
+from bhi_fhir.store import Store
+from bhi_fhir.store.registry import put_registry_rows, read_registry, registry_built_at
 from smart_app.config import Settings
 from smart_app.dashboard import current_quarter, dashboard_figures, parse_period
 from smart_app.main import create_app
@@ -167,3 +168,37 @@ def test_episodes_are_kept_until_the_row_is_read_again() -> None:
     rows[0] = {**rows[0], "read_at": "t2"}  # sync refreshed this patient's row
     asyncio.run(dashboard_figures(rows, source, today, None, period, kept))  # type: ignore[arg-type]
     assert source.read == [rows[0]["id"]]
+
+
+def test_with_an_ehr_the_figures_come_from_the_read_model_and_the_records(
+    app_client: TestClient, ehr: AuthServerState
+) -> None:
+    """The registry's stored rows say who is enrolled; the records come from the EHR (one
+    batch per page of patients), once: a second view reads nothing again."""
+    source = CountingSource()
+    enrolled = {i: r for i, r in source.records.items()
+                if any(x["resourceType"] == "CarePlan" for x in r)}
+    for record in enrolled.values():
+        for resource in record:
+            ehr.resources[f"{resource['resourceType']}/{resource['id']}"] = resource
+    ehr.grant_scope = "openid fhirUser user/*.rs"
+    ehr_launch(app_client, ehr, fhirUser="Practitioner/cm1")
+    app = app_client.app
+    rows = compute_rows(enrolled, date(2026, 11, 26), app.state.practice_plan)  # type: ignore[attr-defined]
+    store = Store.open()
+    try:
+        put_registry_rows(store, server_key(ehr.fhir_base), rows, day="2026-11-26",
+                          read_at=datetime.now(UTC), source="build")
+    finally:
+        store.close()
+    page = app_client.get("/dashboard", params={"period": "2026-Q4"})
+    assert page.status_code == 200, page.text
+    assert "13 patients across 2 care managers" in page.text
+    cache = app.state.dashboard_episodes  # type: ignore[attr-defined]
+    (kept,) = cache._entries.values()
+    assert len(kept) == 13
+    for key in list(ehr.resources):  # the EHR forgets them: a second view must not need them
+        if not key.startswith("Patient/p1"):
+            del ehr.resources[key]
+    again = app_client.get("/dashboard", params={"period": "2026-Q4"})
+    assert "13 patients across 2 care managers" in again.text
