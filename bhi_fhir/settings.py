@@ -29,12 +29,13 @@ from bhi_fhir.logs import LogFormat
 __all__ = ["CREDENTIALS", "ENV_PREFIX", "SETTINGS_CONFIG", "AuthEnv", "CliSettings", "cli_settings"]
 
 ENV_PREFIX = "BHI_"
-SETTINGS_CONFIG = SettingsConfigDict(extra="ignore", env_ignore_empty=True, populate_by_name=True,
-                             frozen=True)
+# No populate_by_name: with it a field's bare name (CLIENT_ID, LOG_FORMAT) is read from the
+# environment too, and only BHI_ names may be.
+SETTINGS_CONFIG = SettingsConfigDict(extra="ignore", env_ignore_empty=True, frozen=True)
 
 
 def _env(name: str) -> Any:
-    """A field read from ``BHI_{name}`` (and given by its own name in Python)."""
+    """A field read from ``BHI_{name}`` only."""
     return AliasChoices(f"{ENV_PREFIX}{name}")
 
 
