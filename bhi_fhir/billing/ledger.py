@@ -33,8 +33,16 @@ from bhi_fhir.billing._time import (
     parse_datetime,
     versioned_reference,
 )
-from bhi_fhir.billing.codes import BilledCode, MonthKind, Program, minimum_minutes, select_codes
+from bhi_fhir.billing.codes import (
+    BilledCode,
+    MonthKind,
+    PayerRules,
+    Program,
+    minimum_minutes,
+    select_codes,
+)
 from bhi_fhir.billing.counting import (
+    Counted,
     billing_practitioner_of,
     count_record,
     entry_order,
@@ -126,148 +134,196 @@ def close_month(
     counted, rejected, episode_warnings, death_undated = count_record(
         record, rules, billing_practitioner, tz
     )
-    consultant = any(
-        (ref is not None and ref in rules.psychiatric_consultants)
-        or has_coding(roles, rules.psychiatric_consultant_roles)
-        for ref, roles in members
-    )
-    consent_by_month_end = any(start < window[1] for start, _ in consent_windows(record, rules, tz))
     payer_name, payer_rules = payer_of(record, window, rules, tz)
-    apcm_base = apcm_base_by(record, month, tz)
-    diagnoses = diagnoses_of(record)
-    mrn = mrn_of(record)
-
-    results: list[PatientMonth] = []
+    facts = _MonthFacts(
+        record=record,
+        month=month,
+        rules=rules,
+        tz=tz,
+        window=window,
+        counted=counted,
+        episode_warnings=episode_warnings,
+        death_undated=death_undated,
+        billing_practitioner=billing_practitioner,
+        consultant=any(
+            (ref is not None and ref in rules.psychiatric_consultants)
+            or has_coding(roles, rules.psychiatric_consultant_roles)
+            for ref, roles in members
+        ),
+        consent_by_month_end=any(
+            start < window[1] for start, _ in consent_windows(record, rules, tz)
+        ),
+        payer_name=payer_name,
+        payer_rules=payer_rules,
+        apcm_base=apcm_base_by(record, month, tz),
+        diagnoses=diagnoses_of(record),
+        mrn=mrn_of(record),
+    )
     programs: tuple[Program, ...] = ("cocm", "bhi")
-    for program in programs:
-        mine = [c for c in counted if (c.entry.program or rules.program) == program]
-        if not any(intersect(c.recorded, [window]) for c in mine):
-            continue
-        minutes = int(seconds_in(mine, window) // 60)
-        in_month = [c for c in mine if intersect(c.counted, [window])]
-        service = service_months(mine, record, tz) | {month}
-        episode_kind, episode_start = episode_of(month, service, rules.episode_gap_months)
-        kind: MonthKind | None = episode_kind if program == "cocm" else None
-
-        warnings: list[str] = [*episode_warnings, *overlap_warnings(mine, window)]
-        untimed = [c for c in in_month if not c.entry.timed]
-        if untimed:
-            warnings.append(
-                f"{len(untimed)} entries give a date and a duration but no clock time: added as "
-                "recorded, not checked for overlap with other entries"
-            )
-        same_practitioner_apcm = billing_practitioner is not None and (
-            billing_practitioner in apcm_base
-        )
-        if apcm_base and not same_practitioner_apcm:
-            warnings.append(
-                "an APCM base code is billed this month by another practitioner: the APCM "
-                "behavioral-health add-ons (G0568/G0569/G0570) go only with the same "
-                "practitioner's APCM base code in the same month"
-            )
-        codes = select_codes(
-            program,
-            kind or "subsequent",
-            minutes,
-            setting=rules.setting,
-            payer=payer_rules,
-            clinician=rules.qualification_of(billing_practitioner),
-            apcm_base_same_practitioner=same_practitioner_apcm,
-            year=month.year,
-            thresholds=rules.thresholds,
-        )
-
-        reasons: list[Reason] = []
-        if not codes:
-            least, code = minimum_minutes(program, kind or "subsequent", rules.thresholds)
-            reasons.append(
-                Reason(
-                    "below-threshold",
-                    f"{minutes} counted minutes; {code} needs at least {least}",
-                )
-            )
-        if not consent_by_month_end:
-            reasons.append(
-                Reason(
-                    "no-consent",
-                    "no consent documented by the end of the month (BHI services need the "
-                    "patient's verbal or written consent, documented in the chart: CMS "
-                    "MLN909432)",
-                )
-            )
-        since = episode_start.start(tz) - timedelta(days=rules.initiating_visit_lookback_days)
-        visit = has_initiating_visit(record, since, window[1], rules, tz)
-        if not visit:
-            reasons.append(
-                Reason(
-                    "no-initiating-visit",
-                    "no initiating visit (E/M, AWV, IPPE, TCM or 90791) within "
-                    f"{rules.initiating_visit_lookback_days} days before the episode began "
-                    f"({episode_start}): new patients and anyone not seen within the past year "
-                    "need one (CMS MLN909432)",
-                )
-            )
-        requirements = {"consent": consent_by_month_end, "initiating_visit": visit}
-        if program == "cocm":
-            requirements["psychiatric_consultant"] = consultant
-            if not consultant:
-                reasons.append(
-                    Reason(
-                        "no-psychiatric-consultant",
-                        "no psychiatric consultant on the patient's care team (a CoCM team has "
-                        "one: CMS MLN909432)",
-                    )
-                )
-        if death_undated:
-            reasons.append(
-                Reason(
-                    "deceased-date-unknown",
-                    "the patient is recorded deceased without a date: whether this time is "
-                    "dated after the date of death cannot be checked (Medicare does not pay for "
-                    "services dated after the date of death)",
-                )
-            )
-        if billing_practitioner is None:
-            reasons.append(
-                Reason("no-billing-practitioner", "no billing practitioner (practice plan)")
-            )
-        if not diagnoses:
-            warnings.append("no behavioral-health diagnosis (ICD-10-CM F code) on file")
-
-        care_managers = tuple(
-            dict.fromkeys(
-                c.entry.clinician
-                for c in sorted(in_month, key=lambda c: c.entry.start)
-                if c.entry.clinician is not None and c.entry.clinician != billing_practitioner
-            )
-        )
-        results.append(
-            PatientMonth(
-                patient=record.patient,
-                month=month,
-                program=program,
-                month_kind=kind,
-                minutes=minutes,
-                recorded_minutes=int(seconds_in(mine, window, recorded=True) // 60),
-                codes=tuple(codes),
-                reasons=tuple(reasons),
-                requirements=requirements,
-                entries=tuple(c.entry.reference for c in sorted(in_month, key=entry_order)),
-                billing_practitioner=billing_practitioner,
-                care_managers=care_managers,
-                diagnoses=diagnoses,
-                payer=payer_name,
-                mrn=mrn,
-                encounter_class="VR"
-                if in_month and all(c.entry.virtual for c in in_month)
-                else "AMB",
-                episode_start=episode_start,
-                warnings=tuple(warnings),
-                not_counted=tuple(not_counted_in(mine, window)),
-            )
-        )
+    results = [bill for p in programs if (bill := _program_month(facts, p)) is not None]
     rejected = [r for r in rejected if _in_month(r, record, window, tz)]
     return _no_bhi_with_cocm(results), rejected + [r for m in results for r in m.not_counted]
+
+
+@dataclass(frozen=True, slots=True)
+class _MonthFacts:
+    """What :func:`close_month` reads once for a patient-month, the same for each program."""
+
+    record: PatientRecord
+    month: Month
+    rules: BillingRules
+    tz: tzinfo
+    window: Interval
+    counted: list[Counted]
+    episode_warnings: list[str]
+    death_undated: bool  # recorded deceased without a date
+    billing_practitioner: str | None
+    consultant: bool  # a psychiatric consultant on the care team
+    consent_by_month_end: bool
+    payer_name: str | None
+    payer_rules: PayerRules
+    apcm_base: set[str | None]  # who billed an APCM base code this month (None: unnamed)
+    diagnoses: tuple[Diagnosis, ...]
+    mrn: str | None
+
+
+def _program_month(f: _MonthFacts, program: Program) -> PatientMonth | None:
+    """The month in one program: its minutes and codes, and what keeps it from being billed;
+    None when the program has no recorded time in the month."""
+    window, tz, rules = f.window, f.tz, f.rules
+    mine = [c for c in f.counted if (c.entry.program or rules.program) == program]
+    if not any(intersect(c.recorded, [window]) for c in mine):
+        return None
+    minutes = int(seconds_in(mine, window) // 60)
+    in_month = [c for c in mine if intersect(c.counted, [window])]
+    service = service_months(mine, f.record, tz) | {f.month}
+    episode_kind, episode_start = episode_of(f.month, service, rules.episode_gap_months)
+    kind: MonthKind | None = episode_kind if program == "cocm" else None
+
+    warnings: list[str] = [*f.episode_warnings, *overlap_warnings(mine, window)]
+    untimed = [c for c in in_month if not c.entry.timed]
+    if untimed:
+        warnings.append(
+            f"{len(untimed)} entries give a date and a duration but no clock time: added as "
+            "recorded, not checked for overlap with other entries"
+        )
+    same_practitioner_apcm = f.billing_practitioner is not None and (
+        f.billing_practitioner in f.apcm_base
+    )
+    if f.apcm_base and not same_practitioner_apcm:
+        warnings.append(
+            "an APCM base code is billed this month by another practitioner: the APCM "
+            "behavioral-health add-ons (G0568/G0569/G0570) go only with the same "
+            "practitioner's APCM base code in the same month"
+        )
+    if not f.diagnoses:
+        warnings.append("no behavioral-health diagnosis (ICD-10-CM F code) on file")
+    codes = select_codes(
+        program,
+        kind or "subsequent",
+        minutes,
+        setting=rules.setting,
+        payer=f.payer_rules,
+        clinician=rules.qualification_of(f.billing_practitioner),
+        apcm_base_same_practitioner=same_practitioner_apcm,
+        year=f.month.year,
+        thresholds=rules.thresholds,
+    )
+    reasons, requirements = _requirements(f, program, kind, minutes, bool(codes), episode_start)
+    care_managers = tuple(
+        dict.fromkeys(
+            c.entry.clinician
+            for c in sorted(in_month, key=lambda c: c.entry.start)
+            if c.entry.clinician is not None and c.entry.clinician != f.billing_practitioner
+        )
+    )
+    return PatientMonth(
+        patient=f.record.patient,
+        month=f.month,
+        program=program,
+        month_kind=kind,
+        minutes=minutes,
+        recorded_minutes=int(seconds_in(mine, window, recorded=True) // 60),
+        codes=tuple(codes),
+        reasons=tuple(reasons),
+        requirements=requirements,
+        entries=tuple(c.entry.reference for c in sorted(in_month, key=entry_order)),
+        billing_practitioner=f.billing_practitioner,
+        care_managers=care_managers,
+        diagnoses=f.diagnoses,
+        payer=f.payer_name,
+        mrn=f.mrn,
+        encounter_class="VR" if in_month and all(c.entry.virtual for c in in_month) else "AMB",
+        episode_start=episode_start,
+        warnings=tuple(warnings),
+        not_counted=tuple(not_counted_in(mine, window)),
+    )
+
+
+def _requirements(
+    f: _MonthFacts,
+    program: Program,
+    kind: MonthKind | None,
+    minutes: int,
+    coded: bool,
+    episode_start: Month,
+) -> tuple[list[Reason], dict[str, bool]]:
+    """Each requirement of a billable month that is not met, as a :class:`Reason`, and the
+    requirements checked (consent, initiating visit and, for CoCM, the psychiatric consultant)."""
+    rules, tz = f.rules, f.tz
+    reasons: list[Reason] = []
+    if not coded:
+        least, code = minimum_minutes(program, kind or "subsequent", rules.thresholds)
+        reasons.append(
+            Reason(
+                "below-threshold",
+                f"{minutes} counted minutes; {code} needs at least {least}",
+            )
+        )
+    if not f.consent_by_month_end:
+        reasons.append(
+            Reason(
+                "no-consent",
+                "no consent documented by the end of the month (BHI services need the "
+                "patient's verbal or written consent, documented in the chart: CMS "
+                "MLN909432)",
+            )
+        )
+    since = episode_start.start(tz) - timedelta(days=rules.initiating_visit_lookback_days)
+    visit = has_initiating_visit(f.record, since, f.window[1], rules, tz)
+    if not visit:
+        reasons.append(
+            Reason(
+                "no-initiating-visit",
+                "no initiating visit (E/M, AWV, IPPE, TCM or 90791) within "
+                f"{rules.initiating_visit_lookback_days} days before the episode began "
+                f"({episode_start}): new patients and anyone not seen within the past year "
+                "need one (CMS MLN909432)",
+            )
+        )
+    requirements = {"consent": f.consent_by_month_end, "initiating_visit": visit}
+    if program == "cocm":
+        requirements["psychiatric_consultant"] = f.consultant
+        if not f.consultant:
+            reasons.append(
+                Reason(
+                    "no-psychiatric-consultant",
+                    "no psychiatric consultant on the patient's care team (a CoCM team has "
+                    "one: CMS MLN909432)",
+                )
+            )
+    if f.death_undated:
+        reasons.append(
+            Reason(
+                "deceased-date-unknown",
+                "the patient is recorded deceased without a date: whether this time is "
+                "dated after the date of death cannot be checked (Medicare does not pay for "
+                "services dated after the date of death)",
+            )
+        )
+    if f.billing_practitioner is None:
+        reasons.append(Reason("no-billing-practitioner", "no billing practitioner (practice plan)"))
+    return reasons, requirements
 
 
 def history_start(record: PatientRecord, month: Month, rules: BillingRules) -> datetime:
