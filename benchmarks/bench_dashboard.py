@@ -6,7 +6,7 @@ uses); their registry rows are computed once and stored in a SQLite read model, 
 app would have stored them.
 
 * ``kept episodes`` — a dashboard view once the app has seen the rows (smart_app/dashboard.py):
-  ``load_registry`` (one database read), every episode found in the in-memory cache with the
+  ``stored_rows`` (one database read), every episode found in the in-memory cache with the
   row's read time, the metrics computed (``bhi_fhir.metrics.figures``) and the page rendered.
 * ``one row changed`` — the same after sync refreshed one patient's row: that patient's
   record is read again and its episode recomputed.
@@ -43,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,12 +52,26 @@ import jinja2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_registry import PLAN, TODAY, _enrolled_records  # the 1,000 enrolled
-from bhi_fhir.metrics.figures import parse_period
-from bhi_fhir.registry import compute_rows, load_registry
+from benchmarks.bench_registry import (  # the 1,000 enrolled, and how HAPI is seeded
+    CASE,
+    GENERATED_PER_ENROLLED,
+    PLAN,
+    TODAY,
+    TYPES,
+    _enrolled_ids_of,
+    _enrolled_records,
+    _owner,
+)
+from bhi_fhir.fhir import FhirClient
+from bhi_fhir.measures.report import MEASURES
+from bhi_fhir.metrics.figures import episodes_of, figures, measure_titles, parse_period
+from bhi_fhir.registry import compute_rows
+from bhi_fhir.registry.model import enrollment_rule_of
+from bhi_fhir.registry.reader import enrolled_ids, read_records
 from bhi_fhir.store import Store
 from bhi_fhir.store.registry import REGISTRY_BUILT, put_registry_rows
-from smart_app.dashboard import EpisodeCache, dashboard_figures
+from smart_app.dashboard import EpisodeCache, dashboard_figures, stored_rows
+from tests.sync.clinic import clinic, delete_tagged, seed, team
 
 SERVER = "http://bench.invalid/fhir"
 PERIOD_TEXT = "2026-Q4"
@@ -88,6 +103,41 @@ def _render(result: Any) -> str:
     )
 
 
+async def from_server(base: str, enrolled: int, views: int) -> tuple[list[float], float]:
+    """Seed HAPI with ``enrolled`` enrolled patients (tagged, deleted at the end); the p95 of
+    recomputing everything from the server on each view: the enrollment search, the records
+    (``read_records``), the rows, the episodes, the figures and the page."""
+    code = f"bench-dashboard-{uuid.uuid4().hex[:8]}"
+    resources = clinic(math.ceil(enrolled * GENERATED_PER_ENROLLED) + 10, f"{code}-",
+                       (CASE, code))
+    kept = _enrolled_ids_of(resources, enrolled)
+    started = time.perf_counter()
+    seed(base, [*team(), *(r for r in resources if _owner(r) in kept)])
+    seed_s = time.perf_counter() - started
+    period = parse_period(PERIOD_TEXT)
+    measures = list(MEASURES.values())
+
+    async def view() -> None:
+        async with FhirClient(base, timeout=300, max_retries=2) as client:
+            ids = await enrolled_ids(client, enrollment_rule_of(PLAN))
+            records = await read_records(client, ids)
+        rows = compute_rows(records, TODAY, PLAN)
+        episodes = episodes_of(records, TODAY, PLAN, period, rows=rows, measures=measures)
+        _render(figures(list(episodes.values()), TODAY, PLAN, period,
+                        measure_titles=measure_titles(measures)))
+
+    try:
+        await view()  # warm-up, untimed
+        samples = []
+        for _ in range(views):
+            started = time.perf_counter()
+            await view()
+            samples.append(time.perf_counter() - started)
+    finally:
+        delete_tagged(base, f"{CASE}|{code}", TYPES)
+    return samples, seed_s
+
+
 def p95(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
@@ -99,6 +149,10 @@ async def main() -> None:
     parser.add_argument("--views", type=int, default=10, help="timed views per side")
     parser.add_argument("--recompute-views", type=int, default=3,
                         help="timed views of the recomputing baseline (slow)")
+    parser.add_argument("--base", default=None,
+                        help="a HAPI FHIR base to also recompute from the server (seeded)")
+    parser.add_argument("--server-enrolled", type=int, default=100,
+                        help="enrolled patients seeded into --base (scaled to --enrolled)")
     args = parser.parse_args()
     period = parse_period(PERIOD_TEXT)
     load_before = os.getloadavg()
@@ -119,8 +173,8 @@ async def main() -> None:
         key = (SERVER, period.label, TODAY.isoformat())
 
         async def view(kept: dict[str, Any] | None) -> Any:
-            registry = load_registry(store, SERVER, TODAY)
-            result = await dashboard_figures(registry.rows, source, TODAY, PLAN, period,  # type: ignore[arg-type]
+            rows = stored_rows(store, SERVER)
+            result = await dashboard_figures(rows, source, TODAY, PLAN, period,  # type: ignore[arg-type]
                                              kept)
             _render(result)
             return result
@@ -148,6 +202,9 @@ async def main() -> None:
         recompute_samples = await timed(lambda: view(None), args.recompute_views)
         store.close()
 
+    server: tuple[list[float], float] | None = None
+    if args.base:
+        server = await from_server(args.base, args.server_enrolled, args.recompute_views)
     load_after = os.getloadavg()
     print(f"dashboard, {args.enrolled:,} enrolled patients, period {PERIOD_TEXT}; "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
@@ -160,6 +217,14 @@ async def main() -> None:
     ):
         print(f"{name:>18} | {p95(samples):>8.3f} {statistics.median(samples):>9.3f} | "
               f"{reads:,.0f}")
+    if server is not None:
+        samples, seed_s = server
+        scale = args.enrolled / args.server_enrolled
+        print(f"{'from the server':>18} | {p95(samples):>8.3f} {statistics.median(samples):>9.3f}"
+              f" | {args.server_enrolled:,} (measured; HAPI seeded in {seed_s:.0f} s)")
+        print(f"{'  scaled':>18} | {p95(samples) * scale:>8.3f} "
+              f"{statistics.median(samples) * scale:>9.3f} | {args.enrolled:,} (x{scale:g}, "
+              "per enrolled patient)")
     ratio = statistics.median(recompute_samples) / statistics.median(kept_samples)
     print(f"recompute / kept (median): {ratio:.0f}x; registry rows computed once in "
           f"{rows_s:.1f} s (by sync / the app, not per view)")

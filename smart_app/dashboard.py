@@ -42,8 +42,10 @@ from bhi_fhir.metrics.figures import (
     report_csv,
 )
 from bhi_fhir.practice_plan import PracticePlan
-from bhi_fhir.registry import compute_rows, load_registry
+from bhi_fhir.registry import compute_rows
 from bhi_fhir.registry.model import enrollment_rule_of, server_key
+from bhi_fhir.store import Store
+from bhi_fhir.store.registry import read_registry, registry_built_at
 from smart_app.data import ClinicSource
 from smart_app.deps import Refusal, SessionDep, TemplatesDep, render
 from smart_app.ehr_errors import ehr_refusal
@@ -51,7 +53,7 @@ from smart_app.registry import _allowed as registry_access  # the registry's cli
 from smart_app.registry import registry_store
 from smart_app.views import SourceDep, practice_plan, today_of
 
-__all__ = ["EpisodeCache", "current_quarter", "dashboard_figures", "router"]
+__all__ = ["EpisodeCache", "current_quarter", "dashboard_figures", "router", "stored_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,13 @@ def _cache(request: Request) -> EpisodeCache:
     if cache is None:
         cache = request.app.state.dashboard_episodes = EpisodeCache()
     return cache
+
+
+def stored_rows(store: Store, server: str) -> list[dict[str, Any]]:
+    """The read model's rows of ``server``, each with its full-precision read time: the
+    episode kept for a row is reused only for the very read it was computed from (a refresh
+    within the same second is still a new read)."""
+    return [{**s.row, "read_at": s.read_at.isoformat()} for s in read_registry(store, server)]
 
 
 def _titles() -> dict[str, str]:
@@ -132,17 +141,15 @@ async def _figures(request: Request, session: Any, source: ClinicSource,
                                      plan).values())
             return await dashboard_figures(rows, source, today, plan, period), {"mode": "live"}
         assert session.iss is not None
-        registry = load_registry(store, session.iss, today)
-        if not registry.rows and registry.built_at is None:
+        server = server_key(session.iss)
+        rows = stored_rows(store, server)
+        if not rows and registry_built_at(store, server) is None:
             return None, {"mode": "none"}
-        key = (server_key(session.iss), period.label, today.isoformat())
-        result = await dashboard_figures(registry.rows, source, today, plan, period,
+        key = (server, period.label, today.isoformat())
+        result = await dashboard_figures(rows, source, today, plan, period,
                                          _cache(request).get(key))
-        return result, {
-            "mode": "store", "built_at": registry.built_at,
-            "oldest": registry.oldest_read.isoformat(timespec="seconds")
-            if registry.oldest_read else None,
-        }
+        oldest = min((str(r["read_at"]) for r in rows), default=None)
+        return result, {"mode": "store", "oldest": oldest[:19] if oldest else None}
     except FhirError as exc:
         raise ehr_refusal("Could not read the records for the dashboard", exc) from None
 

@@ -21,7 +21,7 @@ from bhi_fhir.registry.model import compute_rows, server_key
 from bhi_fhir.store import Store
 from bhi_fhir.store.registry import put_registry_rows, read_registry, registry_built_at
 from smart_app.config import Settings
-from smart_app.dashboard import current_quarter, dashboard_figures, parse_period
+from smart_app.dashboard import current_quarter, dashboard_figures, parse_period, stored_rows
 from smart_app.main import create_app
 from tests.smart_app.auth_server import AuthServerState
 from tests.smart_app.conftest import APP_URL, ehr_launch, write_clinic
@@ -202,3 +202,18 @@ def test_with_an_ehr_the_figures_come_from_the_read_model_and_the_records(
             del ehr.resources[key]
     again = app_client.get("/dashboard", params={"period": "2026-Q4"})
     assert "13 patients across 2 care managers" in again.text
+
+
+def test_a_refresh_within_the_same_second_is_a_new_read(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        first = datetime(2026, 11, 26, 12, 0, 0, 100_000, tzinfo=UTC)
+        put_registry_rows(store, "s", {"p1": {"id": "p1"}}, day="2026-11-26", read_at=first,
+                          source="build")
+        (before,) = stored_rows(store, "s")
+        put_registry_rows(store, "s", {"p1": {"id": "p1"}}, day="2026-11-26",
+                          read_at=first.replace(microsecond=900_000), source="sync")
+        (after,) = stored_rows(store, "s")
+    finally:
+        store.close()
+    assert before["read_at"] != after["read_at"]  # the kept episode is not reused
