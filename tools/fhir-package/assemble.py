@@ -74,7 +74,7 @@ def main(resources_dir: str, out_dir: str, tgz_name: str) -> int:
         entry.update({k: resource[k] for k in INDEX_FIELDS if k in resource})
         index.append(entry)
     if ig is None:
-        print("no ImplementationGuide in the SUSHI output", file=sys.stderr)
+        sys.stderr.write("no ImplementationGuide in the SUSHI output\n")
         return 1
     files["package.json"] = (json.dumps(package_json(ig), indent=2) + "\n").encode()
     files[".index.json"] = (json.dumps({"index-version": 1, "files": index}, indent=2)
@@ -98,7 +98,7 @@ def main(resources_dir: str, out_dir: str, tgz_name: str) -> int:
     with open(Path(out_dir, tgz_name), "wb") as out, \
             gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz:
         gz.write(buffer.getvalue())
-    print(f"{len(files) - 2} resources -> {package} and {Path(out_dir, tgz_name)}")
+    sys.stdout.write(f"{len(files) - 2} resources -> {package} and {Path(out_dir, tgz_name)}\n")
     return 0
 
 
