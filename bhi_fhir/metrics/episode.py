@@ -231,15 +231,14 @@ def patient_episode(
     facts = timeline.facts
     current = [s for s in scores if s.instrument is not None and s.status != ENTERED_IN_ERROR
                and (d := practice_day(s.authored, settings.zone)) is not None and d <= today]
-    phq9 = [
-        [str(f["date"]), int(f["total"])] for f in facts.get("scores") or []
-        if f.get("instrument") == "phq9" and f.get("complete") and f.get("date")
-        and isinstance(f.get("total"), int) and f.get("status") in (None, "completed", "amended")
-    ]
-    positives = sorted({
-        str(f["date"]) for f in facts.get("scores") or []
-        if f.get("positive") and f.get("date")
-    })
+    # Final screens only (an in-progress or stopped response is no screen, as for the
+    # timeline's ``latest``).
+    final = [f for f in facts.get("scores") or []
+             if f.get("date") and f.get("status") in (None, "completed", "amended")]
+    phq9 = [[str(f["date"]), int(f["total"])] for f in final
+            if f.get("instrument") == "phq9" and f.get("complete")
+            and isinstance(f.get("total"), int)]
+    positives = sorted({str(f["date"]) for f in final if f.get("positive")})
     contacts = sorted({
         d.isoformat() for r in resources
         if (d := contact_date(r, settings)) is not None and d <= today

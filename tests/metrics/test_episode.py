@@ -106,3 +106,10 @@ def test_the_bundled_surveys_give_their_questions_and_scale() -> None:
     assert spread == "Agree 1"
     assert question.endswith("My BHI workload is manageable.")
     assert (answers, mean, top) == (1, 4.0, 5.0)  # agree: 4 of 5 (the survey's ordinalValue)
+
+
+def test_an_unfinished_response_is_no_screen() -> None:
+    unfinished = {**phq9_response("p1", "2026-03-10", rid="qr-draft"), "status": "in-progress"}
+    episode = patient_episode([*record(), unfinished], TODAY, None, PERIOD)
+    assert "2026-03-10" not in episode["positive_screens"]
+    assert all(day != "2026-03-10" for day, _ in episode["phq9"])
