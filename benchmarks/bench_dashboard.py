@@ -21,14 +21,23 @@ the load average is printed beside the figures; compare the columns, measured in
 
     .venv/bin/python benchmarks/bench_dashboard.py --enrolled 1000
 
-Measured 2026-11-30 (2 cores shared with seven other engineers' work, load average 10.8 before
-and 19.1 after; 10 views per side, 3 recomputing)::
+Measured 2026-11-30 (2 cores shared with seven other engineers' work, load average 19.6 before
+and 22.2 after; 10 views per side, 3 recomputing; ``--base`` a HAPI 8.8.0 with a 1 GB heap,
+100 enrolled seeded, scaled per enrolled patient as bench_registry does)::
 
                   side |    p95 s  median s | records read per view
-         kept episodes |    0.423     0.255 | 0
-       one row changed |    0.530     0.356 | 1
-             recompute |   14.285    13.742 | 1,000
-    recompute / kept (median): 54x; registry rows computed once in 3.0 s
+         kept episodes |    0.229     0.209 | 0
+       one row changed |    0.249     0.170 | 1
+             recompute |    6.861     6.727 | 1,000
+       from the server |    5.862     5.591 | 100 (measured; HAPI seeded in 36 s)
+                scaled |   58.625    55.913 | 1,000 (x10, per enrolled patient)
+    recompute / kept (median): 32x; registry rows computed once in 2.3 s
+
+An earlier run at a load of ~11-19 without ``--base``: kept 0.255 s, one row changed 0.356 s,
+recompute 13.7 s (median). The read time varies with the load; the ratio is the figure.
+
+    .venv/bin/python benchmarks/bench_dashboard.py --enrolled 1000 \
+        --base http://127.0.0.1:8098/fhir --server-enrolled 100
 
 Prints a table. No assertions.
 """
