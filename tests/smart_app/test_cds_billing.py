@@ -153,3 +153,19 @@ def test_hook_logs_no_minutes_of_the_patient(client: TestClient,
     body = hook_request(prefetch_of(record(26)[1:]))
     assert call(client, body).status_code == 200
     assert "p1" not in caplog.text and "26 counted" not in caplog.text
+
+
+@pytest.mark.parametrize(("value", "ok"), [(0, True), (-1, False)], ids=["zero-off", "negative"])
+def test_the_margin_setting_is_checked_at_load(value: int, ok: bool) -> None:
+    """``billing.near_threshold_minutes`` is validated with the plan (0 turns the card off)."""
+    import tomllib
+
+    from bhi_fhir.practice_plan import PracticePlanError, parse_practice_plan
+
+    data = tomllib.loads((examples_dir() / "practice-plan.toml").read_text())
+    data["billing"]["near_threshold_minutes"] = value
+    if ok:
+        assert parse_practice_plan(data).billing.near_threshold_minutes == value
+    else:
+        with pytest.raises(PracticePlanError, match="near_threshold_minutes"):
+            parse_practice_plan(data)
