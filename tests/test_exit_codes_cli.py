@@ -102,6 +102,9 @@ SERVER_COMMANDS: dict[str, Args] = {
     "measure": lambda t: ["measure", "--period", "2026", "--server", BASE],
     "subscribe": lambda t: ["subscribe", "--server", BASE, "--endpoint",
                             "https://app.example/fhir-notify", "--secret", "s"],
+    "registry": lambda t: ["registry", "--server", BASE, "--state-url",
+                           f"sqlite:///{t / 's.db'}", "--today", "2026-10-02"],
+    "export": lambda t: ["export", "--server", BASE, "--out", str(t / "export")],
 }
 FAULTS = {
     "unreachable": httpx.ConnectError("Connection refused"),
