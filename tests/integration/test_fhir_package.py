@@ -26,6 +26,7 @@ test-artifacts/fhir-package-validation.json.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import tarfile
@@ -35,7 +36,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -53,6 +53,7 @@ from bhi_fhir.codes import (
     SNOMED,
     US_CORE_CATEGORY,
 )
+from bhi_fhir.fhir import FhirClient
 from bhi_fhir.paths import examples_dir, profiles_dir
 from bhi_fhir.sync import run_sync
 from smart_app.config import Settings
@@ -90,23 +91,19 @@ def package_resources() -> list[dict[str, Any]]:
         ]
 
 
-@pytest.fixture(scope="module")
-def http(fhir_base_url: str) -> Iterator[httpx.Client]:
-    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
-    with httpx.Client(base_url=fhir_base_url, headers=headers, timeout=120) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def loaded(http: httpx.Client, run_tag: RunTag) -> list[dict[str, Any]]:
-    """The package's conformance resources PUT with their own ids (run-tagged: cleaned up)."""
+async def _put_conformance(base: str, run_tag: RunTag) -> list[dict[str, Any]]:
     resources = package_resources()
-    for resource in resources:
-        if resource["resourceType"] in CONFORMANCE:
-            response = http.put(f"/{resource['resourceType']}/{resource['id']}",
-                                json=run_tag.tag(dict(resource)))
-            assert response.status_code in (200, 201), response.text[:500]
+    async with FhirClient(base, max_retries=2, backoff_max=2) as client:
+        for resource in resources:
+            if resource["resourceType"] in CONFORMANCE:
+                await client.update(run_tag.tag(dict(resource)))
     return resources
+
+
+@pytest.fixture(scope="module")
+def loaded(fhir_base_url: str, run_tag: RunTag) -> list[dict[str, Any]]:
+    """The package's conformance resources PUT with their own ids (run-tagged: cleaned up)."""
+    return asyncio.run(_put_conformance(fhir_base_url, run_tag))
 
 
 def profile_for(resource: dict[str, Any]) -> str:
@@ -133,11 +130,9 @@ def profile_for(resource: dict[str, Any]) -> str:
     return PROFILE + {"Consent": "bhi-consent", "Provenance": "bhi-provenance"}[kind]
 
 
-def validate(http: httpx.Client, resource: dict[str, Any], profile: str | None) -> list[dict]:
-    params = {"profile": profile} if profile else None
-    response = http.post(f"/{resource['resourceType']}/$validate", params=params, json=resource)
-    outcome = response.json()
-    assert outcome.get("resourceType") == "OperationOutcome", response.text[:500]
+async def validate(fhir: FhirClient, resource: dict[str, Any], profile: str | None) -> list[dict]:
+    outcome = await fhir.validate(resource, profile)
+    assert outcome.get("resourceType") == "OperationOutcome", outcome
     return list(outcome.get("issue", []))
 
 
@@ -163,7 +158,7 @@ def problems(issues: list[dict[str, Any]], counts: Counter[str]) -> list[str]:
     return out
 
 
-def assert_conform(http: httpx.Client, label: str, resources: list[dict[str, Any]]) -> None:
+async def assert_conform(fhir: FhirClient, label: str, resources: list[dict[str, Any]]) -> None:
     """Every resource valid against its profile; a claimed meta.profile must be that one."""
     counts: Counter[str] = Counter()
     failures = []
@@ -174,7 +169,7 @@ def assert_conform(http: httpx.Client, label: str, resources: list[dict[str, Any
             assert claimed == [profile], f"{resource['resourceType']} claims {claimed}"
         counts[f"resources: {resource['resourceType']}"] += 1
         counts["resources"] += 1
-        found = problems(validate(http, resource, profile), counts)
+        found = problems(await validate(fhir, resource, profile), counts)
         failures += [f"{resource['resourceType']} ({profile}): {p}" for p in found]
     _results[label] = counts
     REPORT.parent.mkdir(exist_ok=True)
@@ -182,9 +177,8 @@ def assert_conform(http: httpx.Client, label: str, resources: list[dict[str, Any
     assert not failures, f"{len(failures)} problems, first: " + "\n".join(failures[:10])
 
 
-def test_the_package_is_valid_r4(http: httpx.Client, loaded: list[dict[str, Any]]) -> None:
-    """Each resource of the package against base R4 (and its own StructureDefinition: none
-    of the conformance resources claims a profile)."""
+async def test_the_package_is_valid_r4(fhir: FhirClient, loaded: list[dict[str, Any]]) -> None:
+    """Each resource of the package against base R4 (none of them claims a profile)."""
     kinds = Counter(r["resourceType"] for r in loaded)
     assert kinds["StructureDefinition"] >= 30 and kinds["CodeSystem"] >= 4
     assert kinds["CapabilityStatement"] == 2 and kinds["ImplementationGuide"] == 1
@@ -198,29 +192,13 @@ def test_the_package_is_valid_r4(http: httpx.Client, loaded: list[dict[str, Any]
             continue
         counts["resources"] += 1
         failures += [f"{resource['resourceType']}/{resource['id']}: {p}"
-                     for p in problems(validate(http, resource, None), counts)]
+                     for p in problems(await validate(fhir, resource, None), counts)]
     _results["package"] = counts
     assert not failures, "\n".join(failures[:10])
 
 
-def test_a_wrong_profile_and_an_unknown_code_fail(
-    http: httpx.Client, loaded: list[dict[str, Any]], tmp_path: Path
-) -> None:
-    """The profiles are applied, not skipped: an engage Task is not a consent Task, and a code
-    the bhi-activity CodeSystem does not define is an error."""
-    engage = next(r for r in _apply(tmp_path)
-                  if r["resourceType"] == "Task" and profile_for(r).endswith("-engage"))
-    assert problems(validate(http, engage, PROFILE + "bhi-task-consent"), Counter())
-    unknown = json.loads(json.dumps(engage))
-    unknown["code"]["coding"][0]["code"] = "not-a-bhi-activity"
-    assert any("not-a-bhi-activity" in p
-               for p in problems(validate(http, unknown, PROFILE + "bhi-task"), Counter()))
-    missing = json.loads(json.dumps(engage))
-    missing["extension"] = [{"url": f"{BHI_BASE}/StructureDefinition/nowhere", "valueString": "x"}]
-    assert problems(validate(http, missing, PROFILE + "bhi-task-engage"), Counter())
-
-
-def _apply(tmp_path: Path) -> list[dict[str, Any]]:
+@pytest.fixture
+def apply_output(tmp_path: Path) -> list[dict[str, Any]]:
     """The resources of the bundled clinic's ``apply`` transaction Bundle."""
     out = tmp_path / "bundle.json"
     result = CliRunner().invoke(cli, ["apply", str(examples_dir() / "clinic"), "--plan",
@@ -230,13 +208,29 @@ def _apply(tmp_path: Path) -> list[dict[str, Any]]:
     return [e["resource"] for e in json.loads(out.read_text())["entry"]]
 
 
-def test_the_clinic_apply_output_conforms(
-    http: httpx.Client, loaded: list[dict[str, Any]], tmp_path: Path
+async def test_a_wrong_profile_and_an_unknown_code_fail(
+    fhir: FhirClient, loaded: list[dict[str, Any]], apply_output: list[dict[str, Any]]
 ) -> None:
-    resources = _apply(tmp_path)
-    kinds = Counter(r["resourceType"] for r in resources)
+    """The profiles are applied, not skipped: an engage Task is not a consent Task, a code
+    the bhi-activity CodeSystem does not define is an error, an unknown extension fails."""
+    engage = next(r for r in apply_output
+                  if r["resourceType"] == "Task" and profile_for(r).endswith("-engage"))
+    assert problems(await validate(fhir, engage, PROFILE + "bhi-task-consent"), Counter())
+    unknown = json.loads(json.dumps(engage))
+    unknown["code"]["coding"][0]["code"] = "not-a-bhi-activity"
+    found = problems(await validate(fhir, unknown, PROFILE + "bhi-task"), Counter())
+    assert any("not-a-bhi-activity" in p for p in found), found
+    missing = json.loads(json.dumps(engage))
+    missing["extension"] = [{"url": f"{BHI_BASE}/StructureDefinition/nowhere", "valueString": "x"}]
+    assert problems(await validate(fhir, missing, PROFILE + "bhi-task-engage"), Counter())
+
+
+async def test_the_clinic_apply_output_conforms(
+    fhir: FhirClient, loaded: list[dict[str, Any]], apply_output: list[dict[str, Any]]
+) -> None:
+    kinds = Counter(r["resourceType"] for r in apply_output)
     assert kinds["CarePlan"] and kinds["Task"] and kinds["ServiceRequest"], kinds
-    assert_conform(http, "apply", resources)
+    await assert_conform(fhir, "apply", apply_output)
 
 
 @pytest.fixture
@@ -248,7 +242,7 @@ def _delete_case(fhir_base_url: str, case_id: str) -> Iterator[None]:
 
 @pytest.mark.usefixtures("_delete_case")
 async def test_a_syncs_writes_conform(
-    http: httpx.Client, loaded: list[dict[str, Any]], fhir_base_url: str, run_tag: RunTag,
+    fhir: FhirClient, loaded: list[dict[str, Any]], fhir_base_url: str, run_tag: RunTag,
     case_id: str, tmp_path: Path,
 ) -> None:
     """What the sync wrote: the targets of its Provenances (the seeded EHR records are not
@@ -256,25 +250,18 @@ async def test_a_syncs_writes_conform(
     seed_clinic(fhir_base_url, run_tag, case_id, 26)
     report = await run_sync(config(fhir_base_url, run_tag, case_id, tmp_path / "state.db"))
     assert report.status == "ok", report.to_text()
-    written: dict[str, dict[str, Any]] = {}
+    written = {}
     for kind in WRITTEN_TYPES:
-        url: str | None = f"/{kind}"
-        params: dict[str, str] | None = {"_tag": f"{CASE_SYSTEM}|{case_id}", "_count": "500"}
-        while url:
-            page = http.get(url, params=params).json()
-            for entry in page.get("entry", []):
-                resource = entry["resource"]
-                written[f"{kind}/{resource['id']}"] = resource
-            url = next((lk["url"] for lk in page.get("link", []) if lk["relation"] == "next"),
-                       None)
-            params = None
+        async for resource in fhir.search(kind, {"_tag": f"{CASE_SYSTEM}|{case_id}",
+                                                 "_count": "500"}):
+            written[f"{kind}/{resource['id']}"] = resource
     provenances = [r for r in written.values() if r["resourceType"] == "Provenance"]
     targets = {t["reference"].split("/_history/")[0]
                for p in provenances for t in p["target"]}
     resources = [written[t] for t in sorted(targets)] + provenances
     kinds = Counter(r["resourceType"] for r in resources)
     assert {"CarePlan", "Task", "ServiceRequest", "Observation", "Provenance"} <= set(kinds), kinds
-    assert_conform(http, "sync", [_without_server_meta(r) for r in resources])
+    await assert_conform(fhir, "sync", [_without_server_meta(r) for r in resources])
 
 
 def _without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
@@ -289,60 +276,66 @@ def _without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_the_billing_encounters_conform(
-    http: httpx.Client, loaded: list[dict[str, Any]], tmp_path: Path
-) -> None:
+@pytest.fixture
+def bill_output(tmp_path: Path) -> list[dict[str, Any]]:
+    """``bill``'s transaction for the bundled clinic's October (dry run, from the files)."""
     out = tmp_path / "bill.json"
     result = CliRunner().invoke(cli, ["bill", "--month", "2026-10", "--input",
                                       str(examples_dir() / "clinic"), "--plan", str(PLAN),
                                       "--dry-run", "--format", "json", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    resources = [e["resource"] for e in json.loads(out.read_text())["entry"]]
-    assert Counter(r["resourceType"] for r in resources)["Encounter"] > 0
-    assert_conform(http, "bill", resources)
+    return [e["resource"] for e in json.loads(out.read_text())["entry"]]
+
+
+async def test_the_billing_encounters_conform(
+    fhir: FhirClient, loaded: list[dict[str, Any]], bill_output: list[dict[str, Any]]
+) -> None:
+    assert Counter(r["resourceType"] for r in bill_output)["Encounter"] > 0
+    await assert_conform(fhir, "bill", bill_output)
 
 
 @pytest.fixture
-def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The app in demo mode (the bundled clinic in memory), as tests/smart_app use it."""
+def app_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """A time entry and a consent recorded in the app in demo mode (the bundled clinic in
+    memory, as tests/smart_app use it), with their Provenances."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     settings = Settings(  # type: ignore[call-arg]
         demo=True, demo_clinic=_clinic(tmp_path), cookie_secure=False, base_url=APP_URL,
         today=TODAY,
     )
-    with TestClient(create_app(settings), base_url=APP_URL) as client:
-        client.get("/demo", follow_redirects=False)
-        yield client
+    with TestClient(create_app(settings), base_url=APP_URL) as demo:
+        demo.get("/demo", follow_redirects=False)
+        page = demo.get("/patient/evil").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        entry = re.search(r'name="entry_id" value="([^"]+)"', page)
+        assert csrf and entry
+        demo.post("/patient/evil/time", follow_redirects=False, data={
+            "csrf_token": csrf[1], "entry_id": entry[1], "minutes": "25", "mode": "phone"})
+        demo.post("/patient/evil/consent", follow_redirects=False,
+                  data={"csrf_token": csrf[1], "confirm": "yes"})
+        store = demo.app.state.demo_source._by_key  # type: ignore[attr-defined]
+        # The demo clinic has no Provenance: every one is the app's; the patient had no time
+        # entry nor consent before.
+        return [_without_server_meta(r) for (kind, _), r in store.items()
+                if kind == "Provenance" or (
+                    kind in ("Encounter", "Consent")
+                    and r.get("subject", r.get("patient", {})).get("reference")
+                    == "Patient/evil")]
 
 
-def test_the_apps_writes_conform(
-    http: httpx.Client, loaded: list[dict[str, Any]], demo: TestClient
+async def test_the_apps_writes_conform(
+    fhir: FhirClient, loaded: list[dict[str, Any]], app_writes: list[dict[str, Any]]
 ) -> None:
-    """A time entry and a consent recorded in the app, with their Provenances."""
-    page = demo.get("/patient/evil").text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    entry = re.search(r'name="entry_id" value="([^"]+)"', page)
-    assert csrf and entry
-    demo.post("/patient/evil/time", follow_redirects=False, data={
-        "csrf_token": csrf[1], "entry_id": entry[1], "minutes": "25", "mode": "phone"})
-    demo.post("/patient/evil/consent", follow_redirects=False,
-              data={"csrf_token": csrf[1], "confirm": "yes"})
-    store = demo.app.state.demo_source._by_key  # type: ignore[attr-defined]
-    # The demo clinic has no Provenance: every one is the app's; the patient had no time
-    # entry nor consent before.
-    written = [r for (kind, _), r in store.items() if kind == "Provenance" or (
-        kind in ("Encounter", "Consent")
-        and r.get("subject", r.get("patient", {})).get("reference") == "Patient/evil")]
-    kinds = Counter(r["resourceType"] for r in written)
+    kinds = Counter(r["resourceType"] for r in app_writes)
     assert kinds["Encounter"] == 1 and kinds["Consent"] == 1 and kinds["Provenance"] >= 2, kinds
-    assert_conform(http, "app", [_without_server_meta(r) for r in written])
+    await assert_conform(fhir, "app", app_writes)
 
 
-def test_a_time_entry_built_by_the_billing_module_conforms(
-    http: httpx.Client, loaded: list[dict[str, Any]]
+async def test_a_time_entry_built_by_the_billing_module_conforms(
+    fhir: FhirClient, loaded: list[dict[str, Any]]
 ) -> None:
-    """The representation the app and the tests share (bhi_fhir.billing.time_entry), with and
-    without a program."""
+    """The representation the app and the tests share (bhi_fhir.billing.time_entry), in each
+    mode, with and without a program."""
     entries = [
         time_entry(id=f"t{n}", patient="Patient/p1", clinician="Practitioner/bhcm-garcia",
                    start=datetime(2026, 11, 20, 15, tzinfo=UTC),
@@ -352,4 +345,4 @@ def test_a_time_entry_built_by_the_billing_module_conforms(
         for n, (mode, program) in enumerate((("phone", "cocm"), ("in-person", None),
                                              ("video", "bhi")))
     ]
-    assert_conform(http, "time-entry", entries)
+    await assert_conform(fhir, "time-entry", entries)
