@@ -43,6 +43,8 @@ from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.fhir import FhirError
 from bhi_fhir.instruments import score_response
 from bhi_fhir.paths import profiles_dir
+from bhi_fhir.timeline import TERMINAL_STATUSES
+from bhi_fhir.workflow.feedback import PATIENT_RULE
 from smart_app import writes
 from smart_app.data import ClinicSource
 from smart_app.deps import FormDep, Refusal, SessionDep, TemplatesDep, render
@@ -114,6 +116,43 @@ def _require_patient(session: Session, patient_id: str, name: str) -> bool:
         require_care_team(session)
         return True
     raise Refusal("Not available", "The questionnaires are filled in by the patient.", 403)
+
+
+def _open_survey_task(resources: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The patient's open patient-feedback Task (the workflow's, on the server), if any."""
+    for resource in resources:
+        if (resource.get("resourceType") == "Task" and resource.get("id")
+                and resource.get("status") not in TERMINAL_STATUSES
+                and any(str(i.get("value", "")).startswith(f"{PATIENT_RULE}:")
+                        for i in resource.get("identifier") or []
+                        if i.get("system") == BHI_IDENTIFIER)):
+            return resource
+    return None
+
+
+def _task_done(
+    task: dict[str, Any], response_url: str, user: str | None, now: datetime
+) -> list[dict[str, Any]]:
+    """The survey Task completed (its output the recorded response) with its Provenance."""
+    done = dict(task)
+    done["status"] = "completed"
+    done["executionPeriod"] = {**(task.get("executionPeriod") or {}),
+                               "end": now.isoformat(timespec="seconds")}
+    done["output"] = [*(task.get("output") or []), {
+        "type": {"text": "questionnaire response"}, "valueReference": {"reference": response_url}}]
+    version = (task.get("meta") or {}).get("versionId")
+    return [
+        writes.update_entry(done, version),
+        writes.provenance_entry(
+            [f"Task/{task['id']}"],
+            key=f"provenance:task:{task['id']}:update:{version or 'unversioned'}",
+            reason="patient experience survey recorded on a call",
+            operation="UPDATE",
+            user=user,
+            recorded=now,
+            sources=[f"Task/{task['id']}/_history/{version}"] if version else (),
+        ),
+    ]
 
 
 def _needs_crisis_line(response: dict[str, Any]) -> bool:
@@ -273,6 +312,10 @@ async def questionnaire_submit(
         user=author,
         recorded=now,
     )
+    if on_call:  # the care team's open survey Task is done: completed, its output the answers
+        task = _open_survey_task(await _load(source, patient_id))
+        if task is not None:
+            bundle["entry"].extend(_task_done(task, bundle["entry"][0]["fullUrl"], author, now))
     try:
         answer = await source.transaction(bundle)
     except FhirError as exc:

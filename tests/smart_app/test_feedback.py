@@ -143,3 +143,25 @@ def test_not_knowing_the_crisis_contact_shows_the_practices_crisis_line(
         saved = app_client.get(done.headers["location"]).text
         assert ('id="crisis-line"' in saved) is shown and "your feedback was saved" in saved
         assert "Your care team will also contact you" not in saved
+
+
+def test_recording_the_survey_on_a_call_completes_the_open_survey_task(
+    app_client: TestClient, ehr: AuthServerState
+) -> None:
+    ehr.resources["Task/t9"] = {
+        "resourceType": "Task", "id": "t9", "meta": {"versionId": "2"},
+        "identifier": [{"system": "https://bhi-fhir.dev/fhir/identifier",
+                        "value": "patient-feedback:CarePlan/cp1:week-8"}],
+        "status": "requested", "intent": "order", "for": {"reference": "Patient/p1"},
+    }
+    ehr_launch(app_client, ehr)
+    page = app_client.get(PATIENT_FORM)
+    app_client.post(PATIENT_FORM, data=_filled(page.text, listened="2"), follow_redirects=False)
+    (bundle,) = ehr.transactions
+    _, _, task, provenance = (e["resource"] for e in bundle["entry"])
+    assert task["status"] == "completed" and task["id"] == "t9"
+    assert task["output"] == [{"type": {"text": "questionnaire response"},
+                               "valueReference": {"reference": bundle["entry"][0]["fullUrl"]}}]
+    assert bundle["entry"][2]["request"] == {"method": "PUT", "url": "Task/t9",
+                                             "ifMatch": 'W/"2"'}
+    assert provenance["target"] == [{"reference": "Task/t9"}]
