@@ -176,6 +176,19 @@ def request_kind(request: httpx.Request) -> str:
     return f"{request.method} {path.split('/', 1)[0] or 'base'}"
 
 
+SERVER_PID: int | None = None  # --hapi-pid: the server's CPU time is measured per contender
+LAST_CPU: list[float] = [0.0]  # the server CPU seconds of the last timed contender
+
+
+def server_cpu() -> float:
+    """CPU seconds the server process has used so far (0 without --hapi-pid): what a
+    contender cost the server, which load from other processes does not inflate."""
+    if SERVER_PID is None:
+        return 0.0
+    fields = Path(f"/proc/{SERVER_PID}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def kinds_text(kinds: Counter[str]) -> str:
     return ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
 
@@ -300,7 +313,7 @@ async def prebuilt(base: str, code: str) -> tuple[float, int, int]:
         if entries:
             bundles.append({"resourceType": "Bundle", "type": "transaction", "entry": entries})
     async with FhirClient(base, transport=RoundTrip()) as client:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), server_cpu()
         # as many in flight as the sync's client allows (FhirClient max_concurrency): the
         # same concurrency on both sides
         gate = asyncio.Semaphore(PREBUILT_IN_FLIGHT)
@@ -317,6 +330,7 @@ async def prebuilt(base: str, code: str) -> tuple[float, int, int]:
                 await client.transaction(bundle)
 
         await asyncio.gather(*(post(b) for b in bundles))
+        LAST_CPU[0] = server_cpu() - cpu
         return (time.perf_counter() - started, client.request_count,
                 sum(len(b["entry"]) for b in bundles))
 
@@ -342,10 +356,14 @@ async def main() -> None:
                         help="comma-separated worker counts, e.g. 1,2,4: that many `sync "
                              "--worker` processes over one copy, on a throwaway PostgreSQL "
                              "(tests/pg_server.py)")
+    parser.add_argument("--hapi-pid", type=int,
+                        help="the server's process id: print the CPU seconds each contender "
+                             "cost it (not inflated by other load on the machine)")
     parser.add_argument("--child-worker", nargs=3, metavar=("STATE_URL", "CODE", "RTT_MS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global RTT
+    global RTT, SERVER_PID
+    SERVER_PID = args.hapi_pid
     if args.child_worker:
         await child_worker(args.base, *args.child_worker)
         return
@@ -403,13 +421,14 @@ async def one_latency(  # type: ignore[no-untyped-def]
         # a run late, so a machine whose load drifts during the table favours neither
         KINDS.clear()
         sync_wall, report = await timed_sync(args.base, codes["sync"], run)
-        sync_kinds = Counter(KINDS)
+        sync_kinds, cpus = Counter(KINDS), {"sync": [LAST_CPU[0]]}
         sync_writes = sum(report.written.values()) + sum(report.provenance.values())
         print(f"sync: {sync_wall:.1f}s, {report.requests} requests ({report.status}"
               f"{', ' + report.problems[0].message if report.problems else ''})", flush=True)
         KINDS.clear()
         p_wall, p_requests, p_writes = await prebuilt(args.base, codes["pre"])
         p_kinds = Counter(KINDS)
+        cpus["prebuilt"] = [LAST_CPU[0]]
         print(f"prebuilt: {p_wall:.1f}s, {p_requests} requests", flush=True)
         naives = []
         for c in concurrency:
@@ -420,10 +439,13 @@ async def one_latency(  # type: ignore[no-untyped-def]
             assert state_url is not None
             workers.append((n, *await timed_workers(args.base, codes[f"workers{n}"], n,
                                                       state_url, rtt_ms)))
+            cpus[f"{n} worker(s)"] = [LAST_CPU[0]]
             print(f"{n} workers: {workers[-1][1]:.1f}s", flush=True)
         p_wall2 = (await prebuilt(args.base, codes["pre2"]))[0]
+        cpus["prebuilt"].append(LAST_CPU[0])
         print(f"prebuilt: {p_wall2:.1f}s", flush=True)
         sync_wall2 = (await timed_sync(args.base, codes["sync2"], run))[0]
+        cpus["sync"].append(LAST_CPU[0])
         print(f"sync: {sync_wall2:.1f}s", flush=True)
         p_wall, sync_wall = (p_wall + p_wall2) / 2, (sync_wall + sync_wall2) / 2
         print(f"\n{rtt_ms:g} ms added per request, {args.patients} patients (sync, prebuilt: "
@@ -440,6 +462,9 @@ async def one_latency(  # type: ignore[no-untyped-def]
                   f"{n_wall / p_wall:9.2f}")
         print(f"{'prebuilt':18} {p_wall:8.2f} {p_requests:9d} {p_writes:7d} {1:9.2f}")
         print(f"requests by kind: sync {kinds_text(sync_kinds)}; prebuilt {kinds_text(p_kinds)}")
+        if SERVER_PID is not None:
+            print("server CPU s (mean): " + ", ".join(
+                f"{k} {sum(v) / len(v):.1f}" for k, v in cpus.items()))
         print("load average (1, 5, 15 min) at the end of the table: "
               + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
         for c, n_wall, n_requests, _ in naives:
@@ -469,13 +494,14 @@ async def timed_workers(
     for child in children:  # each says "ready" once imported
         assert child.stdout is not None
         await child.stdout.readline()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), server_cpu()
     for child in children:
         assert child.stdin is not None
         child.stdin.write(b"go\n")
         await child.stdin.drain()
     outputs = [await child.communicate() for child in children]
     wall = time.perf_counter() - started
+    LAST_CPU[0] = server_cpu() - cpu
     reports = [json.loads(out.decode()) for out, _ in outputs]
     assert all(r["status"] == "ok" for r in reports), reports
     writes = sum(sum(r["written"].values()) + sum(r["provenance"].values()) for r in reports)
@@ -533,11 +559,12 @@ async def child_worker(base: str, state_url: str, code: str, rtt_ms: str) -> Non
 
 async def timed_sync(base: str, code: str, run: str) -> tuple[float, Any]:
     state = Path(f"/tmp/bench-sync-{run}-{code}.db")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), server_cpu()
     report = await run_sync(SyncConfig(
         server=base, today=TODAY, state_url=f"sqlite:///{state}",
         where=[("_tag", f"{CASE}|{code}")], tags=[(CASE, code)], transport=RoundTrip()))
     wall = time.perf_counter() - started
+    LAST_CPU[0] = server_cpu() - cpu
     state.unlink(missing_ok=True)
     return wall, report
 
