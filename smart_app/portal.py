@@ -19,7 +19,9 @@ the same way, each item optional (a form with no answer at all is sent back):
 
 * the **patient experience survey** (``patient-experience``) in the patient's portal, and by
   the care team for the patient on a call (the care manager the author, the patient the
-  ``source``: who gave the answers);
+  ``source``: who gave the answers; the patient's open survey Task completed in the same
+  transaction, its output the response). A patient who does not know whom to contact in a
+  crisis (or is not sure) sees the practice's crisis line on the saved page;
 * the **staff workflow survey** at ``/feedback/staff``: any clinician of the care team, for
   themself (author and source; no subject). The EHR must let the user create that
   QuestionnaireResponse (a ``user/QuestionnaireResponse.c`` scope).
