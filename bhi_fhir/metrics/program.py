@@ -179,7 +179,8 @@ def screen_to_contact(episodes: Sequence[Episode], period: Period, today: date) 
     buckets.append(("no contact yet", waiting))
     within = sum(1 for w in waits if w <= FOLLOW_UP_WINDOW_DAYS)
     screened = len(waits) + waiting
-    headline = (f"median {median(waits):g} days; contacted within 4 weeks: "
+    middle = median(waits) if waits else 0
+    headline = (f"median {middle:g} day{'' if middle == 1 else 's'}; contacted within 4 weeks: "
                 f"{_rate_text(within, screened)}" if waits else _rate_text(0, screened))
     return Metric(
         "screen-to-contact", "Time from positive screen to first contact",
