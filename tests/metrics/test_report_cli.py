@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import app
+from bhi_fhir.exit_codes import EXIT_DATAERR
 from bhi_fhir.measures.common import Period
 from bhi_fhir.metrics.figures import csv_cell, parse_period
 
@@ -130,3 +131,18 @@ def test_measures_per_rate_as_the_measure_command_counts_them(tmp_path: Path) ->
     assert rows["DSF-E/screening"] == [15, 15, 100.0]
     assert rows["DSF-E/follow-up"] == [15, 13, 86.7]
     assert set(rows) >= {"CMS159", "DMS-E/period-1", "DRR-E/remission"}
+
+
+def test_a_bad_input_line_exits_65_after_the_rest_is_written(tmp_path: Path) -> None:
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    for path in CLINIC.glob("*.ndjson"):
+        (folder / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (folder / "Broken.ndjson").write_text("{not json\n", encoding="utf-8")
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(app, [
+        "report", "--period", "2026-Q4", "--input", str(folder), "--plan", str(PLAN),
+        "--today", "2026-11-26", "--format", "json", "--output", str(out)])
+    assert result.exit_code == EXIT_DATAERR
+    assert "error:" in result.output and "Broken.ndjson" in result.output
+    assert json.loads(out.read_text(encoding="utf-8"))["enrolledPatients"] == 13
