@@ -319,7 +319,7 @@ def count_record(
     patient is recorded deceased without a date."""
     entries, rejected = ledger_entries(record.encounters, tz)
     consent = consent_windows(record, rules, tz)
-    blocks, warnings = discharge_blocks(record, tz)
+    blocks, warnings = discharge_blocks(record, tz, rules.enrollment)
     after_death, death_undated = after_death_of(record, tz)
     counted = count_entries(
         entries,

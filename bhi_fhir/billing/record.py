@@ -35,8 +35,9 @@ from bhi_fhir.billing._time import (
 )
 from bhi_fhir.billing.codes import APCM_BASE_CODES, MONTHLY_CARE_MANAGEMENT_CODES, PayerRules
 from bhi_fhir.billing.rules import BillingRules
-from bhi_fhir.codes import ICD10CM, MENTAL_HEALTH_CARE_PLAN, SNOMED
+from bhi_fhir.codes import ICD10CM
 from bhi_fhir.fhirjson import ResourceDict as Resource
+from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule, is_bhi_plan
 
 __all__ = [
     "Diagnosis",
@@ -145,8 +146,14 @@ def consent_windows(record: PatientRecord, rules: BillingRules, tz: tzinfo) -> l
     return union(windows)
 
 
-def discharge_blocks(record: PatientRecord, tz: tzinfo) -> tuple[list[Interval], list[str]]:
+def discharge_blocks(
+    record: PatientRecord, tz: tzinfo, rule: EnrollmentRule = OWN_ENROLLMENT
+) -> tuple[list[Interval], list[str]]:
     """Spans after a BHI episode ended (until a later BHI CarePlan starts), and warnings.
+
+    A BHI CarePlan is one ``rule`` recognises (bhi-fhir's own, or the practice's by identifier
+    system or instantiated canonical); another service's mental-health care plan ending does
+    not end the BHI episode, so it holds no minutes back.
 
     The episode ends at the CarePlan's ``period.end`` (a date ends with its day; episode of care: NC
     Medicaid citing AMA). A plan ``completed`` or ``revoked`` without ``period.end`` ended at the
@@ -157,8 +164,7 @@ def discharge_blocks(record: PatientRecord, tz: tzinfo) -> tuple[list[Interval],
     for plan in record.careplans:
         if plan.get("status") in ("entered-in-error", "draft"):
             continue
-        category = get_list(plan, "category")
-        if not any(s == SNOMED and c == MENTAL_HEALTH_CARE_PLAN for s, c, _ in codings(category)):
+        if not is_bhi_plan(plan, rule):
             continue
         period = get_dict(plan, "period")
         start = parse_datetime(period.get("start"), tz) or FAR_PAST

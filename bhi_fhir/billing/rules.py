@@ -40,6 +40,8 @@ from bhi_fhir.billing.codes import (
     Thresholds,
 )
 from bhi_fhir.codes import CPT, HCPCS, SNOMED
+from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule
+from bhi_fhir.workflow.plan_settings import enrollment_rule
 
 if TYPE_CHECKING:
     from bhi_fhir.practice_plan import PracticePlan
@@ -140,6 +142,11 @@ class BillingRules(BaseModel):
         description="payer rules by Coverage.payor reference, identifier value or display",
     )
     thresholds: Thresholds = DEFAULT_THRESHOLDS
+    enrollment: EnrollmentRule = Field(
+        default=OWN_ENROLLMENT,
+        description="which CarePlans are the practice's BHI episodes (their end ends the "
+        "episode); another service's mental-health care plan is not one",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -209,4 +216,5 @@ def rules_from_plan(
             addon_step=billing.addon_unit_minutes,
             general_bhi_from=billing.general_bhi_minutes,
         ),
+        enrollment=enrollment_rule(plan),
     )

@@ -5,6 +5,7 @@ receiver, the app's writes, a refresh on demand), so the store is filled from ex
 records the live page reads. Requests, for ``p`` patients::
 
     GET  CarePlan?category=…|718347000&status=active&_count=200        (paged)  the enrolled
+         (+ one search per identifier system or canonical the practice plan's [enrollment] adds)
     POST base (batch: Patient?_id=a,b,… and one patient-compartment search per type with the
          page's patients OR-ed, subject=Patient/a,Patient/b,…)          ⌈p/50⌉ (+ next pages)
 """
@@ -27,6 +28,7 @@ __all__ = [
     "REGISTRY_PAGE",
     "SEARCH_FILTERS",
     "enrolled_ids",
+    "enrollment_searches",
     "read_records",
 ]
 
@@ -57,15 +59,28 @@ SEARCH_FILTERS: dict[str, dict[str, str]] = {
 REGISTRY_PAGE = 50  # patients per batch of registry searches (keeps URLs short)
 
 
+def enrollment_searches(rule: EnrollmentRule = OWN_ENROLLMENT) -> list[dict[str, str]]:
+    """The CarePlan searches that find every enrollment ``rule`` recognises: the mental-health
+    category (bhi-fhir's own plans carry it), and one search per identifier system or canonical
+    the practice adds, since an EHR's own BHI CarePlan need not carry that category."""
+    active = {"status": "active", "_count": "200"}
+    searches = [{"category": MENTAL_HEALTH_CARE_PLAN, **active}]
+    for system in sorted(rule.identifier_systems - OWN_ENROLLMENT.identifier_systems):
+        searches.append({"identifier": f"{system}|", **active})
+    for canonical in sorted(rule.instantiates - OWN_ENROLLMENT.instantiates):
+        searches.append({"instantiates-canonical": canonical, **active})
+    return searches
+
+
 async def enrolled_ids(client: FhirClient, rule: EnrollmentRule = OWN_ENROLLMENT) -> list[str]:
     """Ids of patients enrolled: the practice's own active BHI CarePlan (``rule``), not another
     service's mental-health care plan."""
-    params = {"category": MENTAL_HEALTH_CARE_PLAN, "status": "active", "_count": "200"}
     ids: list[str] = []
-    async for plan in client.search("CarePlan", params):
-        ref = patient_of(plan) if is_enrollment(plan, rule) else None
-        if ref and ref.split("/", 1)[1] not in ids:
-            ids.append(ref.split("/", 1)[1])
+    for params in enrollment_searches(rule):
+        async for plan in client.search("CarePlan", params):
+            ref = patient_of(plan) if is_enrollment(plan, rule) else None
+            if ref and ref.split("/", 1)[1] not in ids:
+                ids.append(ref.split("/", 1)[1])
     return ids
 
 

@@ -14,6 +14,7 @@ import logging
 from datetime import date, timedelta
 from typing import Any
 
+from bhi_fhir.codes import MENTAL_HEALTH_CARE_PLAN, SNOMED
 from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.fhirjson import patient_of
 from bhi_fhir.instruments import sex_of
@@ -25,8 +26,10 @@ from bhi_fhir.timeline import (
     Timeline,
     TimelineSettings,
     build_timeline,
+    is_bhi_plan,
     is_enrollment,
 )
+from bhi_fhir.timeline.refs import has_code
 
 __all__ = [
     "MALFORMED_FLAG",
@@ -46,8 +49,6 @@ logger = logging.getLogger(__name__)
 
 NO_CONTACT_DAYS = 28  # registry flag "no contact in 4 weeks"
 MALFORMED_FLAG = "malformed record"  # the registry row of a patient whose record cannot be read
-# The server-side filter of the registry's enrollment search (category=…|718347000).
-MENTAL_HEALTH_CARE_PLAN_CODE = "718347000"
 
 
 def patient_name(patient: Resource) -> str:
@@ -99,12 +100,10 @@ def billing_summary(
     """Care-management minutes this month and the codes they reach (bhi_fhir.billing)."""
     try:
         from bhi_fhir.billing.ledger import Month, close_month, group_by_patient
-        from bhi_fhir.billing.rules import BillingRules
+        from bhi_fhir.billing.rules import BillingRules, rules_from_plan
 
-        rules = BillingRules(
-            program="bhi" if plan is not None and plan.billing.program == "general-bhi" else "cocm",
-            billing_practitioner=plan.team.billing_practitioner.reference if plan else None,
-        )
+        # The practice plan's billing rules, as `bill` and the CDS billing card read them.
+        rules = rules_from_plan(plan) if plan is not None else BillingRules()
         records = group_by_patient(resources)
         patient_ref = f"Patient/{resources[0]['id']}"
         record = records.get(patient_ref)
@@ -140,25 +139,25 @@ def record_status(facts: dict[str, Any]) -> str:
 
 
 def enrolled_in(resources: list[Resource], rule: EnrollmentRule = OWN_ENROLLMENT) -> bool:
-    """Whether the registry lists this patient: one of the patient's own active CarePlans of
-    the mental-health category is the practice's BHI plan (``rule``) — what the registry's
-    enrollment search (category + status, then ``is_enrollment``) finds on the server."""
+    """Whether the registry lists this patient: one of the patient's own active CarePlans is
+    the practice's BHI plan (``rule``), as the registry's enrollment searches find them."""
     if not resources:
         return False
     own = f"Patient/{resources[0].get('id')}"
-    for resource in resources[1:]:
-        if resource.get("resourceType") != "CarePlan" or patient_of(resource) != own:
-            continue
-        codes = {
-            coding.get("code")
-            for category in resource.get("category") or []
-            if isinstance(category, dict)
-            for coding in category.get("coding") or []
-            if isinstance(coding, dict)
-        }
-        if MENTAL_HEALTH_CARE_PLAN_CODE in codes and is_enrollment(resource, rule):
-            return True
-    return False
+    practice_added = EnrollmentRule(
+        identifier_systems=rule.identifier_systems - OWN_ENROLLMENT.identifier_systems,
+        instantiates=rule.instantiates - OWN_ENROLLMENT.instantiates,
+    )
+    return any(
+        patient_of(resource) == own
+        and is_enrollment(resource, rule)
+        # found by the category search, or by a search for what the practice's rule adds
+        and (
+            has_code(resource.get("category"), SNOMED, MENTAL_HEALTH_CARE_PLAN)
+            or is_bhi_plan(resource, practice_added)
+        )
+        for resource in resources[1:]
+    )
 
 
 def _care_manager(contributors: list[str], plan: PracticePlan | None) -> str:

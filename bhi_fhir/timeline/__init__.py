@@ -57,7 +57,7 @@ from bhi_fhir.timeline.model import (
     Timeline,
     TimelineSettings,
 )
-from bhi_fhir.timeline.record import is_enrollment
+from bhi_fhir.timeline.record import is_bhi_plan, is_enrollment
 from bhi_fhir.timeline.refs import full_url_for, rule_of_identifier
 from bhi_fhir.timeline.scores import is_future_dated, practice_day
 
@@ -70,6 +70,7 @@ __all__ = [
     "TimelineSettings",
     "build_timeline",
     "full_url_for",
+    "is_bhi_plan",
     "is_enrollment",
     "is_future_dated",
     "patient_of",

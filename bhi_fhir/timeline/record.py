@@ -30,6 +30,7 @@ __all__ = [
     "consent_on_file",
     "contact_date",
     "enrollment_of",
+    "is_bhi_plan",
     "is_enrollment",
     "own_record",
     "record_facts",
@@ -39,9 +40,11 @@ _CONTACT_TASK_CODES = frozenset({"engage", "outreach"})
 
 
 
-def is_enrollment(resource: Resource, rule: EnrollmentRule = OWN_ENROLLMENT) -> bool:
-    """True for an active CarePlan that ``rule`` recognises as the practice's BHI plan."""
-    if resource.get("resourceType") != "CarePlan" or resource.get("status") != "active":
+def is_bhi_plan(resource: Resource, rule: EnrollmentRule = OWN_ENROLLMENT) -> bool:
+    """True for a CarePlan, in any status, that ``rule`` recognises as the practice's BHI plan
+    (its identifier system or the canonical it instantiates); a mental-health category alone
+    is another service's plan."""
+    if resource.get("resourceType") != "CarePlan":
         return False
     if any(
         isinstance(i, Mapping) and i.get("system") in rule.identifier_systems
@@ -52,6 +55,11 @@ def is_enrollment(resource: Resource, rule: EnrollmentRule = OWN_ENROLLMENT) -> 
         isinstance(c, str) and c.split("|", 1)[0] in rule.instantiates
         for c in resource.get("instantiatesCanonical") or []
     )
+
+
+def is_enrollment(resource: Resource, rule: EnrollmentRule = OWN_ENROLLMENT) -> bool:
+    """True for an active CarePlan that ``rule`` recognises as the practice's BHI plan."""
+    return resource.get("status") == "active" and is_bhi_plan(resource, rule)
 
 
 
@@ -69,8 +77,7 @@ def completed_care(resources: Sequence[Resource], rule: EnrollmentRule) -> dict[
     with the day care ended (``period.end``); None when there is none or it has no end."""
     done = [
         (end, r) for r in resources
-        if r.get("resourceType") == "CarePlan" and r.get("status") == "completed"
-        and is_enrollment({**r, "status": "active"}, rule)
+        if r.get("status") == "completed" and is_bhi_plan(r, rule)
         and (end := _day((r.get("period") or {}).get("end"))) is not None
     ]
     if not done:

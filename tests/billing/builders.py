@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from bhi_fhir.billing.representation import time_entry
 from bhi_fhir.billing.rules import BillingRules
-from bhi_fhir.codes import CPT, HCPCS, ICD10CM, SNOMED, V3_ACT_CODE
+from bhi_fhir.codes import BHI_IDENTIFIER, CPT, HCPCS, ICD10CM, SNOMED, V3_ACT_CODE
 
 TZ = ZoneInfo("America/New_York")
 PATIENT = "Patient/p1"
@@ -118,13 +118,27 @@ def consent(date_time: str | None = "2026-01-05", **changes: Any) -> dict[str, A
     return resource
 
 
-def careplan(start: str = "2026-01-05", end: str | None = None) -> dict[str, Any]:
+def careplan(
+    start: str = "2026-01-05",
+    end: str | None = None,
+    *,
+    identifier_system: str | None = BHI_IDENTIFIER,
+) -> dict[str, Any]:
+    """A BHI CarePlan as bhi-fhir writes it (its identifier); ``identifier_system=None`` is
+    another service's mental-health care plan (the category alone)."""
     period = {"start": start}
     if end is not None:
         period["end"] = end
+    plan_id = f"cp{next(_ids)}"
+    identifiers = (
+        [{"system": identifier_system, "value": f"enroll.careplan:{plan_id}"}]
+        if identifier_system
+        else []
+    )
     return {
         "resourceType": "CarePlan",
-        "id": f"cp{next(_ids)}",
+        "id": plan_id,
+        **({"identifier": identifiers} if identifiers else {}),
         "status": "completed" if end else "active",
         "intent": "plan",
         "category": [{"coding": [{"system": SNOMED, "code": "718347000"}]}],

@@ -12,6 +12,7 @@ from bhi_fhir.billing.codes import BilledCode, PayerRules
 from bhi_fhir.billing.entries import ledger_entries
 from bhi_fhir.billing.ledger import PatientMonth, close_month, group_by_patient
 from bhi_fhir.billing.rules import BillingRules
+from bhi_fhir.timeline import OWN_ENROLLMENT, EnrollmentRule
 
 from .builders import (
     BHCM,
@@ -168,6 +169,30 @@ def test_minutes_after_discharge_do_not_count():
     pm = cocm(resources)
     assert (pm.recorded_minutes, pm.minutes) == (50, 20), LEDGER_RULES
     assert pm.entries == (resources[-2]["id"] and f"Encounter/{resources[-2]['id']}",)
+
+
+def test_another_services_mental_health_plan_ending_holds_no_minutes_back():
+    # Only the practice's own BHI CarePlan (its identifier, or the plan's [enrollment] rule)
+    # is the episode; a psychiatry service's completed plan of the same category is not.
+    resources = [*chart(), careplan("2026-01-05", "2026-10-10", identifier_system=None),
+                 entry("2026-10-20 10:00", 30)]
+    assert cocm(resources).minutes == 30, LEDGER_RULES
+
+
+def test_an_ehr_bhi_plan_named_by_the_practice_rule_ends_the_episode():
+    ehr_system = "urn:example:ehr-bhi-careplans"
+    rules = RULES.model_copy(update={"enrollment": EnrollmentRule(
+        identifier_systems=OWN_ENROLLMENT.identifier_systems | {ehr_system})})
+    resources = [r for r in chart() if r["resourceType"] != "CarePlan"] + [
+        careplan("2026-01-05", "2026-10-10", identifier_system=ehr_system),
+        entry("2026-10-05 10:00", 20),
+        entry("2026-10-20 10:00", 30),
+    ]
+    record = group_by_patient(resources)[PATIENT]
+    months, _ = close_month(record, Month(2026, 10), rules)
+    assert sum(m.minutes for m in months) == 20, LEDGER_RULES
+    # without the rule, that plan is another service's: nothing held back
+    assert cocm(resources).minutes == 50, LEDGER_RULES
 
 
 def test_re_enrolment_after_discharge_counts_again():

@@ -21,7 +21,7 @@ from bhi_fhir.paths import examples_dir
 from bhi_fhir.practice_plan import load_practice_plan
 from bhi_fhir.registry import build_registry, compute_rows, load_registry, refresh_patients
 from bhi_fhir.registry.model import refresh_after_sync
-from bhi_fhir.registry.reader import enrolled_ids, read_records
+from bhi_fhir.registry.reader import enrolled_ids, enrollment_searches, read_records
 from bhi_fhir.registry.rows import MALFORMED_FLAG, enrolled_in
 from bhi_fhir.store import Store
 from bhi_fhir.store.registry import put_registry_rows, read_registry
@@ -197,6 +197,25 @@ def test_rows_of_an_earlier_day_are_counted_and_servers_kept_apart(store: Store)
     registry = load_registry(store, BASE + "/", TODAY)  # a trailing slash names the same server
     assert sorted(r["id"] for r in registry.rows) == ["a", "b"]
     assert registry.earlier_day == 1 and registry.built_at is None
+
+
+def test_an_ehr_plan_the_practice_rule_names_is_found_without_the_category(
+    clinic: FakeFhir,
+) -> None:
+    # An EHR writing its own BHI CarePlans need not give them the mental-health category: the
+    # practice plan's [enrollment] identifier system finds them (a search of their own).
+    ehr = "urn:example:ehr-bhi-careplans"
+    plan_rule = PLAN.model_copy(update={"enrollment": PLAN.enrollment.model_copy(
+        update={"careplan_identifier_systems": [ehr]})})
+    plan = copy.deepcopy(next(r for r in clinic.resources if r["resourceType"] == "CarePlan"))
+    plan["identifier"] = [{"system": ehr, "value": "ehr-plan-1"}]
+    plan["category"] = [{"coding": [{"system": "http://snomed.info/sct", "code": "734163000"}]}]
+    patient = {"resourceType": "Patient", "id": plan["subject"]["reference"].split("/")[1]}
+    rule = enrollment_rule(plan_rule)
+    assert enrolled_in([patient, plan], rule)
+    assert not enrolled_in([patient, plan], enrollment_rule(PLAN))
+    assert enrollment_searches(rule)[1] == {"identifier": f"{ehr}|", "status": "active",
+                                            "_count": "200"}
 
 
 @pytest.mark.parametrize(
