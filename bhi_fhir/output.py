@@ -2,7 +2,8 @@
 
 ``table`` and ``text`` are one format, for people (a Rich table or lines of text; each command
 has kept the name it had since its first release as its default, and takes the other as well);
-``json`` is for scripts; ``csv`` for spreadsheets, where a command has rows to give. A command
+``json`` is for scripts; ``csv`` for spreadsheets, where a command has rows to give; ``html``
+for a printable page written to a file (``report``). A command
 names the formats it offers with :func:`offered`; asking for another is a usage error (exit 2),
 before any work. :func:`write_output` is the one dispatch: JSON as one indented document, CSV as the
 text given, and for people a Rich console that prints input-derived text (references, reasons,
@@ -27,18 +28,20 @@ class OutputFormat(StrEnum):
     text = "text"
     json = "json"
     csv = "csv"
+    html = "html"
 
     @property
     def for_people(self) -> bool:
         return self in (OutputFormat.table, OutputFormat.text)
 
 
-def offered(fmt: OutputFormat, *machine: OutputFormat) -> OutputFormat:
-    """``fmt`` when the command offers it: the format for people always, and ``machine`` (e.g.
-    ``json``, ``csv``); otherwise a usage error naming what the command offers."""
-    if fmt.for_people or fmt in machine:
+def offered(fmt: OutputFormat, *machine: OutputFormat, people: bool = True) -> OutputFormat:
+    """``fmt`` when the command offers it: the format for people (unless ``people`` is False, for
+    a command that only writes files), and ``machine`` (e.g. ``json``, ``csv``); otherwise a usage
+    error naming what the command offers."""
+    if (people and fmt.for_people) or fmt in machine:
         return fmt
-    names = ", ".join(["table (or text)", *machine])
+    names = ", ".join([*(["table (or text)"] if people else []), *machine])
     raise typer.BadParameter(f"{fmt} is not offered here; use {names}", param_hint="--format")
 
 

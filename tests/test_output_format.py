@@ -101,3 +101,21 @@ def test_write_output_builds_only_what_is_written(
                  people=lambda console: console.print("[b]ref[/b] :100:"))
     assert capsys.readouterr().out == written
     assert built == ([] if fmt.for_people else [str(fmt)])
+
+
+@pytest.mark.parametrize("command", ["score", "apply", "bill", "measure", "sync", "doctor",
+                                     "export", "registry"])
+def test_html_is_the_report_files_only(command: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [*_commands(tmp_path)[command], "--format", "html"])
+    assert result.exit_code == EXIT_USAGE, result.output
+
+
+def test_the_report_writes_files_only(tmp_path: Path) -> None:
+    args = ["report", "--period", "2026", "--input", str(tmp_path / "none.ndjson"),
+            "--output", str(tmp_path / "r.txt")]
+    (tmp_path / "none.ndjson").write_text("")
+    result = CliRunner().invoke(app, [*args, "--format", "table"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "html, csv, json" in result.output
+    assert CliRunner().invoke(app, [*args, "--format", "csv", "--plan", str(PLAN)]).exit_code \
+        == EXIT_OK

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +53,7 @@ from bhi_fhir.metrics.figures import (
     report_html,
     report_json,
 )
+from bhi_fhir.output import OutputFormat, offered
 from bhi_fhir.paths import bundled_questionnaires
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.registry.model import compute_rows, enrollment_rule_of
@@ -61,13 +61,7 @@ from bhi_fhir.registry.reader import enrolled_ids, read_records
 from bhi_fhir.registry.rows import enrolled_in
 from bhi_fhir.sources import SourceError, read_resources
 
-__all__ = ["ReportFormat", "figures_from_records", "report_command"]
-
-
-class ReportFormat(StrEnum):
-    html = "html"
-    csv = "csv"
-    json = "json"
+__all__ = ["figures_from_records", "report_command"]
 
 
 def _titles() -> dict[str, str]:
@@ -153,7 +147,7 @@ def report_command(
         list[Path] | None,
         typer.Option("--input", help="read NDJSON/Bundle/JSON files instead of a server"),
     ] = None,
-    output_format: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.html,
+    output_format: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.html,
     plan: Annotated[Path | None, typer.Option("--plan", help="practice plan TOML")] = None,
     today: Annotated[
         str | None,
@@ -163,6 +157,7 @@ def report_command(
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 60.0,
 ) -> None:
     """Program metrics over a period (the dashboard's figures) as an HTML, CSV or JSON file."""
+    offered(output_format, OutputFormat.html, OutputFormat.csv, OutputFormat.json, people=False)
     try:
         period = parse_period(period_text)
     except ValueError as exc:
@@ -184,8 +179,8 @@ def report_command(
         result = figures_from_records(
             records, day, practice, period, measure_outcomes=_outcomes(run),
             feedback=feedback, source=", ".join(p.name for p in paths))
-    text = {ReportFormat.html: report_html, ReportFormat.csv: report_csv,
-            ReportFormat.json: report_json}[output_format](result)
+    text = {OutputFormat.html: report_html, OutputFormat.csv: report_csv,
+            OutputFormat.json: report_json}[output_format](result)
     output.write_text(text, encoding="utf-8")
     typer.echo(f"report {result.period.label}: {len(result.metrics)} metrics over "
                f"{result.patients} enrolled patients written to {output}", err=True)
