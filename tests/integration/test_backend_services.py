@@ -12,6 +12,11 @@ same HAPI the rest of the integration tier uses unprotected).
 ``doctor``, ``sync`` and ``bill`` run through the command line with ``--client-id`` and
 ``--private-key`` for both key types; what they write is read back from the unprotected HAPI.
 The gateway's ``/_gateway/stats`` counts requests and distinct access tokens per client.
+
+``bhi-jwks-url`` is registered by JWKS URL: the tests make a key, serve its public JWKS on a free
+127.0.0.1 port and point the client there (Keycloak's admin API, as ``bhi-test-admin``), so a
+token proves Keycloak fetched the key from that URL. ``subscribe`` and the notification
+receiver (the app, started with uvicorn) read and write through the protected server too.
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +39,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register, app
 from bhi_fhir.codes import BHI_IDENTIFIER
 from bhi_fhir.exit_codes import EXIT_NOPERM
-from bhi_fhir.fhir.auth_factory import AuthSettings
+from bhi_fhir.fhir.auth_factory import AuthSettings, jwk_thumbprint
+from bhi_fhir.paths import examples_dir
 from tests.integration.conftest import CASE_SYSTEM, TAG_SYSTEM, RunTag
 from tests.integration.test_billing_hapi import MONTH, _cleanup, _seed
 from tests.integration.test_sync import (
@@ -43,7 +55,8 @@ from tests.integration.test_sync import (
     identifiers_on_server,
     seed_clinic,
 )
-from tests.sync.clinic import delete_tagged
+from tests.integration.test_sync_webhook import _free_port
+from tests.sync.clinic import delete_tagged, seed, team
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +64,7 @@ _register()
 
 ROOT = Path(__file__).resolve().parents[2]
 TODAY = "2026-11-26"
+NOTIFY_SECRET = "test-notify-secret"
 CLIENTS = {  # key type → (client id, key file): the realm in tools/keycloak/bhi-realm.json
     "es384": ("bhi-sync-es384", "es384.pem"),
     "rs384": ("bhi-sync-rs384", "rs384.pem"),
@@ -343,3 +357,224 @@ def test_the_smart_configuration_advertises_backend_services(smart_base: str) ->
     assert {"ES384", "RS384"} <= set(config["token_endpoint_auth_signing_alg_values_supported"])
     assert "client-confidential-asymmetric" in config["capabilities"]
     assert config["token_endpoint"].endswith("/realms/bhi/protocol/openid-connect/token")
+
+
+# --- a client registered by JWKS URL -----------------------------------------------------------
+
+class _JwksServer:
+    """The public JWKS of a key made for this session, served over HTTP on a free
+    127.0.0.1 port (Keycloak fetches it from its JVM); counts the fetches."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        body = json.dumps(document).encode()
+        served = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                served.fetches += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.fetches = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _JwksServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _point_client_at(token_url: str, client_id: str, jwks_url: str) -> None:
+    """Set the client's registered JWKS URL (Keycloak's admin API, as bhi-test-admin: the
+    test's server has a free port, so the realm file cannot name it)."""
+    admin = httpx.post(token_url, data={
+        "grant_type": "client_credentials", "client_id": "bhi-test-admin",
+        "client_secret": "test-only-not-a-secret",
+    }, timeout=30)
+    assert admin.status_code == 200, admin.text
+    clients = token_url.split("/realms/")[0] + "/admin/realms/bhi/clients"
+    headers = {"Authorization": f"Bearer {admin.json()['access_token']}"}
+    (found,) = httpx.get(clients, params={"clientId": client_id}, headers=headers,
+                         timeout=30).json()
+    found["attributes"] |= {"use.jwks.url": "true", "jwks.url": jwks_url}
+    updated = httpx.put(f"{clients}/{found['id']}", json=found, headers=headers, timeout=30)
+    assert updated.status_code == 204, updated.text
+
+
+@pytest.fixture(scope="module")
+def jwks_url_client(
+    token_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[list[str], _JwksServer]]:
+    """``bhi-jwks-url`` (bhi-realm.json) registered by the URL of a JWKS server this module
+    starts, holding a key made here: Keycloak can know the key only by fetching that URL.
+    Yields the command-line options and the server."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    pem = tmp_path_factory.mktemp("jwks-url") / "key.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    jwk: dict[str, Any] = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    jwk.update(kid=jwk_thumbprint(key), alg="ES384", use="sig")
+    with _JwksServer({"keys": [jwk]}) as served:
+        _point_client_at(token_url, "bhi-jwks-url", served.url)
+        yield ["--client-id", "bhi-jwks-url", "--private-key", str(pem),
+               "--jwks-url", served.url], served
+
+
+def test_doctor_with_a_jwks_url_client(
+    smart_base: str, plan_resources: list[str], jwks_url_client: tuple[list[str], _JwksServer]
+) -> None:
+    args, served = jwks_url_client
+    before = gateway_stats(smart_base, "bhi-jwks-url")
+    result = CliRunner().invoke(app, ["doctor", "--server", smart_base, "--format", "json", *args])
+    assert result.exit_code == 0, result.output
+    smart = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["SMART backend services"]
+    assert smart["status"] == "ok", smart
+    assert served.fetches >= 1  # Keycloak fetched the key from the registered URL
+    after = gateway_stats(smart_base, "bhi-jwks-url")
+    assert after["tokens"] == before["tokens"] + 1 and after["requests"] > before["requests"]
+
+
+def test_sync_with_a_jwks_url_client(
+    fhir_base_url: str, smart_base: str, run_tag: RunTag, case_id: str, tmp_path: Path,
+    plan_resources: list[str], jwks_url_client: tuple[list[str], _JwksServer],
+) -> None:
+    args, _ = jwks_url_client
+    responses = seed_clinic(fhir_base_url, run_tag, case_id, 2)
+    seeded = identifiers_on_server(fhir_base_url, case_id)
+    before = gateway_stats(smart_base, "bhi-jwks-url")
+    try:
+        result = CliRunner().invoke(app, [
+            "sync", "--server", smart_base, "--today", TODAY, "--format", "json",
+            "--state-url", f"sqlite:///{tmp_path / 'state.db'}",
+            "--where", f"_tag={CASE_SYSTEM}|{case_id}",
+            "--tag", f"{TAG_SYSTEM}|{run_tag.code}", "--tag", f"{CASE_SYSTEM}|{case_id}",
+            *args,
+        ])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["status"] == "ok" and report["responses"] == responses
+        written = identifiers_on_server(fhir_base_url, case_id) - seeded
+        assert sum(n for k, n in written.items() if not k.startswith("Provenance|")) == (
+            report["written"]["created"]) > 0
+        assert gateway_stats(smart_base, "bhi-jwks-url")["tokens"] == before["tokens"] + 1
+    finally:
+        delete_tagged(fhir_base_url, f"{CASE_SYSTEM}|{case_id}",
+                      ("Provenance", *WRITTEN_TYPES[:-1], *reversed(SEEDED_TYPES)))
+
+
+# --- subscribe and the notification receiver through the protected server ----------------------
+
+@pytest.fixture
+def protected_receiver(
+    smart_base: str, run_tag: RunTag, case_id: str, tmp_path: Path
+) -> Iterator[str]:
+    """The app (what ``bhi-fhir serve`` runs) whose notification syncs read and write through
+    the protected server as ``bhi-sync-es384``; yields its ``/fhir-notify`` URL."""
+    port = _free_port()
+    client_id, key = CLIENTS["es384"]
+    env = {
+        **os.environ,
+        "BHI_NOTIFY_SERVER": smart_base,
+        "BHI_NOTIFY_SECRET": NOTIFY_SECRET,
+        "BHI_NOTIFY_CLIENT_ID": client_id,
+        "BHI_NOTIFY_PRIVATE_KEY": str(_keys_dir() / key),
+        "BHI_NOTIFY_TAGS": f"{TAG_SYSTEM}|{run_tag.code},{CASE_SYSTEM}|{case_id}",
+        "BHI_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "smart_app.main:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"{url}/fhir-notify/status", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield f"{url}/fhir-notify"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_subscribe_and_notification_sync_through_the_protected_server(
+    fhir_base_url: str, smart_base: str, token_url: str, run_tag: RunTag, case_id: str,
+    protected_receiver: str,
+) -> None:
+    seed(fhir_base_url, team())  # the referral directory's stubs (the EHR has them)
+    for kind in (*SEEDED_TYPES, *WRITTEN_TYPES, "Subscription"):
+        if kind not in run_tag.types_used:
+            run_tag.types_used.append(kind)
+    client_id = CLIENTS["es384"][0]
+    tags = [{"system": TAG_SYSTEM, "code": run_tag.code}, {"system": CASE_SYSTEM, "code": case_id}]
+    before = gateway_stats(smart_base, client_id)
+    subscribed = CliRunner().invoke(app, [
+        "subscribe", "--server", smart_base, "--endpoint", protected_receiver,
+        "--secret", NOTIFY_SECRET, "--tag", f"{TAG_SYSTEM}|{run_tag.code}",
+        "--tag", f"{CASE_SYSTEM}|{case_id}", *backend_args("es384"),
+    ])
+    assert subscribed.exit_code == 0, subscribed.output
+    sub_id, outcome = subscribed.stdout.split()
+    assert outcome == "created"
+    assert gateway_stats(smart_base, client_id)["tokens"] == before["tokens"] + 1
+    token = access_token(token_url, client_id, CLIENTS["es384"][1], "system/*.cruds")
+    auth = {"Authorization": f"Bearer {token}", "Cache-Control": "no-cache"}
+    patient = f"Patient/c{case_id[:8]}-notify"
+    qr = json.loads((examples_dir() / "screening" / "phq9-moderate-item9.json").read_text())
+    qr |= {"id": f"c{case_id[:8]}-qr-notify", "subject": {"reference": patient},
+           "authored": "2026-11-26", "meta": {"tag": tags}}
+    try:
+        with httpx.Client(base_url=smart_base, timeout=60, headers=auth) as http:
+            # the Subscription was written through the gateway: read back through it
+            subscription = http.get(sub_id).json()
+            assert subscription["channel"]["endpoint"] == protected_receiver
+            for _ in range(40):  # requested → active takes about a second
+                if http.get(sub_id).json().get("status") == "active":
+                    break
+                time.sleep(0.5)
+            http.put(patient, json={"resourceType": "Patient", "id": patient.split("/")[1],
+                                    "gender": "female", "birthDate": "1980-01-01",
+                                    "meta": {"tag": tags}}).raise_for_status()
+            synced_before = gateway_stats(smart_base, client_id)
+            http.put(f"QuestionnaireResponse/{qr['id']}", json=qr).raise_for_status()
+            # HAPI notifies the receiver, whose sync reads and writes through the gateway
+            deadline = time.monotonic() + 90
+            found: list[dict[str, Any]] = []
+            while time.monotonic() < deadline and not found:
+                page = http.get("ServiceRequest", params={
+                    "subject": patient, "identifier": f"{BHI_IDENTIFIER}|"}).json()
+                found = [e["resource"] for e in page.get("entry", [])]
+                if not found:
+                    time.sleep(1)
+            assert found, "no ServiceRequest within 90 s of the notification"
+            assert any("crisis" in i["value"] for r in found for i in r.get("identifier", []))
+            status = httpx.get(f"{protected_receiver}/status", timeout=10).json()
+            assert status["completed"] >= 1 and status["failed"] == 0
+            after = gateway_stats(smart_base, client_id)
+            # the receiver's token (beside this test's): its sync went through the gateway
+            assert after["tokens"] >= synced_before["tokens"] + 1
+            assert after["requests"] - synced_before["requests"] >= 3
+        # and the gateway refuses the same read without a token
+        anonymous = httpx.get(f"{smart_base}/{sub_id}", timeout=30)
+        assert anonymous.status_code == 401
+        assert httpx.get(f"{smart_base}/ServiceRequest", params={"subject": patient},
+                         timeout=30).status_code == 401
+    finally:
+        httpx.delete(f"{fhir_base_url}/{sub_id}", timeout=60)
+        delete_tagged(fhir_base_url, f"{CASE_SYSTEM}|{case_id}",
+                      ("Provenance", *WRITTEN_TYPES[:-1], *reversed(SEEDED_TYPES)))
