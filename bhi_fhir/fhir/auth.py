@@ -42,6 +42,7 @@ from bhi_fhir.fhir.errors import (
     AuthError,
     InvalidResponse,
     RetryableError,
+    ScopeRefused,
     error_class_for_status,
     error_from_response,
 )
@@ -289,6 +290,7 @@ class BackendServicesAuth(httpx.Auth):
             data=form,
             headers={"Accept": "application/json"},
         )
+        _refused_scope(response, self._scope, self._client_id)
         body = _json_body(response, "token response")
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:
@@ -305,6 +307,27 @@ class BackendServicesAuth(httpx.Auth):
         expires_in = _as_seconds(body.get("expires_in"), default=ASSERTION_LIFETIME)
         margin = min(self._margin, expires_in / 2)
         return _Token(access_token, self._clock() + expires_in - margin)
+
+
+def _refused_scope(response: httpx.Response, scope: str, client_id: str) -> None:
+    """An ``invalid_scope`` answer (RFC 6749 §5.2; Keycloak's to a scope the client may not
+    have, rather than granting less) is ScopeRefused, saying what was asked and what to change."""
+    if response.status_code != 400:
+        return
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return
+    if not isinstance(body, dict) or body.get("error") != "invalid_scope":
+        return
+    said = body.get("error_description")
+    raise ScopeRefused(
+        f"the authorization server refused the scopes asked for as client {client_id!r}: "
+        f"{scope!r} (invalid_scope{f': {said}' if isinstance(said, str) and said else ''}); "
+        "ask for scopes the client is registered for with --scope, or have the server's "
+        "administrator grant these to the client",
+        status=400, method=response.request.method, path=response.request.url.path,
+    )
 
 
 def _as_seconds(value: Any, *, default: float) -> float:

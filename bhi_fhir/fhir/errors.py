@@ -20,6 +20,7 @@ Retry is decided by the *type*: callers (and the client's own retry loop) catch
         ├── PreconditionFailed     412 — stale If-Match / ambiguous conditional write
         ├── InvalidResponse        malformed JSON or a body of the wrong shape
         ├── AuthError              discovery or token endpoint refused us (OAuth error)
+        │   └── ScopeRefused       the token endpoint refused the scopes asked for (invalid_scope)
         ├── Unsupported            the server does not offer the operation (Bulk Data $export)
         └── ServerError            any other 5xx (e.g. 501 Not Implemented)
 
@@ -141,6 +142,12 @@ class InvalidResponse(FatalError):
 
 class AuthError(FatalError):
     """SMART discovery or the token endpoint refused us; the OAuth message says why."""
+
+
+class ScopeRefused(AuthError):
+    """The token endpoint answered ``invalid_scope`` (RFC 6749 §5.2): the scopes asked for
+    are more than the client is registered for. Which scopes to ask for is configuration
+    (``--scope``, or the client's registration), so asking again cannot help."""
 
 
 class Unsupported(FatalError):
@@ -288,6 +295,8 @@ def failure_cause(err: FhirError) -> str:
     (a proxy's page, say) proves nothing about the resource and counts as transient, so the
     work is kept for a later attempt rather than given up.
     """
+    if isinstance(err, ScopeRefused):
+        return CAUSE_CONFIGURATION
     if isinstance(err, Unauthorized | Forbidden | AuthError):
         return CAUSE_AUTHORIZATION
     if isinstance(err, BadRequest):
@@ -324,6 +333,7 @@ _EXIT_CODES: tuple[tuple[type[FhirError], int], ...] = (
     (RetryableError, EXIT_UNAVAILABLE),  # 5xx, 429 or a timeout after the retries
     (Unauthorized, EXIT_NOPERM),
     (Forbidden, EXIT_NOPERM),
+    (ScopeRefused, EXIT_CONFIG),
     (AuthError, EXIT_NOPERM),
     (Unsupported, EXIT_CONFIG),
     (InvalidResponse, EXIT_PROTOCOL),

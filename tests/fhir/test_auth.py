@@ -20,6 +20,7 @@ from bhi_fhir.fhir import (
     RetryableError,
     Unauthorized,
 )
+from bhi_fhir.fhir.errors import EXIT_CONFIG, ScopeRefused
 from tests.fhir.conftest import BASE
 
 TOKEN_URL = "http://auth.test/oauth/token"
@@ -269,6 +270,23 @@ async def test_token_endpoint_refusal_is_auth_error_with_description(
         with pytest.raises(AuthError, match="kid key-1 is not registered"):
             await fhir.read("Patient", "p1")
     assert fhir_route.call_count == 0
+
+
+async def test_invalid_scope_is_scope_refused_saying_what_to_change(
+    smart_server: respx.MockRouter,
+    make_client: MakeClient,
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    """RFC 6749 §5.2 invalid_scope (Keycloak's answer to a scope the client may not have):
+    configuration, not a refusal of the client, so the message names the scopes and --scope."""
+    smart_server.post(TOKEN_URL).mock(return_value=httpx.Response(
+        400, json={"error": "invalid_scope", "error_description": "Invalid scopes: system/*.cu"}))
+    async with make_client(rsa_key) as fhir:
+        with pytest.raises(ScopeRefused) as refused:
+            await fhir.read("Patient", "p1")
+    message = str(refused.value)
+    assert "'bhi-sync'" in message and "Invalid scopes: system/*.cu" in message
+    assert "--scope" in message and refused.value.exit_code == EXIT_CONFIG
 
 
 async def test_token_endpoint_503_is_retried(

@@ -104,6 +104,7 @@ def test_non_json_error_body_falls_back_to_reason() -> None:
         (RetryableError("x", status=503), errors.EXIT_UNAVAILABLE),
         (errors.Unauthorized("x"), errors.EXIT_NOPERM),
         (errors.AuthError("x"), errors.EXIT_NOPERM),
+        (errors.ScopeRefused("x"), errors.EXIT_CONFIG),  # invalid_scope: what to ask for
         (errors.InvalidResponse("x"), errors.EXIT_PROTOCOL),
         (NotFound("x"), errors.EXIT_NOINPUT),
         (Unprocessable("x"), errors.EXIT_DATAERR),
@@ -126,6 +127,7 @@ _OO = {"resourceType": "OperationOutcome", "issue": [
         pytest.param(errors.Unauthorized("x", status=401), "authorization", id="401"),
         pytest.param(errors.Forbidden("x", status=403), "authorization", id="403"),
         pytest.param(errors.AuthError("x"), "authorization", id="token-endpoint"),
+        pytest.param(errors.ScopeRefused("x", status=400), "configuration", id="invalid_scope"),
         pytest.param(errors.InvalidResponse("x", status=200), "configuration", id="not-fhir"),
         pytest.param(NotFound("x", status=404), "configuration", id="404-wrong-url"),
         pytest.param(errors.ServerError("x", status=501), "configuration", id="501"),

@@ -44,7 +44,7 @@ from typer.testing import CliRunner
 
 from bhi_fhir.cli import _register, app
 from bhi_fhir.codes import BHI_IDENTIFIER
-from bhi_fhir.exit_codes import EXIT_NOPERM
+from bhi_fhir.exit_codes import EXIT_CONFIG, EXIT_NOPERM
 from bhi_fhir.fhir.auth_factory import AuthSettings, jwk_thumbprint
 from bhi_fhir.paths import examples_dir
 from tests.integration.conftest import CASE_SYSTEM, TAG_SYSTEM, RunTag
@@ -578,3 +578,31 @@ def test_subscribe_and_notification_sync_through_the_protected_server(
         httpx.delete(f"{fhir_base_url}/{sub_id}", timeout=60)
         delete_tagged(fhir_base_url, f"{CASE_SYSTEM}|{case_id}",
                       ("Provenance", *WRITTEN_TYPES[:-1], *reversed(SEEDED_TYPES)))
+
+
+# --- scopes the authorization server will not grant --------------------------------------------
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        # the doctor asking for more than bhi-reader-es384 may have, by --scope
+        ["doctor", "--scope", "system/*.cruds"],
+        # a sync asking for the write scopes it needs (negotiated), which the client may not have
+        ["sync", "--today", TODAY, "--where", "_tag=https://bhi-fhir.dev/none|none"],
+    ],
+    ids=["doctor-scope-option", "sync-negotiated-write-scopes"],
+)
+def test_a_refused_scope_is_a_configuration_error_saying_what_to_change(
+    smart_base: str, tmp_path: Path, command: list[str]
+) -> None:
+    """Keycloak answers invalid_scope rather than granting less (bhi-realm.json): exit 78, the
+    operator told which client asked for which scopes and to use --scope or the registration."""
+    args = [*command, "--server", smart_base,
+            "--client-id", "bhi-reader-es384", "--private-key", str(_keys_dir() / "es384.pem")]
+    if command[0] == "sync":
+        args += ["--state-url", f"sqlite:///{tmp_path / 'state.db'}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == EXIT_CONFIG, result.output
+    assert "invalid_scope" in result.output and "'bhi-reader-es384'" in result.output
+    assert "--scope" in result.output
+    assert "eyJ" not in result.output and "PRIVATE KEY" not in result.output
