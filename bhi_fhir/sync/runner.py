@@ -580,17 +580,24 @@ async def run_sync(
                         max_retries=config.max_retries, transport=config.transport)
     try:
         practice_plan = load_practice_plan(config.plan_path)
-        protocol = load_protocol_files()
+        # The shipped protocol (a few hundred ms of parsing) is loaded while the first
+        # requests are out, not before them.
+        loading = asyncio.ensure_future(asyncio.to_thread(load_protocol_files))
         where = list(config.where)
         if config.patient:
             where.append(("subject", config.patient))
         bulk = config.bulk is not None and since is None and not config.patient
         changed: Changed | None = None
-        if bulk:
-            info = await fetch_server_info(client)
-        else:  # the CapabilityStatement read while the search runs, not before it
-            info, changed = await fetch_info_with_changed(client, since, where=where,
-                                                          page_size=config.page_size)
+        try:
+            if bulk:
+                info = await fetch_server_info(client)
+            else:  # the CapabilityStatement read while the search runs, not before it
+                info, changed = await fetch_info_with_changed(client, since, where=where,
+                                                              page_size=config.page_size)
+        except BaseException:
+            await asyncio.gather(loading, return_exceptions=True)
+            raise
+        protocol = await loading
         readiness = info.profile.readiness()
         if not readiness.can_run:
             raise FatalError(readiness.summary)
