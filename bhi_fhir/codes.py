@@ -38,3 +38,24 @@ BHI_PROTOCOL: Final = f"{BHI_BASE}/PlanDefinition/bhi-protocol"  # profiles/plan
 # A care-management contact (a time-ledger entry) is an Encounter whose `type` carries this
 # coding; billing counts its minutes, the workflow counts it as a care-manager contact.
 CARE_MANAGEMENT_CONTACT: Final = "care-management-contact"
+
+# The bhi-fhir package's profiles (profiles/fsh, built to profiles/package) that each kind of
+# resource bhi-fhir writes claims in meta.profile, so a server validates it against its own
+# profile. The protocol's CarePlans, Tasks and ServiceRequests name theirs in
+# ActivityDefinition.profile (profiles/activitydefinitions), which the engine copies.
+BHI_PROFILE: Final = f"{BHI_BASE}/StructureDefinition/"
+SCREENING_ITEM_PROFILE: Final = f"{BHI_PROFILE}bhi-screening-item"
+SCREENING_TOTAL_PROFILE: Final = f"{BHI_PROFILE}bhi-screening-total"
+SCREENING_PANEL_PROFILE: Final = f"{BHI_PROFILE}bhi-screening-panel"
+CONSENT_PROFILE: Final = f"{BHI_PROFILE}bhi-consent"
+PROVENANCE_PROFILE: Final = f"{BHI_PROFILE}bhi-provenance"
+
+
+def task_profile(code: str) -> str:
+    """The profile of a hand-off Task with bhi-activity ``code`` (bhi-task-<code>)."""
+    return f"{BHI_PROFILE}bhi-task-{code}"
+
+
+def claims(profile: str) -> dict[str, list[str]]:
+    """A fresh ``meta`` claiming ``profile`` (fresh: writers append their tags to it)."""
+    return {"profile": [profile]}

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Final
 
-from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.codes import BHI_IDENTIFIER, PROVENANCE_PROFILE
 from bhi_fhir.fhirjson import Resource, ResourceDict
 
 __all__ = ["DATA_OPERATION", "PROVENANCE_PARTICIPANT", "agent", "provenance"]
@@ -55,7 +55,7 @@ def provenance(
     ``occurred`` the period (start, end) the activity covers."""
     resource: ResourceDict = {
         "resourceType": "Provenance",
-        "meta": {"tag": [{"system": BHI_IDENTIFIER, "code": key}]},
+        "meta": {"profile": [PROVENANCE_PROFILE], "tag": [{"system": BHI_IDENTIFIER, "code": key}]},
     }
     if summary is not None:
         resource["text"] = {

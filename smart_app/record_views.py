@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import Request
 from fastapi.responses import Response
 
-from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.codes import BHI_IDENTIFIER, CONSENT_PROFILE, claims
 from bhi_fhir.fhir import FhirError
 from smart_app import writes
 from smart_app.deps import (
@@ -161,6 +161,7 @@ async def record_consent(
     scope = plan.consent.scope if plan else "treatment"
     consent = {
         "resourceType": "Consent",
+        "meta": claims(CONSENT_PROFILE),
         "status": "active",
         "scope": {
             "coding": [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fhir.resources.R4B.provenance import Provenance
 
-from bhi_fhir.codes import BHI_IDENTIFIER
+from bhi_fhir.codes import BHI_IDENTIFIER, PROVENANCE_PROFILE
 from bhi_fhir.provenance import DATA_OPERATION, PROVENANCE_PARTICIPANT, agent, provenance
 
 DEVICE = {"type": "Device", "identifier": {"system": BHI_IDENTIFIER, "value": "bhi-fhir"}}
@@ -14,7 +14,8 @@ def test_minimal_provenance_is_valid_r4_and_keyed() -> None:
     resource = provenance(["urn:uuid:1"], key="k1", operation="CREATE",
                           recorded="2026-11-30T01:00:00+00:00", agents=[agent(DEVICE)])
     Provenance.model_validate(resource)
-    assert resource["meta"] == {"tag": [{"system": BHI_IDENTIFIER, "code": "k1"}]}
+    assert resource["meta"] == {"profile": [PROVENANCE_PROFILE],
+                                "tag": [{"system": BHI_IDENTIFIER, "code": "k1"}]}
     assert resource["activity"] == {"coding": [{"system": DATA_OPERATION, "code": "CREATE"}]}
     assert resource["target"] == [{"reference": "urn:uuid:1"}]
     assert "entity" not in resource and "reason" not in resource and "text" not in resource

@@ -1,4 +1,5 @@
-"""US Core Screening Assessment Observations for a scored response.
+"""Screening Observations for a scored response, shaped as US Core Screening Assessment ones
+and claiming bhi-fhir's own profiles (bhi-screening-item, -total, -panel in meta.profile).
 
 One panel Observation (the instrument's LOINC panel code) whose ``hasMember`` lists an
 Observation per answered item (its answer Coding — the LA code — as valueCodeableConcept, as
@@ -22,7 +23,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from bhi_fhir.codes import BHI_ACTIVITY, BHI_IDENTIFIER, LOINC, OBSERVATION_CATEGORY
+from bhi_fhir.codes import (
+    BHI_ACTIVITY,
+    BHI_IDENTIFIER,
+    LOINC,
+    OBSERVATION_CATEGORY,
+    SCREENING_ITEM_PROFILE,
+    SCREENING_PANEL_PROFILE,
+    SCREENING_TOTAL_PROFILE,
+    claims,
+)
 from bhi_fhir.fhirjson import ResourceDict as Resource
 from bhi_fhir.instruments.registry import BY_ID
 from bhi_fhir.instruments.result import Score
@@ -106,7 +116,13 @@ def screening_observations(score: Score, qr: Mapping[str, Any]) -> list[Resource
 
 
 def _observation(base: Resource, ident: str, code: Resource, value: Resource) -> Resource:
+    # The bhi-fhir profile by shape: a total is a Quantity, an item (or the C-SSRS risk level)
+    # a coded or integer answer, the panel has no value (its hasMember is set after).
+    profile = (SCREENING_TOTAL_PROFILE if "valueQuantity" in value
+               else SCREENING_ITEM_PROFILE if value else SCREENING_PANEL_PROFILE)
     return {
+        "resourceType": "Observation",
+        "meta": claims(profile),
         **base,
         "identifier": [{"system": BHI_IDENTIFIER, "value": ident}],
         "code": code,

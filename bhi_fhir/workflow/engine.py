@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from bhi_fhir.codes import BHI_IDENTIFIER, MENTAL_HEALTH_CARE_PLAN, SNOMED
+from bhi_fhir.codes import BHI_IDENTIFIER, MENTAL_HEALTH_CARE_PLAN, SNOMED, claims
 from bhi_fhir.fhirjson import etag
 from bhi_fhir.practice_plan import PracticePlan
 from bhi_fhir.timeline import (
@@ -168,6 +168,8 @@ def _build(action: Action, variables: dict[str, Any], run: _Run) -> None:
     identifier = f"{action.id}:{key}"
     kind = template.kind
     resource: dict[str, Any] = {"resourceType": kind}
+    if template.static.get("profile"):  # ActivityDefinition.profile: the one it conforms to
+        resource["meta"] = claims(str(template.static["profile"]))
     resource["identifier"] = [{"system": BHI_IDENTIFIER, "value": identifier}]
     resource["status"] = _DEFAULT_STATUS[kind]
     resource["intent"] = _DEFAULT_INTENT[kind]
@@ -253,7 +255,9 @@ def _reconcile(output: _Output, existing: Mapping[str, Any]) -> None:
         return
     merged = dict(existing)
     for name, value in output.resource.items():
-        if name != "status":
+        if name == "meta":  # the profile claim joins the record's own tags and version
+            merged[name] = {**(existing.get("meta") or {}), **value}
+        elif name != "status":
             merged[name] = value
     merged["id"] = existing.get("id")
     output.existing = dict(existing)

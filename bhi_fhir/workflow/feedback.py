@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from bhi_fhir.codes import BHI_ACTIVITY, BHI_BASE, BHI_IDENTIFIER
+from bhi_fhir.codes import BHI_ACTIVITY, BHI_BASE, BHI_IDENTIFIER, claims, task_profile
 from bhi_fhir.fhirjson import day
 from bhi_fhir.practice_plan import Feedback, PracticePlan, TeamMember
 from bhi_fhir.timeline import TERMINAL_STATUSES, Timeline, full_url_for
@@ -150,6 +150,7 @@ def _task(
     body = "".join(f"<p>{html.escape(line, quote=False)}</p>" for line in (title, description))
     return {
         "resourceType": "Task",
+        "meta": claims(task_profile(code)),
         "identifier": [{"system": BHI_IDENTIFIER, "value": identifier}],
         "status": "requested",
         "intent": "order",

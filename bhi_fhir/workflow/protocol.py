@@ -130,7 +130,7 @@ def _template(definition: Mapping[str, Any]) -> Template:
     if kind not in _KINDS:
         raise ProtocolError(f"ActivityDefinition {url}: kind {kind!r} not supported ({_KINDS})")
     static: dict[str, Any] = {}
-    for key in ("code", "priority", "intent", "description"):
+    for key in ("code", "priority", "intent", "description", "profile"):
         if key in definition:
             static[key] = definition[key]
     dynamic = []
