@@ -52,6 +52,28 @@ def test_existing_active_resource_is_updated_with_if_match() -> None:
     }
 
 
+def test_an_update_claims_the_profile_and_keeps_the_records_tags() -> None:
+    """A record written before bhi-fhir claimed profiles (no meta.profile, a tag of its own)
+    is updated with the ActivityDefinition's profile beside its tag; with nothing else
+    changed it is not rewritten only to add the claim."""
+    scores = [score("phq9", 16, 65, ident="base"), score("phq9", 15, 3, ident="latest")]
+    resources = [patient(), careplan(63), contact(3)]
+    first = apply(protocol(), timeline(scores, resources), plan())
+    (review,) = [w for w in first.writes if w.rule == "psychiatric-review"]
+    profile = review.resource["meta"]["profile"]
+    assert profile == ["https://bhi-fhir.dev/fhir/StructureDefinition/bhi-task-psychiatric-review"]
+    stored = persist([review])
+    tag = {"system": "https://example.org/ehr", "code": "imported"}
+    stored[0]["meta"] = {"versionId": "1", "tag": [tag]}
+    unchanged = apply(protocol(), timeline(scores, resources + stored), plan())
+    assert [w for w in unchanged.writes if w.rule == "psychiatric-review"] == []
+    stored[0]["owner"] = {"reference": "Practitioner/someone-else"}
+    second = apply(protocol(), timeline(scores, resources + stored), plan())
+    (update,) = [w for w in second.writes if w.rule == "psychiatric-review"]
+    assert update.resource["meta"]["profile"] == profile
+    assert update.resource["meta"]["tag"] == [tag]
+
+
 def test_completed_resource_is_not_reopened() -> None:
     scores = [score("cssrs", None, 1, risk="moderate", ident="c1")]
     first = apply(protocol(), timeline(scores, [patient()]), plan())
