@@ -1,9 +1,11 @@
 """The bhi-fhir FHIR package (profiles/bhi.fhir.tgz, built from profiles/fsh) on the real HAPI:
 its StructureDefinitions, CodeSystems and ValueSets are loaded into the server, then every kind
-of resource bhi-fhir writes is ``$validate``d against its own profile:
+of resource bhi-fhir writes is ``$validate``d as written, without naming a profile: each claims
+its own bhi-fhir profile in ``meta.profile`` (the one ``profile_for`` expects by type and code)
+and HAPI validates against the claim, so a missing or wrong claim fails:
 
-* the whole ``apply`` output of the bundled clinic (examples/clinic): CarePlans, each kind of
-  hand-off Task, the crisis ServiceRequests;
+* the whole ``apply`` output of the bundled clinic (examples/clinic, with the staff survey
+  Tasks): CarePlans, each kind of hand-off Task, the crisis ServiceRequests;
 * a sync's writes on a seeded clinic: those, the screening Observations (items, totals,
   panels) and every Provenance;
 * ``bill``'s billing Encounters and their Provenances (examples/clinic, dry run);
@@ -159,17 +161,17 @@ def problems(issues: list[dict[str, Any]], counts: Counter[str]) -> list[str]:
 
 
 async def assert_conform(fhir: FhirClient, label: str, resources: list[dict[str, Any]]) -> None:
-    """Every resource valid against its profile; a claimed meta.profile must be that one."""
+    """Every resource claims its profile in meta.profile and is valid against that claim
+    (``$validate`` without a profile parameter: HAPI applies meta.profile)."""
     counts: Counter[str] = Counter()
     failures = []
     for resource in resources:
         profile = profile_for(resource)
         claimed = resource.get("meta", {}).get("profile")
-        if claimed is not None:
-            assert claimed == [profile], f"{resource['resourceType']} claims {claimed}"
+        assert claimed == [profile], f"{resource['resourceType']} claims {claimed}, not {profile}"
         counts[f"resources: {resource['resourceType']}"] += 1
         counts["resources"] += 1
-        found = problems(await validate(fhir, resource, profile), counts)
+        found = problems(await validate(fhir, resource, None), counts)
         failures += [f"{resource['resourceType']} ({profile}): {p}" for p in found]
     _results[label] = counts
     REPORT.parent.mkdir(exist_ok=True)
@@ -199,11 +201,12 @@ async def test_the_package_is_valid_r4(fhir: FhirClient, loaded: list[dict[str, 
 
 @pytest.fixture
 def apply_output(tmp_path: Path) -> list[dict[str, Any]]:
-    """The resources of the bundled clinic's ``apply`` transaction Bundle."""
+    """The resources of the bundled clinic's ``apply`` transaction Bundle, with the staff
+    workflow survey Tasks."""
     out = tmp_path / "bundle.json"
     result = CliRunner().invoke(cli, ["apply", str(examples_dir() / "clinic"), "--plan",
                                       str(PLAN), "--today", TODAY, "--out", str(out),
-                                      "--format", "json"])
+                                      "--format", "json", "--staff-feedback"])
     assert result.exit_code == 0, result.output
     return [e["resource"] for e in json.loads(out.read_text())["entry"]]
 
@@ -211,11 +214,14 @@ def apply_output(tmp_path: Path) -> list[dict[str, Any]]:
 async def test_a_wrong_profile_and_an_unknown_code_fail(
     fhir: FhirClient, loaded: list[dict[str, Any]], apply_output: list[dict[str, Any]]
 ) -> None:
-    """The profiles are applied, not skipped: an engage Task is not a consent Task, a code
-    the bhi-activity CodeSystem does not define is an error, an unknown extension fails."""
+    """The profiles are applied, not skipped: an engage Task is not a consent Task (named as
+    a parameter or claimed in meta.profile), a code the bhi-activity CodeSystem does not
+    define is an error, an unknown extension fails."""
     engage = next(r for r in apply_output
                   if r["resourceType"] == "Task" and profile_for(r).endswith("-engage"))
     assert problems(await validate(fhir, engage, PROFILE + "bhi-task-consent"), Counter())
+    claims_consent = {**engage, "meta": {"profile": [PROFILE + "bhi-task-consent"]}}
+    assert problems(await validate(fhir, claims_consent, None), Counter())
     unknown = json.loads(json.dumps(engage))
     unknown["code"]["coding"][0]["code"] = "not-a-bhi-activity"
     found = problems(await validate(fhir, unknown, PROFILE + "bhi-task"), Counter())
