@@ -103,12 +103,35 @@ def _rule_codes() -> dict[str, str]:
     return codes | {SCREENING_RULE: "", PATIENT_RULE: "", STAFF_RULE: "", APP_RULE: ""}
 
 
+FEEDBACK_ANSWER = "https://bhi-fhir.dev/fhir/CodeSystem/feedback-answer"
+
+
+def _feedback_answers() -> dict[str, str]:
+    """The answer options of the feedback surveys (profiles/questionnaires/feedback): what the
+    app writes in their QuestionnaireResponses."""
+    codes: dict[str, str] = {}
+
+    def walk(items: list[dict[str, Any]]) -> None:
+        for item in items:
+            for option in item.get("answerOption") or []:
+                coding = option.get("valueCoding") or {}
+                if coding.get("system") == FEEDBACK_ANSWER:
+                    codes[coding["code"]] = coding["display"]
+            walk(item.get("item") or [])
+
+    for path in sorted((profiles_dir() / "questionnaires" / "feedback").glob("*.json")):
+        walk(json.loads(path.read_text())["item"])
+    assert codes, "the feedback surveys have answer options"
+    return codes
+
+
 @pytest.mark.parametrize(("system", "written"), [
     pytest.param(BHI_ACTIVITY, _activity_codes(), id="bhi-activity"),
     pytest.param(SEVERITY_SYSTEM, _severity_codes(), id="screening-severity"),
     pytest.param(BHI_RULE, _rule_codes(), id="bhi-rule"),
     pytest.param(PROGRAM_SYSTEM, {p: PROGRAM_DISPLAY[p] for p in get_args(Program)},
                  id="bhi-program"),
+    pytest.param(FEEDBACK_ANSWER, _feedback_answers(), id="feedback-answer"),
 ])  # fmt: skip
 def test_every_code_written_is_defined_with_its_display(system: str, written: dict[str, str]):
     defined = _concepts(system)

@@ -118,3 +118,43 @@ Description: "The rule (the protocol's action id, profiles/plandefinitions/bhi-p
 * #staff-feedback "Staff workflow survey due"
 * #screening "Screening Observations from a scored response"
 * #app "A clinician's action in the bhi-fhir app"
+
+
+CodeSystem: FeedbackAnswer
+Id: feedback-answer
+Title: "bhi-fhir feedback survey answers"
+Description: "Answer options of the patient experience and staff workflow surveys (profiles/questionnaires/feedback), the practice's own instruments; each Questionnaire gives an option's scale point (ordinalValue) where its answers are ordered."
+* ^url = "https://bhi-fhir.dev/fhir/CodeSystem/feedback-answer"
+* ^status = #active
+* ^caseSensitive = true
+* ^content = #complete
+* ^experimental = false
+* #never "Never"
+* #sometimes "Sometimes"
+* #usually "Usually"
+* #always "Always"
+* #no "No"
+* #yes-somewhat "Yes, somewhat"
+* #yes-definitely "Yes, definitely"
+* #not-sure "Not sure"
+* #yes "Yes"
+* #much-worse "Much worse"
+* #a-little-worse "A little worse"
+* #about-the-same "About the same"
+* #a-little-better "A little better"
+* #much-better "Much better"
+* #poor "Poor"
+* #fair "Fair"
+* #good "Good"
+* #very-good "Very good"
+* #excellent "Excellent"
+* #care-manager "Behavioral health care manager"
+* #primary-care "Primary care clinician (billing practitioner or PCP)"
+* #psychiatric-consultant "Psychiatric consultant"
+* #clinical-staff "Other clinical staff (nurse, medical assistant)"
+* #administrative "Front desk, scheduling or billing staff"
+* #strongly-disagree "Strongly disagree"
+* #disagree "Disagree"
+* #neutral "Neither agree nor disagree"
+* #agree "Agree"
+* #strongly-agree "Strongly agree"
