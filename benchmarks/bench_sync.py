@@ -104,6 +104,29 @@ each group of 25 patients, leaving a small last chunk per group. Not done: the m
 still goes first (the response search's _include list and the screen types come from it; it
 could be taken from a capability statement kept from the previous run and checked alongside).
 
+Measured 2026-11-30 03:13-04:47, after transactions are packed across groups (18 for 100
+patients, prebuilt's count), the CapabilityStatement is read beside the changed search, the
+protocol is parsed during the first requests, and a worker claims one group at a time (before:
+one worker's four lanes claimed all four groups of 100 patients before the others had searched).
+Wall time / prebuilt, the reduced run at 100 patients (sync, prebuilt: mean of two runs):
+
+    run                              ms   sync  1 wkr  2 wkr  4 wkr  prebuilt s  load average
+    before (HEAD 0db6d34)             0   1.13   1.69   1.36   0.91        13.8  15 (10, 5)
+                                     20   1.61   0.47   1.34   2.71        14.0  18 (13, 8)
+                                    200   1.42   1.20   2.06   2.82        21.6  22 (18, 12)
+    after, same HAPI 1 h later        0   1.58   1.49   2.08   2.43        46.1  7-20
+    after, fresh HAPI               200   1.31   1.32   0.90   1.26         8.4  12 (7.5, 8)
+
+Requests: before, sync 27 (metadata, response and Observation searches, 4 context batches, 20
+transactions), prebuilt 18; after, sync 25 (the same reads, 18 transactions), workers 25 / 28 /
+36 at 1 / 2 / 4 (each worker reads metadata and searches once). Not met, and the figures cannot
+show the changes' effect: the machine's load (7 other engineers, load average 5-22 on 2 cores)
+moves a contender's wall time by 2-3x between its two runs in one table (sync 12.6 then 9.3 s
+at 200 ms, prebuilt 54.5 then 37.7 s at 0 ms). On the server that had run an hour (1 GB heap,
+leftover copies), transactions of every contender hit the client's 30 s timeout, were searched
+for (GET Provenance) and re-sent, and the server CPU per contender rose ~3x (sync 34.6 s,
+prebuilt 27.0 s at 0 ms): that table measures the heap, not the sync.
+
 Prints wall times, request counts and ratios. No assertions. Leaves data tagged
 ``https://bhi-fhir.dev/test-case|bench-<run>`` and deletes it at the end.
 """
