@@ -115,6 +115,7 @@ Wall time / prebuilt, the reduced run at 100 patients (sync, prebuilt: mean of t
                                      20   1.61   0.47   1.34   2.71        14.0  18 (13, 8)
                                     200   1.42   1.20   2.06   2.82        21.6  22 (18, 12)
     after, same HAPI 1 h later        0   1.58   1.49   2.08   2.43        46.1  7-20
+                                     20   2.09   0.96   2.01   3.44        71.0  4-20
     after, fresh HAPI               200   1.31   1.32   0.90   1.26         8.4  12 (7.5, 8)
 
 Requests: before, sync 27 (metadata, response and Observation searches, 4 context batches, 20
