@@ -117,6 +117,16 @@ Wall time / prebuilt, the reduced run at 100 patients (sync, prebuilt: mean of t
     after, same HAPI 1 h later        0   1.58   1.49   2.08   2.43        46.1  7-20
                                      20   2.09   0.96   2.01   3.44        71.0  4-20
     after, fresh HAPI               200   1.31   1.32   0.90   1.26         8.4  12 (7.5, 8)
+                                      0   2.16   1.56   1.71   1.90         3.2  8 (7, 8)
+
+On the fresh server at 0 ms the sync's two runs took 8.9 and 4.7 s (prebuilt 2.8, 3.5), and
+HAPI's own CPU per contender (--hapi-pid, not inflated by other load) was sync 7.9 s, prebuilt
+5.5 s, 1/2/4 workers 7.4/7.2/6.5 s: the sync's reads (search with includes, 4 context batches)
+cost the server ~40% of what the writes cost, and its planning runs on the same 2 cores, while
+prebuilt reads and plans outside its timing. Over loopback on 2 cores the run is CPU-bound, so
+<= 1.1x at 0 ms is out of reach for any client that has to read before it writes; at 200 ms
+the reads left on the critical path are one round trip (metadata beside the searches) and the
+first group's context batch.
 
 Requests: before, sync 27 (metadata, response and Observation searches, 4 context batches, 20
 transactions), prebuilt 18; after, sync 25 (the same reads, 18 transactions), workers 25 / 28 /
