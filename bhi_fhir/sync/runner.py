@@ -630,10 +630,7 @@ async def run_sync(
                 if finish is not None:
                     await finish(claimed)
 
-            # A worker sharing a batch reads one group at a time: lanes claiming at once would
-            # take the whole batch before the other workers have searched.
-            lanes = 1 if shared is not None else config.workers
-            return _Pipeline(run, done, lanes=lanes, in_flight=client.max_concurrency)
+            return _Pipeline(run, done, lanes=config.workers, in_flight=client.max_concurrency)
 
         if shared is not None:  # claim groups from the queue the workers share
             await shared.work(run, patients, lambda claim, finish: pipeline(finish).drive(claim),
