@@ -106,8 +106,8 @@ could be taken from a capability statement kept from the previous run and checke
 
 Measured 2026-11-30 03:13-04:47, after transactions are packed across groups (18 for 100
 patients, prebuilt's count), the CapabilityStatement is read beside the changed search, the
-protocol is parsed during the first requests, and a worker claims one group at a time (before:
-one worker's four lanes claimed all four groups of 100 patients before the others had searched).
+protocol is parsed during the first requests, and (in these runs; reverted after, it failed the
+integration test that kills a worker holding claims) a worker claimed one group at a time.
 Wall time / prebuilt, the reduced run at 100 patients (sync, prebuilt: mean of two runs):
 
     run                              ms   sync  1 wkr  2 wkr  4 wkr  prebuilt s  load average
