@@ -80,8 +80,9 @@ def _time_entry(_: Path) -> list[Resource]:
                        identifier_value="time:1")]
 
 
-def _app(tmp_path: Path) -> list[Resource]:
-    """The app's writes in demo mode: a time entry, a consent and their Provenances."""
+def app_writes(tmp_path: Path) -> list[Resource]:
+    """The app's writes in demo mode (the bundled clinic in memory, as tests/smart_app use it):
+    a time entry and a consent recorded for one patient, and their Provenances."""
     settings = Settings(  # type: ignore[call-arg]
         demo=True, demo_clinic=_clinic(tmp_path), cookie_secure=False, base_url=APP_URL,
         today=TODAY,
@@ -118,7 +119,7 @@ def _fixed_codes(profile: Resource) -> list[str]:
     pytest.param(_provenance, {"Provenance"}, id="provenance"),
     pytest.param(_bill, {"Encounter", "Provenance"}, id="bill"),
     pytest.param(_time_entry, {"Encounter"}, id="time-entry"),
-    pytest.param(_app, {"Encounter", "Consent", "Provenance"}, id="app"),
+    pytest.param(app_writes, {"Encounter", "Consent", "Provenance"}, id="app"),
 ])  # fmt: skip
 def test_every_written_resource_claims_a_profile_of_the_package(
     writer: Callable[[Path], list[Resource]], kinds: set[str], tmp_path: Path,

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from bhi_fhir.billing import time_entry
@@ -58,12 +57,9 @@ from bhi_fhir.codes import (
 from bhi_fhir.fhir import FhirClient
 from bhi_fhir.paths import examples_dir, profiles_dir
 from bhi_fhir.sync import run_sync
-from smart_app.config import Settings
-from smart_app.main import create_app
+from tests.fhir_package.test_profile_claims import app_writes as app_writes_in_demo
 from tests.integration.conftest import CASE_SYSTEM, RunTag
 from tests.integration.test_sync import SEEDED_TYPES, WRITTEN_TYPES, config, seed_clinic
-from tests.smart_app.conftest import APP_URL
-from tests.smart_app.test_security import _clinic
 from tests.sync.clinic import delete_tagged
 
 pytestmark = pytest.mark.integration
@@ -302,31 +298,10 @@ async def test_the_billing_encounters_conform(
 
 @pytest.fixture
 def app_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """A time entry and a consent recorded in the app in demo mode (the bundled clinic in
-    memory, as tests/smart_app use it), with their Provenances."""
+    """The app's writes in demo mode (a time entry, a consent, their Provenances), as the
+    unit tier's profile-claims test records them, without the demo store's server meta."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    settings = Settings(  # type: ignore[call-arg]
-        demo=True, demo_clinic=_clinic(tmp_path), cookie_secure=False, base_url=APP_URL,
-        today=TODAY,
-    )
-    with TestClient(create_app(settings), base_url=APP_URL) as demo:
-        demo.get("/demo", follow_redirects=False)
-        page = demo.get("/patient/evil").text
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
-        entry = re.search(r'name="entry_id" value="([^"]+)"', page)
-        assert csrf and entry
-        demo.post("/patient/evil/time", follow_redirects=False, data={
-            "csrf_token": csrf[1], "entry_id": entry[1], "minutes": "25", "mode": "phone"})
-        demo.post("/patient/evil/consent", follow_redirects=False,
-                  data={"csrf_token": csrf[1], "confirm": "yes"})
-        store = demo.app.state.demo_source._by_key  # type: ignore[attr-defined]
-        # The demo clinic has no Provenance: every one is the app's; the patient had no time
-        # entry nor consent before.
-        return [_without_server_meta(r) for (kind, _), r in store.items()
-                if kind == "Provenance" or (
-                    kind in ("Encounter", "Consent")
-                    and r.get("subject", r.get("patient", {})).get("reference")
-                    == "Patient/evil")]
+    return [_without_server_meta(r) for r in app_writes_in_demo(tmp_path)]
 
 
 async def test_the_apps_writes_conform(
