@@ -104,6 +104,18 @@ def _check_reference(value: str) -> str:
     return value
 
 
+def _check_references(values: list[str], path: str) -> None:
+    """Every entry of a list of references, each problem with its path (``path.<index>``)."""
+    problems = []
+    for index, ref in enumerate(values):
+        try:
+            _check_reference(ref)
+        except ValueError as exc:
+            problems.append(f"{path}.{index}: {exc}")
+    if problems:
+        raise _Problems(problems)
+
+
 class TeamMember(_Strict):
     reference: str
     display: str
@@ -190,14 +202,7 @@ class Handoffs(_Strict):
 
     @model_validator(mode="after")
     def _attendees(self) -> Handoffs:
-        problems = []
-        for index, ref in enumerate(self.caseload_review_attendees):
-            try:
-                _check_reference(ref)
-            except ValueError as exc:
-                problems.append(f"handoffs.caseload_review_attendees.{index}: {exc}")
-        if problems:
-            raise _Problems(problems)
+        _check_references(self.caseload_review_attendees, "handoffs.caseload_review_attendees")
         return self
 
 
@@ -401,14 +406,7 @@ class Feedback(_Strict):
 
     @model_validator(mode="after")
     def _staff_references(self) -> Feedback:
-        problems = []
-        for index, ref in enumerate(self.staff):
-            try:
-                _check_reference(ref)
-            except ValueError as exc:
-                problems.append(f"feedback.staff.{index}: {exc}")
-        if problems:
-            raise _Problems(problems)
+        _check_references(self.staff, "feedback.staff")
         return self
 
 
