@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from statistics import median
 from typing import Any
 
+from bhi_fhir.fhirjson import day as _day  # the day a FHIR date/dateTime is written on
 from bhi_fhir.measures.common import (
     DENOMINATOR,
     DENOMINATOR_EXCEPTION,
@@ -80,15 +81,6 @@ class Metric:
             "rows": [list(r) for r in self.rows], "chart": self.chart,
             "series": list(self.series), "percent": self.percent,
         }
-
-
-def _day(value: Any) -> date | None:
-    if not isinstance(value, str) or len(value) < 10:
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
 
 
 def _pct(part: int, whole: int) -> float | None:
