@@ -164,10 +164,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bhi_fhir.fhir import Conflict, FhirClient
 from bhi_fhir.practice_plan import load_practice_plan
 from bhi_fhir.sync import PatientPlan, SyncConfig, SyncWrite, plan_patient, run_sync
+from bhi_fhir.sync.pipeline import write_chunks
 from bhi_fhir.sync.runner import (
     DEFAULT_AGENT,
     _scrub,
-    _write_chunks,
     default_plan_path,
     load_protocol_files,
     tag_writes,
@@ -342,7 +342,7 @@ def _resolve(value: Any, ids: dict[str, str]) -> Any:
 async def prebuilt(base: str, code: str) -> tuple[float, int, int]:
     plans, _ = await plans_for(base, code)
     bundles = []  # the sync's own transaction sizes (whole patients, <= 100 writes)
-    for chunk in _write_chunks(plans, SyncConfig(server=base).max_entries):
+    for chunk in write_chunks(plans, SyncConfig(server=base).max_entries):
         entries = [w.entry() for p in chunk for w in tagged(p.writes + p.provenance, code)]
         if entries:
             bundles.append({"resourceType": "Bundle", "type": "transaction", "entry": entries})

@@ -79,6 +79,7 @@ from bhi_fhir.registry.model import refresh_after_sync
 from bhi_fhir.store import AuditRow, Store
 from bhi_fhir.sync.accounting import Ledger, mark_run, send_accounted
 from bhi_fhir.sync.chunks import transaction_parts
+from bhi_fhir.sync.pipeline import Pipeline, groups_of, halves, write_chunks
 from bhi_fhir.sync.planning import PatientPlan, SyncWrite, merge_contexts, plan_patient
 from bhi_fhir.sync.report import PatientDiff, Problem, RunReport
 from bhi_fhir.sync.source import (
@@ -130,7 +131,7 @@ class SyncConfig:
     # responses, and the watermark is neither read nor moved (it covers every patient).
     patient: str | None = None
     group_size: int = 25  # patients per batch read
-    max_entries: int = 100  # writes per transaction (whole patients; see _write_chunks)
+    max_entries: int = 100  # writes per transaction (whole patients; see pipeline.write_chunks)
     workers: int = 4
     page_size: int = 200
     max_retries: int = 5
@@ -232,7 +233,7 @@ class _Run:
                 self.report.diffs.append(PatientDiff(plan.patient, plan.changes))
             self._tick(len(patients))
             return
-        chunks = _write_chunks(plans, self.config.max_entries)
+        chunks = write_chunks(plans, self.config.max_entries)
         if len(chunks) > 1:  # small transactions: HAPI's cost per entry grows with the size
             # Whole patients each, so independent: in flight together (as many at once as the
             # client allows, FhirClient max_concurrency), not one after another.
@@ -255,7 +256,7 @@ class _Run:
                 self._fail(patients, "write", err)
                 return
             await asyncio.sleep(0.2 * (attempt + 1))
-            for part in _split(self._with_merged(patients)):
+            for part in halves(self._with_merged(patients)):
                 await self.process(part, attempt + 1)
             return
         except FhirError as err:
@@ -402,109 +403,6 @@ class _Run:
         return candidate.isoformat().replace("+00:00", "Z")
 
 
-class _Pipeline:
-    """Groups read while earlier groups' transactions are in flight, their plans packed in
-    order into transactions of whole patients across group boundaries.
-
-    Cut per group, a group of ``group_size`` patients rarely fills its transactions exactly
-    and ends in a small one (100 patients: 20 transactions for what fits in 18). So plans wait
-    in one open transaction until the next patient would not fit (``max_entries`` writes,
-    ``group_size`` patients), and the last open one is sent when no group is left. A lane
-    reads its next group only while fewer transactions than the client sends at once are
-    started and unanswered: the reads run ahead of the writes (the next group is read while
-    this one's transactions are in flight) without reading the whole population first, and a
-    worker sharing a batch claims no more than it can keep busy. A group is done
-    (``on_done(claimed, planned)``) once every one of its plans was written or failed."""
-
-    def __init__(
-        self, run: _Run, on_done: Callable[[Sequence[str], Sequence[str]], Awaitable[None]],
-        *, lanes: int, in_flight: int,
-    ) -> None:
-        self.run, self.on_done = run, on_done
-        self.lanes, self.in_flight = max(1, lanes), max(1, in_flight)
-        self.open: list[tuple[PatientPlan, _Group]] = []  # the transaction being filled
-        self.size = 0  # its entries
-        self.writing = 0  # transactions started and not finished
-        self.room = asyncio.Condition()
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def drive(self, next_group: Callable[[], Awaitable[Sequence[str] | None]]) -> None:
-        """Read, plan and write every group ``next_group`` gives (an empty one: no more)."""
-
-        async def lane() -> None:
-            while self.run.stop is None:
-                async with self.room:
-                    await self.room.wait_for(lambda: self.writing < self.in_flight)
-                group = await next_group()
-                if not group:
-                    return
-                await self._read(list(group))
-
-        try:
-            await asyncio.gather(*(lane() for _ in range(self.lanes)))
-            self._send_open()
-            while self.tasks:
-                await asyncio.gather(*list(self.tasks))
-        except BaseException:
-            for task in self.tasks:
-                task.cancel()
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
-            raise
-
-    async def _read(self, claimed: list[str]) -> None:
-        plans = await self.run.read(claimed)
-        if not plans:  # failed (recorded) or nothing to plan
-            await self.on_done(claimed, [])
-            return
-        group = _Group(claimed, [plan.patient for plan in plans], len(plans))
-        # At most max_entries writes (a patient with more alone) and group_size patients.
-        limit, most = self.run.config.max_entries, max(1, self.run.config.group_size)
-        for plan in plans:
-            n = len(plan.writes) + len(plan.provenance)
-            if self.open and (self.size + n > limit or len(self.open) >= most):
-                self._send_open()
-            self.open.append((plan, group))
-            self.size += n
-        if self.size >= limit or len(self.open) >= most:
-            self._send_open()
-
-    def _send_open(self) -> None:
-        if not self.open:
-            return
-        chunk, self.open, self.size = self.open, [], 0
-        self.writing += 1
-        task = asyncio.create_task(self._write(chunk))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _write(self, chunk: list[tuple[PatientPlan, _Group]]) -> None:
-        try:
-            plans = [plan for plan, _ in chunk]
-            await self.run.process([plan.patient for plan in plans], 0, plans)
-        finally:
-            async with self.room:
-                self.writing -= 1
-                self.room.notify_all()
-        for _, group in chunk:
-            group.left -= 1
-            if group.left == 0:
-                await self.on_done(group.claimed, group.planned)
-
-
-@dataclass(eq=False)
-class _Group:
-    claimed: list[str]  # the patients asked for (claimed from a shared batch)
-    planned: list[str]  # one per plan (a replaced record is planned as its survivor)
-    left: int  # plans not yet written or failed
-
-
-def _split(patients: Sequence[str]) -> list[Sequence[str]]:
-    if len(patients) <= 1:
-        return [patients]
-    half = len(patients) // 2
-    return [patients[:half], patients[half:]]
-
-
 def _points_to(item: Any, refused: set[str]) -> bool:
     """A Reference (or CarePlan.activity's ``{reference: Reference}``) to a refused write."""
     if not isinstance(item, dict):
@@ -536,24 +434,6 @@ def tag_writes(writes: Sequence[SyncWrite], tags: Sequence[tuple[str, str]]) -> 
             present = write.resource.setdefault("meta", {}).setdefault("tag", [])
             if not any(t.get("system") == system and t.get("code") == code for t in present):
                 present.append({"system": system, "code": code})
-
-
-def _write_chunks(plans: Sequence[PatientPlan], max_entries: int) -> list[list[PatientPlan]]:
-    """Consecutive runs of whole patients with at most ``max_entries`` writes (one may exceed)."""
-    chunks: list[list[PatientPlan]] = []
-    size = 0
-    for plan in plans:
-        n = len(plan.writes) + len(plan.provenance)
-        if not chunks or (size + n > max_entries and size > 0):
-            chunks.append([])
-            size = 0
-        chunks[-1].append(plan)
-        size += n
-    return chunks
-
-
-def _groups(patients: Sequence[str], size: int) -> list[Sequence[str]]:
-    return [patients[i : i + size] for i in range(0, len(patients), max(1, size))]
 
 
 async def run_sync(
@@ -620,7 +500,7 @@ async def run_sync(
                    progress)
         run.pending = set(due)
 
-        def pipeline(finish: Callable[[Sequence[str]], Awaitable[None]] | None) -> _Pipeline:
+        def pipeline(finish: Callable[[Sequence[str]], Awaitable[None]] | None) -> Pipeline:
             async def done(claimed: Sequence[str], planned: Sequence[str]) -> None:
                 # The registry read model: the rows of the patients just written for.
                 written = [p for p in dict.fromkeys([*claimed, *run._with_merged(planned)])
@@ -630,13 +510,13 @@ async def run_sync(
                 if finish is not None:
                     await finish(claimed)
 
-            return _Pipeline(run, done, lanes=config.workers, in_flight=client.max_concurrency)
+            return Pipeline(run, done, lanes=config.workers, in_flight=client.max_concurrency)
 
         if shared is not None:  # claim groups from the queue the workers share
             await shared.work(run, patients, lambda claim, finish: pipeline(finish).drive(claim),
                               group_size=config.group_size)
         else:
-            groups = iter(_groups(patients, config.group_size))
+            groups = iter(groups_of(patients, config.group_size))
 
             async def next_group() -> Sequence[str] | None:
                 return next(groups, None)

@@ -56,7 +56,7 @@ class RunState(Protocol):
     def next_watermark(self) -> str | None: ...
 
 
-# How a worker processes what it claims: drive(claim, finish) (runner._Pipeline.drive).
+# How a worker processes what it claims: drive(claim, finish) (pipeline.Pipeline.drive).
 Drive = Callable[
     [Callable[[], Awaitable[list[str]]], Callable[[Sequence[str]], Awaitable[None]]],
     Awaitable[None],

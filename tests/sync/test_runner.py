@@ -21,8 +21,8 @@ from bhi_fhir.fhir import _retry
 from bhi_fhir.paths import examples_dir
 from bhi_fhir.store import Store
 from bhi_fhir.sync import SyncConfig, run_sync
+from bhi_fhir.sync.pipeline import write_chunks
 from bhi_fhir.sync.planning import PatientPlan, SyncWrite
-from bhi_fhir.sync.runner import _write_chunks
 from tests.fhir.capability import capability_statement
 from tests.instruments.screen_records import derived_observations, phq9_response, synthea_screen
 
@@ -183,9 +183,9 @@ def _plan(patient: str, writes: int) -> PatientPlan:
 
 def test_write_chunks_keep_patients_whole_and_under_the_limit() -> None:
     plans = [_plan("a", 40), _plan("b", 40), _plan("c", 40), _plan("d", 150), _plan("e", 1)]
-    chunks = _write_chunks(plans, 100)
+    chunks = write_chunks(plans, 100)
     assert [[p.patient for p in c] for c in chunks] == [["a", "b"], ["c"], ["d"], ["e"]]
-    assert _write_chunks([], 100) == []
+    assert write_chunks([], 100) == []
 
 
 async def test_conditional_creates_are_keyed_by_identifier_and_patient(tmp_path: Path) -> None:
