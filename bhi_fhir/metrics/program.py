@@ -219,7 +219,8 @@ def followup_windows(episodes: Sequence[Episode], period: Period, today: date,
         "follow-up).",
         "Bao 2016 (follow-up within 4 weeks); AIMS Center (measurement-based care); "
         "HEDIS DMS-E (PHQ-9 in each assessment period)",
-        _rate_text(sum(measured), sum(eligible)) + " patient-windows measured",
+        (f"{_rate_text(sum(measured), sum(eligible))} patient-windows measured"
+         if sum(eligible) else "no 4-week window ended in the period yet"),
         ("window", "patients", "with follow-up PHQ-9", "%"), rows, series=(3,), percent=True,
     )
 
