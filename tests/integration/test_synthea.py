@@ -454,3 +454,40 @@ def test_measure_reads_the_server_as_it_reads_the_files(fhir_base_url: str,
         got = {o.patient: (o.populations, o.reason) for o in server.outcomes.get(measure.id, [])}
         assert got == want, measure.id
     assert files.outcomes.get("CMS2"), "the population has CMS2 patients"
+
+
+def test_report_counts_the_quality_measures_as_the_measure_command_does(
+    population: Population, tmp_path: Path
+) -> None:
+    """``bhi-fhir report`` over the Synthea population: every figure is written, and its quality
+    measures' denominators and numerators are the measure command's counts over the same files.
+    Synthea writes no BHI enrollment, so the program figures say there is no patient yet."""
+    from bhi_fhir.measures.cli import measure_files
+    from bhi_fhir.measures.common import (
+        DENOMINATOR,
+        DENOMINATOR_EXCEPTION,
+        DENOMINATOR_EXCLUSION,
+        NUMERATOR,
+        Period,
+    )
+    from bhi_fhir.measures.report import MEASURES
+
+    year = population.today.year
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(app, [
+        "report", "--period", str(year), "--input", str(population.folder), "--plan", str(PLAN),
+        "--today", population.today.isoformat(), "--format", "json", "--output", str(out)])
+    assert result.exit_code == 0, result.output[-3000:]
+    report = json.loads(out.read_text())
+    assert len(report["metrics"]) == 9 and report["enrolledPatients"] == 0
+    measures = next(m for m in report["metrics"] if m["id"] == "measures")
+    counts = {row[0].split(" ", 1)[0]: (row[1], row[2]) for row in measures["rows"]}
+    files = measure_files([population.folder], list(MEASURES.values()), Period.year(year))
+    for measure_id, outcomes in files.outcomes.items():
+        # performance rate = numerator / (denominator - exclusions - exceptions) (eCQI CMS2)
+        rated = [o.populations for o in outcomes if DENOMINATOR in o.populations
+                 and not o.populations & {DENOMINATOR_EXCLUSION, DENOMINATOR_EXCEPTION}]
+        if measure_id in counts:
+            assert counts[measure_id] == (len(rated), sum(NUMERATOR in p for p in rated)), (
+                measure_id, counts)
+    assert counts["CMS2"][0] > 0, "the population has CMS2 patients"
