@@ -261,6 +261,7 @@ def subscribe(
         list[str] | None,
         typer.Option("--tag", help="SYSTEM|CODE meta.tag on the Subscription (repeatable)"),
     ] = None,
+    timeout: Annotated[float, typer.Option(help="seconds per request")] = 30.0,
 ) -> None:
     """Register (once) a rest-hook Subscription for QuestionnaireResponse; prints its id."""
     from bhi_fhir.sync.subscription import ensure_subscription
@@ -272,6 +273,6 @@ def subscribe(
             server, endpoint, criteria=SUBSCRIPTION_CRITERIA,
             secret=secret if secret is not None else cli_settings().notify_secret,
             auth=credentials.for_command(server),
-            tags=[(s, c) for s, c in tags],
+            tags=[(s, c) for s, c in tags], timeout=timeout,
         ))
     sys.stdout.write(f"Subscription/{sub_id} {'created' if created else 'already registered'}\n")

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from bhi_fhir.fhir import FhirClient
+from bhi_fhir.fhir.errors import RequestTimeout, TransportError
 
 __all__ = ["PAYLOAD", "SECRET_HEADER", "ensure_subscription", "subscription_resource"]
 
@@ -60,12 +61,28 @@ async def ensure_subscription(
     auth: httpx.Auth | None = None,
     tags: Sequence[tuple[str, str]] = (),
     transport: httpx.AsyncBaseTransport | None = None,
+    timeout: float = 30,
 ) -> tuple[str, bool]:
     """The Subscription's id, and whether it was created now."""
     wanted = subscription_resource(endpoint, criteria, secret, tags)
-    async with FhirClient(server, auth=auth, transport=transport) as client:
-        async for found in client.search("Subscription", {"url": endpoint, "_count": 50}):
-            if _same(found, wanted):
-                return str(found["id"]), False
-        created = await client.create(wanted)
+    async with FhirClient(server, auth=auth, transport=transport, timeout=timeout) as client:
+
+        async def ours() -> str | None:
+            async for found in client.search("Subscription", {"url": endpoint, "_count": 50}):
+                if _same(found, wanted):
+                    return str(found["id"])
+            return None
+
+        existing = await ours()
+        if existing is not None:
+            return existing, False
+        try:
+            created = await client.create(wanted)
+        except (RequestTimeout, TransportError):
+            # The create's outcome is unknown (it is not repeated: that could make a second
+            # one): the server may have stored it, so look for it once more before failing.
+            stored = await ours()
+            if stored is None:
+                raise
+            return stored, True
         return str(created["id"]), True

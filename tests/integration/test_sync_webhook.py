@@ -74,8 +74,8 @@ def _subscribe(base: str, endpoint: str, run_tag: RunTag, case_id: str) -> str:
     result = subprocess.run(
         [str(_BIN / "bhi-fhir"), "subscribe", "--server", base, "--endpoint", endpoint,
          "--secret", SECRET, "--tag", f"{TAG_SYSTEM}|{run_tag.code}",
-         "--tag", f"{CASE_SYSTEM}|{case_id}"],
-        capture_output=True, text=True, timeout=120,
+         "--tag", f"{CASE_SYSTEM}|{case_id}", "--timeout", "90"],
+        capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()

@@ -170,3 +170,34 @@ async def test_subscribe_creates_once_then_finds_its_own() -> None:
         transport=_subscription_server(errored, created),
     )
     assert third == ("new", True) and len(created) == 2
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["stored-then-found", "not-stored-fails"])
+async def test_a_create_that_timed_out_is_looked_for_not_repeated(stored: bool) -> None:
+    """A POST whose answer never came may have been stored: subscribe searches once more (and
+    never sends the POST again, which could make a second Subscription)."""
+    from bhi_fhir.fhir.errors import RequestTimeout
+
+    wanted = subscription_resource("https://app.test/fhir-notify", "QuestionnaireResponse?",
+                                   SECRET)
+    on_server: list[dict[str, Any]] = []
+    posts: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset",
+                                             "entry": [{"resource": r} for r in on_server]})
+        posts.append(request.content)
+        if stored:
+            on_server.append({**wanted, "id": "s9", "status": "requested"})
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    call = ensure_subscription("http://fhir.test/fhir", "https://app.test/fhir-notify",
+                               criteria="QuestionnaireResponse?", secret=SECRET,
+                               transport=httpx.MockTransport(handler))
+    if stored:
+        assert await call == ("s9", True)
+    else:
+        with pytest.raises(RequestTimeout):
+            await call
+    assert len(posts) == 1
