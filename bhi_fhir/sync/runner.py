@@ -48,6 +48,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -80,7 +81,13 @@ from bhi_fhir.store import AuditRow, Store
 from bhi_fhir.sync.accounting import Ledger, mark_run, send_accounted
 from bhi_fhir.sync.chunks import transaction_parts
 from bhi_fhir.sync.pipeline import Pipeline, groups_of, halves, write_chunks
-from bhi_fhir.sync.planning import PatientPlan, SyncWrite, merge_contexts, plan_patient
+from bhi_fhir.sync.planning import (
+    PatientContext,
+    PatientPlan,
+    SyncWrite,
+    merge_contexts,
+    plan_patient,
+)
 from bhi_fhir.sync.report import PatientDiff, Problem, RunReport
 from bhi_fhir.sync.source import (
     Changed,
@@ -161,8 +168,10 @@ class _Run:
         practice_plan: PracticePlan,
         protocol: Protocol,
         progress: Callable[[int], None] | None,
+        planner: Executor | None = None,
     ) -> None:
         self.config, self.client, self.info, self.changed = config, client, info, changed
+        self.planner = planner
         self.report, self.store = report, store
         self.practice_plan, self.protocol = practice_plan, protocol
         self.progress = progress
@@ -181,18 +190,26 @@ class _Run:
 
     async def plan_group(self, patients: Sequence[str]) -> list[PatientPlan]:
         contexts = await fetch_contexts(self.client, self.info, patients, self.changed)
-        plans = [
+        merged = merge_contexts(patients, contexts)
+        # Planning is CPU work: on the run's one planning thread, so the event loop keeps
+        # sending and answering the transactions already in flight meanwhile, and groups are
+        # planned in the order they were read (the first group's writes go first).
+        plans = await asyncio.get_running_loop().run_in_executor(
+            self.planner, self._plan_all, merged)
+        for plan in plans:
+            if plan.merged:
+                self.merged[plan.patient] = plan.merged
+        return plans
+
+    def _plan_all(self, contexts: Iterable[PatientContext]) -> list[PatientPlan]:
+        return [
             plan_patient(
                 ctx, protocol=self.protocol, practice_plan=self.practice_plan,
                 today=self.today, recorded=self.recorded, agent=self.config.agent,
                 questionnaires=self.questionnaires,
             )
-            for ctx in merge_contexts(patients, contexts)
+            for ctx in contexts
         ]
-        for plan in plans:
-            if plan.merged:
-                self.merged[plan.patient] = plan.merged
-        return plans
 
     def _with_merged(self, patients: Sequence[str]) -> list[str]:
         """``patients`` and the replaced records planned as them."""
@@ -458,6 +475,7 @@ async def run_sync(
     config.since = since
     client = FhirClient(server, auth=config.auth, timeout=config.timeout,
                         max_retries=config.max_retries, transport=config.transport)
+    planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bhi-sync-plan")
     try:
         practice_plan = load_practice_plan(config.plan_path)
         # The shipped protocol (a few hundred ms of parsing) is loaded while the first
@@ -497,7 +515,7 @@ async def run_sync(
         if on_start is not None:
             on_start(len(patients))
         run = _Run(config, client, info, changed, report, store, practice_plan, protocol,
-                   progress)
+                   progress, planner)
         run.pending = set(due)
 
         def pipeline(finish: Callable[[Sequence[str]], Awaitable[None]] | None) -> Pipeline:
@@ -552,6 +570,7 @@ async def run_sync(
             report.problems.append(Problem("run", "run", "the run ended unexpectedly"))
             report.watermark = since
         report.requests = client.request_count
+        planner.shutdown(wait=False, cancel_futures=True)
         await client.aclose()
         report.duration_s = time.monotonic() - started
         report.pending = Counter(p.cause for p in store.pending(server))
