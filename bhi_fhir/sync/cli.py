@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
 import typer
 from rich.console import Console
@@ -243,6 +245,11 @@ def _iso(value: datetime) -> str:
 SUBSCRIPTION_CRITERIA = "QuestionnaireResponse?"
 
 
+def subscription_criteria(where: Sequence[tuple[str, str]]) -> str:
+    """Every QuestionnaireResponse, or those the ``--where`` search parameters match."""
+    return SUBSCRIPTION_CRITERIA + urlencode(list(where), safe="|:/")
+
+
 @with_server_auth
 def subscribe(
     server: Annotated[str, typer.Option("--server", help="FHIR base URL")],
@@ -261,6 +268,11 @@ def subscribe(
         list[str] | None,
         typer.Option("--tag", help="SYSTEM|CODE meta.tag on the Subscription (repeatable)"),
     ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="notify only for QuestionnaireResponses this search "
+                     "parameter NAME=VALUE matches (repeatable), e.g. _tag=system|code"),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 30.0,
 ) -> None:
     """Register (once) a rest-hook Subscription for QuestionnaireResponse; prints its id."""
@@ -268,9 +280,10 @@ def subscribe(
 
     checked_server(server)
     tags = [tuple(t.rsplit("|", 1)) for t in tag or [] if "|" in t]
+    criteria = subscription_criteria(_pairs(where or [], "--where"))
     with exit_on_failed_request("subscribe failed: "):
         sub_id, created = asyncio.run(ensure_subscription(
-            server, endpoint, criteria=SUBSCRIPTION_CRITERIA,
+            server, endpoint, criteria=criteria,
             secret=secret if secret is not None else cli_settings().notify_secret,
             auth=credentials.for_command(server),
             tags=[(s, c) for s, c in tags], timeout=timeout,

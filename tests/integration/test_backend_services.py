@@ -25,8 +25,6 @@ import asyncio
 import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -48,6 +46,7 @@ from bhi_fhir.exit_codes import EXIT_CONFIG, EXIT_NOPERM
 from bhi_fhir.fhir.auth_factory import AuthSettings, jwk_thumbprint
 from bhi_fhir.paths import examples_dir
 from tests.integration.conftest import CASE_SYSTEM, TAG_SYSTEM, RunTag
+from tests.integration.notify_receiver import case_criteria, running_receiver, unsubscribe
 from tests.integration.test_billing_hapi import MONTH, _cleanup, _seed
 from tests.integration.test_sync import (
     SEEDED_TYPES,
@@ -55,7 +54,6 @@ from tests.integration.test_sync import (
     identifiers_on_server,
     seed_clinic,
 )
-from tests.integration.test_sync_webhook import _free_port
 from tests.sync.clinic import delete_tagged, seed, team
 
 pytestmark = pytest.mark.integration
@@ -482,34 +480,16 @@ def protected_receiver(
 ) -> Iterator[str]:
     """The app (what ``bhi-fhir serve`` runs) whose notification syncs read and write through
     the protected server as ``bhi-sync-es384``; yields its ``/fhir-notify`` URL."""
-    port = _free_port()
     client_id, key = CLIENTS["es384"]
-    env = {
-        **os.environ,
+    with running_receiver({
         "BHI_NOTIFY_SERVER": smart_base,
         "BHI_NOTIFY_SECRET": NOTIFY_SECRET,
         "BHI_NOTIFY_CLIENT_ID": client_id,
         "BHI_NOTIFY_PRIVATE_KEY": str(_keys_dir() / key),
         "BHI_NOTIFY_TAGS": f"{TAG_SYSTEM}|{run_tag.code},{CASE_SYSTEM}|{case_id}",
         "BHI_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "smart_app.main:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{url}/fhir-notify/status", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+    }) as url:
         yield f"{url}/fhir-notify"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def test_subscribe_and_notification_sync_through_the_protected_server(
@@ -526,7 +506,8 @@ def test_subscribe_and_notification_sync_through_the_protected_server(
     subscribed = CliRunner().invoke(app, [
         "subscribe", "--server", smart_base, "--endpoint", protected_receiver,
         "--secret", NOTIFY_SECRET, "--tag", f"{TAG_SYSTEM}|{run_tag.code}",
-        "--tag", f"{CASE_SYSTEM}|{case_id}", *backend_args("es384"),
+        "--tag", f"{CASE_SYSTEM}|{case_id}", *case_criteria(CASE_SYSTEM, case_id),
+        *backend_args("es384"),
     ])
     assert subscribed.exit_code == 0, subscribed.output
     sub_id, outcome = subscribed.stdout.split()
@@ -575,7 +556,7 @@ def test_subscribe_and_notification_sync_through_the_protected_server(
         assert httpx.get(f"{smart_base}/ServiceRequest", params={"subject": patient},
                          timeout=30).status_code == 401
     finally:
-        httpx.delete(f"{fhir_base_url}/{sub_id}", timeout=60)
+        unsubscribe(fhir_base_url, sub_id)
         delete_tagged(fhir_base_url, f"{CASE_SYSTEM}|{case_id}",
                       ("Provenance", *WRITTEN_TYPES[:-1], *reversed(SEEDED_TYPES)))
 

@@ -201,3 +201,32 @@ async def test_a_create_that_timed_out_is_looked_for_not_repeated(stored: bool) 
         with pytest.raises(RequestTimeout):
             await call
     assert len(posts) == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "criteria"),
+    [([], "QuestionnaireResponse?"),
+     ([("_tag", "https://bhi-fhir.dev/test-case|c1")],
+      "QuestionnaireResponse?_tag=https://bhi-fhir.dev/test-case|c1"),
+     ([("questionnaire", "http://example.org/Questionnaire/phq-9"), ("status", "completed")],
+      "QuestionnaireResponse?questionnaire=http://example.org/Questionnaire/phq-9"
+      "&status=completed")],
+    ids=["every-response", "one-tag", "two-parameters"],
+)
+def test_subscribe_where_narrows_the_criteria(
+    where: list[tuple[str, str]], criteria: str
+) -> None:
+    from bhi_fhir.sync.cli import subscription_criteria
+
+    assert subscription_criteria(where) == criteria
+
+
+def test_subscribe_where_without_a_value_is_a_usage_error() -> None:
+    from typer.testing import CliRunner
+
+    from bhi_fhir.cli import app
+
+    result = CliRunner().invoke(app, ["subscribe", "--server", "https://ehr.example/fhir",
+                                      "--endpoint", "https://app.example/fhir-notify",
+                                      "--where", "_tag"])
+    assert result.exit_code == 2 and "NAME=VALUE" in result.output
