@@ -15,6 +15,10 @@ copy each, in this order:
 * ``prebuilt`` — the same output as ready-made transaction Bundles of the sync's sizes, 8 at
                  once (the sync's client allows 8 requests in flight), only the POSTs timed
                  (the server-bound limit);
+* ``read, then prebuilt`` — the same, with its reads (the sync's searches and context batches,
+                 at the same added latency) and its planning timed too, all before its first
+                 write: what the sync's overlapping of reads, planning and writes is measured
+                 against, since any client has to read before it writes;
 * ``N worker(s)`` (``--workers 1,2,4``) — N ``sync --worker`` processes (``SyncConfig(shared=
                  True)``, same added latency) over one copy, sharing a throwaway PostgreSQL
                  (tests/pg_server.py); timed from the moment all N are started and imported
@@ -249,9 +253,11 @@ def seed_copy(base: str, patients: int, code: str) -> int:
     return count(resources, "QuestionnaireResponse")
 
 
-async def plans_for(base: str, code: str) -> tuple[list[PatientPlan], int]:
+async def plans_for(
+    base: str, code: str, transport: httpx.AsyncBaseTransport | None = None
+) -> tuple[list[PatientPlan], int]:
     protocol, practice = load_protocol_files(), load_practice_plan(default_plan_path())
-    async with FhirClient(base) as client:
+    async with FhirClient(base, transport=transport) as client:
         info = await fetch_server_info(client)
         changed = await fetch_changed(client, info, None, where=[("_tag", f"{CASE}|{code}")])
         patients = list(dict.fromkeys(q["subject"]["reference"] for q in changed.responses))
@@ -351,15 +357,19 @@ def _resolve(value: Any, ids: dict[str, str]) -> Any:
     return value
 
 
-async def prebuilt(base: str, code: str) -> tuple[float, int, int]:
-    plans, _ = await plans_for(base, code)
+async def prebuilt(base: str, code: str, *, reads: bool = False) -> tuple[float, int, int]:
+    """Ready-made Bundles, only their POSTs timed; ``reads``: its reads (at the same added
+    latency) and planning timed too, all of them before the first write (a client that reads,
+    plans, then writes, overlapping nothing)."""
+    timing = start_timing() if reads else None
+    plans, _ = await plans_for(base, code, RoundTrip() if reads else None)
     bundles = []  # the sync's own transaction sizes (whole patients, <= 100 writes)
     for chunk in write_chunks(plans, SyncConfig(server=base).max_entries):
         entries = [w.entry() for p in chunk for w in tagged(p.writes + p.provenance, code)]
         if entries:
             bundles.append({"resourceType": "Bundle", "type": "transaction", "entry": entries})
     async with FhirClient(base, transport=RoundTrip()) as client:
-        started, cpu = start_timing()
+        started, cpu = timing or start_timing()
         # as many in flight as the sync's client allows (FhirClient max_concurrency): the
         # same concurrency on both sides
         gate = asyncio.Semaphore(PREBUILT_IN_FLIGHT)
@@ -444,10 +454,12 @@ async def main() -> None:
         cleanup(args.base, warm)
         pg.close()
     print("\n== summary: wall time / prebuilt (target <= 1.1)")
-    print(f"{'ms added':>8} {'sync':>6} " + " ".join(f"{f'{n} wkr':>6}" for n in worker_counts))
+    print(f"{'ms added':>8} {'sync':>6} " + " ".join(f"{f'{n} wkr':>6}" for n in worker_counts)
+          + f" {'read, then prebuilt':>20}")
     for rtt_ms, row in zip(latencies, tables, strict=True):
         print(f"{rtt_ms:8g} {row['sync']:6.2f} "
-              + " ".join(f"{row[f'workers{n}']:6.2f}" for n in worker_counts))
+              + " ".join(f"{row[f'workers{n}']:6.2f}" for n in worker_counts)
+              + f" {row['readpre']:20.2f}")
 
 
 async def one_latency(  # type: ignore[no-untyped-def]
@@ -457,7 +469,7 @@ async def one_latency(  # type: ignore[no-untyped-def]
     """One table: every contender over its own copy at ``rtt_ms`` added per request."""
     tag = f"{rtt_ms:g}ms".replace(".", "_")
     codes = {name: f"bench-{run}-{tag}-{name}" for name in
-             ("sync", "pre", "pre2", "sync2", *(f"naive{c}" for c in concurrency),
+             ("sync", "pre", "pre2", "sync2", "readpre", *(f"naive{c}" for c in concurrency),
               *(f"workers{n}" for n in worker_counts))}
     responses = [seed_copy(args.base, args.patients, code) for code in codes.values()]
     print(f"\nclinic: {args.patients} patients, {responses[0]} responses per copy; "
@@ -487,6 +499,9 @@ async def one_latency(  # type: ignore[no-untyped-def]
                                                       state_url, rtt_ms)))
             cpus[f"{n} worker(s)"] = [LAST_CPU[0]]
             print(f"{n} workers: {workers[-1][1]:.1f}s", flush=True)
+        r_wall = (await prebuilt(args.base, codes["readpre"], reads=True))[0]
+        cpus["read, then prebuilt"] = [LAST_CPU[0]]
+        print(f"read, then prebuilt: {r_wall:.1f}s", flush=True)
         p_wall2 = (await prebuilt(args.base, codes["pre2"]))[0]
         cpus["prebuilt"].append(LAST_CPU[0])
         print(f"prebuilt: {p_wall2:.1f}s", flush=True)
@@ -506,6 +521,8 @@ async def one_latency(  # type: ignore[no-untyped-def]
             label = "naive (serial)" if c == 1 else f"naive ({c} at once)"
             print(f"{label:18} {n_wall:8.2f} {n_requests:9d} {n_writes:7d} "
                   f"{n_wall / p_wall:9.2f}")
+        print(f"{'read, then prebuilt':18} {r_wall:8.2f} {'':>9} {p_writes:7d} "
+              f"{r_wall / p_wall:9.2f}   (sync / this: {sync_wall / r_wall:.2f})")
         print(f"{'prebuilt':18} {p_wall:8.2f} {p_requests:9d} {p_writes:7d} {1:9.2f}")
         print(f"requests by kind: sync {kinds_text(sync_kinds)}; prebuilt {kinds_text(p_kinds)}")
         if SERVER_PID is not None:
@@ -518,7 +535,7 @@ async def one_latency(  # type: ignore[no-untyped-def]
             print(f"{label}/sync: {n_requests / report.requests:.1f}x requests, "
                   f"{n_wall / sync_wall:.2f}x wall time "
                   f"(ceiling {label}/prebuilt: {n_wall / p_wall:.2f}x)")
-        row = {"sync": sync_wall / p_wall}
+        row = {"sync": sync_wall / p_wall, "readpre": r_wall / p_wall}
         row.update({f"workers{n}": w[1] / p_wall for w in workers for n in [w[0]]})
         return row
     finally:

@@ -242,13 +242,14 @@ class Store:
     def record_writes(self, run_id: str, server: str, rows: Iterable[AuditRow]) -> int:
         at = _now()
         items = [
-            WriteAudit(run_id=run_id, server=server, at=at, rule=r.rule, identifier=r.identifier,
-                       method=r.method, outcome=r.outcome, location=r.location)
+            {"run_id": run_id, "server": server, "at": at, "rule": r.rule,
+             "identifier": r.identifier, "method": r.method, "outcome": r.outcome,
+             "location": r.location}
             for r in rows
         ]
-        if items:
+        if items:  # one executemany, not one ORM object and INSERT per write
             with self._session() as session, session.begin():
-                session.add_all(items)
+                session.execute(insert(WriteAudit), items)
         return len(items)
 
     def writes(self, run_id: str) -> list[WriteAudit]:
