@@ -83,8 +83,8 @@ about half of what the writes cost, and with both cores busy writing there is no
 to hide them in. The lead-in before the first write (metadata beside the changed search, one
 context batch, planning the first group) is 0.6-0.9 s. The workers add their own searches
 (each reads metadata and the changed responses) and PostgreSQL's queue on the same two cores.
-Client CPU of a warm 100-patient sync: 0.31 s (planning on its own thread; the journal written
-with one executemany per transaction).
+Client CPU of a warm 100-patient sync answered by a stub server: 0.31 s (planning on its own
+thread; the journal written with one executemany per transaction).
 
 Prints wall times, request counts and ratios. No assertions. Leaves data tagged
 ``https://bhi-fhir.dev/test-case|bench-<run>`` and deletes it at the end.
