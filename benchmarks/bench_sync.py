@@ -60,29 +60,37 @@ transaction and ~7.6 ms per request of the naive client, so even ready-made Bund
 region network): sync 44.2 s, naive (serial) 194.6 s (4.40x), 8 at once 96.1 s (2.17x), prebuilt
 36.1 s (sync/prebuilt 1.22x); the ceiling rose to 5.38x.
 
-Measured 2026-11-30 07:20-07:50 on the machine alone (HAPI 8.8.0, 4 GB heap, 2 cores; the
+Measured 2026-11-30 08:00-08:12 on the machine alone (HAPI 8.8.0, 4 GB heap, 2 cores; the
 server's garbage collected and its CPU quiet before each contender, see start_timing; earlier
-tables in this file's history ran beside other engineers' work, load 5-22, and moved +-0.3 between
-runs). The reduced run, 100 patients (136 responses, 1,608 writes, 18 transactions per copy),
-wall time / prebuilt, then one run at 600 patients (9,648 writes):
+tables in this file's history ran beside other engineers' work, load 5-22). The reduced run,
+100 patients (136 responses, 1,608 writes, 18 transactions per copy), wall time / prebuilt; the
+600-patient row (9,648 writes) is one run of 07:40 without workers:
 
     ms added  patients   sync  1 wkr  2 wkr  4 wkr  read, then prebuilt  prebuilt s
-          20       100   1.31   1.56   1.50   2.36                1.49        2.60
-         200       100   1.41   1.54   1.78   1.95                1.79        2.90
-           0       100   1.52   1.71   1.77   2.16                1.52        2.70
+          20       100   1.19   1.21   1.46   1.40                1.24        2.93
+         200       100   1.38   1.55   1.75   1.82                1.94        2.77
+           0       100   1.69   1.61   1.64   1.97                1.74        2.45
           20       600   1.60                                     1.67       19.20
 
+Run to run on the same idle machine the ratios still move by about 0.15 (the 20 ms sync: 1.31,
+1.14, 1.19 in three tables of one hour).
+
 The sync is as fast as or faster than a client that reads and plans first and then sends the
-same ready-made Bundles (sync / "read, then prebuilt": 0.88, 0.79, 1.00; 0.96 at 600): the
-overlapping works. What separates both from prebuilt is the reading itself. Server CPU per
-contender at 600 patients: prebuilt 35.0 s, sync 53.9 s, read-then-prebuilt 54.8 s; the
-searches a correct sync has to make (the changed responses with their subjects, and per group
-of 25 the patients' response history, BHI CarePlans, Tasks, ServiceRequests, Consents, contacts
-and screening Observations, for treat-to-target and versioned, idempotent updates) cost HAPI
-about half of what the writes cost, and with both cores busy writing there is no idle capacity
-to hide them in. The lead-in before the first write (metadata beside the changed search, one
-context batch, planning the first group) is 0.6-0.9 s. The workers add their own searches
-(each reads metadata and the changed responses) and PostgreSQL's queue on the same two cores.
+same ready-made Bundles (sync / "read, then prebuilt": 0.97, 0.71, 0.97; 0.96 at 600): the
+overlapping works. What separates both from prebuilt is the reading itself: the searches a
+correct sync has to make (the changed responses with their subjects, and per group of 25 the
+patients' response history, BHI CarePlans, Tasks, ServiceRequests, Consents, contacts and
+screening Observations, for treat-to-target and versioned, idempotent updates). Alone they cost
+HAPI 0.6-0.7 s of CPU for 100 patients; in a run that writes right after them the server's CPU
+rises by 1-3 s over prebuilt's (prebuilt's writes start from a collected, quiet server; the
+sync's and read-then-prebuilt's start with what their reads left), at 600 patients from 35.0 s
+(prebuilt) to 53.9 s (sync) and 54.8 s (read, then prebuilt). With both cores busy writing there
+is no idle capacity to hide that in. The lead-in before the first write (metadata beside the
+changed search, one context batch, planning the first group) is 0.6-0.9 s. One worker is the
+single-process sync (the PostgreSQL queue costs nothing measurable); each further worker adds
+its own reads (the CapabilityStatement, 1.5 MB from HAPI, and the changed responses) and its
+process on the same two cores.
+
 Client CPU of a warm 100-patient sync answered by a stub server: 0.31 s (planning on its own
 thread; the journal written with one executemany per transaction).
 
