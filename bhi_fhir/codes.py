@@ -31,7 +31,6 @@ MENTAL_HEALTH_CRISIS_PLAN: Final = "401276009"  # SNOMED "Mental health crisis p
 BHI_BASE: Final = "https://bhi-fhir.dev/fhir"
 BHI_IDENTIFIER: Final = f"{BHI_BASE}/identifier"  # deterministic business identifiers
 BHI_ACTIVITY: Final = f"{BHI_BASE}/CodeSystem/bhi-activity"  # Task/Encounter codes of our own
-BHI_FLAG: Final = f"{BHI_BASE}/CodeSystem/bhi-flag"
 BHI_DEVICE_REF: Final = "Device/bhi-fhir"  # the service, as Provenance agent
 BHI_PROTOCOL: Final = f"{BHI_BASE}/PlanDefinition/bhi-protocol"  # profiles/plandefinitions
 
