@@ -166,7 +166,10 @@ def seed_patient(hapi: str) -> Iterator[str]:
     assert answer.status_code == 200, answer.text[:500]
     patient_id = answer.json()["entry"][len(DIRECTORY)]["response"]["location"].split("/")[1]
     yield patient_id
-    with httpx.Client(headers=headers, timeout=60) as http:
+    # no-cache: HAPI answers a search the app made during the test from its cached result for
+    # up to a minute, which would miss what the app wrote after it (and the patient's delete
+    # would then fail on their references).
+    with httpx.Client(headers={**headers, "Cache-Control": "no-cache"}, timeout=60) as http:
         for kind, param in _PATIENT_TYPES:  # what the app wrote (untagged) and what we seeded
             found = http.get(f"{hapi}/{kind}", params={param: f"Patient/{patient_id}"}).json()
             for entry in found.get("entry") or []:

@@ -83,8 +83,9 @@ def _delete_tagged(base: str, tag: RunTag) -> list[str]:
                 params = None
             for resource_id in ids:
                 response = http.delete(f"{base}/{resource_type}/{resource_id}")
-                if response.status_code >= 400:
-                    failures.append(f"{resource_type}/{resource_id}: {response.status_code}")
+                if response.status_code >= 400:  # the server's reason names the referrer
+                    failures.append(f"{resource_type}/{resource_id}: {response.status_code} "
+                                    f"{response.text[:300]}")
     return failures
 
 
