@@ -13,7 +13,6 @@ notifications need.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +21,10 @@ from contextlib import contextmanager
 
 import httpx
 
+from tests.smart_app.auth_server import free_port
+
 # tools/hapi's SubscriptionSettings.setSubscriptionIntervalInMs, plus a margin.
 SUBSCRIPTION_REFRESH_S = 6.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
